@@ -1,0 +1,771 @@
+package checkpoints
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records(
+	key TEXT PRIMARY KEY,
+	user TEXT NOT NULL,
+	size INTEGER NOT NULL,
+	state TEXT NOT NULL,
+	sha256 TEXT NOT NULL DEFAULT '',
+	crc32c TEXT NOT NULL DEFAULT '',
+	source TEXT NOT NULL DEFAULT '',
+	target_key TEXT NOT NULL DEFAULT '',
+	target_etag TEXT NOT NULL DEFAULT '',
+	target_version TEXT NOT NULL DEFAULT '',
+	copied_at INTEGER NOT NULL DEFAULT 0,
+	verified_at INTEGER NOT NULL DEFAULT 0,
+	attempts INTEGER NOT NULL DEFAULT 0,
+	last_error TEXT NOT NULL DEFAULT '',
+	conflict TEXT NOT NULL DEFAULT '',
+	updated_at INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_state ON records(state, key);
+CREATE INDEX IF NOT EXISTS records_user ON records(user, key);
+CREATE TABLE IF NOT EXISTS replicas(
+	key TEXT NOT NULL,
+	site TEXT NOT NULL,
+	site_key TEXT NOT NULL,
+	primary_site INTEGER NOT NULL DEFAULT 0,
+	size INTEGER NOT NULL,
+	etag TEXT NOT NULL DEFAULT '',
+	version TEXT NOT NULL DEFAULT '',
+	mtime INTEGER NOT NULL DEFAULT 0,
+	sha256 TEXT NOT NULL DEFAULT '',
+	state TEXT NOT NULL,
+	stage TEXT NOT NULL DEFAULT '',
+	mode TEXT NOT NULL DEFAULT '',
+	handle TEXT NOT NULL DEFAULT '',
+	intent_at INTEGER NOT NULL DEFAULT 0,
+	deleted_at INTEGER NOT NULL DEFAULT 0,
+	purged_at INTEGER NOT NULL DEFAULT 0,
+	confirmed_absent INTEGER NOT NULL DEFAULT 0,
+	last_error TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY(key, site)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS replicas_stage ON replicas(stage, state, key);
+CREATE INDEX IF NOT EXISTS replicas_site ON replicas(site, state);
+CREATE TABLE IF NOT EXISTS listing(
+	key TEXT NOT NULL,
+	site TEXT NOT NULL,
+	site_key TEXT NOT NULL,
+	size INTEGER NOT NULL,
+	etag TEXT NOT NULL DEFAULT '',
+	version TEXT NOT NULL DEFAULT '',
+	mtime INTEGER NOT NULL DEFAULT 0,
+	sha256 TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY(key, site)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stages(
+	name TEXT PRIMARY KEY,
+	ord INTEGER NOT NULL,
+	mode TEXT NOT NULL DEFAULT '',
+	digest TEXT NOT NULL DEFAULT '',
+	state TEXT NOT NULL DEFAULT 'pending',
+	started_at INTEGER NOT NULL DEFAULT 0,
+	finished_at INTEGER NOT NULL DEFAULT 0,
+	purged_at INTEGER NOT NULL DEFAULT 0,
+	restored_at INTEGER NOT NULL DEFAULT 0,
+	deleted INTEGER NOT NULL DEFAULT 0,
+	retained INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS lock(
+	id INTEGER PRIMARY KEY CHECK (id = 1),
+	host TEXT NOT NULL, pid INTEGER NOT NULL, start INTEGER NOT NULL,
+	phase TEXT NOT NULL, acquired INTEGER NOT NULL, lease_until INTEGER NOT NULL,
+	token TEXT NOT NULL
+);
+`
+
+// SQLite is the embedded checkpoint store: one file, WAL journal, synchronous=FULL so
+// that every committed transaction survives a crash or power loss. Progress writes
+// reach it in batches (see Batcher), so FULL costs one fsync per batch, not per record.
+type SQLite struct {
+	db      *sql.DB
+	path    string
+	scratch string // temp dir removed on Close (dry run)
+	ro      bool
+}
+
+var _ Store = (*SQLite)(nil)
+
+// OpenSQLite opens (creating if needed) the state file at path.
+func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error) {
+	path = strings.TrimPrefix(path, "sqlite://")
+	if path == "" {
+		return nil, errors.New("state: empty SQLite path")
+	}
+	if opts.Scratch {
+		return openScratch(ctx, path)
+	}
+	if opts.ReadOnly {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("state %s: no checkpoint state yet (run ferry plan first): %w", path, err)
+		}
+	} else if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("state %s: %w", path, err)
+	}
+	s, err := openDB(ctx, path, opts.ReadOnly)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func openDB(ctx context.Context, path string, ro bool) (*SQLite, error) {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(15000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(OFF)")
+	q.Set("_txlock", "immediate")
+	if ro {
+		q.Set("mode", "ro")
+	}
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("state %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(4)
+	db.SetConnMaxIdleTime(time.Minute)
+	s := &SQLite{db: db, path: path, ro: ro}
+	if !ro {
+		if _, err := db.ExecContext(ctx, schema); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("state %s: creating schema: %w", path, err)
+		}
+	} else if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// openScratch copies the real state (read-only) into a temp file, so a dry run can
+// run the real code path without advancing the real state.
+func openScratch(ctx context.Context, path string) (*SQLite, error) {
+	dir, err := os.MkdirTemp("", "ferry-dryrun-")
+	if err != nil {
+		return nil, err
+	}
+	tmp := filepath.Join(dir, "state.db")
+	if _, err := os.Stat(path); err == nil {
+		real, err := openDB(ctx, path, true)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		_, err = real.db.ExecContext(ctx, "VACUUM INTO ?", tmp)
+		real.db.Close()
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("state %s: copying for dry run: %w", path, err)
+		}
+	}
+	s, err := openDB(ctx, tmp, false)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s.scratch = dir
+	return s, nil
+}
+
+// Path is the state file.
+func (s *SQLite) Path() string { return s.path }
+
+// Close closes the database (and removes a dry run's scratch copy).
+func (s *SQLite) Close() error {
+	err := s.db.Close()
+	if s.scratch != "" {
+		os.RemoveAll(s.scratch)
+	}
+	return err
+}
+
+func (s *SQLite) Meta(ctx context.Context, key string) (string, bool, error) {
+	var v string
+	err := s.db.QueryRowContext(ctx, "SELECT v FROM meta WHERE k = ?", key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	return v, err == nil, wrap("meta", err)
+}
+
+func (s *SQLite) SetMeta(ctx context.Context, key, value string) error {
+	_, err := s.db.ExecContext(ctx, "INSERT INTO meta(k, v) VALUES(?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v", key, value)
+	return wrap("meta", err)
+}
+
+// ---- lock ----
+
+type sqliteLock struct {
+	s     *SQLite
+	info  LockInfo
+	lease time.Duration
+}
+
+func newToken() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (s *SQLite) Lock(ctx context.Context, holder LockInfo, lease time.Duration) (Lock, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, wrap("lock", err)
+	}
+	defer tx.Rollback()
+	cur, ok, err := scanLock(tx.QueryRowContext(ctx, "SELECT host, pid, start, phase, acquired, lease_until, token FROM lock WHERE id = 1"))
+	if err != nil {
+		return nil, wrap("lock", err)
+	}
+	now := time.Now()
+	if ok && HolderAlive(cur, now) {
+		return nil, &LockedError{Holder: cur}
+	}
+	holder.Acquired = now
+	holder.LeaseTill = now.Add(lease)
+	holder.Token = newToken()
+	_, err = tx.ExecContext(ctx, `INSERT INTO lock(id, host, pid, start, phase, acquired, lease_until, token) VALUES(1, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(id) DO UPDATE SET host=excluded.host, pid=excluded.pid, start=excluded.start, phase=excluded.phase,
+		acquired=excluded.acquired, lease_until=excluded.lease_until, token=excluded.token`,
+		holder.Host, holder.PID, holder.Start, holder.Phase, holder.Acquired.UnixNano(), holder.LeaseTill.UnixNano(), holder.Token)
+	if err != nil {
+		return nil, wrap("lock", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, wrap("lock", err)
+	}
+	return &sqliteLock{s: s, info: holder, lease: lease}, nil
+}
+
+func scanLock(row *sql.Row) (LockInfo, bool, error) {
+	var l LockInfo
+	var acq, lease int64
+	err := row.Scan(&l.Host, &l.PID, &l.Start, &l.Phase, &acq, &lease, &l.Token)
+	if errors.Is(err, sql.ErrNoRows) {
+		return l, false, nil
+	}
+	if err != nil {
+		return l, false, err
+	}
+	l.Acquired, l.LeaseTill = fromNanos(acq), fromNanos(lease)
+	return l, true, nil
+}
+
+func (s *SQLite) LockHolder(ctx context.Context) (LockInfo, bool, error) {
+	l, ok, err := scanLock(s.db.QueryRowContext(ctx, "SELECT host, pid, start, phase, acquired, lease_until, token FROM lock WHERE id = 1"))
+	return l, ok, wrap("lock", err)
+}
+
+func (l *sqliteLock) Refresh(ctx context.Context) error {
+	till := time.Now().Add(l.lease)
+	res, err := l.s.db.ExecContext(ctx, "UPDATE lock SET lease_until = ? WHERE id = 1 AND token = ?", till.UnixNano(), l.info.Token)
+	if err != nil {
+		return wrap("lock refresh", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return errors.New("lock refresh: the migration lock was taken over by another process")
+	}
+	return nil
+}
+
+func (l *sqliteLock) Release(ctx context.Context) error {
+	_, err := l.s.db.ExecContext(ctx, "DELETE FROM lock WHERE id = 1 AND token = ?", l.info.Token)
+	return wrap("lock release", err)
+}
+
+// ---- listing ----
+
+func (s *SQLite) ResetListing(ctx context.Context) error {
+	_, err := s.db.ExecContext(ctx, "DELETE FROM listing")
+	return wrap("listing", err)
+}
+
+func (s *SQLite) AddListed(ctx context.Context, objs []Listed) error {
+	if len(objs) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("listing", err)
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, `INSERT INTO listing(key, site, site_key, size, etag, version, mtime, sha256) VALUES(?,?,?,?,?,?,?,?)
+		ON CONFLICT(key, site) DO UPDATE SET site_key=excluded.site_key, size=excluded.size, etag=excluded.etag,
+		version=excluded.version, mtime=excluded.mtime, sha256=excluded.sha256`)
+	if err != nil {
+		return wrap("listing", err)
+	}
+	defer st.Close()
+	for _, o := range objs {
+		if _, err := st.ExecContext(ctx, o.Key, o.Site, o.SiteKey, o.Size, o.ETag, o.Version, nanos(o.ModTime), o.SHA256); err != nil {
+			return wrap("listing", err)
+		}
+	}
+	return wrap("listing", tx.Commit())
+}
+
+func (s *SQLite) ListedCount(ctx context.Context, site string) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM listing WHERE site = ?", site).Scan(&n)
+	return n, wrap("listing", err)
+}
+
+const listPage = 4096
+
+func (s *SQLite) Listed(ctx context.Context, fn func(key string, objs []Listed) error) error {
+	after, first := "", true
+	for {
+		q := "SELECT key, site, site_key, size, etag, version, mtime, sha256 FROM listing WHERE key > ? ORDER BY key, site LIMIT ?"
+		if first {
+			q = "SELECT key, site, site_key, size, etag, version, mtime, sha256 FROM listing WHERE key >= ? ORDER BY key, site LIMIT ?"
+		}
+		rows, err := s.db.QueryContext(ctx, q, after, listPage)
+		if err != nil {
+			return wrap("listing", err)
+		}
+		var page []Listed
+		for rows.Next() {
+			var o Listed
+			var mt int64
+			if err := rows.Scan(&o.Key, &o.Site, &o.SiteKey, &o.Size, &o.ETag, &o.Version, &mt, &o.SHA256); err != nil {
+				rows.Close()
+				return wrap("listing", err)
+			}
+			o.ModTime = fromNanos(mt)
+			page = append(page, o)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return wrap("listing", err)
+		}
+		full := len(page) == listPage
+		if full {
+			// The last key's group may continue on the next page: leave it for then.
+			last := page[len(page)-1].Key
+			cut := len(page)
+			for cut > 0 && page[cut-1].Key == last {
+				cut--
+			}
+			if cut == 0 {
+				return fmt.Errorf("listing: key %q has more than %d replicas", last, listPage)
+			}
+			page = page[:cut]
+		}
+		for i := 0; i < len(page); {
+			j := i + 1
+			for j < len(page) && page[j].Key == page[i].Key {
+				j++
+			}
+			if err := fn(page[i].Key, page[i:j:j]); err != nil {
+				return err
+			}
+			i = j
+		}
+		if !full {
+			return nil
+		}
+		after, first = page[len(page)-1].Key, false
+	}
+}
+
+func (s *SQLite) Unlisted(ctx context.Context, sites []string, fn func(Record, []string) error) error {
+	if len(sites) == 0 {
+		return nil
+	}
+	args := []any{}
+	for _, s := range sites {
+		args = append(args, s)
+	}
+	q := `SELECT r.key, r.site FROM replicas r WHERE r.site IN (` + placeholders(len(sites)) + `)
+		AND r.state IN ('present','identical','divergent','restored')
+		AND NOT EXISTS (SELECT 1 FROM listing l WHERE l.key = r.site_key AND l.site = r.site) ORDER BY r.key, r.site`
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return wrap("unlisted", err)
+	}
+	var keys []string
+	bySite := map[string][]string{}
+	for rows.Next() {
+		var k, site string
+		if err := rows.Scan(&k, &site); err != nil {
+			rows.Close()
+			return wrap("unlisted", err)
+		}
+		if len(bySite[k]) == 0 {
+			keys = append(keys, k)
+		}
+		bySite[k] = append(bySite[k], site)
+	}
+	err = rows.Err()
+	rows.Close()
+	if err != nil {
+		return wrap("unlisted", err)
+	}
+	for _, k := range keys {
+		rec, ok, err := s.Get(ctx, k)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if err := fn(rec, bySite[k]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ---- records ----
+
+const recCols = "key, user, size, state, sha256, crc32c, source, target_key, target_etag, target_version, copied_at, verified_at, attempts, last_error, conflict, updated_at"
+const repCols = "key, site, site_key, primary_site, size, etag, version, mtime, sha256, state, stage, mode, handle, intent_at, deleted_at, purged_at, confirmed_absent, last_error"
+
+type scanner interface{ Scan(...any) error }
+
+func scanRecord(sc scanner) (Record, error) {
+	var r Record
+	var st string
+	var cp, vf, up int64
+	err := sc.Scan(&r.Key, &r.User, &r.Size, &st, &r.SHA256, &r.CRC32C, &r.Source, &r.TargetKey, &r.TargetETag, &r.TargetVersion,
+		&cp, &vf, &r.Attempts, &r.LastError, &r.Conflict, &up)
+	r.State = RecordState(st)
+	r.CopiedAt, r.VerifiedAt, r.UpdatedAt = fromNanos(cp), fromNanos(vf), fromNanos(up)
+	return r, err
+}
+
+func scanReplica(sc scanner) (string, Replica, error) {
+	var key, st string
+	var p Replica
+	var mt, in, de, pu int64
+	var prim, abs int
+	err := sc.Scan(&key, &p.Site, &p.SiteKey, &prim, &p.Size, &p.ETag, &p.Version, &mt, &p.SHA256, &st, &p.Stage, &p.Mode, &p.Handle,
+		&in, &de, &pu, &abs, &p.LastError)
+	p.State = ReplicaState(st)
+	p.Primary, p.ConfirmedAbsent = prim != 0, abs != 0
+	p.ModTime, p.IntentAt, p.DeletedAt, p.PurgedAt = fromNanos(mt), fromNanos(in), fromNanos(de), fromNanos(pu)
+	return key, p, err
+}
+
+func (s *SQLite) Get(ctx context.Context, key string) (Record, bool, error) {
+	r, err := scanRecord(s.db.QueryRowContext(ctx, "SELECT "+recCols+" FROM records WHERE key = ?", key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return r, false, wrap("get", err)
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT "+repCols+" FROM replicas WHERE key = ? ORDER BY site", key)
+	if err != nil {
+		return r, false, wrap("get", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		_, p, err := scanReplica(rows)
+		if err != nil {
+			return r, false, wrap("get", err)
+		}
+		r.Replicas = append(r.Replicas, p)
+	}
+	return r, true, wrap("get", rows.Err())
+}
+
+const recPage = 1024
+
+func (s *SQLite) Records(ctx context.Context, q Query, fn func(Record) error) error {
+	after, first := q.After, q.After == ""
+	total := 0
+	for {
+		where := []string{}
+		args := []any{}
+		if first {
+			where = append(where, "r.key >= ?")
+		} else {
+			where = append(where, "r.key > ?")
+		}
+		args = append(args, after)
+		if len(q.States) > 0 {
+			where = append(where, "r.state IN ("+placeholders(len(q.States))+")")
+			for _, st := range q.States {
+				args = append(args, string(st))
+			}
+		}
+		if q.User != "" {
+			where = append(where, "r.user = ?")
+			args = append(args, q.User)
+		}
+		if q.Stage != "" {
+			sub := "EXISTS (SELECT 1 FROM replicas p WHERE p.key = r.key AND p.stage = ?"
+			args = append(args, q.Stage)
+			if len(q.ReplicaStates) > 0 {
+				sub += " AND p.state IN (" + placeholders(len(q.ReplicaStates)) + ")"
+				for _, st := range q.ReplicaStates {
+					args = append(args, string(st))
+				}
+			}
+			where = append(where, sub+")")
+		}
+		limit := recPage
+		if q.Limit > 0 && q.Limit-total < limit {
+			limit = q.Limit - total
+		}
+		args = append(args, limit)
+		rows, err := s.db.QueryContext(ctx, "SELECT "+prefixed("r.", recCols)+" FROM records r WHERE "+strings.Join(where, " AND ")+" ORDER BY r.key LIMIT ?", args...)
+		if err != nil {
+			return wrap("records", err)
+		}
+		var page []Record
+		for rows.Next() {
+			r, err := scanRecord(rows)
+			if err != nil {
+				rows.Close()
+				return wrap("records", err)
+			}
+			page = append(page, r)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return wrap("records", err)
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		if err := s.loadReplicas(ctx, page); err != nil {
+			return err
+		}
+		for _, r := range page {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		total += len(page)
+		if len(page) < limit || (q.Limit > 0 && total >= q.Limit) {
+			return nil
+		}
+		after, first = page[len(page)-1].Key, false
+	}
+}
+
+// loadReplicas fills the replicas of a page of records (sorted by key) in one query.
+func (s *SQLite) loadReplicas(ctx context.Context, page []Record) error {
+	idx := make(map[string]int, len(page))
+	for i, r := range page {
+		idx[r.Key] = i
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT "+repCols+" FROM replicas WHERE key >= ? AND key <= ? ORDER BY key, site",
+		page[0].Key, page[len(page)-1].Key)
+	if err != nil {
+		return wrap("replicas", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		k, p, err := scanReplica(rows)
+		if err != nil {
+			return wrap("replicas", err)
+		}
+		if i, ok := idx[k]; ok {
+			page[i].Replicas = append(page[i].Replicas, p)
+		}
+	}
+	return wrap("replicas", rows.Err())
+}
+
+func (s *SQLite) Save(ctx context.Context, recs []Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("save", err)
+	}
+	defer tx.Rollback()
+	recSt, err := tx.PrepareContext(ctx, "INSERT OR REPLACE INTO records("+recCols+") VALUES("+placeholders(16)+")")
+	if err != nil {
+		return wrap("save", err)
+	}
+	defer recSt.Close()
+	delSt, err := tx.PrepareContext(ctx, "DELETE FROM replicas WHERE key = ?")
+	if err != nil {
+		return wrap("save", err)
+	}
+	defer delSt.Close()
+	repSt, err := tx.PrepareContext(ctx, "INSERT OR REPLACE INTO replicas("+repCols+") VALUES("+placeholders(18)+")")
+	if err != nil {
+		return wrap("save", err)
+	}
+	defer repSt.Close()
+	now := time.Now().UnixNano()
+	for _, r := range recs {
+		if _, err := recSt.ExecContext(ctx, r.Key, r.User, r.Size, string(r.State), r.SHA256, r.CRC32C, r.Source, r.TargetKey, r.TargetETag, r.TargetVersion,
+			nanos(r.CopiedAt), nanos(r.VerifiedAt), r.Attempts, r.LastError, r.Conflict, now); err != nil {
+			return wrap("save", err)
+		}
+		if _, err := delSt.ExecContext(ctx, r.Key); err != nil {
+			return wrap("save", err)
+		}
+		for _, p := range r.Replicas {
+			if _, err := repSt.ExecContext(ctx, r.Key, p.Site, p.SiteKey, b2i(p.Primary), p.Size, p.ETag, p.Version, nanos(p.ModTime), p.SHA256,
+				string(p.State), p.Stage, p.Mode, p.Handle, nanos(p.IntentAt), nanos(p.DeletedAt), nanos(p.PurgedAt), b2i(p.ConfirmedAbsent), p.LastError); err != nil {
+				return wrap("save", err)
+			}
+		}
+	}
+	return wrap("save", tx.Commit())
+}
+
+// ---- stages ----
+
+func (s *SQLite) Stages(ctx context.Context) ([]StageState, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT name, ord, mode, digest, state, started_at, finished_at, purged_at, restored_at, deleted, retained FROM stages ORDER BY ord, name")
+	if err != nil {
+		return nil, wrap("stages", err)
+	}
+	defer rows.Close()
+	var out []StageState
+	for rows.Next() {
+		var st StageState
+		var a, b, c, d int64
+		if err := rows.Scan(&st.Name, &st.Ord, &st.Mode, &st.Digest, &st.State, &a, &b, &c, &d, &st.Deleted, &st.Retained); err != nil {
+			return nil, wrap("stages", err)
+		}
+		st.StartedAt, st.FinishedAt, st.PurgedAt, st.RestoredAt = fromNanos(a), fromNanos(b), fromNanos(c), fromNanos(d)
+		out = append(out, st)
+	}
+	return out, wrap("stages", rows.Err())
+}
+
+func (s *SQLite) SaveStage(ctx context.Context, st StageState) error {
+	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO stages(name, ord, mode, digest, state, started_at, finished_at, purged_at, restored_at, deleted, retained)
+		VALUES(?,?,?,?,?,?,?,?,?,?,?)`, st.Name, st.Ord, st.Mode, st.Digest, st.State, nanos(st.StartedAt), nanos(st.FinishedAt),
+		nanos(st.PurgedAt), nanos(st.RestoredAt), st.Deleted, st.Retained)
+	return wrap("stages", err)
+}
+
+// ---- stats ----
+
+// RecentWindow is the window Stats.Recent counts events over.
+const RecentWindow = time.Minute
+
+func (s *SQLite) Stats(ctx context.Context, now time.Time) (Stats, error) {
+	st := Stats{
+		Records:      map[RecordState]Count{},
+		ReplicasSite: map[string]map[ReplicaState]Count{},
+		StageCounts:  map[string]map[ReplicaState]Count{},
+		Recent:       map[string]int64{},
+		RecentWindow: RecentWindow,
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT state, COUNT(*), COALESCE(SUM(size),0) FROM records GROUP BY state")
+	if err != nil {
+		return st, wrap("stats", err)
+	}
+	for rows.Next() {
+		var k string
+		var c Count
+		if err := rows.Scan(&k, &c.N, &c.Bytes); err != nil {
+			rows.Close()
+			return st, wrap("stats", err)
+		}
+		st.Records[RecordState(k)] = c
+	}
+	rows.Close()
+	for _, q := range []struct {
+		sql string
+		m   map[string]map[ReplicaState]Count
+	}{
+		{"SELECT site, state, COUNT(*), COALESCE(SUM(size),0) FROM replicas GROUP BY site, state", st.ReplicasSite},
+		{"SELECT stage, state, COUNT(*), COALESCE(SUM(size),0) FROM replicas WHERE stage != '' GROUP BY stage, state", st.StageCounts},
+	} {
+		rows, err := s.db.QueryContext(ctx, q.sql)
+		if err != nil {
+			return st, wrap("stats", err)
+		}
+		for rows.Next() {
+			var a, b string
+			var c Count
+			if err := rows.Scan(&a, &b, &c.N, &c.Bytes); err != nil {
+				rows.Close()
+				return st, wrap("stats", err)
+			}
+			if q.m[a] == nil {
+				q.m[a] = map[ReplicaState]Count{}
+			}
+			q.m[a][ReplicaState(b)] = c
+		}
+		rows.Close()
+	}
+	since := now.Add(-RecentWindow).UnixNano()
+	for name, q := range map[string]string{
+		"copied":   "SELECT COUNT(*) FROM records WHERE copied_at > ?",
+		"verified": "SELECT COUNT(*) FROM records WHERE verified_at > ?",
+		"deleted":  "SELECT COUNT(*) FROM replicas WHERE deleted_at > ?",
+	} {
+		var n int64
+		if err := s.db.QueryRowContext(ctx, q, since).Scan(&n); err != nil {
+			return st, wrap("stats", err)
+		}
+		st.Recent[name] = n
+	}
+	return st, nil
+}
+
+// ---- helpers ----
+
+func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
+
+func prefixed(p, cols string) string {
+	parts := strings.Split(cols, ", ")
+	for i := range parts {
+		parts[i] = p + parts[i]
+	}
+	return strings.Join(parts, ", ")
+}
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("state: %s: %w", op, err)
+}

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferrymigrate/ferry/migrate"
+	"github.com/ferrymigrate/ferry/migrate/certificate"
+)
+
+func newReportCmd(g *globals) *cobra.Command {
+	var out string
+	c := &cobra.Command{
+		Use:   "report",
+		Short: "Write manifest.jsonl and the signed certificate (JSON, HTML, PDF)",
+		Long: `report writes, into --out (default: report/ beside the spec):
+
+  manifest.jsonl    one canonical JSON line per record, sorted by key
+  certificate.json  a DSSE envelope over an in-toto statement: the manifest's digest,
+                    its RFC 6962 Merkle root, sites, target, residency, stages, counts
+                    and the NIST SP 800-88 sanitization record, signed with Ed25519
+  certificate.html  the same facts for people
+  certificate.pdf   the summary page a compliance officer signs
+
+A migration that is not complete (conflicts, failures, stages not run or not
+purged) is certified as incomplete, with the reasons, and report exits 3.`,
+		Example: `  ferry report --out ./certificate
+  ferry report sign certificate/certificate.json --key approver.key
+  ferry report verify certificate/certificate.json --manifest certificate/manifest.jsonl --pubkey keys/ferry.pub
+  ferry report prove --user alice --out alice-proof.json
+  ferry report verify-proof alice-proof.json --cert certificate/certificate.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withMigration(cmd, func(ctx context.Context, m *migrate.Migration) (any, error) {
+				return m.Report(ctx, out)
+			}, func(w io.Writer, r any) {
+				res := r.(*migrate.ReportResult)
+				if res.ReportResult == nil {
+					return
+				}
+				if res.DryRun {
+					fmt.Fprintf(w, "report would certify %d records, merkle root %s%s\n", res.Summary.TreeSize, res.Summary.Root, dry(true))
+				} else {
+					fmt.Fprintf(w, "wrote %s\n      %s\n      %s\n      %s\n", res.ManifestPath, res.CertificatePath, res.HTMLPath, res.PDFPath)
+					fmt.Fprintf(w, "records %d, merkle root %s, signed by keyid %s\n", res.Summary.TreeSize, res.Summary.Root, res.KeyID)
+				}
+				if res.Complete {
+					fmt.Fprintln(w, "status: COMPLETE")
+				} else {
+					fmt.Fprintln(w, "status: INCOMPLETE")
+					for _, r := range res.IncompleteReasons {
+						fmt.Fprintf(w, "  - %s\n", r)
+					}
+				}
+			})
+		},
+	}
+	c.Flags().StringVar(&out, "out", "", "folder for the report files (default: report/ beside the spec)")
+	c.AddCommand(newReportSignCmd(g), newReportVerifyCmd(g), newReportProveCmd(g), newReportVerifyProofCmd(g))
+	return c
+}
+
+func newReportSignCmd(g *globals) *cobra.Command {
+	var key string
+	c := &cobra.Command{
+		Use:   "sign CERT --key FILE",
+		Short: "Add a second signature (an approver's) to a certificate",
+		Long: `sign adds the approver's Ed25519 signature to certificate.json (the DSSE envelope
+keeps every signature) and renders certificate.html and certificate.pdf again beside
+it so they list every signer.`,
+		Example: `  ferry report sign report/certificate.json --key approver/ferry.key`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if key == "" {
+				return usagef("--key is required")
+			}
+			env, id, err := certificate.ApproveFile(args[0], key)
+			if err != nil {
+				return g.finish(cmd, nil, migrate.Errorf(migrate.ExitVerify, "%w", err), nil)
+			}
+			html, pdf, err := certificate.RenderFiles(dirOf(args[0]), env)
+			res := map[string]any{"certificate": args[0], "keyid": id, "signatures": len(env.Signatures), "html": html, "pdf": pdf}
+			return g.finish(cmd, res, err, func(w io.Writer) {
+				fmt.Fprintf(w, "added signature by keyid %s to %s (%d signatures)\n", id, args[0], len(env.Signatures))
+			})
+		},
+	}
+	c.Flags().StringVar(&key, "key", "", "the approver's private key (PKCS#8 PEM)")
+	return c
+}
+
+func loadPubkeys(paths []string) ([]ed25519.PublicKey, error) {
+	var keys []ed25519.PublicKey
+	for _, p := range paths {
+		k, err := certificate.LoadPublicKey(p)
+		if err != nil {
+			return nil, usagef("--pubkey %s: %v", p, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+func printCheckReport(w io.Writer, rep *certificate.Report) {
+	for _, c := range rep.Checks {
+		fmt.Fprintf(w, "  %-5s %s: %s\n", c.Status, c.Name, c.Message)
+	}
+	if rep.OK() {
+		fmt.Fprintln(w, "VERIFIED")
+	} else {
+		fmt.Fprintln(w, "NOT VERIFIED")
+	}
+}
+
+func newReportVerifyCmd(g *globals) *cobra.Command {
+	var manifest string
+	var pubkeys []string
+	var live bool
+	var sample float64
+	c := &cobra.Command{
+		Use:   "verify CERT [--manifest FILE] [--pubkey FILE]... [--live]",
+		Short: "Check a certificate's signatures, its manifest digest and Merkle root (offline), or the stores (--live)",
+		Long: `verify checks every signature of the certificate (at least one must be by a key given
+with --pubkey, when any is given), and with --manifest the manifest's SHA-256 against
+the certificate and its RFC 6962 Merkle root, tree size and counts recomputed from the
+lines. It needs no access to any store. Exit 0 when everything verifies, 4 otherwise.
+
+With --live -c ferry.yaml it also checks, with read-only access, that every target
+copy is present with its recorded checksum and every deleted replica is absent
+(--sample P checks a share of the records).`,
+		Example: `  ferry report verify report/certificate.json --manifest report/manifest.jsonl --pubkey keys/ferry.pub
+  ferry report verify report/certificate.json --manifest report/manifest.jsonl --live -c ferry.yaml --sample 0.01`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			keys, err := loadPubkeys(pubkeys)
+			if err != nil {
+				return err
+			}
+			env, err := certificate.ReadEnvelope(args[0])
+			if err != nil {
+				return g.finish(cmd, nil, migrate.Errorf(migrate.ExitVerify, "%w", err), nil)
+			}
+			var mf io.Reader
+			if manifest != "" {
+				f, err := os.Open(manifest)
+				if err != nil {
+					return g.finish(cmd, nil, migrate.Errorf(migrate.ExitUsage, "%w", err), nil)
+				}
+				defer f.Close()
+				mf = f
+			}
+			rep, err := certificate.VerifyCertificate(env, mf, keys)
+			if err == nil {
+				err = rep.Err()
+			}
+			if err != nil {
+				err = migrate.Errorf(migrate.ExitVerify, "%w", err)
+			}
+			res := map[string]any{"report": rep}
+			if err == nil && live {
+				if manifest == "" {
+					return usagef("--live needs --manifest")
+				}
+				lr, lerr := g.liveCheck(cmd.Context(), manifest, sample)
+				res["live"] = lr
+				err = lerr
+			}
+			return g.finish(cmd, res, err, func(w io.Writer) {
+				printCheckReport(w, rep)
+				if l, ok := res["live"].(*migrate.LiveResult); ok && l != nil {
+					fmt.Fprintf(w, "live: %d records checked, %d target copies ok, %d replicas confirmed absent, %d problems\n", l.Checked, l.TargetOK, l.Absent, len(l.Problems))
+					printProblems(w, "live", l.Problems)
+				}
+			})
+		},
+	}
+	c.Flags().StringVar(&manifest, "manifest", "", "manifest.jsonl to check against the certificate")
+	c.Flags().StringSliceVar(&pubkeys, "pubkey", nil, "trusted public key (PKIX PEM); repeatable")
+	c.Flags().BoolVar(&live, "live", false, "also check the stores named by the spec (-c), read-only")
+	c.Flags().Float64Var(&sample, "sample", 1, "with --live: share of records to check (0 < P <= 1)")
+	return c
+}
+
+func (g *globals) liveCheck(ctx context.Context, manifest string, sample float64) (*migrate.LiveResult, error) {
+	o := g.options()
+	o.NoState, o.DryRun = true, true // read-only: no state, no writes to any store
+	m, err := migrate.Open(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	f, err := os.Open(manifest)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return m.LiveCheck(ctx, f, sample)
+}
+
+func newReportProveCmd(g *globals) *cobra.Command {
+	var user, out, cert, manifest string
+	c := &cobra.Command{
+		Use:   "prove --user ID [--out FILE]",
+		Short: "Write inclusion proofs for one user's records (checkable without the manifest)",
+		Long: `prove writes one RFC 6962 inclusion proof per record of the user: the manifest line,
+its leaf index, the tree size and root, and the audit path. Anyone can check it
+against the certificate with verify-proof, without the rest of the manifest.`,
+		Example: `  ferry report prove --user alice --out alice-proof.json
+  ferry report prove --user alice --cert report/certificate.json --manifest report/manifest.jsonl`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if user == "" {
+				return usagef("--user is required")
+			}
+			if cert == "" || manifest == "" {
+				dir := "report"
+				if sp, err := specDir(g.config); err == nil {
+					dir = sp + "/report"
+				}
+				if cert == "" {
+					cert = dir + "/" + certificate.CertificateFile
+				}
+				if manifest == "" {
+					manifest = dir + "/" + certificate.ManifestName
+				}
+			}
+			env, err := certificate.ReadEnvelope(cert)
+			if err != nil {
+				return g.finish(cmd, nil, migrate.Errorf(migrate.ExitUsage, "%w", err), nil)
+			}
+			f, err := os.Open(manifest)
+			if err != nil {
+				return g.finish(cmd, nil, migrate.Errorf(migrate.ExitUsage, "%w", err), nil)
+			}
+			defer f.Close()
+			proofs, err := certificate.ProveUser(f, user, env)
+			if err != nil {
+				return g.finish(cmd, nil, migrate.Errorf(migrate.ExitVerify, "%w", err), nil)
+			}
+			data, err := certificate.MarshalProofs(proofs)
+			if err != nil {
+				return g.finish(cmd, nil, err, nil)
+			}
+			if out != "" {
+				if err := os.WriteFile(out, data, 0o644); err != nil {
+					return g.finish(cmd, nil, err, nil)
+				}
+			}
+			return g.finish(cmd, proofs, nil, func(w io.Writer) {
+				if out == "" {
+					w.Write(data)
+					return
+				}
+				fmt.Fprintf(w, "wrote %d proofs for user %s to %s\n", len(proofs), user, out)
+			})
+		},
+	}
+	c.Flags().StringVar(&user, "user", "", "the user whose records to prove")
+	c.Flags().StringVar(&out, "out", "", "file to write the proofs to (default: stdout)")
+	c.Flags().StringVar(&cert, "cert", "", "certificate.json (default: report/ beside the spec)")
+	c.Flags().StringVar(&manifest, "manifest", "", "manifest.jsonl (default: report/ beside the spec)")
+	return c
+}
+
+func newReportVerifyProofCmd(g *globals) *cobra.Command {
+	var cert string
+	var pubkeys []string
+	c := &cobra.Command{
+		Use:     "verify-proof PROOF --cert CERT",
+		Short:   "Check inclusion proofs against a certificate, without the manifest",
+		Example: `  ferry report verify-proof alice-proof.json --cert report/certificate.json --pubkey keys/ferry.pub`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cert == "" {
+				return usagef("--cert is required")
+			}
+			keys, err := loadPubkeys(pubkeys)
+			if err != nil {
+				return err
+			}
+			env, err := certificate.ReadEnvelope(cert)
+			if err != nil {
+				return g.finish(cmd, nil, migrate.Errorf(migrate.ExitVerify, "%w", err), nil)
+			}
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return g.finish(cmd, nil, migrate.Errorf(migrate.ExitUsage, "%w", err), nil)
+			}
+			proofs, err := certificate.ParseProofs(data)
+			if err != nil {
+				return g.finish(cmd, nil, migrate.Errorf(migrate.ExitVerify, "%w", err), nil)
+			}
+			var reps []*certificate.Report
+			var firstErr error
+			for _, p := range proofs {
+				rep, err := certificate.VerifyProof(p, env, keys)
+				if err == nil {
+					err = rep.Err()
+				}
+				if err != nil && firstErr == nil {
+					firstErr = migrate.Errorf(migrate.ExitVerify, "proof of %q: %w", p.Leaf, err)
+				}
+				reps = append(reps, rep)
+			}
+			return g.finish(cmd, reps, firstErr, func(w io.Writer) {
+				for i, rep := range reps {
+					fmt.Fprintf(w, "proof %d:\n", i+1)
+					if rep != nil {
+						printCheckReport(w, rep)
+					}
+				}
+			})
+		},
+	}
+	c.Flags().StringVar(&cert, "cert", "", "the certificate.json the proof claims inclusion in")
+	c.Flags().StringSliceVar(&pubkeys, "pubkey", nil, "trusted public key (PKIX PEM); repeatable")
+	return c
+}

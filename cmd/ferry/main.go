@@ -1,0 +1,267 @@
+// Command ferry migrates user records out of legacy sites into a target cloud, proves
+// every copy, deletes the originals in stages and issues a signed certificate.
+//
+// This package is thin: it parses flags, calls package migrate and prints.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/ferrymigrate/ferry/migrate"
+	_ "github.com/ferrymigrate/ferry/providers/file"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// globals are the global flags (DESIGN.md "The CLI contract").
+type globals struct {
+	config     string
+	state      string
+	dryRun     bool
+	json       bool
+	noProgress bool
+	logFormat  string
+	verbose    int
+
+	stdout, stderr io.Writer
+	stderrTTY      bool
+	log            *slog.Logger
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes the CLI and returns the exit code; tests call it directly.
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	g := &globals{stdout: stdout, stderr: stderr}
+	if f, ok := stderr.(*os.File); ok {
+		g.stderrTTY = term.IsTerminal(int(f.Fd()))
+	}
+	root := newRoot(g)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	code := migrate.ExitCode(err)
+	var ue usageError
+	if errors.As(err, &ue) || isCobraUsage(err) {
+		code = migrate.ExitUsage
+	}
+	if ctx.Err() != nil && code == migrate.ExitRuntime {
+		code = migrate.ExitInterrupted
+	}
+	if g.json && !g.printedJSON(err) {
+		writeJSON(stdout, envelope{Command: root.CalledAs(), OK: false, ExitCode: code, Error: &jsonError{Message: err.Error(), ExitCode: code}})
+	} else if !g.json {
+		fmt.Fprintf(stderr, "ferry: %v\n", err)
+	}
+	return code
+}
+
+// usageError marks bad flags or arguments (exit 2).
+type usageError struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// isCobraUsage recognises cobra's own argument and flag errors.
+func isCobraUsage(err error) bool {
+	var fe *flagError
+	return errors.As(err, &fe)
+}
+
+type flagError struct{ error }
+
+func newRoot(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "ferry",
+		Short: "Migrate user records to a target cloud, prove every copy, delete the originals in stages, certify it",
+		Long: `ferry moves every user record out of an organisation's own sites (data centers,
+backup sites, other clouds) into a target cloud, proves each copy byte for byte,
+deletes the originals in stages an operator controls, and issues a signed
+certificate that anyone can check offline.
+
+The phases, each resumable after any crash:
+  ferry plan      list every site, reconcile replicas, print the plan digest
+  ferry copy      copy planned records to the target, checksums verified
+  ferry verify    prove every target copy and every replica due for deletion
+  ferry delete    delete one stage's replicas (--confirm the scope digest)
+  ferry report    write the manifest and the signed certificate`,
+		Example: `  ferry init ./migration && cd ./migration
+  ferry validate
+  ferry plan
+  ferry run --through verify
+  ferry delete --stage canary --dry-run
+  ferry delete --stage canary --confirm 3f9a1c2e
+  ferry report --out ./certificate`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return g.setup()
+		},
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &flagError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.config, "config", "c", "ferry.yaml", "the migration spec")
+	pf.StringVar(&g.state, "state", "", "checkpoint state DSN (a SQLite path or postgres://...); overrides the spec")
+	pf.BoolVar(&g.dryRun, "dry-run", false, "write nothing anywhere and do not advance the state; say exactly what would happen")
+	pf.BoolVar(&g.json, "json", false, "print one JSON document on stdout (errors included)")
+	pf.BoolVar(&g.noProgress, "no-progress", false, "no progress bars; log a progress line every few seconds instead")
+	pf.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
+	pf.CountVarP(&g.verbose, "verbose", "v", "more logging (-v debug)")
+
+	root.AddCommand(
+		newInitCmd(g), newValidateCmd(g), newPlanCmd(g), newCopyCmd(g), newVerifyCmd(g),
+		newDeleteCmd(g), newReportCmd(g), newStatusCmd(g), newRunCmd(g), newKeysCmd(g),
+		newDemoCmd(g), newGenerateCmd(g),
+	)
+	for _, c := range root.Commands() {
+		wrapArgs(c)
+	}
+	return root
+}
+
+// wrapArgs turns cobra's argument-count errors into usage errors (exit 2).
+func wrapArgs(c *cobra.Command) {
+	if c.Args != nil {
+		orig := c.Args
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := orig(cmd, args); err != nil {
+				return usageError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		wrapArgs(sub)
+	}
+}
+
+func (g *globals) setup() error {
+	level := slog.LevelInfo
+	if g.verbose > 0 {
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch g.logFormat {
+	case "text":
+		g.log = slog.New(slog.NewTextHandler(g.stderr, opts))
+	case "json":
+		g.log = slog.New(slog.NewJSONHandler(g.stderr, opts))
+	default:
+		return usagef("--log-format must be text or json, not %q", g.logFormat)
+	}
+	return nil
+}
+
+// options builds migrate.Options from the global flags; progress goes to stderr as
+// bars on a terminal, as log lines otherwise, never both.
+func (g *globals) options() migrate.Options {
+	o := migrate.Options{SpecPath: g.config, StateDSN: g.state, DryRun: g.dryRun, Logger: g.log}
+	switch {
+	case g.stderrTTY && !g.noProgress && !g.json:
+		o.Progress = migrate.BarProgress(g.stderr)
+	default:
+		o.Progress = migrate.LogProgress(g.log, 5*time.Second)
+	}
+	return o
+}
+
+// open opens the migration named by the global flags.
+func (g *globals) open(ctx context.Context) (*migrate.Migration, error) {
+	return migrate.Open(ctx, g.options())
+}
+
+type envelope struct {
+	Command  string     `json:"command"`
+	OK       bool       `json:"ok"`
+	ExitCode int        `json:"exit_code"`
+	DryRun   bool       `json:"dry_run,omitempty"`
+	Result   any        `json:"result,omitempty"`
+	Error    *jsonError `json:"error,omitempty"`
+}
+
+type jsonError struct {
+	Message  string `json:"message"`
+	ExitCode int    `json:"exit_code"`
+}
+
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// jsonDone is set once a command printed its JSON document (with its error, if any).
+type jsonDone struct{ err error }
+
+func (j jsonDone) Error() string { return j.err.Error() }
+func (j jsonDone) Unwrap() error { return j.err }
+
+func (g *globals) printedJSON(err error) bool {
+	var d jsonDone
+	return errors.As(err, &d)
+}
+
+// finish prints a command's result (JSON or text) and returns its error for the exit
+// code. A result is printed even when err is set: a refused delete still shows its scope.
+func (g *globals) finish(cmd *cobra.Command, result any, err error, text func(w io.Writer)) error {
+	if g.json {
+		code := migrate.ExitCode(err)
+		env := envelope{Command: cmd.CommandPath(), OK: err == nil, ExitCode: code, DryRun: g.dryRun, Result: result}
+		if err != nil {
+			env.Error = &jsonError{Message: err.Error(), ExitCode: code}
+		}
+		writeJSON(g.stdout, env)
+		if err != nil {
+			return jsonDone{err}
+		}
+		return nil
+	}
+	if text != nil && !isNil(result) {
+		text(g.stdout)
+	}
+	return err
+}
+
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
+}
+
+// dirOf returns the folder of a file path.
+func dirOf(p string) string { return filepath.Dir(p) }
+
+// specDir returns the folder of the spec file.
+func specDir(config string) (string, error) {
+	abs, err := filepath.Abs(config)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(abs), nil
+}

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dustin/go-humanize"
+
+	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/migrate"
+)
+
+func ib(n int64) string {
+	if n < 0 {
+		n = 0
+	}
+	return humanize.IBytes(uint64(n))
+}
+
+func dry(b bool) string {
+	if b {
+		return " (dry run: nothing written)"
+	}
+	return ""
+}
+
+func printPlan(w io.Writer, r *migrate.PlanResult) {
+	fmt.Fprintf(w, "plan of %s%s\n", r.Migration, dry(r.DryRun))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  site\tobjects\tbytes")
+	for _, name := range sortedKeys(r.Sites) {
+		s := r.Sites[name]
+		fmt.Fprintf(tw, "  %s\t%d\t%s\n", name, s.Objects, ib(s.Bytes))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "records: %s; %s to migrate; %d new, %d changed, %d vanished since the last plan\n",
+		joinCounts(r.Records), ib(r.Bytes), r.New, r.Changed, r.Vanished)
+	for _, c := range r.Conflicts {
+		fmt.Fprintf(w, "  conflict: %q: %s\n", c.Key, c.Reason)
+	}
+	if len(r.Stages) > 0 {
+		fmt.Fprintln(w, "deletion stages (scope once every record verifies):")
+		printScopes(w, r.Stages)
+	}
+	fmt.Fprintf(w, "plan digest: %s\n", r.Digest)
+}
+
+func printScopes(w io.Writer, scopes []migrate.StageScope) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  stage\tsites\tsample\tmode\treplicas\tbytes\tretained\tscope digest")
+	for _, s := range scopes {
+		sample := s.Sample
+		if sample == "" {
+			sample = "100%"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", s.Name, strings.Join(s.Sites, ","), sample, s.Mode, s.Replicas, ib(s.Bytes), s.Retained, s.Digest)
+	}
+	tw.Flush()
+}
+
+func joinCounts(m map[string]int64) string {
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%d %s", m[k], k))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func printProblems(w io.Writer, label string, ps []migrate.ConflictInfo) {
+	for _, p := range ps {
+		fmt.Fprintf(w, "  %s: %q: %s\n", label, p.Key, p.Reason)
+	}
+}
+
+func printCopy(w io.Writer, r *migrate.CopyResult) {
+	if r.DryRun {
+		fmt.Fprintf(w, "copy would copy %d records (%s)%s\n", r.Records, ib(r.Bytes), dry(true))
+		return
+	}
+	fmt.Fprintf(w, "copy: %d copied (%s), %d already at the target, %d failed, %d retries\n", r.Copied, ib(r.Bytes), r.Skipped, r.Failed, r.Retries)
+	printProblems(w, "failed", r.Failures)
+}
+
+func printVerify(w io.Writer, r *migrate.VerifyResult) {
+	if r.DryRun {
+		fmt.Fprintf(w, "verify would check %d records, reading %s%s\n", r.Records, ib(r.BytesRead), dry(true))
+		return
+	}
+	fmt.Fprintf(w, "verify: %d of %d records verified, %d target copies missing or different; replicas: %d proven identical, %d divergent, %d missing; %s read\n",
+		r.Verified, r.Records, r.Mismatched, r.ReplicasProven, r.Divergent, r.ReplicasMissing, ib(r.BytesRead))
+	printProblems(w, "problem", r.Problems)
+}
+
+func printDelete(w io.Writer, r *migrate.DeleteResult) {
+	s := r.Scope
+	fmt.Fprintf(w, "stage %s (%s, sites %s): scope %d replicas, %s; %d retained (not verified or divergent); max_delete %d%s\n",
+		r.Stage, r.Mode, strings.Join(s.Sites, ","), s.Replicas, ib(s.Bytes), s.Retained, r.Limit, dry(r.DryRun))
+	fmt.Fprintf(w, "scope digest: %s\n", s.Digest)
+	if r.DryRun {
+		fmt.Fprintf(w, "to delete: ferry delete --stage %s --confirm %s\n", r.Stage, s.Digest[:12])
+		return
+	}
+	if r.State != "" {
+		fmt.Fprintf(w, "deleted %d, already deleted %d, skipped %d, errors %d; stage %s\n", r.Deleted, r.Already, r.Skipped, r.Errors, r.State)
+	}
+	printProblems(w, "problem", r.Problems)
+}
+
+func printStageOp(w io.Writer, r *migrate.StageOpResult) {
+	fmt.Fprintf(w, "%s of stage %s: %d of %d replicas done; stage %s%s\n", r.Op, r.Stage, r.Done, r.Replicas, r.State, dry(r.DryRun))
+	printProblems(w, "problem", r.Problems)
+}
+
+func printRun(w io.Writer, r *migrate.RunResult) {
+	if r.Plan != nil {
+		printPlan(w, r.Plan)
+	}
+	if r.Copy != nil {
+		printCopy(w, r.Copy)
+	}
+	if r.Verify != nil {
+		printVerify(w, r.Verify)
+	}
+	for _, d := range r.Deletes {
+		if d != nil {
+			printDelete(w, d)
+		}
+	}
+}
+
+func printStatus(w io.Writer, r *migrate.StatusResult) {
+	fmt.Fprintf(w, "migration %s", r.Migration)
+	if r.PlanDigest != "" {
+		fmt.Fprintf(w, ", plan %.16s (%s)", r.PlanDigest, r.PlannedAt)
+	}
+	fmt.Fprintln(w)
+	if r.Lock != nil {
+		fmt.Fprintf(w, "running: %s\n", r.Lock)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  records\tcount\tbytes")
+	for _, s := range checkpoints.RecordStates {
+		if c, ok := r.Records[s]; ok {
+			fmt.Fprintf(tw, "  %s\t%d\t%s\n", s, c.N, ib(c.Bytes))
+		}
+	}
+	tw.Flush()
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  site\treplicas by state")
+	for _, site := range sortedKeys(r.Sites) {
+		fmt.Fprintf(tw, "  %s\t%s\n", site, replicaCounts(r.Sites[site]))
+	}
+	tw.Flush()
+	if len(r.Stages) > 0 {
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  stage\tmode\tstate\treplicas by state\twhen")
+		for _, s := range r.Stages {
+			when := ""
+			if s.FinishedAt != nil {
+				when = "finished " + s.FinishedAt.Format(time.RFC3339)
+			} else if s.StartedAt != nil {
+				when = "started " + s.StartedAt.Format(time.RFC3339)
+			}
+			if s.PurgeAfter != nil {
+				when += ", purge after " + s.PurgeAfter.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.Name, s.Mode, s.State, replicaCounts(s.Replicas), when)
+		}
+		tw.Flush()
+	}
+	fmt.Fprintf(w, "last minute: %d copied, %d verified, %d deleted\n", r.PerMinute["copied"], r.PerMinute["verified"], r.PerMinute["deleted"])
+	if r.User != "" {
+		fmt.Fprintf(w, "user %s: %d records\n", r.User, len(r.Users))
+		for _, u := range r.Users {
+			fmt.Fprintf(w, "  %q %s %s", u.Key, u.State, ib(u.Size))
+			if u.Target != "" {
+				fmt.Fprintf(w, " -> %s", u.Target)
+			}
+			if u.Error != "" {
+				fmt.Fprintf(w, " (%s)", u.Error)
+			}
+			fmt.Fprintln(w)
+			for _, p := range u.Replicas {
+				fmt.Fprintf(w, "      %s: %s %s", p.Site, p.State, p.URI)
+				if p.Stage != "" {
+					fmt.Fprintf(w, " [stage %s]", p.Stage)
+				}
+				fmt.Fprintln(w)
+			}
+		}
+	}
+}
+
+func replicaCounts(m map[checkpoints.ReplicaState]checkpoints.Count) string {
+	var parts []string
+	for _, s := range checkpoints.ReplicaStates {
+		if c, ok := m[s]; ok && c.N > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", c.N, s))
+		}
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func tick(seconds int) <-chan time.Time {
+	if seconds < 1 {
+		seconds = 1
+	}
+	return time.After(time.Duration(seconds) * time.Second)
+}

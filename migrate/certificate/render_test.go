@@ -1,0 +1,170 @@
+package certificate
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var renderDir = flag.String("render", "", "also write example certificates (complete and incomplete) to this directory, to look at")
+
+// incompleteExample: conflicts, a failed record, the primary stage not run, the backups
+// stage not purged, a signer name outside Latin-1.
+func incompleteExample() ([]ManifestLine, Predicate) {
+	lines := exampleLines(90)
+	for i := range lines {
+		l := &lines[i]
+		// primary stage not run: virginia replicas still there
+		l.Replicas[0] = ReplicaRef{Site: "virginia", URI: l.Replicas[0].URI, State: StatusVerified}
+		// backups not purged: soft-deleted only
+		for j := 1; j < len(l.Replicas); j++ {
+			l.Replicas[j].State = StatusDeleted
+		}
+		l.Status = StatusVerified
+		switch i {
+		case 7, 8:
+			l.Status = StatusConflict
+			l.SHA256 = ""
+			l.Target = TargetRef{}
+			for j := range l.Replicas {
+				l.Replicas[j] = ReplicaRef{Site: l.Replicas[j].Site, URI: l.Replicas[j].URI, State: StatusConflict}
+			}
+		case 20:
+			l.Status = StatusFailed
+			l.Target = TargetRef{}
+			for j := range l.Replicas {
+				l.Replicas[j] = ReplicaRef{Site: l.Replicas[j].Site, URI: l.Replicas[j].URI, State: StatusFailed}
+			}
+		}
+	}
+	p := examplePredicate(pubOf(testKey(2)))
+	p.Signer.Name = "Łukasz Żółć (Data Protection Office, Kraków) 山田"
+	p.Stages[1].PurgedAt = ""
+	p.Stages[2].StartedAt, p.Stages[2].FinishedAt = "", ""
+	p.Stages[2].Counts = StageCounts{Scope: 87}
+	return lines, p
+}
+
+func TestRender(t *testing.T) {
+	dir := t.TempDir()
+	if *renderDir != "" {
+		dir = *renderDir
+	}
+	cases := []struct {
+		name     string
+		lines    []ManifestLine
+		pred     Predicate
+		complete bool
+		approve  bool
+	}{
+		{"complete", exampleLines(90), examplePredicate(pubOf(testKey(2))), true, true},
+	}
+	il, ip := incompleteExample()
+	cases = append(cases, struct {
+		name     string
+		lines    []ManifestLine
+		pred     Predicate
+		complete bool
+		approve  bool
+	}{"incomplete", il, ip, false, false})
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := filepath.Join(dir, c.name)
+			res, err := WriteReport(seqOf(c.lines), ReportOptions{Dir: out, Predicate: c.pred, Key: testKey(1), Now: fixtureTime.Add(120 * time.Hour)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Complete != c.complete {
+				t.Fatalf("complete = %v, want %v (reasons %q)", res.Complete, c.complete, res.IncompleteReasons)
+			}
+			env := res.Envelope
+			if c.approve {
+				if env, _, err = ApproveFile(res.CertificatePath, writeKey(t, out, testKey(2))); err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := RenderFiles(out, env); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pdf, err := os.ReadFile(filepath.Join(out, PDFFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.HasPrefix(pdf, []byte("%PDF-")) || !bytes.Contains(pdf, []byte("%%EOF")) {
+				t.Fatal("not a PDF")
+			}
+			// The same envelope renders to the same bytes.
+			var again bytes.Buffer
+			if err := WritePDF(&again, env); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(again.Bytes(), pdf) {
+				t.Error("PDF output is not deterministic")
+			}
+			html, err := os.ReadFile(filepath.Join(out, HTMLFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, st, _ := env.Statement()
+			for _, want := range []string{
+				"Certificate of Migration and Deletion", "us-users-2022", st.Predicate.Merkle.Root,
+				"ferry report verify certificate.json --manifest manifest.jsonl --pubkey ferry.pub",
+				"NIST SP 800-88 Rev. 2", "us-ashburn-1", "ap-southeast-1", env.Signatures[0].KeyID,
+			} {
+				if !strings.Contains(string(html), want) {
+					t.Errorf("HTML lacks %q", want)
+				}
+			}
+			word := "COMPLETE"
+			if !c.complete {
+				word = "INCOMPLETE"
+				for _, r := range st.Predicate.IncompleteReasons {
+					esc := strings.NewReplacer(`"`, "&#34;", "'", "&#39;").Replace(r)
+					if !strings.Contains(string(html), esc) {
+						t.Errorf("HTML lacks reason %q", r)
+					}
+				}
+			}
+			if !strings.Contains(string(html), `<div class="word">`+word+`</div>`) {
+				t.Errorf("HTML lacks the %s banner", word)
+			}
+			if c.approve && !strings.Contains(string(html), "Jane Auditor") {
+				t.Error("HTML does not name the approver")
+			}
+		})
+	}
+}
+
+func writeKey(t *testing.T, dir string, k []byte) string {
+	t.Helper()
+	b, err := MarshalPrivateKeyPEM(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "approver.key")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestToPDFText(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain ASCII":     "plain ASCII",
+		"Zürich café":     "Z\xfcrich caf\xe9",
+		"Łódź Kraków":     "L\xf3dz Krak\xf3w",
+		"Đorđe Ħal":       "Dorde Hal",
+		"Škoda – “quote”": "\x8akoda \x96 \x93quote\x94",
+		"山":               "<U+5C71>",
+		"tab\there":       "tab here",
+		"ǅ":               "Dz", // NFKD: D, z, combining caron
+	} {
+		if got := toPDFText(in); got != want {
+			t.Errorf("toPDFText(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

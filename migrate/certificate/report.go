@@ -1,0 +1,170 @@
+package certificate
+
+import (
+	"bufio"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// File names written by WriteReport.
+const (
+	CertificateFile = "certificate.json"
+	HTMLFile        = "certificate.html"
+	PDFFile         = "certificate.pdf"
+)
+
+// ReportOptions are the inputs of WriteReport besides the records.
+type ReportOptions struct {
+	// Dir receives the four files; it is created if needed. Existing files are replaced
+	// atomically.
+	Dir string
+	// Predicate holds what the pipeline knows: migration, spec and plan digests, tool
+	// version, signer (name, title, organization) and approvers, sites, target, residency
+	// policy, stages, and any sanitization fields to override. The computed fields
+	// (counts, merkle, residency.satisfied, complete, incomplete_reasons, defaults) are
+	// filled by Finalize.
+	Predicate Predicate
+	// Key signs the certificate (the operator's key, spec report.signing_key).
+	Key ed25519.PrivateKey
+	// Now is the generation time (zero: time.Now()).
+	Now time.Time
+	// SkipHTML and SkipPDF leave out the human-readable renderings.
+	SkipHTML, SkipPDF bool
+}
+
+// ReportResult describes what WriteReport wrote. The CLI exits 3 when !Complete.
+type ReportResult struct {
+	Dir               string          `json:"dir"`
+	ManifestPath      string          `json:"manifest"`
+	CertificatePath   string          `json:"certificate"`
+	HTMLPath          string          `json:"html,omitempty"`
+	PDFPath           string          `json:"pdf,omitempty"`
+	KeyID             string          `json:"keyid"`
+	Summary           ManifestSummary `json:"manifest_summary"`
+	Complete          bool            `json:"complete"`
+	IncompleteReasons []string        `json:"incomplete_reasons"`
+	Statement         Statement       `json:"-"`
+	Envelope          *Envelope       `json:"-"`
+}
+
+// WriteReport does the whole of `ferry report`: it streams records (which must come in
+// strictly increasing key order) into manifest.jsonl, finalizes the predicate from the
+// manifest, signs the statement into certificate.json, and renders certificate.html and
+// certificate.pdf. Memory stays constant in the number of records. An error from the
+// records sequence aborts the report and leaves no new files behind.
+func WriteReport(records iter.Seq2[ManifestLine, error], opt ReportOptions) (*ReportResult, error) {
+	if len(opt.Key) != ed25519.PrivateKeySize {
+		return nil, errors.New("report: no Ed25519 signing key")
+	}
+	if opt.Predicate.Migration == "" {
+		return nil, errors.New("report: the predicate has no migration id")
+	}
+	now := opt.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if err := os.MkdirAll(opt.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	res := &ReportResult{
+		Dir:             opt.Dir,
+		ManifestPath:    filepath.Join(opt.Dir, ManifestName),
+		CertificatePath: filepath.Join(opt.Dir, CertificateFile),
+		KeyID:           KeyID(opt.Key.Public().(ed25519.PublicKey)),
+	}
+	var sum ManifestSummary
+	err := writeAtomic(res.ManifestPath, 0o644, func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 1<<20)
+		mw := NewManifestWriter(bw)
+		for l, err := range records {
+			if err != nil {
+				return fmt.Errorf("report: reading records: %w", err)
+			}
+			if err := mw.Add(l); err != nil {
+				return fmt.Errorf("report: %w", err)
+			}
+		}
+		s, err := mw.Close()
+		if err != nil {
+			return err
+		}
+		sum = s
+		return bw.Flush()
+	})
+	if err != nil {
+		return nil, err
+	}
+	p := opt.Predicate
+	Finalize(&p, sum, now)
+	stmt := NewStatement(sum, p)
+	env, err := Sign(stmt, opt.Key)
+	if err != nil {
+		return nil, err
+	}
+	_, stmt, err = env.Statement() // the statement exactly as signed (signer filled in)
+	if err != nil {
+		return nil, err
+	}
+	if !opt.SkipHTML {
+		res.HTMLPath = filepath.Join(opt.Dir, HTMLFile)
+		if err := writeAtomic(res.HTMLPath, 0o644, func(w io.Writer) error { return RenderHTML(w, env) }); err != nil {
+			return nil, fmt.Errorf("report: %s: %w", HTMLFile, err)
+		}
+	}
+	if !opt.SkipPDF {
+		res.PDFPath = filepath.Join(opt.Dir, PDFFile)
+		if err := RenderPDF(res.PDFPath, env); err != nil {
+			return nil, fmt.Errorf("report: %s: %w", PDFFile, err)
+		}
+	}
+	if err := WriteEnvelope(res.CertificatePath, env); err != nil {
+		return nil, err
+	}
+	res.Summary = sum
+	res.Statement = stmt
+	res.Envelope = env
+	res.Complete = stmt.Predicate.Complete
+	res.IncompleteReasons = stmt.Predicate.IncompleteReasons
+	return res, nil
+}
+
+// ApproveFile is `ferry report sign CERT --key FILE`: it loads the approver's key, adds
+// its signature to the certificate (see AddSignature) and rewrites the file atomically.
+// The caller may then re-render the HTML and PDF with RenderFiles so they list the new
+// signer.
+func ApproveFile(certPath, keyPath string) (env *Envelope, keyID string, err error) {
+	key, err := LoadPrivateKey(keyPath)
+	if err != nil {
+		return nil, "", err
+	}
+	env, err = ReadEnvelope(certPath)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := AddSignature(env, key); err != nil {
+		return nil, "", err
+	}
+	if err := WriteEnvelope(certPath, env); err != nil {
+		return nil, "", err
+	}
+	return env, KeyID(key.Public().(ed25519.PublicKey)), nil
+}
+
+// RenderFiles writes certificate.html and certificate.pdf for env into dir.
+func RenderFiles(dir string, env *Envelope) (htmlPath, pdfPath string, err error) {
+	htmlPath = filepath.Join(dir, HTMLFile)
+	pdfPath = filepath.Join(dir, PDFFile)
+	if err := writeAtomic(htmlPath, 0o644, func(w io.Writer) error { return RenderHTML(w, env) }); err != nil {
+		return "", "", err
+	}
+	if err := RenderPDF(pdfPath, env); err != nil {
+		return "", "", err
+	}
+	return htmlPath, pdfPath, nil
+}

@@ -1,0 +1,330 @@
+package migrate
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"math/rand/v2"
+	"net/url"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/providers"
+)
+
+// CopyResult is what `ferry copy` reports.
+type CopyResult struct {
+	DryRun   bool           `json:"dry_run"`
+	Copied   int64          `json:"copied"`
+	Skipped  int64          `json:"skipped"` // target copy already matched
+	Failed   int64          `json:"failed"`
+	Bytes    int64          `json:"bytes"`
+	Records  int64          `json:"records"` // in scope of this run
+	Failures []ConflictInfo `json:"failures,omitempty"`
+	Retries  int64          `json:"retries"`
+}
+
+// bufferMax: objects up to this size are read whole (hashed before the upload, so the
+// target can check the SHA-256 itself and the SDK can retry a seekable body); larger
+// ones stream, hashed on the way through.
+const bufferMax = 4 << 20
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// errPermanent marks an error retrying will not fix within this run.
+var errPermanent = errors.New("permanent")
+
+// needPlan refuses a phase when no plan exists; in a dry run it plans on the scratch
+// state first, so a CI dry run of any phase on a fresh checkout still says exactly
+// what would happen.
+func (m *Migration) needPlan(ctx context.Context) error {
+	if _, ok, err := m.State.Meta(ctx, "plan_digest"); err != nil {
+		return Errorf(ExitRuntime, "%w", err)
+	} else if ok {
+		return nil
+	}
+	if m.Opts.DryRun {
+		_, err := m.Plan(ctx)
+		return err
+	}
+	return Errorf(ExitUsage, "no plan in the state: run `ferry plan` first")
+}
+
+// Copy copies every planned record to the target, verifying checksums on the way.
+func (m *Migration) Copy(ctx context.Context) (*CopyResult, error) {
+	if err := m.Lock(ctx, "copy"); err != nil {
+		return nil, err
+	}
+	if err := m.checkResidency(ctx); err != nil {
+		return nil, err
+	}
+	if err := m.needPlan(ctx); err != nil {
+		return nil, err
+	}
+	res := &CopyResult{DryRun: m.Opts.DryRun}
+	q := checkpoints.Query{States: []checkpoints.RecordState{checkpoints.Planned, checkpoints.Failed}}
+	st, err := m.State.Stats(ctx, m.now())
+	if err != nil {
+		return nil, Errorf(ExitRuntime, "%w", err)
+	}
+	var totalBytes int64
+	for _, s := range q.States {
+		res.Records += st.Records[s].N
+		totalBytes += st.Records[s].Bytes
+	}
+	if m.Opts.DryRun {
+		res.Bytes = totalBytes
+		return res, nil
+	}
+	tr := m.progress("copy", res.Records, totalBytes)
+	defer tr.Finish()
+	batch := checkpoints.NewBatcher(m.State, 256, 500*time.Millisecond)
+	var copied, skipped, failed, nbytes, retries atomic.Int64
+	var failMu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(m.Spec.Copy.Concurrency)
+	err = m.State.Records(ctx, q, func(r checkpoints.Record) error {
+		if gctx.Err() != nil {
+			return gctx.Err()
+		}
+		g.Go(func() error {
+			out, skip, tries, err := m.copyRecord(gctx, r)
+			retries.Add(int64(tries - 1))
+			if err != nil {
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+				failed.Add(1)
+				failMu.Lock()
+				if len(res.Failures) < 100 {
+					res.Failures = append(res.Failures, ConflictInfo{Key: r.Key, Reason: errString(err)})
+				}
+				failMu.Unlock()
+				m.log.Warn("copy failed", "key", r.Key, "attempts", tries, "err", err)
+			} else if skip {
+				skipped.Add(1)
+			} else {
+				copied.Add(1)
+				nbytes.Add(out.Size)
+			}
+			tr.Add(1, out.Size)
+			return batch.Add(gctx, out)
+		})
+		return nil
+	})
+	if werr := g.Wait(); err == nil {
+		err = werr
+	}
+	if cerr := batch.Close(context.WithoutCancel(ctx)); err == nil {
+		err = cerr
+	}
+	res.Copied, res.Skipped, res.Failed, res.Bytes, res.Retries = copied.Load(), skipped.Load(), failed.Load(), nbytes.Load(), retries.Load()
+	if err != nil {
+		return res, phaseErr("copy", err)
+	}
+	if res.Failed > 0 {
+		return res, Errorf(ExitIncomplete, "copy finished: %d records failed (rerun to retry them)", res.Failed)
+	}
+	return res, nil
+}
+
+// phaseErr maps an interrupted context to exit 130 and anything else to a runtime error.
+func phaseErr(phase string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return Errorf(ExitInterrupted, "%s interrupted: state saved, rerun resumes", phase)
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return Errorf(ExitRuntime, "%s: %w", phase, err)
+}
+
+// copyRecord copies one record with bounded retries and returns its new state.
+func (m *Migration) copyRecord(ctx context.Context, r checkpoints.Record) (checkpoints.Record, bool, int, error) {
+	retries := m.Spec.Copy.Retries
+	if retries < 1 {
+		retries = 1
+	}
+	var err error
+	tries := 0
+	out := r
+	for tries < retries {
+		tries++
+		var skip bool
+		out = r
+		out.Replicas = slices.Clone(r.Replicas)
+		skip, err = m.copyAttempt(ctx, &out)
+		if err == nil {
+			out.State = checkpoints.Copied
+			out.Attempts = r.Attempts + tries
+			out.LastError = ""
+			out.CopiedAt = m.now().UTC()
+			return out, skip, tries, nil
+		}
+		if ctx.Err() != nil || errors.Is(err, errPermanent) {
+			break
+		}
+		m.debug("copy attempt failed", "key", r.Key, "attempt", tries, "err", err)
+		if !sleep(ctx, backoff(tries)) {
+			break
+		}
+	}
+	r.Replicas = out.Replicas // keeps what the attempts learnt (a replica gone missing)
+	r.State = checkpoints.Failed
+	r.Attempts += tries
+	r.LastError = errString(err)
+	return r, false, tries, err
+}
+
+func backoff(attempt int) time.Duration {
+	d := 50 * time.Millisecond << min(attempt, 7)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// sources lists the replicas a copy may read, primary first.
+func (m *Migration) sources(r *checkpoints.Record) []*checkpoints.Replica {
+	var out []*checkpoints.Replica
+	for i := range r.Replicas {
+		p := &r.Replicas[i]
+		if p.State == checkpoints.Present || p.State == checkpoints.Identical || p.State == checkpoints.Restored {
+			out = append(out, p)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return m.siteOrder(out[i].Site) < m.siteOrder(out[j].Site) })
+	return out
+}
+
+// copyAttempt reads one replica, writes it to the target and checks the target's own
+// checksum against what was read. It fills r's copy fields.
+func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (skipped bool, err error) {
+	srcs := m.sources(r)
+	if len(srcs) == 0 {
+		return false, fmt.Errorf("%w: no readable replica", errPermanent)
+	}
+	src := srcs[0]
+	store := m.Sites[src.Site]
+	if r.TargetKey == "" {
+		r.TargetKey = r.Key
+	}
+	// A target copy that already matches a trusted source checksum is not copied again.
+	if src.SHA256 != "" {
+		if t, err := m.Target.Stat(ctx, r.TargetKey); err == nil && t.Size == src.Size && t.Checksums.SHA256 == src.SHA256 {
+			r.SHA256, r.Source, r.Size = src.SHA256, src.Site, src.Size
+			r.TargetETag, r.TargetVersion = t.ETag, t.Version
+			r.CRC32C = t.Checksums.CRC32C
+			return true, nil
+		}
+	}
+	rc, obj, err := store.Open(ctx, src.SiteKey)
+	if err != nil {
+		if errors.Is(err, providers.ErrNotFound) {
+			src.State = checkpoints.Missing
+			src.LastError = "gone from the site before it was copied"
+		}
+		return false, fmt.Errorf("open %s at %s: %w", src.SiteKey, src.Site, err)
+	}
+	defer rc.Close()
+	if !obj.SameVersion(replicaObject(*src)) {
+		return false, fmt.Errorf("%w: %s at %s changed since the plan (size/etag/mtime): run `ferry plan` again", errPermanent, src.SiteKey, src.Site)
+	}
+	sha, crc := sha256.New(), crc32.New(crcTable)
+	opts := providers.PutOptions{Metadata: map[string]string{
+		"ferry-migration":   url.PathEscape(m.Spec.Migration),
+		"ferry-source-site": url.PathEscape(src.Site),
+		"ferry-source-key":  url.PathEscape(src.SiteKey),
+	}}
+	var put providers.Object
+	var n int64
+	if obj.Size <= bufferMax {
+		buf := bufPool.Get().(*bytes.Buffer)
+		defer func() { buf.Reset(); bufPool.Put(buf) }()
+		buf.Reset()
+		n, err = io.Copy(io.MultiWriter(buf, sha, crc), io.LimitReader(rc, obj.Size+1))
+		if err != nil {
+			return false, fmt.Errorf("read %s at %s: %w", src.SiteKey, src.Site, err)
+		}
+		if n != obj.Size {
+			return false, fmt.Errorf("read %s at %s: got %d bytes, expected %d", src.SiteKey, src.Site, n, obj.Size)
+		}
+		opts.SHA256 = hex.EncodeToString(sha.Sum(nil))
+		opts.CRC32C = crcHex(crc)
+		opts.Metadata["ferry-sha256"] = opts.SHA256
+		put, err = m.Target.Put(ctx, r.TargetKey, bytes.NewReader(buf.Bytes()), n, opts)
+	} else {
+		cr := &countingReader{r: io.TeeReader(io.LimitReader(rc, obj.Size+1), io.MultiWriter(sha, crc))}
+		put, err = m.Target.Put(ctx, r.TargetKey, cr, obj.Size, opts)
+		n = cr.n
+		if err == nil && n != obj.Size {
+			err = fmt.Errorf("read %s at %s: got %d bytes, expected %d", src.SiteKey, src.Site, n, obj.Size)
+		}
+	}
+	if err != nil {
+		return false, fmt.Errorf("put %s: %w", r.TargetKey, err)
+	}
+	gotSHA, gotCRC := hex.EncodeToString(sha.Sum(nil)), crcHex(crc)
+	// The source must not have changed while it was read.
+	if now, err := store.Stat(ctx, src.SiteKey); err != nil {
+		return false, fmt.Errorf("re-stat %s at %s: %w", src.SiteKey, src.Site, err)
+	} else if !now.SameVersion(obj) {
+		return false, fmt.Errorf("%s at %s changed during the copy; retrying", src.SiteKey, src.Site)
+	}
+	// The target's own report must agree with what was read.
+	if put.Size != n {
+		return false, fmt.Errorf("%w: target reports %d bytes, read %d", providers.ErrChecksum, put.Size, n)
+	}
+	if put.Checksums.SHA256 != "" && put.Checksums.SHA256 != gotSHA {
+		return false, fmt.Errorf("%w: target sha256 %s, read %s", providers.ErrChecksum, short(put.Checksums.SHA256), short(gotSHA))
+	}
+	if put.Checksums.CRC32C != "" && put.Checksums.CRC32C != gotCRC {
+		return false, fmt.Errorf("%w: target crc32c %s, read %s", providers.ErrChecksum, put.Checksums.CRC32C, gotCRC)
+	}
+	r.Size, r.SHA256, r.CRC32C, r.Source = n, gotSHA, gotCRC, src.Site
+	r.TargetETag, r.TargetVersion = put.ETag, put.Version
+	src.SHA256 = gotSHA
+	src.LastError = ""
+	return false, nil
+}
+
+func crcHex(h hash.Hash32) string {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], h.Sum32())
+	return hex.EncodeToString(b[:])
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,603 @@
+package migrate
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/migrate/spec"
+	"github.com/ferrymigrate/ferry/providers"
+)
+
+// Stage states.
+const (
+	StagePending  = "pending"
+	StageRunning  = "running"
+	StageFinished = "finished"
+	StageRestored = "restored"
+	StagePurged   = "purged"
+)
+
+// DeleteResult is what `ferry delete` reports.
+type DeleteResult struct {
+	Stage    string         `json:"stage"`
+	DryRun   bool           `json:"dry_run"`
+	Mode     string         `json:"mode"`
+	Scope    StageScope     `json:"scope"`
+	Limit    int64          `json:"max_delete"`
+	Deleted  int64          `json:"deleted"`
+	Already  int64          `json:"already_deleted"`
+	Skipped  int64          `json:"skipped"` // changed after verify, or the target re-check failed
+	Errors   int64          `json:"errors"`
+	Problems []ConflictInfo `json:"problems,omitempty"`
+	State    string         `json:"stage_state"`
+}
+
+func (m *Migration) stage(name string) (spec.Stage, bool) {
+	for _, st := range m.Spec.Delete.Stages {
+		if st.Name == name {
+			return st, true
+		}
+	}
+	return spec.Stage{}, false
+}
+
+func (m *Migration) stageMode(name string) string {
+	if st, ok := m.stage(name); ok && st.Mode != "" {
+		return string(st.Mode)
+	}
+	return string(m.Spec.Delete.Mode)
+}
+
+func (m *Migration) stageStates(ctx context.Context) (map[string]checkpoints.StageState, error) {
+	list, err := m.State.Stages(ctx)
+	if err != nil {
+		return nil, Errorf(ExitRuntime, "%w", err)
+	}
+	out := map[string]checkpoints.StageState{}
+	for _, s := range list {
+		out[s.Name] = s
+	}
+	for i, st := range m.Spec.Delete.Stages {
+		if _, ok := out[st.Name]; !ok {
+			out[st.Name] = checkpoints.StageState{Name: st.Name, Ord: i, Mode: m.stageMode(st.Name), State: StagePending}
+		}
+	}
+	return out, nil
+}
+
+// checkOrder refuses a stage while an earlier stage has not finished.
+func (m *Migration) checkOrder(states map[string]checkpoints.StageState, name string) error {
+	for _, st := range m.Spec.Delete.Stages {
+		if st.Name == name {
+			return nil
+		}
+		s := states[st.Name]
+		if s.State != StageFinished && s.State != StagePurged {
+			return Refused("stage %q must finish before stage %q (it is %s)", st.Name, name, s.State)
+		}
+	}
+	return nil
+}
+
+// deleteLimit is max_delete for a stage: a count, or a share of every replica the
+// state holds at the stage's sites (live or deleted), so a stage that would empty
+// more of a site than the operator allowed is refused.
+func (m *Migration) deleteLimit(ctx context.Context, st spec.Stage) (int64, error) {
+	stats, err := m.State.Stats(ctx, m.now())
+	if err != nil {
+		return 0, Errorf(ExitRuntime, "%w", err)
+	}
+	var basis int64
+	for _, site := range st.Sites {
+		for state, c := range stats.ReplicasSite[site] {
+			if live(state) || gone(state) || state == checkpoints.Missing {
+				basis += c.N
+			}
+		}
+	}
+	return st.MaxDelete.Limit(basis), nil
+}
+
+// ValidConfirm reports whether confirm is an acceptable prefix of digest.
+func ValidConfirm(confirm, digest string) error {
+	if confirm == "" {
+		return Refused("deleting needs --confirm with the stage's scope digest (at least 8 hex characters); run the same command with --dry-run to see the scope and its digest")
+	}
+	if len(confirm) < 8 {
+		return Refused("--confirm %q is too short: give at least 8 hex characters of the scope digest", confirm)
+	}
+	if _, err := hex.DecodeString(confirm[:len(confirm)/2*2]); err != nil {
+		return Refused("--confirm %q is not hex", confirm)
+	}
+	if !strings.HasPrefix(digest, strings.ToLower(confirm)) {
+		return Refused("--confirm %s does not match the scope as it stands now: the scope changed since it was printed, or this is another stage; run with --dry-run again and review it", confirm)
+	}
+	return nil
+}
+
+type delUnit struct {
+	rec  checkpoints.Record
+	idx  []int // replicas of rec in this stage's scope
+	skip bool
+}
+
+// Delete deletes stage's scope: verified replicas at its sites, confirmed by digest.
+func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*DeleteResult, error) {
+	if err := m.Lock(ctx, "delete"); err != nil {
+		return nil, err
+	}
+	st, ok := m.stage(stageName)
+	if !ok {
+		return nil, Errorf(ExitUsage, "no stage %q in %s (stages: %s)", stageName, m.Spec.Path, strings.Join(m.stageNames(), ", "))
+	}
+	if err := m.needPlan(ctx); err != nil {
+		return nil, err
+	}
+	states, err := m.stageStates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := &DeleteResult{Stage: stageName, DryRun: m.Opts.DryRun, Mode: m.stageMode(stageName)}
+	if err := m.checkOrder(states, stageName); err != nil {
+		return res, err
+	}
+	if res.Scope, err = m.stageScope(ctx, stageName, false, nil); err != nil {
+		return res, err
+	}
+	if res.Limit, err = m.deleteLimit(ctx, st); err != nil {
+		return res, err
+	}
+	res.State = states[stageName].State
+	if res.Scope.Replicas > res.Limit {
+		return res, Refused("stage %q would delete %d replicas, over max_delete (%d)", stageName, res.Scope.Replicas, res.Limit)
+	}
+	if states[stageName].State == StagePurged {
+		return res, Refused("stage %q is already purged", stageName)
+	}
+	if m.Opts.DryRun {
+		return res, nil
+	}
+	if err := ValidConfirm(confirm, res.Scope.Digest); err != nil {
+		return res, err
+	}
+	// Every site of the stage must support the delete the mode needs.
+	for _, site := range st.Sites {
+		s := m.Sites[site]
+		if res.Mode == "soft" {
+			if _, ok := s.(providers.SoftDeleter); !ok {
+				return res, Refused("site %s cannot soft-delete (no versioning or quarantine support); use mode: hard for this stage", site)
+			}
+		} else if _, ok := s.(providers.ConditionalDeleter); !ok {
+			return res, Refused("site %s cannot delete conditionally; ferry never deletes unconditionally", site)
+		}
+	}
+	ss := states[stageName]
+	ss.Mode, ss.Digest, ss.State = res.Mode, res.Scope.Digest, StageRunning
+	if ss.StartedAt.IsZero() {
+		ss.StartedAt = m.now().UTC()
+	}
+	if err := m.State.SaveStage(ctx, ss); err != nil {
+		return res, Errorf(ExitRuntime, "%w", err)
+	}
+
+	tr := m.progress("delete", res.Scope.Replicas, res.Scope.Bytes)
+	defer tr.Finish()
+	var deleted, already, skipped, errs atomic.Int64
+	var pmu sync.Mutex
+	problem := func(key, msg string) {
+		pmu.Lock()
+		defer pmu.Unlock()
+		if len(res.Problems) < 100 {
+			res.Problems = append(res.Problems, ConflictInfo{Key: key, Reason: msg})
+		}
+	}
+	var units []*delUnit
+	run := func() error {
+		err := m.deleteBatch(ctx, stageName, res.Mode, units, &deleted, &already, &skipped, &errs, problem)
+		for _, u := range units {
+			tr.Add(int64(len(u.idx)), 0)
+		}
+		units = units[:0]
+		return err
+	}
+	_, err = m.stageScope(ctx, stageName, false, func(r checkpoints.Record, p checkpoints.Replica) error {
+		if n := len(units); n > 0 && units[n-1].rec.Key == r.Key {
+			u := units[n-1]
+			u.idx = append(u.idx, slices.IndexFunc(u.rec.Replicas, func(q checkpoints.Replica) bool { return q.Site == p.Site }))
+			return nil
+		}
+		if len(units) >= 64 {
+			if err := run(); err != nil {
+				return err
+			}
+		}
+		r.Replicas = slices.Clone(r.Replicas)
+		units = append(units, &delUnit{rec: r, idx: []int{slices.IndexFunc(r.Replicas, func(q checkpoints.Replica) bool { return q.Site == p.Site })}})
+		return nil
+	})
+	if err == nil {
+		err = run()
+	}
+	res.Deleted, res.Already, res.Skipped, res.Errors = deleted.Load(), already.Load(), skipped.Load(), errs.Load()
+	if err != nil {
+		return res, phaseErr("delete", err)
+	}
+	if res.Errors > 0 {
+		res.State = StageRunning
+		return res, Errorf(ExitRuntime, "stage %q: %d deletes failed; rerun the same command to resume", stageName, res.Errors)
+	}
+	after, err := m.stageScope(ctx, stageName, false, nil)
+	if err != nil {
+		return res, err
+	}
+	ss.State, ss.FinishedAt, ss.Deleted, ss.Retained = StageFinished, m.now().UTC(), res.Deleted+res.Already, after.Retained
+	if res.Mode == "hard" {
+		ss.PurgedAt = ss.FinishedAt // nothing kept to purge
+	}
+	if err := m.State.SaveStage(ctx, ss); err != nil {
+		return res, Errorf(ExitRuntime, "%w", err)
+	}
+	res.State = ss.State
+	if res.Skipped > 0 {
+		return res, Errorf(ExitVerify, "stage %q finished, but %d replicas were not deleted because their record no longer verifies; run ferry verify", stageName, res.Skipped)
+	}
+	return res, nil
+}
+
+func (m *Migration) stageNames() []string {
+	var n []string
+	for _, s := range m.Spec.Delete.Stages {
+		n = append(n, s.Name)
+	}
+	return n
+}
+
+// deleteBatch runs one batch of units through: re-check the target, make the intents
+// durable, delete conditionally, confirm absence, record the outcomes (I1, I4).
+func (m *Migration) deleteBatch(ctx context.Context, stage, mode string, units []*delUnit,
+	deleted, already, skipped, errs *atomic.Int64, problem func(string, string)) error {
+	conc := m.Spec.Copy.Concurrency
+	// 1. Re-check every target copy and resolve intents left by a crash.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(conc)
+	for _, u := range units {
+		g.Go(func() error {
+			if err := m.recheckTarget(gctx, &u.rec); err != nil {
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+				u.skip = true
+				skipped.Add(int64(len(u.idx)))
+				problem(u.rec.Key, err.Error())
+				return nil
+			}
+			for _, i := range u.idx {
+				p := &u.rec.Replicas[i]
+				if p.State == checkpoints.Intent {
+					if err := m.resolveIntent(gctx, p); err != nil {
+						errs.Add(1)
+						p.LastError = errString(err)
+						problem(u.rec.Key, err.Error())
+					}
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	// 2. Durable intents before any delete call.
+	now := m.now().UTC()
+	var intents []checkpoints.Record
+	for _, u := range units {
+		if u.skip {
+			intents = append(intents, u.rec) // the record's state changed: needs verify again
+			continue
+		}
+		changed := false
+		for _, i := range u.idx {
+			p := &u.rec.Replicas[i]
+			if p.State == checkpoints.Identical {
+				p.State, p.IntentAt, p.Mode = checkpoints.Intent, now, mode
+				if mode == "soft" {
+					p.Handle = m.Sites[p.Site].(providers.SoftDeleter).SoftHandle(p.SiteKey, replicaObject(*p))
+				}
+				changed = true
+			}
+		}
+		if changed {
+			intents = append(intents, u.rec)
+		}
+	}
+	if err := m.State.Save(ctx, intents); err != nil {
+		return Errorf(ExitRuntime, "recording delete intents: %w", err)
+	}
+	// 3. Delete exactly the verified version, then confirm absence.
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(conc)
+	for _, u := range units {
+		if u.skip {
+			continue
+		}
+		for _, i := range u.idx {
+			p := &u.rec.Replicas[i]
+			switch p.State {
+			case checkpoints.Deleted, checkpoints.Purged:
+				already.Add(1) // by an earlier run (or settled from its intent above)
+				continue
+			case checkpoints.Intent:
+			default:
+				continue
+			}
+			g.Go(func() error {
+				err := m.deleteReplica(gctx, p, mode)
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+				switch {
+				case err == nil:
+					deleted.Add(1)
+				case errors.Is(err, providers.ErrPrecondition):
+					p.State, p.LastError = checkpoints.Present, "changed after verification: not deleted; verify again"
+					skipped.Add(1)
+					problem(u.rec.Key, "replica at "+p.Site+" changed after verification: not deleted")
+				case errors.Is(err, providers.ErrNotFound):
+					p.State, p.LastError = checkpoints.Missing, "already absent when ferry came to delete it: anomaly, not a deletion"
+					problem(u.rec.Key, "replica at "+p.Site+" was already gone before the delete (anomaly)")
+					m.log.Warn("delete anomaly: replica already absent", "key", u.rec.Key, "site", p.Site)
+				default:
+					errs.Add(1)
+					p.LastError = errString(err)
+					problem(u.rec.Key, "replica at "+p.Site+": "+err.Error())
+				}
+				return nil
+			})
+		}
+	}
+	if err := g.Wait(); err != nil {
+		// Outcomes of calls that did finish are still recorded below.
+		_ = m.saveUnits(context.WithoutCancel(ctx), units)
+		return err
+	}
+	return m.saveUnits(ctx, units)
+}
+
+func (m *Migration) saveUnits(ctx context.Context, units []*delUnit) error {
+	recs := make([]checkpoints.Record, 0, len(units))
+	for _, u := range units {
+		recs = append(recs, u.rec)
+	}
+	if err := m.State.Save(ctx, recs); err != nil {
+		return Errorf(ExitRuntime, "recording delete outcomes: %w", err)
+	}
+	return nil
+}
+
+// recheckTarget HEADs the target copy again just before a delete: present, the same
+// version that verify checked, the same size and (where reported) the same SHA-256.
+// On failure the record goes back to copied, to be verified again.
+func (m *Migration) recheckTarget(ctx context.Context, r *checkpoints.Record) error {
+	obj, err := m.Target.Stat(ctx, r.TargetKey)
+	bad := ""
+	switch {
+	case errors.Is(err, providers.ErrNotFound):
+		bad = "target copy is gone"
+	case err != nil:
+		return fmt.Errorf("re-check target %s: %w", r.TargetKey, err)
+	case obj.Size != r.Size:
+		bad = fmt.Sprintf("target copy has %d bytes, verified %d", obj.Size, r.Size)
+	case obj.Checksums.SHA256 != "" && obj.Checksums.SHA256 != r.SHA256:
+		bad = "target copy's sha256 changed since verify"
+	case !obj.SameVersion(providers.Object{Size: r.Size, ETag: r.TargetETag, Version: r.TargetVersion, ModTime: obj.ModTime}):
+		bad = "target copy was replaced since verify"
+	}
+	if bad == "" {
+		return nil
+	}
+	r.State = checkpoints.Copied
+	r.LastError = bad + ": not deleting its replicas; verify again"
+	return errors.New(r.LastError)
+}
+
+// resolveIntent settles a delete intent left by an earlier run by looking at the site
+// (I4): absent means the delete happened; the same version present means it did not
+// (the replica goes back to identical and is deleted now); anything else is a change.
+func (m *Migration) resolveIntent(ctx context.Context, p *checkpoints.Replica) error {
+	store := m.Sites[p.Site]
+	obj, err := store.Stat(ctx, p.SiteKey)
+	switch {
+	case errors.Is(err, providers.ErrNotFound):
+		if p.Mode == "soft" {
+			sd, ok := store.(providers.SoftDeleter)
+			if !ok {
+				return fmt.Errorf("site %s cannot soft-delete", p.Site)
+			}
+			kept, err := sd.SoftExists(ctx, p.SiteKey, p.Handle)
+			if err != nil {
+				return err
+			}
+			if !kept {
+				p.State, p.LastError = checkpoints.Missing, "absent after an interrupted soft delete, and its kept copy is not where it should be"
+				return nil
+			}
+		}
+		p.State, p.DeletedAt, p.ConfirmedAbsent, p.LastError = checkpoints.Deleted, m.now().UTC(), true, ""
+		return nil
+	case err != nil:
+		return err
+	case obj.SameVersion(replicaObject(*p)):
+		p.State = checkpoints.Identical
+		return nil
+	default:
+		p.State, p.LastError = checkpoints.Present, "changed at the site after the delete intent: not deleted"
+		return nil
+	}
+}
+
+// deleteReplica deletes (or soft-deletes) exactly the verified version, then confirms
+// it is absent from plain view.
+func (m *Migration) deleteReplica(ctx context.Context, p *checkpoints.Replica, mode string) error {
+	store := m.Sites[p.Site]
+	expect := replicaObject(*p)
+	var err error
+	if mode == "soft" {
+		var h string
+		h, err = store.(providers.SoftDeleter).SoftDelete(ctx, p.SiteKey, expect)
+		if err == nil && h != "" {
+			p.Handle = h
+		}
+	} else {
+		err = store.(providers.ConditionalDeleter).DeleteIf(ctx, p.SiteKey, expect)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := store.Stat(ctx, p.SiteKey); !errors.Is(err, providers.ErrNotFound) {
+		if err == nil {
+			err = errors.New("still present after the delete")
+		}
+		return fmt.Errorf("confirming absence of %s at %s: %w", p.SiteKey, p.Site, err)
+	}
+	p.State, p.DeletedAt, p.ConfirmedAbsent, p.LastError = checkpoints.Deleted, m.now().UTC(), true, ""
+	return nil
+}
+
+// StageOpResult is what --restore and --purge report.
+type StageOpResult struct {
+	Stage    string         `json:"stage"`
+	Op       string         `json:"op"`
+	DryRun   bool           `json:"dry_run"`
+	Replicas int64          `json:"replicas"`
+	Done     int64          `json:"done"`
+	Problems []ConflictInfo `json:"problems,omitempty"`
+	State    string         `json:"stage_state"`
+}
+
+// Restore puts back every soft-deleted replica of a stage.
+func (m *Migration) Restore(ctx context.Context, stageName string) (*StageOpResult, error) {
+	return m.stageOp(ctx, stageName, "restore")
+}
+
+// Purge removes for good the kept bytes of a soft-deleted stage, after the grace period.
+func (m *Migration) Purge(ctx context.Context, stageName string) (*StageOpResult, error) {
+	return m.stageOp(ctx, stageName, "purge")
+}
+
+func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOpResult, error) {
+	if err := m.Lock(ctx, op); err != nil {
+		return nil, err
+	}
+	if _, ok := m.stage(stageName); !ok {
+		return nil, Errorf(ExitUsage, "no stage %q in %s (stages: %s)", stageName, m.Spec.Path, strings.Join(m.stageNames(), ", "))
+	}
+	states, err := m.stageStates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ss := states[stageName]
+	res := &StageOpResult{Stage: stageName, Op: op, DryRun: m.Opts.DryRun, State: ss.State}
+	switch {
+	case ss.State == StagePurged:
+		return res, Refused("stage %q is purged: nothing left to %s", stageName, op)
+	case op == "purge" && ss.State != StageFinished:
+		return res, Refused("stage %q is %s: only a finished stage can be purged", stageName, ss.State)
+	case op == "purge":
+		until := ss.FinishedAt.Add(m.Spec.Delete.Grace)
+		if m.now().Before(until) {
+			return res, Refused("stage %q is in its grace period until %s: purge after that", stageName, until.UTC().Format(time.RFC3339))
+		}
+	case op == "restore" && ss.State == StagePending:
+		return res, Refused("stage %q has not run: nothing to restore", stageName)
+	}
+	var recs []checkpoints.Record
+	err = m.State.Records(ctx, checkpoints.Query{Stage: stageName, ReplicaStates: []checkpoints.ReplicaState{checkpoints.Deleted, checkpoints.Intent}}, func(r checkpoints.Record) error {
+		r.Replicas = slices.Clone(r.Replicas)
+		for i := range r.Replicas {
+			p := &r.Replicas[i]
+			if p.Stage != stageName || (p.State != checkpoints.Deleted && p.State != checkpoints.Intent) {
+				continue
+			}
+			res.Replicas++
+			if m.Opts.DryRun {
+				continue
+			}
+			if p.State == checkpoints.Intent {
+				res.Problems = append(res.Problems, ConflictInfo{Key: r.Key, Reason: "an interrupted delete at " + p.Site + ": run the stage's delete again first"})
+				continue
+			}
+			if p.Mode != "soft" {
+				if op == "restore" {
+					res.Problems = append(res.Problems, ConflictInfo{Key: r.Key, Reason: "hard-deleted at " + p.Site + ": cannot be restored"})
+				}
+				continue
+			}
+			sd, ok := m.Sites[p.Site].(providers.SoftDeleter)
+			if !ok {
+				return Refused("site %s cannot %s soft deletes", p.Site, op)
+			}
+			var err error
+			if op == "restore" {
+				err = sd.Restore(ctx, p.SiteKey, p.Handle)
+				if err == nil {
+					p.State, p.Handle, p.DeletedAt, p.ConfirmedAbsent, p.IntentAt, p.Mode = checkpoints.Restored, "", time.Time{}, false, time.Time{}, ""
+				}
+			} else {
+				err = sd.Purge(ctx, p.SiteKey, p.Handle)
+				if errors.Is(err, providers.ErrNotFound) {
+					// Purged by an interrupted earlier run (or by hand): nothing is kept either way.
+					err = nil
+				}
+				if err == nil {
+					p.State, p.PurgedAt = checkpoints.Purged, m.now().UTC()
+				}
+			}
+			if err != nil {
+				p.LastError = errString(err)
+				res.Problems = append(res.Problems, ConflictInfo{Key: r.Key, Reason: fmt.Sprintf("%s at %s: %v", op, p.Site, err)})
+				continue
+			}
+			res.Done++
+		}
+		recs = append(recs, r)
+		if len(recs) >= 256 {
+			err := m.State.Save(ctx, recs)
+			recs = recs[:0]
+			return err
+		}
+		return nil
+	})
+	if err == nil && !m.Opts.DryRun {
+		err = m.State.Save(ctx, recs)
+	}
+	if err != nil {
+		return res, phaseErr(op, err)
+	}
+	if m.Opts.DryRun {
+		return res, nil
+	}
+	if len(res.Problems) > 0 {
+		return res, Errorf(ExitIncomplete, "%s of stage %q: %d of %d replicas not done", op, stageName, res.Replicas-res.Done, res.Replicas)
+	}
+	now := m.now().UTC()
+	if op == "restore" {
+		ss.State, ss.RestoredAt, ss.FinishedAt = StageRestored, now, time.Time{}
+	} else {
+		ss.State, ss.PurgedAt = StagePurged, now
+	}
+	if err := m.State.SaveStage(ctx, ss); err != nil {
+		return res, Errorf(ExitRuntime, "%w", err)
+	}
+	res.State = ss.State
+	return res, nil
+}

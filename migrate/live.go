@@ -1,0 +1,90 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/ferrymigrate/ferry/migrate/certificate"
+	"github.com/ferrymigrate/ferry/migrate/spec"
+	"github.com/ferrymigrate/ferry/providers"
+)
+
+// LiveResult is what `ferry report verify --live` found at the stores.
+type LiveResult struct {
+	Checked  int64          `json:"checked"`
+	TargetOK int64          `json:"target_ok"`
+	Absent   int64          `json:"replicas_absent"`
+	Problems []ConflictInfo `json:"problems,omitempty"`
+}
+
+// LiveCheck reads a manifest and checks, read-only, that every verified record's
+// target copy is present with its recorded size and checksum (or version), and that
+// every replica the manifest calls deleted is absent at its site. sample (0, 1]
+// checks a deterministic share of the records.
+func (m *Migration) LiveCheck(ctx context.Context, manifest io.Reader, sample float64) (*LiveResult, error) {
+	res := &LiveResult{}
+	problem := func(key, msg string) {
+		if len(res.Problems) < 1000 {
+			res.Problems = append(res.Problems, ConflictInfo{Key: key, Reason: msg})
+		}
+	}
+	targetRoot := m.Target.URI("")
+	_, bad, nbad, err := certificate.ReadManifest(manifest, 10, func(_ uint64, _ []byte, l *certificate.ManifestLine) error {
+		if sample < 1 && !spec.InSample(l.Key, sample) {
+			return nil
+		}
+		res.Checked++
+		if l.Target.VerifiedAt != "" {
+			key, ok := strings.CutPrefix(l.Target.URI, targetRoot)
+			if !ok {
+				problem(l.Key, "target uri "+l.Target.URI+" is not under "+targetRoot)
+			} else if obj, err := m.Target.Stat(ctx, key); err != nil {
+				problem(l.Key, "target copy: "+err.Error())
+			} else if obj.Size != l.Size {
+				problem(l.Key, fmt.Sprintf("target copy has %d bytes, the manifest %d", obj.Size, l.Size))
+			} else if obj.Checksums.SHA256 != "" && obj.Checksums.SHA256 != l.SHA256 {
+				problem(l.Key, "target copy's sha256 differs from the manifest")
+			} else if obj.Checksums.SHA256 == "" && !obj.SameVersion(providers.Object{Size: l.Size, ETag: l.Target.ETag, Version: l.Target.Version, ModTime: obj.ModTime}) {
+				problem(l.Key, "target copy is not the version the manifest names")
+			} else {
+				res.TargetOK++
+			}
+		}
+		for _, r := range l.Replicas {
+			if r.DeletedAt == "" || r.State == certificate.StatusRestored {
+				continue
+			}
+			site, ok := m.Sites[r.Site]
+			if !ok {
+				problem(l.Key, "the spec has no site "+r.Site)
+				continue
+			}
+			key, ok := strings.CutPrefix(r.URI, site.URI(""))
+			if !ok {
+				problem(l.Key, "replica uri "+r.URI+" is not under site "+r.Site)
+				continue
+			}
+			if _, err := site.Stat(ctx, key); errors.Is(err, providers.ErrNotFound) {
+				res.Absent++
+			} else if err != nil {
+				problem(l.Key, "replica at "+r.Site+": "+err.Error())
+			} else {
+				problem(l.Key, "replica at "+r.Site+" is present, but the manifest says it was deleted")
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return res, Errorf(ExitRuntime, "%w", err)
+	}
+	if nbad > 0 {
+		return res, Errorf(ExitVerify, "manifest has %d bad lines, first: %v", nbad, bad[0])
+	}
+	if len(res.Problems) > 0 {
+		return res, Errorf(ExitVerify, "live check: %d problems", len(res.Problems))
+	}
+	return res, nil
+}

@@ -1,0 +1,253 @@
+// Package migrate is ferry's pipeline: plan, copy, verify, delete, report, status.
+// It reads the spec (migrate/spec), talks to stores only through providers.Store and
+// keeps all state in a checkpoints.Store.
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/migrate/spec"
+	"github.com/ferrymigrate/ferry/providers"
+)
+
+// Options are the global flags.
+type Options struct {
+	SpecPath string
+	StateDSN string // overrides the spec's state
+	DryRun   bool
+	Logger   *slog.Logger
+	Progress ProgressFactory // nil: no progress output
+	Now      func() time.Time
+	// NoState opens no checkpoint state (validate: read-only probes only).
+	NoState bool
+	// OpenStore opens providers; tests substitute decorated stores. Nil: providers.Open.
+	OpenStore func(ctx context.Context, cfg providers.Config) (providers.Store, error)
+}
+
+// Migration is one opened migration: spec, state, stores.
+type Migration struct {
+	Spec   *spec.Spec
+	State  checkpoints.Store
+	Sites  map[string]providers.Store // by site name
+	Target providers.Store
+	Opts   Options
+	log    *slog.Logger
+	now    func() time.Time
+
+	lockMu   sync.Mutex
+	lock     checkpoints.Lock
+	lockStop chan struct{}
+	lockDone chan struct{}
+}
+
+// Open loads the spec, opens the checkpoint state and every store. In a dry run the
+// state is a scratch copy and every store refuses writes.
+func Open(ctx context.Context, opts Options) (*Migration, error) {
+	sp, err := spec.Load(opts.SpecPath)
+	if err != nil {
+		return nil, err
+	}
+	return OpenSpec(ctx, sp, opts)
+}
+
+// OpenSpec is Open with a parsed spec.
+func OpenSpec(ctx context.Context, sp *spec.Spec, opts Options) (*Migration, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.OpenStore == nil {
+		opts.OpenStore = providers.Open
+	}
+	m := &Migration{Spec: sp, Opts: opts, log: opts.Logger, now: opts.Now, Sites: map[string]providers.Store{}}
+	dsn := sp.StatePath()
+	if opts.StateDSN != "" {
+		dsn = opts.StateDSN
+	}
+	if !opts.NoState {
+		st, err := checkpoints.Open(ctx, dsn, checkpoints.Options{Scratch: opts.DryRun})
+		if err != nil {
+			return nil, Errorf(ExitRuntime, "%w", err)
+		}
+		m.State = st
+		if err := m.checkMigrationID(ctx); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	for i := range sp.Sources {
+		s := &sp.Sources[i]
+		store, err := opts.OpenStore(ctx, s.ProviderConfig(sp.Migration))
+		if err != nil {
+			m.Close()
+			return nil, Errorf(ExitRuntime, "site %s: %w", s.Name, err)
+		}
+		m.Sites[s.Name] = m.guard(store)
+	}
+	target, err := opts.OpenStore(ctx, sp.Target.ProviderConfig(sp.Migration))
+	if err != nil {
+		m.Close()
+		return nil, Errorf(ExitRuntime, "target: %w", err)
+	}
+	m.Target = m.guard(target)
+	return m, nil
+}
+
+func (m *Migration) guard(s providers.Store) providers.Store {
+	if m.Opts.DryRun {
+		return &dryStore{Store: s}
+	}
+	return s
+}
+
+// checkMigrationID refuses a state that belongs to another migration.
+func (m *Migration) checkMigrationID(ctx context.Context) error {
+	id, ok, err := m.State.Meta(ctx, "migration")
+	if err != nil {
+		return Errorf(ExitRuntime, "%w", err)
+	}
+	if ok && id != m.Spec.Migration {
+		return Errorf(ExitUsage, "state belongs to migration %q, the spec names %q: use another state file", id, m.Spec.Migration)
+	}
+	if !ok {
+		return m.State.SetMeta(ctx, "migration", m.Spec.Migration)
+	}
+	return nil
+}
+
+// Close releases the lock and closes stores and state.
+func (m *Migration) Close() error {
+	var errs []error
+	if m.State != nil {
+		errs = append(errs, m.Unlock(context.Background()))
+	}
+	for _, s := range m.Sites {
+		errs = append(errs, s.Close())
+	}
+	if m.Target != nil {
+		errs = append(errs, m.Target.Close())
+	}
+	if m.State != nil {
+		errs = append(errs, m.State.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// LockLease is how long a lock outlives its holder's last refresh (for holders on
+// other hosts; a holder on this host is gone as soon as its process is).
+const LockLease = 60 * time.Second
+
+// Lock takes the migration lock for phase and keeps refreshing it. A dry run works on
+// a scratch copy and takes no lock.
+func (m *Migration) Lock(ctx context.Context, phase string) error {
+	if m.Opts.DryRun {
+		return nil
+	}
+	m.lockMu.Lock()
+	defer m.lockMu.Unlock()
+	if m.lock != nil {
+		return nil
+	}
+	l, err := m.State.Lock(ctx, checkpoints.Self(phase), LockLease)
+	if err != nil {
+		var le *checkpoints.LockedError
+		if errors.As(err, &le) {
+			return Refused("another ferry holds this migration: %s", le.Holder)
+		}
+		return Errorf(ExitRuntime, "%w", err)
+	}
+	m.lock = l
+	m.lockStop, m.lockDone = make(chan struct{}), make(chan struct{})
+	go func(stop, done chan struct{}) {
+		defer close(done)
+		t := time.NewTicker(LockLease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if err := l.Refresh(context.Background()); err != nil {
+					m.log.Error("lock refresh failed", "err", err)
+				}
+			}
+		}
+	}(m.lockStop, m.lockDone)
+	return nil
+}
+
+// Unlock releases the lock if held.
+func (m *Migration) Unlock(ctx context.Context) error {
+	m.lockMu.Lock()
+	defer m.lockMu.Unlock()
+	if m.lock == nil {
+		return nil
+	}
+	close(m.lockStop)
+	<-m.lockDone
+	err := m.lock.Release(ctx)
+	m.lock = nil
+	return err
+}
+
+// siteSpec returns the spec of a site.
+func (m *Migration) siteSpec(name string) *spec.Site {
+	s, _ := m.Spec.Site(name)
+	return s
+}
+
+func (m *Migration) progress(phase string, records, bytes int64) Tracker {
+	if m.Opts.Progress == nil {
+		return nopTracker{}
+	}
+	return m.Opts.Progress(phase, records, bytes)
+}
+
+// checkResidency asks a target that knows its region whether it is allowed (exit 5).
+func (m *Migration) checkResidency(ctx context.Context) error {
+	allowed := m.Spec.Target.Residency
+	if len(allowed) == 0 {
+		return nil
+	}
+	r, ok := providers.As[providers.Regioner](m.Target)
+	if !ok {
+		return nil
+	}
+	region, err := r.Region(ctx)
+	if errors.Is(err, providers.ErrNotSupported) || (err == nil && region == "") {
+		return nil // the store cannot tell: the spec's region was checked at parse time
+	}
+	if err != nil {
+		return Errorf(ExitRuntime, "target region: %w", err)
+	}
+	for _, a := range allowed {
+		if a == region {
+			return nil
+		}
+	}
+	return Refused("target region %q is outside the residency policy %v", region, allowed)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	s := err.Error()
+	if len(s) > 500 {
+		s = s[:500] + "..."
+	}
+	return s
+}
+
+func (m *Migration) debug(msg string, args ...any) { m.log.Debug(msg, args...) }
+
+var _ = fmt.Sprintf

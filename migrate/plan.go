@@ -1,0 +1,357 @@
+package migrate
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/providers"
+)
+
+var zeroTime time.Time
+
+// SiteListing is what one site's listing found.
+type SiteListing struct {
+	Objects int64 `json:"objects"`
+	Bytes   int64 `json:"bytes"`
+}
+
+// ConflictInfo names one record in conflict.
+type ConflictInfo struct {
+	Key    string `json:"key"`
+	Reason string `json:"reason"`
+}
+
+// StageScope is one deletion stage's scope as it stands.
+type StageScope struct {
+	Name     string   `json:"name"`
+	Sites    []string `json:"sites"`
+	Sample   string   `json:"sample,omitempty"`
+	Mode     string   `json:"mode"`
+	Replicas int64    `json:"replicas"`
+	Bytes    int64    `json:"bytes"`
+	Digest   string   `json:"digest"`
+	// Retained counts replicas assigned to the stage that are not (yet) deletable:
+	// not verified, divergent, in conflict.
+	Retained int64 `json:"retained"`
+}
+
+// PlanResult is what `ferry plan` reports.
+type PlanResult struct {
+	Migration  string                 `json:"migration"`
+	DryRun     bool                   `json:"dry_run"`
+	Digest     string                 `json:"plan_digest"`
+	SpecDigest string                 `json:"spec_digest"`
+	Sites      map[string]SiteListing `json:"sites"`
+	Records    map[string]int64       `json:"records"` // by state, after the plan
+	Bytes      int64                  `json:"bytes"`   // of records to migrate
+	New        int64                  `json:"new"`
+	Changed    int64                  `json:"changed"`
+	Vanished   int64                  `json:"vanished"`
+	Conflicts  []ConflictInfo         `json:"conflicts,omitempty"` // the first 100
+	Stages     []StageScope           `json:"stages"`
+}
+
+const listBatch = 1000
+
+// Plan lists every site at once, reconciles the listings with the state and stores
+// the inventory. A listing that fails fails the plan (I6); nothing is reconciled from
+// a partial listing.
+func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
+	if err := m.Lock(ctx, "plan"); err != nil {
+		return nil, err
+	}
+	if err := m.checkResidency(ctx); err != nil {
+		return nil, err
+	}
+	res := &PlanResult{Migration: m.Spec.Migration, DryRun: m.Opts.DryRun, SpecDigest: m.Spec.Digest(), Sites: map[string]SiteListing{}, Records: map[string]int64{}}
+	if err := m.State.ResetListing(ctx); err != nil {
+		return nil, Errorf(ExitRuntime, "%w", err)
+	}
+	tr := m.progress("list", 0, 0)
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	for _, site := range m.Spec.Sources {
+		name := site.Name
+		store := m.Sites[name]
+		g.Go(func() error {
+			var batch []checkpoints.Listed
+			var n, bytes int64
+			flush := func() error {
+				if err := m.State.AddListed(gctx, batch); err != nil {
+					return err
+				}
+				tr.Add(int64(len(batch)), 0)
+				batch = batch[:0]
+				return nil
+			}
+			err := store.List(gctx, func(o providers.Object) error {
+				n++
+				bytes += o.Size
+				batch = append(batch, checkpoints.Listed{Site: name, Key: o.Key, SiteKey: o.Key, Size: o.Size, ETag: o.ETag,
+					Version: o.Version, ModTime: o.ModTime, SHA256: o.Checksums.SHA256})
+				if len(batch) >= listBatch {
+					return flush()
+				}
+				return nil
+			})
+			if err == nil {
+				err = flush()
+			}
+			if err != nil {
+				return Errorf(ExitRuntime, "site %s: listing failed, plan not changed: %w", name, err)
+			}
+			mu.Lock()
+			res.Sites[name] = SiteListing{Objects: n, Bytes: bytes}
+			mu.Unlock()
+			m.log.Info("listed", "site", name, "objects", n, "bytes", bytes)
+			return nil
+		})
+	}
+	err := g.Wait()
+	tr.Finish()
+	if err != nil {
+		return nil, err
+	}
+	// An empty listing of a site that still holds replicas in the state is far more
+	// likely a wrong prefix or an outage than a site emptied by hand: refuse.
+	st, err := m.State.Stats(ctx, m.now())
+	if err != nil {
+		return nil, Errorf(ExitRuntime, "%w", err)
+	}
+	for name, l := range res.Sites {
+		var liveN int64
+		for state, c := range st.ReplicasSite[name] {
+			if live(state) {
+				liveN += c.N
+			}
+		}
+		if l.Objects == 0 && liveN > 0 {
+			return nil, Refused("site %s listed no objects, but the state holds %d of its replicas: refusing to re-plan (check the URL and the site)", name, liveN)
+		}
+	}
+
+	// Reconcile in key order, hashing the inventory as it goes.
+	dig := sha256.New()
+	fmt.Fprintf(dig, "ferry-plan-v1\nspec %s\n", res.SpecDigest)
+	batch := checkpoints.NewBatcher(m.State, 1000, time.Second)
+	get := func(k string) (*checkpoints.Record, error) {
+		r, ok, err := m.State.Get(ctx, k)
+		if err != nil || !ok {
+			return nil, err
+		}
+		return &r, nil
+	}
+	tr = m.progress("plan", 0, 0)
+	err = m.State.Listed(ctx, func(key string, objs []checkpoints.Listed) error {
+		for _, o := range objs {
+			writeInventory(dig, o)
+		}
+		old, err := get(key)
+		if err != nil {
+			return err
+		}
+		recs, err := m.reconcile(key, objs, func(k string) (*checkpoints.Record, error) {
+			if k == key {
+				return old, nil
+			}
+			return get(k)
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if r.Key == key {
+				if old == nil {
+					res.New++
+				} else if !sameReplicaVersions(old, &r) {
+					res.Changed++
+				}
+			}
+			if err := batch.Add(ctx, r); err != nil {
+				return err
+			}
+		}
+		tr.Add(1, 0)
+		return nil
+	})
+	if cerr := batch.Close(ctx); err == nil {
+		err = cerr
+	}
+	tr.Finish()
+	if err != nil {
+		return nil, Errorf(ExitRuntime, "reconcile: %w", err)
+	}
+
+	// Replicas the listings no longer show: vanished without ferry deleting them.
+	var sites []string
+	for _, s := range m.Spec.Sources {
+		sites = append(sites, s.Name)
+	}
+	var vanished []checkpoints.Record
+	err = m.State.Unlisted(ctx, sites, func(r checkpoints.Record, unlisted []string) error {
+		for i := range r.Replicas {
+			p := &r.Replicas[i]
+			if live(p.State) && contains(unlisted, p.Site) {
+				p.State = checkpoints.Missing
+				p.LastError = "no longer listed at the site, and ferry did not delete it"
+			}
+		}
+		if r.State == checkpoints.Planned || r.State == checkpoints.Conflict {
+			m.evalConflict(&r)
+		}
+		vanished = append(vanished, r)
+		return nil
+	})
+	if err == nil {
+		res.Vanished = int64(len(vanished))
+		err = m.State.Save(ctx, vanished)
+	}
+	if err != nil {
+		return nil, Errorf(ExitRuntime, "%w", err)
+	}
+
+	res.Digest = hex.EncodeToString(dig.Sum(nil))
+	now := m.now().UTC()
+	for k, v := range map[string]string{"plan_digest": res.Digest, "spec_digest": res.SpecDigest, "planned_at": now.Format(time.RFC3339Nano)} {
+		if err := m.State.SetMeta(ctx, k, v); err != nil {
+			return nil, Errorf(ExitRuntime, "%w", err)
+		}
+	}
+	if err := m.fillPlanCounts(ctx, res); err != nil {
+		return nil, err
+	}
+	if res.Stages, err = m.StageScopes(ctx, true); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (m *Migration) fillPlanCounts(ctx context.Context, res *PlanResult) error {
+	st, err := m.State.Stats(ctx, m.now())
+	if err != nil {
+		return Errorf(ExitRuntime, "%w", err)
+	}
+	for s, c := range st.Records {
+		res.Records[string(s)] = c.N
+		if s != checkpoints.Excluded && s != checkpoints.Conflict {
+			res.Bytes += c.Bytes
+		}
+	}
+	return m.State.Records(ctx, checkpoints.Query{States: []checkpoints.RecordState{checkpoints.Conflict}, Limit: 100}, func(r checkpoints.Record) error {
+		res.Conflicts = append(res.Conflicts, ConflictInfo{Key: r.Key, Reason: r.Conflict})
+		return nil
+	})
+}
+
+func writeInventory(h hash.Hash, o checkpoints.Listed) {
+	// Length-prefixed fields: no key can forge a line boundary.
+	for _, f := range []string{o.Key, o.Site, strconv.FormatInt(o.Size, 10), o.ETag, o.Version, o.SHA256} {
+		fmt.Fprintf(h, "%d:%s", len(f), f)
+	}
+	h.Write([]byte{'\n'})
+}
+
+func sameReplicaVersions(a, b *checkpoints.Record) bool {
+	if len(a.Replicas) != len(b.Replicas) {
+		return false
+	}
+	for i := range a.Replicas {
+		if !replicaObject(a.Replicas[i]).SameVersion(replicaObject(b.Replicas[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+// scopeLine is one replica's line in a stage's scope digest. The digest names exactly
+// which version of which object at which site the stage may delete.
+func scopeLine(h hash.Hash, r checkpoints.Record, p checkpoints.Replica) {
+	for _, f := range []string{r.Key, p.Site, p.SiteKey, strconv.FormatInt(p.Size, 10), p.ETag, p.Version} {
+		fmt.Fprintf(h, "%d:%s", len(f), f)
+	}
+	h.Write([]byte{'\n'})
+}
+
+// inScope reports whether a replica belongs to its stage's deletion scope. predicted:
+// as the plan expects it once everything is verified (what `ferry plan` prints);
+// otherwise as it stands (verified record, replica proven identical, or already on its
+// way out in this stage, so the digest stays the same while the stage runs and resumes).
+func inScope(r checkpoints.Record, p checkpoints.Replica, predicted bool) bool {
+	if p.Stage == "" {
+		return false
+	}
+	if predicted {
+		switch r.State {
+		case checkpoints.Conflict, checkpoints.Failed, checkpoints.Excluded:
+			return false
+		}
+		return p.State == checkpoints.Present || p.State == checkpoints.Identical || p.State == checkpoints.Restored || gone(p.State)
+	}
+	if r.State != checkpoints.Verified {
+		return false
+	}
+	return p.State == checkpoints.Identical || gone(p.State)
+}
+
+// StageScopes computes every stage's scope and digest.
+func (m *Migration) StageScopes(ctx context.Context, predicted bool) ([]StageScope, error) {
+	var out []StageScope
+	for _, st := range m.Spec.Delete.Stages {
+		sc, err := m.stageScope(ctx, st.Name, predicted, nil)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sc)
+	}
+	return out, nil
+}
+
+func (m *Migration) stageScope(ctx context.Context, name string, predicted bool, each func(checkpoints.Record, checkpoints.Replica) error) (StageScope, error) {
+	st, ok := m.stage(name)
+	if !ok {
+		return StageScope{}, Errorf(ExitUsage, "no stage %q in the spec", name)
+	}
+	sc := StageScope{Name: st.Name, Sites: append([]string(nil), st.Sites...), Mode: m.stageMode(name)}
+	if st.SampleFraction() < 1 {
+		sc.Sample = strconv.FormatFloat(st.SampleFraction()*100, 'f', -1, 64) + "%"
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "ferry-scope-v1\nmigration %s\nstage %s\n", m.Spec.Migration, name)
+	err := m.State.Records(ctx, checkpoints.Query{Stage: name}, func(r checkpoints.Record) error {
+		reps := append([]checkpoints.Replica(nil), r.Replicas...)
+		sort.Slice(reps, func(i, j int) bool { return reps[i].Site < reps[j].Site })
+		for _, p := range reps {
+			if p.Stage != name {
+				continue
+			}
+			if !inScope(r, p, predicted) {
+				sc.Retained++
+				continue
+			}
+			sc.Replicas++
+			sc.Bytes += p.Size
+			scopeLine(h, r, p)
+			if each != nil {
+				if err := each(r, p); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return sc, Errorf(ExitRuntime, "%w", err)
+	}
+	sc.Digest = hex.EncodeToString(h.Sum(nil))
+	return sc, nil
+}

@@ -1,0 +1,177 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/migrate/certificate"
+	"github.com/ferrymigrate/ferry/providers"
+)
+
+// Version is ferry's version, named in certificates (set by the CLI).
+var Version = "dev"
+
+// ReportResult is what `ferry report` reports.
+type ReportResult struct {
+	DryRun bool `json:"dry_run"`
+	*certificate.ReportResult
+}
+
+var errStopIter = errors.New("stop")
+
+// manifestLine turns a record into its manifest line.
+func (m *Migration) manifestLine(r checkpoints.Record) certificate.ManifestLine {
+	l := certificate.ManifestLine{Key: r.Key, User: r.User, Size: r.Size, SHA256: r.SHA256, Status: string(r.State)}
+	if r.State == checkpoints.Copied || r.State == checkpoints.Verified {
+		l.Target = certificate.TargetRef{URI: m.Target.URI(r.TargetKey), Version: r.TargetVersion, ETag: r.TargetETag}
+		if r.State == checkpoints.Verified {
+			l.Target.VerifiedAt = certificate.FormatTime(r.VerifiedAt)
+		}
+	}
+	allGone, allPurged, intent := len(r.Replicas) > 0, len(r.Replicas) > 0, false
+	l.Replicas = []certificate.ReplicaRef{}
+	for _, p := range r.Replicas {
+		ref := certificate.ReplicaRef{Site: p.Site, URI: m.Sites[p.Site].URI(p.SiteKey), State: string(p.State), ConfirmedAbsent: p.ConfirmedAbsent}
+		if gone(p.State) && p.State != checkpoints.Intent {
+			ref.DeletedAt, ref.Mode = certificate.FormatTime(p.DeletedAt), p.Mode
+		}
+		l.Replicas = append(l.Replicas, ref)
+		allGone = allGone && (p.State == checkpoints.Deleted || p.State == checkpoints.Purged)
+		erased := p.State == checkpoints.Purged || (p.State == checkpoints.Deleted && p.Mode == "hard")
+		allPurged = allPurged && erased
+		intent = intent || p.State == checkpoints.Intent
+	}
+	if r.State == checkpoints.Verified {
+		switch {
+		case intent:
+			l.Status = certificate.StatusDeleteIntent
+		case allPurged:
+			l.Status = certificate.StatusPurged
+		case allGone:
+			l.Status = certificate.StatusDeleted
+		}
+	}
+	return l
+}
+
+// Report writes manifest.jsonl, certificate.json (signed), certificate.html and
+// certificate.pdf into dir. It exits 3 (with the files written) when the migration is
+// not complete: the certificate says so plainly.
+func (m *Migration) Report(ctx context.Context, dir string) (*ReportResult, error) {
+	if err := m.Lock(ctx, "report"); err != nil {
+		return nil, err
+	}
+	if err := m.needPlan(ctx); err != nil {
+		return nil, err
+	}
+	keyPath := m.Spec.Report.SigningKey
+	if keyPath == "" {
+		return nil, Errorf(ExitUsage, "%s: report.signing_key is not set: create a key with `ferry keys generate --out keys` and name it there", m.Spec.Path)
+	}
+	key, err := certificate.LoadPrivateKey(keyPath)
+	if err != nil {
+		return nil, Errorf(ExitUsage, "report.signing_key: %w", err)
+	}
+	if dir == "" {
+		dir = filepath.Join(m.Spec.Dir, "report")
+	}
+	res := &ReportResult{DryRun: m.Opts.DryRun}
+	if m.Opts.DryRun {
+		// Write into a scratch folder: the real report folder is left alone.
+		tmp, err := os.MkdirTemp("", "ferry-report-dryrun-")
+		if err != nil {
+			return nil, Errorf(ExitRuntime, "%w", err)
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	}
+	pred, err := m.predicate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	records := func(yield func(certificate.ManifestLine, error) bool) {
+		err := m.State.Records(ctx, checkpoints.Query{}, func(r checkpoints.Record) error {
+			if !yield(m.manifestLine(r), nil) {
+				return errStopIter
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStopIter) {
+			yield(certificate.ManifestLine{}, err)
+		}
+	}
+	out, err := certificate.WriteReport(iter.Seq2[certificate.ManifestLine, error](records), certificate.ReportOptions{
+		Dir: dir, Predicate: pred, Key: key, Now: m.now(), SkipHTML: m.Opts.DryRun, SkipPDF: m.Opts.DryRun,
+	})
+	if err != nil {
+		return nil, phaseErr("report", err)
+	}
+	res.ReportResult = out
+	if m.Opts.DryRun {
+		out.Dir, out.ManifestPath, out.CertificatePath = "", "", ""
+	}
+	if !out.Complete {
+		return res, Errorf(ExitIncomplete, "the migration is not complete (the certificate says so): %d reasons, first: %s", len(out.IncompleteReasons), out.IncompleteReasons[0])
+	}
+	return res, nil
+}
+
+// predicate gathers what the certificate states besides the manifest.
+func (m *Migration) predicate(ctx context.Context) (certificate.Predicate, error) {
+	sp := m.Spec
+	p := certificate.Predicate{
+		Migration:  sp.Migration,
+		SpecDigest: sp.Digest(),
+		Tool:       certificate.Tool{Name: "ferry", Version: Version},
+		Signer:     certificate.Party{Name: sp.Report.Signer},
+		Target:     certificate.Target{URI: sp.Target.URL, Region: sp.Target.Region, KMSKeyID: sp.Target.KMSKeyID},
+		Residency:  certificate.Residency{AllowedRegions: sp.Target.Residency},
+	}
+	if r, ok := providers.As[providers.Regioner](m.Target); ok {
+		if region, err := r.Region(ctx); err == nil && region != "" {
+			p.Target.Region = region
+		}
+	}
+	p.PlanDigest, _, _ = m.State.Meta(ctx, "plan_digest")
+	for _, s := range sp.Sources {
+		p.Sites = append(p.Sites, certificate.Site{Name: s.Name, Role: string(s.Role), URI: s.URL, Region: s.Region})
+	}
+	states, err := m.stageStates(ctx)
+	if err != nil {
+		return p, err
+	}
+	stats, err := m.State.Stats(ctx, m.now())
+	if err != nil {
+		return p, Errorf(ExitRuntime, "%w", err)
+	}
+	for _, st := range sp.Delete.Stages {
+		ss := states[st.Name]
+		c := stats.StageCounts[st.Name]
+		cs := certificate.Stage{
+			Name: st.Name, Sites: st.Sites, Mode: m.stageMode(st.Name), ScopeDigest: ss.Digest,
+			StartedAt: certificate.FormatTime(ss.StartedAt), FinishedAt: certificate.FormatTime(ss.FinishedAt),
+			PurgedAt: certificate.FormatTime(ss.PurgedAt), RestoredAt: certificate.FormatTime(ss.RestoredAt),
+			Restored: ss.State == StageRestored,
+			Counts: certificate.StageCounts{
+				Deleted:  c[checkpoints.Deleted].N + c[checkpoints.Purged].N,
+				Purged:   c[checkpoints.Purged].N,
+				Restored: c[checkpoints.Restored].N,
+				Failed:   c[checkpoints.Intent].N,
+				Bytes:    c[checkpoints.Deleted].Bytes + c[checkpoints.Purged].Bytes,
+			},
+		}
+		for _, n := range c {
+			cs.Counts.Scope += n.N
+		}
+		if f := st.SampleFraction(); f < 1 {
+			cs.Sample = strconv.FormatFloat(f*100, 'f', -1, 64) + "%"
+		}
+		p.Stages = append(p.Stages, cs)
+	}
+	return p, nil
+}

@@ -1,0 +1,81 @@
+package migrate
+
+import (
+	"context"
+	"strings"
+)
+
+// RunResult is what `ferry run` reports.
+type RunResult struct {
+	Through string          `json:"through"`
+	DryRun  bool            `json:"dry_run"`
+	Plan    *PlanResult     `json:"plan,omitempty"`
+	Copy    *CopyResult     `json:"copy,omitempty"`
+	Verify  *VerifyResult   `json:"verify,omitempty"`
+	Deletes []*DeleteResult `json:"deletes,omitempty"`
+}
+
+// Run runs plan, copy, verify and (through "delete") every stage in spec order.
+// Deleting needs confirm to match the plan digest (which covers the spec and the
+// whole inventory), and each stage's scope as it stands to equal the scope the plan
+// predicted: anything unexpected stops the run before it deletes.
+func (m *Migration) Run(ctx context.Context, through, confirm string, reread bool) (*RunResult, error) {
+	if through == "" {
+		through = "verify"
+	}
+	res := &RunResult{Through: through, DryRun: m.Opts.DryRun}
+	var err error
+	if through == "delete" && !m.Opts.DryRun && confirm == "" {
+		return res, Refused("run --through delete needs --confirm with the plan digest (at least 8 hex characters) printed by `ferry plan`")
+	}
+	if err := m.Lock(ctx, "run"); err != nil {
+		return res, err
+	}
+	if res.Plan, err = m.Plan(ctx); err != nil {
+		return res, err
+	}
+	var soft error // an exit-3 outcome that does not stop the next phase
+	res.Copy, err = m.Copy(ctx)
+	if err != nil {
+		if ExitCode(err) != ExitIncomplete {
+			return res, err
+		}
+		soft = err
+	}
+	if through == "copy" {
+		return res, soft
+	}
+	res.Verify, err = m.Verify(ctx, reread)
+	if err != nil {
+		return res, err
+	}
+	if soft != nil || through == "verify" {
+		return res, soft
+	}
+	if !m.Opts.DryRun {
+		if err := ValidConfirm(confirm, res.Plan.Digest); err != nil {
+			return res, Refused("%s (run --confirm takes the plan digest)", strings.TrimSuffix(err.Error(), ""))
+		}
+	}
+	for i, st := range m.Spec.Delete.Stages {
+		predicted := res.Plan.Stages[i]
+		if m.Opts.DryRun {
+			res.Deletes = append(res.Deletes, &DeleteResult{Stage: st.Name, DryRun: true, Mode: m.stageMode(st.Name), Scope: predicted})
+			continue
+		}
+		now, err := m.stageScope(ctx, st.Name, false, nil)
+		if err != nil {
+			return res, err
+		}
+		if now.Digest != predicted.Digest {
+			return res, Refused("stage %q: its scope (%d replicas, digest %.12s) is not what the plan predicted (%d replicas, %.12s): some records did not verify; review with `ferry status` and run the stage by hand",
+				st.Name, now.Replicas, now.Digest, predicted.Replicas, predicted.Digest)
+		}
+		d, err := m.Delete(ctx, st.Name, now.Digest)
+		res.Deletes = append(res.Deletes, d)
+		if err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}

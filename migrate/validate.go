@@ -1,0 +1,71 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+
+	"github.com/ferrymigrate/ferry/providers"
+)
+
+// Probe is the outcome of one read-only probe of a store.
+type Probe struct {
+	Name   string `json:"name"`
+	URL    string `json:"url"`
+	OK     bool   `json:"ok"`
+	Empty  bool   `json:"empty"`
+	Region string `json:"region,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// ValidateResult is what `ferry validate` reports.
+type ValidateResult struct {
+	Migration  string  `json:"migration"`
+	SpecDigest string  `json:"spec_digest"`
+	Sites      []Probe `json:"sites"`
+	Target     Probe   `json:"target"`
+}
+
+var errProbeDone = errors.New("probe done")
+
+// Validate reaches every site and the target with read-only probes: a listing that
+// stops at the first object, and the target's region against the residency policy.
+func (m *Migration) Validate(ctx context.Context) (*ValidateResult, error) {
+	res := &ValidateResult{Migration: m.Spec.Migration, SpecDigest: m.Spec.Digest()}
+	probe := func(name, url string, s providers.Store) Probe {
+		p := Probe{Name: name, URL: url, Empty: true}
+		err := s.List(ctx, func(providers.Object) error { p.Empty = false; return errProbeDone })
+		if err != nil && !errors.Is(err, errProbeDone) {
+			p.Error = errString(err)
+			return p
+		}
+		if r, ok := providers.As[providers.Regioner](s); ok {
+			region, err := r.Region(ctx)
+			if err != nil && !errors.Is(err, providers.ErrNotSupported) {
+				p.Error = errString(err)
+				return p
+			}
+			p.Region = region
+		}
+		p.OK = true
+		return p
+	}
+	failed := 0
+	for _, site := range m.Spec.Sources {
+		p := probe(site.Name, site.URL, m.Sites[site.Name])
+		if !p.OK {
+			failed++
+		}
+		res.Sites = append(res.Sites, p)
+	}
+	res.Target = probe("target", m.Spec.Target.URL, m.Target)
+	if !res.Target.OK {
+		failed++
+	}
+	if failed > 0 {
+		return res, Errorf(ExitRuntime, "%d of %d stores could not be reached", failed, len(res.Sites)+1)
+	}
+	if err := m.checkResidency(ctx); err != nil {
+		return res, err
+	}
+	return res, nil
+}

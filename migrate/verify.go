@@ -1,0 +1,306 @@
+package migrate
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/providers"
+)
+
+// VerifyResult is what `ferry verify` reports.
+type VerifyResult struct {
+	DryRun          bool           `json:"dry_run"`
+	Reread          bool           `json:"reread"`
+	Records         int64          `json:"records"`
+	Verified        int64          `json:"verified"`
+	Mismatched      int64          `json:"mismatched"` // target copy missing or different: copied again next time
+	ReplicasProven  int64          `json:"replicas_proven"`
+	Divergent       int64          `json:"replicas_divergent"`
+	ReplicasMissing int64          `json:"replicas_missing"`
+	BytesRead       int64          `json:"bytes_read"`
+	Problems        []ConflictInfo `json:"problems,omitempty"`
+}
+
+// Verify re-checks every copied record's target copy (its checksum, or with reread
+// its bytes) against the SHA-256 read from the source, and proves every replica due
+// for deletion identical to the record. It trusts nothing copy recorded but the hash.
+func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, error) {
+	if err := m.Lock(ctx, "verify"); err != nil {
+		return nil, err
+	}
+	if err := m.needPlan(ctx); err != nil {
+		return nil, err
+	}
+	reread = reread || m.Spec.Verify.Reread
+	res := &VerifyResult{DryRun: m.Opts.DryRun, Reread: reread}
+	q := checkpoints.Query{States: []checkpoints.RecordState{checkpoints.Copied, checkpoints.Verified}}
+	st, err := m.State.Stats(ctx, m.now())
+	if err != nil {
+		return nil, Errorf(ExitRuntime, "%w", err)
+	}
+	var total, totalBytes int64
+	for _, s := range q.States {
+		total += st.Records[s].N
+		totalBytes += st.Records[s].Bytes
+	}
+	res.Records = total
+	if m.Opts.DryRun {
+		if reread || !providers.FeaturesOf(m.Target).TrustedSHA256 {
+			res.BytesRead = totalBytes
+		}
+		return res, nil
+	}
+	tr := m.progress("verify", total, 0)
+	defer tr.Finish()
+	batch := checkpoints.NewBatcher(m.State, 256, 500*time.Millisecond)
+	var verified, mismatched, proven, divergent, missing, read atomic.Int64
+	var pmu sync.Mutex
+	problem := func(key, msg string) {
+		pmu.Lock()
+		defer pmu.Unlock()
+		if len(res.Problems) < 100 {
+			res.Problems = append(res.Problems, ConflictInfo{Key: key, Reason: msg})
+		}
+	}
+	conc := m.Spec.Verify.Concurrency
+	if conc <= 0 {
+		conc = m.Spec.Copy.Concurrency
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(conc)
+	err = m.State.Records(ctx, q, func(r checkpoints.Record) error {
+		if gctx.Err() != nil {
+			return gctx.Err()
+		}
+		g.Go(func() error {
+			out := r
+			out.Replicas = slices.Clone(r.Replicas)
+			n, terr := m.verifyTarget(gctx, &out, reread)
+			read.Add(n)
+			if gctx.Err() != nil {
+				return gctx.Err()
+			}
+			var extra []checkpoints.Record
+			if terr != nil {
+				mismatched.Add(1)
+				problem(r.Key, terr.Error())
+				m.log.Warn("target copy does not verify", "key", r.Key, "err", terr)
+			} else {
+				verified.Add(1)
+				for i := range out.Replicas {
+					p := &out.Replicas[i]
+					if p.Stage == "" || !(p.State == checkpoints.Present || p.State == checkpoints.Identical || p.State == checkpoints.Restored) {
+						continue
+					}
+					n, perr := m.proveReplica(gctx, &out, p)
+					read.Add(n)
+					if gctx.Err() != nil {
+						return gctx.Err()
+					}
+					switch {
+					case perr != nil:
+						p.LastError = errString(perr)
+						problem(r.Key, fmt.Sprintf("replica at %s: %v", p.Site, perr))
+					case p.State == checkpoints.Identical:
+						proven.Add(1)
+					case p.State == checkpoints.Missing:
+						missing.Add(1)
+						problem(r.Key, "replica at "+p.Site+" is gone (not deleted by ferry)")
+					case p.State == checkpoints.Divergent:
+						divergent.Add(1)
+						problem(r.Key, "replica at "+p.Site+" differs from the record: "+p.LastError)
+						if v := m.divergence(&out, p); v != nil {
+							extra = append(extra, *v)
+						}
+					}
+				}
+				out.Replicas = slices.DeleteFunc(out.Replicas, func(p checkpoints.Replica) bool { return p.Site == "" })
+			}
+			tr.Add(1, n)
+			if err := batch.Add(gctx, out); err != nil {
+				return err
+			}
+			for _, v := range extra {
+				if err := batch.Add(gctx, v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		return nil
+	})
+	if werr := g.Wait(); err == nil {
+		err = werr
+	}
+	// The verified state is durable before verify reports success (I4).
+	if cerr := batch.Close(context.WithoutCancel(ctx)); err == nil {
+		err = cerr
+	}
+	res.Verified, res.Mismatched, res.ReplicasProven, res.Divergent, res.ReplicasMissing, res.BytesRead =
+		verified.Load(), mismatched.Load(), proven.Load(), divergent.Load(), missing.Load(), read.Load()
+	if err != nil {
+		return res, phaseErr("verify", err)
+	}
+	if res.Mismatched > 0 {
+		return res, Errorf(ExitVerify, "verification failed: %d target copies missing or different (they are copied again by the next `ferry copy`)", res.Mismatched)
+	}
+	if res.Divergent > 0 || res.ReplicasMissing > 0 {
+		return res, Errorf(ExitIncomplete, "verify finished: %d replicas divergent, %d missing; they are never deleted", res.Divergent, res.ReplicasMissing)
+	}
+	return res, nil
+}
+
+// verifyTarget proves the target copy equals the record's SHA-256 (I2). On success the
+// record is verified, naming the exact target version that was checked.
+func (m *Migration) verifyTarget(ctx context.Context, r *checkpoints.Record, reread bool) (int64, error) {
+	fail := func(format string, a ...any) (int64, error) {
+		err := fmt.Errorf(format, a...)
+		if anyGone(*r) {
+			r.State = checkpoints.Conflict
+			r.Conflict = "target copy no longer verifies after replicas were deleted: " + err.Error()
+		} else {
+			resetCopy(r)
+		}
+		r.LastError = errString(err)
+		return 0, err
+	}
+	if r.SHA256 == "" {
+		return fail("no source hash recorded")
+	}
+	obj, err := m.Target.Stat(ctx, r.TargetKey)
+	if errors.Is(err, providers.ErrNotFound) {
+		return fail("target copy %s is missing", r.TargetKey)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stat target %s: %w", r.TargetKey, err)
+	}
+	if obj.Size != r.Size {
+		return fail("target copy has %d bytes, the record %d", obj.Size, r.Size)
+	}
+	var n int64
+	if reread || obj.Checksums.SHA256 == "" {
+		sum, got, read, err := m.hashObject(ctx, m.Target, r.TargetKey)
+		n = read
+		if errors.Is(err, providers.ErrNotFound) {
+			return fail("target copy %s is missing", r.TargetKey)
+		}
+		if err != nil {
+			return n, fmt.Errorf("read target %s: %w", r.TargetKey, err)
+		}
+		if sum != r.SHA256 {
+			_, err := fail("target copy's bytes hash to %s, the source's to %s", short(sum), short(r.SHA256))
+			return n, err
+		}
+		obj = got
+	} else if obj.Checksums.SHA256 != r.SHA256 {
+		return fail("target reports sha256 %s, the source's is %s", short(obj.Checksums.SHA256), short(r.SHA256))
+	}
+	r.State = checkpoints.Verified
+	r.VerifiedAt = m.now().UTC()
+	r.TargetETag, r.TargetVersion = obj.ETag, obj.Version
+	r.LastError = ""
+	return n, nil
+}
+
+// hashObject reads key whole and returns its SHA-256 and the version that was read.
+func (m *Migration) hashObject(ctx context.Context, s providers.Store, key string) (string, providers.Object, int64, error) {
+	rc, obj, err := s.Open(ctx, key)
+	if err != nil {
+		return "", obj, 0, err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, rc)
+	if err != nil {
+		return "", obj, n, err
+	}
+	if n != obj.Size {
+		return "", obj, n, fmt.Errorf("read %d bytes of %d", n, obj.Size)
+	}
+	return hex.EncodeToString(h.Sum(nil)), obj, n, nil
+}
+
+// proveReplica decides whether a replica due for deletion is identical to the record
+// (I3): by a checksum the site vouches for, or by reading it again. Even the replica
+// copy read from is read again: a read corrupted in flight during copy would otherwise
+// "prove" itself.
+func (m *Migration) proveReplica(ctx context.Context, r *checkpoints.Record, p *checkpoints.Replica) (int64, error) {
+	store := m.Sites[p.Site]
+	obj, err := store.Stat(ctx, p.SiteKey)
+	if errors.Is(err, providers.ErrNotFound) {
+		p.State = checkpoints.Missing
+		p.LastError = "gone from the site, not deleted by ferry"
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if !obj.SameVersion(replicaObject(*p)) {
+		// A new version: whatever was known of the old one no longer applies.
+		p.Size, p.ETag, p.Version, p.ModTime, p.SHA256 = obj.Size, obj.ETag, obj.Version, obj.ModTime, ""
+	}
+	var n int64
+	sum := ""
+	switch {
+	case obj.Size != r.Size:
+		p.State = checkpoints.Divergent
+		p.LastError = fmt.Sprintf("%d bytes, the record %d", obj.Size, r.Size)
+		return 0, nil
+	case obj.Checksums.SHA256 != "":
+		sum = obj.Checksums.SHA256
+	default:
+		var got providers.Object
+		sum, got, n, err = m.hashObject(ctx, store, p.SiteKey)
+		if err != nil {
+			return n, err
+		}
+		if !got.SameVersion(obj) {
+			return n, fmt.Errorf("changed while being read")
+		}
+	}
+	p.SHA256 = sum
+	if sum != r.SHA256 {
+		p.State = checkpoints.Divergent
+		p.LastError = fmt.Sprintf("sha256 %s, the record %s", short(sum), short(r.SHA256))
+		return n, nil
+	}
+	p.State = checkpoints.Identical
+	p.LastError = ""
+	return n, nil
+}
+
+// divergence applies records.conflicts to a replica found divergent at verify. With
+// keep-both it returns a new record that migrates the divergent version on its own,
+// and removes the replica from r.
+func (m *Migration) divergence(r *checkpoints.Record, p *checkpoints.Replica) *checkpoints.Record {
+	switch m.Spec.Records.Conflicts {
+	case PolicyKeepBoth:
+		v := checkpoints.Record{
+			Key: r.Key + ConflictSuffix + p.Site, User: r.User, Size: p.Size, State: checkpoints.Planned,
+			TargetKey: r.Key + ConflictSuffix + p.Site,
+		}
+		rp := *p
+		rp.State, rp.SHA256, rp.LastError = checkpoints.Present, "", ""
+		v.Replicas = []checkpoints.Replica{rp}
+		p.Site = "" // removed by the caller
+		return &v
+	case PolicyPreferPrimary:
+		if p.Primary {
+			r.State, r.Conflict = checkpoints.Conflict, "the primary replica at "+p.Site+" differs from the copy"
+		}
+	default:
+		r.State, r.Conflict = checkpoints.Conflict, "replica at "+p.Site+" differs: "+p.LastError
+	}
+	return nil
+}

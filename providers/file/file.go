@@ -1,0 +1,689 @@
+// Package file is the provider for a directory tree (file:///abs/dir): legacy NFS
+// mounts and archives.
+//
+// Every path operation goes through an os.Root opened on the directory, so no key
+// and no symlink can reach outside it. Symlinks are not objects: List fails on one
+// (skipping it would make the listing partial) and Stat/Open refuse to follow one.
+//
+// Deleting a file also removes the directories it leaves empty, up to the root, so
+// a drained archive keeps no skeleton of user directories.
+package file
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ferrymigrate/ferry/providers"
+)
+
+// TempPrefix starts the name of every temporary file Put writes. Keys with a segment
+// starting with it are reserved, and List skips such files.
+const TempPrefix = ".ferry-tmp-"
+
+// QuarantineSuffix names the default quarantine directory: a sibling of the root,
+// so it is on the same filesystem (rename works) and outside every listing.
+const QuarantineSuffix = ".ferry-quarantine"
+
+func init() {
+	providers.Register("file", func(_ context.Context, cfg providers.Config) (providers.Store, error) {
+		dir, err := DirFromURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.Name, err)
+		}
+		s, err := New(dir, Options{Quarantine: cfg.Quarantine, Migration: cfg.Migration})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.Name, err)
+		}
+		return s, nil
+	})
+}
+
+// Options configure a Store beyond its root directory.
+type Options struct {
+	// Quarantine is where soft-deleted files are kept. Empty: "<root>.ferry-quarantine".
+	// A relative path resolves against the root's parent directory. It must not
+	// overlap the root.
+	Quarantine string
+	// Migration names the quarantine subdirectory; empty means "default".
+	Migration string
+}
+
+// Store is a directory tree seen as an object store. Safe for concurrent use.
+type Store struct {
+	dir  string // absolute, clean
+	root *os.Root
+	qdir string // absolute, clean
+	mig  string
+
+	qmu   sync.Mutex
+	qroot *os.Root // opened on first use
+}
+
+var (
+	_ providers.Store              = (*Store)(nil)
+	_ providers.ConditionalDeleter = (*Store)(nil)
+	_ providers.SoftDeleter        = (*Store)(nil)
+	_ providers.Featurer           = (*Store)(nil)
+)
+
+// DirFromURL returns the absolute directory a file:///abs/dir URL names.
+func DirFromURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("file: bad url %q: %w", raw, err)
+	}
+	switch {
+	case u.Scheme != "file":
+		return "", fmt.Errorf("file: url %q: scheme is not file", raw)
+	case u.Host != "" && u.Host != "localhost":
+		return "", fmt.Errorf("file: url %q: host %q not supported; use file:///abs/dir", raw, u.Host)
+	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(raw, "?") || strings.HasSuffix(raw, "#"):
+		return "", fmt.Errorf("file: url %q: query or fragment not allowed; escape ? and # as %%3F and %%23", raw)
+	case u.Opaque != "" || !filepath.IsAbs(u.Path):
+		return "", fmt.Errorf("file: url %q: path must be absolute (file:///abs/dir)", raw)
+	}
+	return filepath.Clean(u.Path), nil
+}
+
+// New opens the existing directory dir (absolute) as a Store.
+func New(dir string, opts Options) (*Store, error) {
+	if !filepath.IsAbs(dir) {
+		return nil, fmt.Errorf("file: root %q is not an absolute path", dir)
+	}
+	dir = filepath.Clean(dir)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fail("open root", dir, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("file: root %s is not a directory", dir)
+	}
+	mig := opts.Migration
+	if mig == "" {
+		mig = "default"
+	}
+	if err := checkSegment(mig); err != nil {
+		return nil, fmt.Errorf("file: migration id %q cannot name a quarantine directory: %w", mig, err)
+	}
+	q := opts.Quarantine
+	switch {
+	case q == "":
+		q = dir + QuarantineSuffix
+	case !filepath.IsAbs(q):
+		q = filepath.Join(filepath.Dir(dir), q)
+	}
+	q = filepath.Clean(q)
+	if overlaps(dir, q) {
+		return nil, fmt.Errorf("file: quarantine %s overlaps root %s; it must be outside it so listings never see it", q, dir)
+	}
+	// Compare resolved paths too, in case a symlink makes them overlap.
+	if rd, err := filepath.EvalSymlinks(dir); err == nil {
+		if rq, err := filepath.EvalSymlinks(q); err == nil && overlaps(rd, rq) {
+			return nil, fmt.Errorf("file: quarantine %s overlaps root %s (through a symlink)", q, dir)
+		}
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fail("open root", dir, err)
+	}
+	return &Store{dir: dir, root: root, qdir: q, mig: mig}, nil
+}
+
+func overlaps(a, b string) bool {
+	within := func(parent, p string) bool {
+		rel, err := filepath.Rel(parent, p)
+		return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+	}
+	return within(a, b) || within(b, a)
+}
+
+// Dir returns the root directory.
+func (s *Store) Dir() string { return s.dir }
+
+// QuarantineDir returns the directory soft-deleted files are moved to.
+func (s *Store) QuarantineDir() string { return s.qdir }
+
+// URI is for humans: nothing is escaped.
+func (s *Store) URI(key string) string { return "file://" + s.dir + "/" + key }
+
+// Features: a file store holds neither dir markers nor "a" next to "a/b", and has no
+// checksum of its own to vouch for.
+func (s *Store) Features() providers.Features { return providers.Features{} }
+
+// Close releases the root (and quarantine) handles.
+func (s *Store) Close() error {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if s.qroot != nil {
+		s.qroot.Close()
+		s.qroot = nil
+	}
+	return s.root.Close()
+}
+
+// checkKey enforces the key rules: relative, "/"-separated, no empty, "." or ".."
+// segment, no NUL, no trailing "/" and no reserved temp-file segment.
+func checkKey(key string) error {
+	switch {
+	case key == "":
+		return invalid(key, "empty key")
+	case key[0] == '/':
+		return invalid(key, "absolute key")
+	case strings.HasSuffix(key, "/"):
+		return invalid(key, "a file store cannot hold a key ending in /")
+	}
+	for seg := range strings.SplitSeq(key, "/") {
+		if err := checkSegment(seg); err != nil {
+			return invalid(key, err.Error())
+		}
+	}
+	return nil
+}
+
+func checkSegment(seg string) error {
+	switch {
+	case seg == "":
+		return errors.New("empty path segment")
+	case seg == "." || seg == "..":
+		return fmt.Errorf("%q segment", seg)
+	case strings.IndexByte(seg, 0) >= 0:
+		return errors.New("NUL byte")
+	case strings.ContainsRune(seg, '/'):
+		return errors.New("contains /")
+	case strings.HasPrefix(seg, TempPrefix):
+		return fmt.Errorf("segment starts with the reserved %q", TempPrefix)
+	}
+	return nil
+}
+
+func invalid(key, why string) error {
+	return fmt.Errorf("file: key %q: %s: %w", key, why, providers.ErrInvalidKey)
+}
+
+// fail wraps err with the portable error it maps to, keeping the original too.
+func fail(op, key string, err error) error {
+	var portable error
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		portable = providers.ErrNotFound
+	case errors.Is(err, fs.ErrPermission):
+		portable = providers.ErrPermission
+	case escapes(err), errors.Is(err, syscall.ENAMETOOLONG):
+		portable = providers.ErrInvalidKey
+	case errors.Is(err, syscall.ELOOP):
+		portable = providers.ErrNotSupported
+	}
+	if portable == nil {
+		return fmt.Errorf("file: %s %q: %w", op, key, err)
+	}
+	return fmt.Errorf("file: %s %q: %w: %w", op, key, portable, err)
+}
+
+// escapes reports os.Root's refusal to leave the root (through a symlink): its error
+// value is unexported, so match its text. TestSymlinkEscape pins this.
+func escapes(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if err.Error() == "path escapes from parent" {
+			return true
+		}
+	}
+	return false
+}
+
+func symlinkErr(op, key string) error {
+	return fmt.Errorf("file: %s %q: a symlink or other non-regular file; ferry does not follow symlinks: %w",
+		op, key, providers.ErrNotSupported)
+}
+
+// attrs is what the store reads from a stat: enough for an Object and its ETag.
+type attrs struct {
+	typ   fs.FileMode // type bits only
+	size  int64
+	mtime time.Time
+	dev   uint64
+	ino   uint64
+}
+
+func attrsOf(fi fs.FileInfo) attrs {
+	dev, ino := devIno(fi)
+	return attrs{typ: fi.Mode().Type(), size: fi.Size(), mtime: fi.ModTime(), dev: dev, ino: ino}
+}
+
+// regular turns attrs into an Object, refusing what is not a regular file. A
+// directory is not an object (ErrNotFound); a symlink is not followed.
+func (a attrs) regular(op, key string) (providers.Object, error) {
+	switch {
+	case a.typ.IsRegular():
+		return object(key, a), nil
+	case a.typ.IsDir():
+		return providers.Object{}, fmt.Errorf("file: %s %q: a directory, not an object: %w", op, key, providers.ErrNotFound)
+	default:
+		return providers.Object{}, symlinkErr(op, key)
+	}
+}
+
+func object(key string, a attrs) providers.Object {
+	return providers.Object{Key: key, Size: a.size, ETag: etag(a), ModTime: a.mtime}
+}
+
+// etag names a file version by size, mtime and inode: what DeleteIf compares.
+func etag(a attrs) string {
+	b := make([]byte, 0, 48)
+	b = append(b, 's')
+	b = strconv.AppendInt(b, a.size, 10)
+	b = append(b, "-m"...)
+	b = strconv.AppendInt(b, a.mtime.UnixNano(), 10)
+	b = append(b, "-i"...)
+	b = strconv.AppendUint(b, a.ino, 10)
+	return string(b)
+}
+
+func dirOf(key string) string { return path.Dir(key) }
+
+// List walks the tree depth-first, streaming directory entries in batches so a
+// huge flat directory does not have to fit in memory.
+func (s *Store) List(ctx context.Context, fn func(providers.Object) error) error {
+	return s.walk(ctx, ".", fn)
+}
+
+func (s *Store) walk(ctx context.Context, rel string, fn func(providers.Object) error) error {
+	d, err := s.root.Open(rel)
+	if err != nil {
+		return incomplete(rel, err)
+	}
+	defer d.Close()
+	for {
+		ents, rerr := d.ReadDir(256)
+		for _, e := range ents {
+			if err := ctx.Err(); err != nil {
+				return incomplete(rel, err)
+			}
+			name := e.Name()
+			key := name
+			if rel != "." {
+				key = rel + "/" + name
+			}
+			switch t := e.Type(); {
+			case t.IsDir():
+				if strings.HasPrefix(name, TempPrefix) {
+					return fmt.Errorf("file: list: directory %q has a reserved name: %w", key, providers.ErrIncompleteList)
+				}
+				if err := s.walk(ctx, key, fn); err != nil {
+					return err
+				}
+			case t.IsRegular():
+				if strings.HasPrefix(name, TempPrefix) {
+					continue // an in-flight or abandoned Put
+				}
+				a, err := statAt(d, name)
+				if errors.Is(err, fs.ErrNotExist) {
+					continue // deleted since ReadDir: listing it a moment later would not show it either
+				}
+				if err != nil {
+					return incomplete(key, err)
+				}
+				if !a.typ.IsRegular() {
+					return fmt.Errorf("file: list: %q changed type during the listing: %w", key, providers.ErrIncompleteList)
+				}
+				if err := fn(object(key, a)); err != nil {
+					return err
+				}
+			case t&fs.ModeSymlink != 0:
+				return fmt.Errorf("file: list: %q is a symlink; ferry does not follow symlinks, and skipping it would make the listing partial: %w",
+					key, providers.ErrIncompleteList)
+			default:
+				return fmt.Errorf("file: list: %q is not a regular file (%v): %w", key, t, providers.ErrIncompleteList)
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return incomplete(rel, rerr)
+		}
+	}
+}
+
+func incomplete(rel string, err error) error {
+	return fmt.Errorf("file: list %q: %w: %w", rel, providers.ErrIncompleteList, err)
+}
+
+// Stat describes key without following a symlink at it.
+func (s *Store) Stat(_ context.Context, key string) (providers.Object, error) {
+	if err := checkKey(key); err != nil {
+		return providers.Object{}, err
+	}
+	fi, err := s.root.Lstat(key)
+	if err != nil {
+		return providers.Object{}, fail("stat", key, err)
+	}
+	return attrsOf(fi).regular("stat", key)
+}
+
+// Open returns the file and its description taken from the open descriptor, so the
+// two always agree even if the key is replaced meanwhile.
+func (s *Store) Open(_ context.Context, key string) (io.ReadCloser, providers.Object, error) {
+	if err := checkKey(key); err != nil {
+		return nil, providers.Object{}, err
+	}
+	f, err := openNoFollow(s.root, key)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, providers.Object{}, symlinkErr("open", key)
+		}
+		return nil, providers.Object{}, fail("open", key, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, providers.Object{}, fail("open", key, err)
+	}
+	o, err := attrsOf(fi).regular("open", key)
+	if err != nil {
+		f.Close()
+		return nil, providers.Object{}, err
+	}
+	return f, o, nil
+}
+
+// Put writes into a temp file in the destination directory, checks size and
+// checksums, fsyncs, renames onto key and fsyncs the directory: readers see the old
+// file or the whole new one.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, opts providers.PutOptions) (providers.Object, error) {
+	if err := checkKey(key); err != nil {
+		return providers.Object{}, err
+	}
+	if size < 0 {
+		return providers.Object{}, fmt.Errorf("file: put %q: negative size %d", key, size)
+	}
+	check, err := newChecker(opts)
+	if err != nil {
+		return providers.Object{}, fmt.Errorf("file: put %q: %w", key, err)
+	}
+	dir := dirOf(key)
+	f, tmp, err := s.createTemp(key, dir)
+	if err != nil {
+		return providers.Object{}, err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			f.Close()
+			s.root.Remove(tmp)
+		}
+	}()
+
+	var w io.Writer = f
+	if check.w != nil {
+		w = io.MultiWriter(f, check.w)
+	}
+	n, err := io.Copy(w, io.LimitReader(ctxReader{ctx, r}, size))
+	if err != nil {
+		return providers.Object{}, fmt.Errorf("file: put %q: %w", key, err)
+	}
+	if n != size {
+		return providers.Object{}, fmt.Errorf("file: put %q: reader ended after %d of %d bytes", key, n, size)
+	}
+	var extra [1]byte
+	if m, err := io.ReadFull(r, extra[:]); m > 0 {
+		return providers.Object{}, fmt.Errorf("file: put %q: reader has more than %d bytes", key, size)
+	} else if err != io.EOF {
+		return providers.Object{}, fmt.Errorf("file: put %q: %w", key, err)
+	}
+	if err := check.verify(); err != nil {
+		return providers.Object{}, fmt.Errorf("file: put %q: %w", key, err)
+	}
+	if err := f.Sync(); err != nil {
+		return providers.Object{}, fail("put", key, err)
+	}
+	// Describe the file from our own descriptor: rename keeps size, mtime and inode,
+	// and a later Stat could already see someone else's write.
+	fi, err := f.Stat()
+	if err != nil {
+		return providers.Object{}, fail("put", key, err)
+	}
+	if err := f.Close(); err != nil {
+		return providers.Object{}, fail("put", key, err)
+	}
+	if err := s.root.Rename(tmp, key); err != nil {
+		if errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTEMPTY) {
+			return providers.Object{}, fmt.Errorf("file: put %q: a directory holds keys under it (a file store cannot have both): %w",
+				key, providers.ErrAlreadyExists)
+		}
+		return providers.Object{}, fail("put", key, err)
+	}
+	committed = true
+	if err := s.syncDir(dir); err != nil {
+		return providers.Object{}, fail("put (sync directory)", key, err)
+	}
+	return object(key, attrsOf(fi)), nil
+}
+
+// retries bounds the loops that redo a step after a concurrent delete pruned a
+// directory the step had just made: each race is microseconds wide.
+const retries = 10
+
+// createTemp makes key's directory and an exclusive temp file in it. It retries when
+// a concurrent delete prunes the fresh directory or a random name collides.
+func (s *Store) createTemp(key, dir string) (*os.File, string, error) {
+	for attempt := 0; ; attempt++ {
+		if err := s.mkdirAll("put", key, dir); err != nil {
+			if attempt < retries && errors.Is(err, fs.ErrNotExist) {
+				continue // a concurrent delete pruned a directory MkdirAll had just made
+			}
+			return nil, "", err
+		}
+		tmp := path.Join(dir, TempPrefix+strconv.FormatUint(rand.Uint64(), 36))
+		f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+		if err == nil {
+			return f, tmp, nil
+		}
+		if attempt < retries && (errors.Is(err, fs.ErrExist) || errors.Is(err, fs.ErrNotExist)) {
+			continue
+		}
+		return nil, "", fail("put", key, err)
+	}
+}
+
+// mkdirAll creates dir (key's parent) and explains the one common failure: an
+// ancestor that is a file.
+func (s *Store) mkdirAll(op, key, dir string) error {
+	if dir == "." {
+		return nil
+	}
+	err := mkdirAllRetry(s.root, dir, 0o755)
+	if err == nil {
+		return nil
+	}
+	if p := fileAncestor(s.root, dir); p != "" {
+		return fmt.Errorf("file: %s %q: %q is a file, so it cannot hold %q (a file store cannot have both): %w",
+			op, key, p, key, providers.ErrAlreadyExists)
+	}
+	return fail(op, key, err)
+}
+
+// mkdirAllRetry is r.MkdirAll, retried when it reports ENOENT or EEXIST because a
+// concurrent delete pruned a directory it was walking through.
+func mkdirAllRetry(r *os.Root, dir string, perm fs.FileMode) error {
+	for attempt := 0; ; attempt++ {
+		err := r.MkdirAll(dir, perm)
+		if err == nil || attempt == retries ||
+			!(errors.Is(err, fs.ErrExist) || errors.Is(err, fs.ErrNotExist)) || fileAncestor(r, dir) != "" {
+			return err
+		}
+	}
+}
+
+// fileAncestor returns the first of dir and its ancestors that exists and is not a
+// directory, or "".
+func fileAncestor(r *os.Root, dir string) string {
+	for p := dir; p != "." && p != "/"; p = path.Dir(p) {
+		if fi, err := r.Lstat(p); err == nil && !fi.IsDir() {
+			return p
+		}
+	}
+	return ""
+}
+
+func (s *Store) syncDir(dir string) error {
+	d, err := s.root.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Delete removes key unconditionally (ErrNotFound if absent).
+func (s *Store) Delete(_ context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	fi, err := s.root.Lstat(key)
+	if err != nil {
+		return fail("delete", key, err)
+	}
+	if _, err := attrsOf(fi).regular("delete", key); err != nil {
+		return err
+	}
+	if err := s.root.Remove(key); err != nil {
+		return fail("delete", key, err)
+	}
+	prune(s.root, dirOf(key))
+	return nil
+}
+
+// DeleteIf removes key only if its size, mtime and inode (the ETag) are those of
+// expect.
+func (s *Store) DeleteIf(_ context.Context, key string, expect providers.Object) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if _, err := s.current("delete", key, expect); err != nil {
+		return err
+	}
+	// Race window: POSIX has no compare-and-unlink, so a writer that renames a new
+	// file onto key between the Lstat above and the unlink below loses its file. The
+	// window is two syscalls wide, and a legacy store being drained is not being
+	// written to; SoftDelete has the same window but keeps the bytes.
+	if err := s.root.Remove(key); err != nil {
+		return fail("delete", key, err)
+	}
+	prune(s.root, dirOf(key))
+	return nil
+}
+
+// current returns key's attrs if it is still the version expect names.
+func (s *Store) current(op, key string, expect providers.Object) (attrs, error) {
+	if expect.ETag == "" {
+		return attrs{}, fmt.Errorf("file: %s %q: the expected version has no ETag: %w", op, key, providers.ErrPrecondition)
+	}
+	fi, err := s.root.Lstat(key)
+	if err != nil {
+		return attrs{}, fail(op, key, err)
+	}
+	a := attrsOf(fi)
+	cur, err := a.regular(op, key)
+	if err != nil {
+		return attrs{}, err
+	}
+	if cur.ETag != expect.ETag {
+		return attrs{}, fmt.Errorf("file: %s %q: now %s, expected %s: %w", op, key, cur.ETag, expect.ETag, providers.ErrPrecondition)
+	}
+	return a, nil
+}
+
+// prune removes dir and its ancestors while they are empty, so deleting every file
+// leaves no skeleton of directories behind. Best effort: a non-empty or vanished
+// directory stops it.
+func prune(r *os.Root, dir string) {
+	for ; dir != "." && dir != "/"; dir = path.Dir(dir) {
+		fi, err := r.Lstat(dir)
+		if err != nil || !fi.IsDir() {
+			return
+		}
+		if r.Remove(dir) != nil {
+			return
+		}
+	}
+}
+
+// checker verifies PutOptions checksums while the bytes stream through.
+type checker struct {
+	w         io.Writer
+	sha, crc  hash.Hash
+	sha256Hex string
+	crc32cHex string
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func newChecker(opts providers.PutOptions) (checker, error) {
+	c := checker{sha256Hex: strings.ToLower(opts.SHA256), crc32cHex: strings.ToLower(opts.CRC32C)}
+	var ws []io.Writer
+	if c.sha256Hex != "" {
+		if b, err := hex.DecodeString(c.sha256Hex); err != nil || len(b) != sha256.Size {
+			return c, fmt.Errorf("malformed sha256 %q", opts.SHA256)
+		}
+		c.sha = sha256.New()
+		ws = append(ws, c.sha)
+	}
+	if c.crc32cHex != "" {
+		if b, err := hex.DecodeString(c.crc32cHex); err != nil || len(b) != 4 {
+			return c, fmt.Errorf("malformed crc32c %q", opts.CRC32C)
+		}
+		c.crc = crc32.New(castagnoli)
+		ws = append(ws, c.crc)
+	}
+	switch len(ws) {
+	case 1:
+		c.w = ws[0]
+	case 2:
+		c.w = io.MultiWriter(ws...)
+	}
+	return c, nil
+}
+
+func (c checker) verify() error {
+	if c.sha != nil {
+		if got := hex.EncodeToString(c.sha.Sum(nil)); got != c.sha256Hex {
+			return fmt.Errorf("sha256 of the bytes is %s, expected %s: %w", got, c.sha256Hex, providers.ErrChecksum)
+		}
+	}
+	if c.crc != nil {
+		if got := hex.EncodeToString(c.crc.Sum(nil)); got != c.crc32cHex {
+			return fmt.Errorf("crc32c of the bytes is %s, expected %s: %w", got, c.crc32cHex, providers.ErrChecksum)
+		}
+	}
+	return nil
+}
+
+// ctxReader stops a long copy when ctx is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,197 @@
+// Package providers defines the one interface every store (file, s3, oci) implements,
+// the portable errors they map to, and the optional capabilities the pipeline
+// discovers by type assertion.
+//
+// # The contract
+//
+// A Store is rooted at a URL (file:///dir, s3://bucket/prefix/, oci://ns/bucket/prefix/).
+// Every key a Store takes or returns is relative to that root: the store's prefix is
+// added and removed by the store, never by the caller.
+//
+//   - Keys are exact byte strings. No normalisation of any kind: the NFC and NFD spellings
+//     of "é" are two keys, "a/" and "a-" and "a b" and "A" are all distinct, and a key
+//     round-trips through List, Stat, Open, Put and Delete unchanged.
+//   - Zero-byte objects are objects.
+//   - List calls fn exactly once for every object under the root, in no particular order,
+//     and returns nil only if the listing was complete. A page that fails, a listing that
+//     claims to be complete while cut short, or a continuation token that repeats is an
+//     error: a partial listing is never reported as a success (DESIGN.md I6).
+//   - A key the store cannot represent, or one that would leave the root (".." segments,
+//     an absolute path, a NUL byte on a file store), is rejected with an error wrapping
+//     ErrInvalidKey; it never touches anything outside the root.
+//   - Put is atomic: readers see either the old object or the whole new one, never a
+//     partial write under the final key. Put hashes nothing for the caller beyond what
+//     PutOptions asks the store to check; it returns the stored Object as the store reports it.
+//   - Errors wrap the portable errors below where one applies, so callers use errors.Is.
+//
+// Retry, rate limiting, fault injection and dry run are decorators around a Store, each
+// with Unwrap.
+package providers
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Portable errors. Each provider maps its own error shapes to these in one place.
+var (
+	ErrNotFound        = errors.New("not found")
+	ErrPrecondition    = errors.New("precondition failed: object changed")
+	ErrInvalidKey      = errors.New("invalid key")
+	ErrPermission      = errors.New("permission denied")
+	ErrChecksum        = errors.New("checksum mismatch")
+	ErrIncompleteList  = errors.New("listing incomplete")
+	ErrNotSupported    = errors.New("not supported by this store")
+	ErrAlreadyExists   = errors.New("already exists")
+	ErrRegionResidency = errors.New("region outside residency policy")
+)
+
+// Checksums a store reports for an object. Each field is lowercase hex, or empty when
+// the store does not report it or it cannot be trusted as a content checksum (an S3
+// multipart ETag, an OCI multipart MD5, an SSE-KMS ETag are not content MD5s).
+type Checksums struct {
+	SHA256 string `json:"sha256,omitempty"`
+	MD5    string `json:"md5,omitempty"`
+	CRC32C string `json:"crc32c,omitempty"`
+}
+
+// Object describes one stored object.
+type Object struct {
+	Key     string    // relative to the store's root
+	Size    int64     // bytes
+	ETag    string    // opaque token naming this exact content version; used for conditional ops
+	Version string    // version id in a versioned bucket, else empty
+	ModTime time.Time // as the store reports it
+	// Checksums the store itself reports and vouches for (empty fields when none).
+	Checksums Checksums
+	Metadata  map[string]string
+}
+
+// SameVersion reports whether two observations of a key name the same stored bytes,
+// by the strongest identity both carry (version id, then ETag, then size+mtime).
+func (o Object) SameVersion(p Object) bool {
+	if o.Size != p.Size {
+		return false
+	}
+	if o.Version != "" && p.Version != "" {
+		return o.Version == p.Version && (o.ETag == "" || p.ETag == "" || o.ETag == p.ETag)
+	}
+	if o.ETag != "" && p.ETag != "" {
+		return o.ETag == p.ETag
+	}
+	return o.ModTime.Equal(p.ModTime)
+}
+
+// PutOptions tell the store what to check on upload and what to attach.
+type PutOptions struct {
+	// SHA256 is the hex SHA-256 the caller computed of the bytes; a store that can make
+	// the server check it (x-amz-checksum-sha256, opc-content-sha256) sends it.
+	SHA256 string
+	// CRC32C is the hex CRC32C (Castagnoli) of the bytes, for multipart checks.
+	CRC32C string
+	// Metadata is stored with the object (source site, source key, sha256).
+	Metadata map[string]string
+}
+
+// Store is the core interface. Implementations are safe for concurrent use.
+type Store interface {
+	// URI names key in this store, for reports (scheme://root/key).
+	URI(key string) string
+	// List calls fn once per object under the root; nil only when complete.
+	List(ctx context.Context, fn func(Object) error) error
+	// Stat returns the object's current description, or ErrNotFound.
+	Stat(ctx context.Context, key string) (Object, error)
+	// Open returns the object's bytes and the description of the version being read.
+	Open(ctx context.Context, key string) (io.ReadCloser, Object, error)
+	// Put writes size bytes from r under key atomically and returns the stored object.
+	// r may be an io.Seeker; stores that retry re-read it from the start.
+	Put(ctx context.Context, key string, r io.Reader, size int64, opts PutOptions) (Object, error)
+	// Delete removes key unconditionally. The pipeline never calls it on a replica:
+	// replicas are removed with ConditionalDeleter.
+	Delete(ctx context.Context, key string) error
+	// Close releases resources.
+	Close() error
+}
+
+// ConditionalDeleter deletes key only if it is still exactly the version expect
+// describes (S3/OCI If-Match on the ETag; file: size, mtime and inode unchanged).
+// It returns an error wrapping ErrPrecondition if the object changed, and ErrNotFound
+// if it is already gone: a delete of something absent is never reported as a success.
+type ConditionalDeleter interface {
+	DeleteIf(ctx context.Context, key string, expect Object) error
+}
+
+// SoftDeleter removes key from view but keeps its bytes recoverable at the same site
+// (a versioned delete marker, or a quarantine prefix/dir) until Purge.
+// SoftDelete is conditional like DeleteIf and returns a handle naming the kept bytes.
+//
+// The handle is a deterministic function of key and expect, and SoftHandle computes it
+// without touching the store: a caller that crashed between SoftDelete and recording
+// its outcome finds the kept bytes again from what it recorded before the call.
+type SoftDeleter interface {
+	SoftHandle(key string, expect Object) string
+	SoftDelete(ctx context.Context, key string, expect Object) (handle string, err error)
+	// Restore puts the kept bytes back under key; ErrAlreadyExists if key is taken.
+	Restore(ctx context.Context, key, handle string) error
+	// Purge removes the kept bytes for good. Purging an already purged handle returns ErrNotFound.
+	Purge(ctx context.Context, key, handle string) error
+	// SoftExists reports whether the kept bytes named by handle are still there.
+	SoftExists(ctx context.Context, key, handle string) (bool, error)
+}
+
+// Regioner reports the region the store actually lives in, for residency checks.
+type Regioner interface {
+	Region(ctx context.Context) (string, error)
+}
+
+// Features a store declares to the conformance suite and the pipeline.
+type Features struct {
+	// DirMarkers: keys ending in "/" are ordinary objects (object stores); a file store
+	// rejects them with ErrInvalidKey.
+	DirMarkers bool
+	// PrefixAndChild: "a" and "a/b" may both exist (false on a file store).
+	PrefixAndChild bool
+	// TrustedSHA256: Stat/List report a SHA-256 the pipeline may trust without re-reading.
+	TrustedSHA256 bool
+}
+
+// Featurer is implemented by stores that declare Features.
+type Featurer interface {
+	Features() Features
+}
+
+// FeaturesOf returns s's features, unwrapping decorators.
+func FeaturesOf(s Store) Features {
+	for s != nil {
+		if f, ok := s.(Featurer); ok {
+			return f.Features()
+		}
+		u, ok := s.(interface{ Unwrap() Store })
+		if !ok {
+			break
+		}
+		s = u.Unwrap()
+	}
+	return Features{}
+}
+
+// As finds the first store in s's decorator chain (following Unwrap) that implements
+// T. Use it for read-only capabilities (Regioner, Featurer). Capabilities that write
+// (ConditionalDeleter, SoftDeleter) are asserted on s itself, so that a decorator that
+// must see every write (dry run, fault injection) cannot be bypassed.
+func As[T any](s Store) (T, bool) {
+	for s != nil {
+		if t, ok := s.(T); ok {
+			return t, true
+		}
+		u, ok := s.(interface{ Unwrap() Store })
+		if !ok {
+			break
+		}
+		s = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
