@@ -36,7 +36,8 @@ type DeleteResult struct {
 	Limit    int64          `json:"max_delete"`
 	Deleted  int64          `json:"deleted"`
 	Already  int64          `json:"already_deleted"`
-	Skipped  int64          `json:"skipped"` // changed after verify, or the target re-check failed
+	Skipped  int64          `json:"skipped"` // the target re-check failed: the record must be verified again
+	Changed  int64          `json:"changed"` // the replica changed after verification: not deleted
 	Errors   int64          `json:"errors"`
 	Problems []ConflictInfo `json:"problems,omitempty"`
 	State    string         `json:"stage_state"`
@@ -192,7 +193,7 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 
 	tr := m.progress("delete", res.Scope.Replicas, res.Scope.Bytes)
 	defer tr.Finish()
-	var deleted, already, skipped, errs atomic.Int64
+	var deleted, already, skipped, changed, errs atomic.Int64
 	var pmu sync.Mutex
 	problem := func(key, msg string) {
 		pmu.Lock()
@@ -203,7 +204,7 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 	}
 	var units []*delUnit
 	run := func() error {
-		err := m.deleteBatch(ctx, stageName, res.Mode, units, &deleted, &already, &skipped, &errs, problem)
+		err := m.deleteBatch(ctx, stageName, res.Mode, units, &deleted, &already, &skipped, &changed, &errs, problem)
 		for _, u := range units {
 			tr.Add(int64(len(u.idx)), 0)
 		}
@@ -228,7 +229,7 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 	if err == nil {
 		err = run()
 	}
-	res.Deleted, res.Already, res.Skipped, res.Errors = deleted.Load(), already.Load(), skipped.Load(), errs.Load()
+	res.Deleted, res.Already, res.Skipped, res.Changed, res.Errors = deleted.Load(), already.Load(), skipped.Load(), changed.Load(), errs.Load()
 	if err != nil {
 		return res, phaseErr("delete", err)
 	}
@@ -249,7 +250,10 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 	}
 	res.State = ss.State
 	if res.Skipped > 0 {
-		return res, Errorf(ExitVerify, "stage %q finished, but %d replicas were not deleted because their record no longer verifies; run ferry verify", stageName, res.Skipped)
+		return res, Errorf(ExitVerify, "stage %q finished, but %d replicas were not deleted: their target copy failed the re-check before deletion; run ferry verify", stageName, res.Skipped)
+	}
+	if res.Changed > 0 {
+		return res, Errorf(ExitIncomplete, "stage %q finished, but %d replicas changed at their site after verification and were not deleted; run ferry verify", stageName, res.Changed)
 	}
 	return res, nil
 }
@@ -265,7 +269,7 @@ func (m *Migration) stageNames() []string {
 // deleteBatch runs one batch of units through: re-check the target, make the intents
 // durable, delete conditionally, confirm absence, record the outcomes (I1, I4).
 func (m *Migration) deleteBatch(ctx context.Context, stage, mode string, units []*delUnit,
-	deleted, already, skipped, errs *atomic.Int64, problem func(string, string)) error {
+	deleted, already, skipped, changed, errs *atomic.Int64, problem func(string, string)) error {
 	conc := m.Spec.Copy.Concurrency
 	// 1. Re-check every target copy and resolve intents left by a crash.
 	g, gctx := errgroup.WithContext(ctx)
@@ -350,7 +354,7 @@ func (m *Migration) deleteBatch(ctx context.Context, stage, mode string, units [
 					deleted.Add(1)
 				case errors.Is(err, providers.ErrPrecondition):
 					p.State, p.LastError = checkpoints.Present, "changed after verification: not deleted; verify again"
-					skipped.Add(1)
+					changed.Add(1)
 					problem(u.rec.Key, "replica at "+p.Site+" changed after verification: not deleted")
 				case errors.Is(err, providers.ErrNotFound):
 					p.State, p.LastError = checkpoints.Missing, "already absent when ferry came to delete it: anomaly, not a deletion"

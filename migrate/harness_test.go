@@ -310,3 +310,5 @@ func statFile(p string) (int64, error) {
 	}
 	return fi.Size(), nil
 }
+
+type synthRecord = synth.Record

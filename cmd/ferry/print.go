@@ -108,7 +108,8 @@ func printDelete(w io.Writer, r *migrate.DeleteResult) {
 		return
 	}
 	if r.State != "" {
-		fmt.Fprintf(w, "deleted %d, already deleted %d, skipped %d, errors %d; stage %s\n", r.Deleted, r.Already, r.Skipped, r.Errors, r.State)
+		fmt.Fprintf(w, "deleted %d, already deleted %d, not deleted: %d (target re-check failed), %d (changed since verify); errors %d; stage %s\n",
+			r.Deleted, r.Already, r.Skipped, r.Changed, r.Errors, r.State)
 	}
 	printProblems(w, "problem", r.Problems)
 }

@@ -295,8 +295,9 @@ type SiteTally struct {
 	Erased          int64            `json:"erased"`           // deleted for good: hard-deleted, or soft-deleted and purged
 	ErasedBytes     int64            `json:"erased_bytes"`     // bytes of those
 	SoftDeleted     int64            `json:"soft_deleted"`     // soft-deleted, still recoverable until purged
-	Remaining       int64            `json:"remaining"`        // not deleted (never, or restored)
+	Remaining       int64            `json:"remaining"`        // still at the site: never deleted, or restored
 	RemainingBytes  int64            `json:"remaining_bytes"`  // bytes of those
+	Missing         int64            `json:"missing"`          // vanished from the site without ferry deleting them (anomaly)
 	ConfirmedAbsent int64            `json:"confirmed_absent"` // replicas a read after the delete found gone
 	Unconfirmed     int64            `json:"unconfirmed"`      // deleted (soft or hard) but not confirmed absent
 	ByState         map[string]Tally `json:"by_state"`         // replicas by state
@@ -339,6 +340,8 @@ func (c *Counts) add(l *ManifestLine) {
 			s.ErasedBytes += l.Size
 		case dispSoft:
 			s.SoftDeleted++
+		case dispMissing:
+			s.Missing++
 		default:
 			s.Remaining++
 			s.RemainingBytes += l.Size
@@ -358,12 +361,15 @@ const (
 	dispRemaining disposition = iota
 	dispSoft
 	dispErased
+	dispMissing
 )
 
 // replicaDisposition classifies a replica: erased for good, soft-deleted (recoverable),
-// or remaining at its site.
+// missing (gone, but not by ferry), or remaining at its site.
 func replicaDisposition(r ReplicaRef) disposition {
 	switch {
+	case r.State == ReplicaMissing:
+		return dispMissing
 	case r.State == StatusRestored || r.DeletedAt == "":
 		return dispRemaining
 	case r.State == StatusPurged || (r.State == StatusDeleted && r.Mode == ModeHard):

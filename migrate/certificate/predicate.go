@@ -390,6 +390,9 @@ func Assess(p *Predicate) []string {
 		if s.SoftDeleted > 0 {
 			reasons = append(reasons, fmt.Sprintf("%s at site %s were soft-deleted and remain recoverable until they are purged.", reps(s.SoftDeleted), site))
 		}
+		if s.Missing > 0 {
+			reasons = append(reasons, fmt.Sprintf("%s at site %s vanished without ferry deleting them; their removal is not certified.", reps(s.Missing), site))
+		}
 		if s.Unconfirmed > 0 {
 			reasons = append(reasons, fmt.Sprintf("%s deleted at site %s were not confirmed absent.", reps(s.Unconfirmed), site))
 		}

@@ -18,6 +18,7 @@ type siteRow struct {
 	Name, Role, URI, Region                               string
 	Replicas, Bytes, Erased, Soft, Remaining, Confirmed   string
 	ErasedBytes, RemainingBytes, Unconfirmed, StatusLabel string
+	Missing                                               string
 }
 
 type statusRow struct{ Status, Records, Bytes string }
@@ -242,6 +243,8 @@ func buildView(env *Envelope) (*view, error) {
 			label = "not all deleted"
 		case t.SoftDeleted > 0:
 			label = "awaiting purge"
+		case t.Missing > 0:
+			label = "anomalies"
 		case t.Unconfirmed > 0:
 			label = "unconfirmed"
 		}
@@ -251,7 +254,7 @@ func buildView(env *Envelope) (*view, error) {
 			Erased: FormatCount(t.Erased), ErasedBytes: FormatBytes(t.ErasedBytes),
 			Soft: FormatCount(t.SoftDeleted), Remaining: FormatCount(t.Remaining),
 			RemainingBytes: FormatBytes(t.RemainingBytes), Confirmed: FormatCount(t.ConfirmedAbsent),
-			Unconfirmed: FormatCount(t.Unconfirmed), StatusLabel: label,
+			Unconfirmed: FormatCount(t.Unconfirmed), StatusLabel: label, Missing: FormatCount(t.Missing),
 		}
 		v.Sites = append(v.Sites, row)
 		d := siteDetail{Row: row, Stages: stageRows(p.Stages, name)}

@@ -27,7 +27,7 @@ var htmlTemplate = template.Must(template.New("certificate").Parse(`<!DOCTYPE ht
   :root { --ink: #1b2430; --muted: #5b6673; --rule: #d5dbe2; --band: #f3f5f8; --ok: #1d6b3a; --bad: #a3261b; }
   * { box-sizing: border-box; }
   body { font: 10.5pt/1.4 "Helvetica Neue", Helvetica, Arial, sans-serif; color: var(--ink); margin: 0; background: #e9edf1; }
-  .page { background: #fff; max-width: 210mm; margin: 12px auto; padding: 14mm 14mm 12mm; box-shadow: 0 1px 4px rgba(0,0,0,.15); }
+  .page { background: #fff; max-width: 960px; margin: 12px auto; padding: 40px 44px 32px; box-shadow: 0 1px 4px rgba(0,0,0,.15); }
   @media print { body { background: #fff; } .page { box-shadow: none; margin: 0; padding: 0; max-width: none; } .break { break-before: page; } }
   header { display: flex; justify-content: space-between; align-items: flex-end; border-bottom: 2px solid var(--ink); padding-bottom: 6px; }
   h1 { font-size: 19pt; margin: 0; letter-spacing: .2px; }
@@ -45,16 +45,23 @@ var htmlTemplate = template.Must(template.New("certificate").Parse(`<!DOCTYPE ht
   td { border-bottom: 1px solid var(--rule); }
   td.n, th.n { text-align: right; white-space: nowrap; }
   .grid { display: grid; grid-template-columns: 1fr 1fr; column-gap: 18px; }
-  dl { display: grid; grid-template-columns: 34% 66%; margin: 0; font-size: 9pt; }
-  dt { color: var(--muted); padding: 2px 6px 2px 0; border-bottom: 1px solid var(--band); }
+  .grid.narrow { grid-template-columns: 30% 1fr; }
+  td.nw { white-space: nowrap; }
+  td.mono { white-space: nowrap; }
+  dl { display: grid; grid-template-columns: max-content 1fr; margin: 0; font-size: 9pt; }
+  dl.two { grid-template-columns: max-content 1fr max-content 1fr; }
+  dl.two dd { padding-right: 14px; }
+  dt { color: var(--muted); font-weight: 600; padding: 2px 12px 2px 0; border-bottom: 1px solid var(--band); }
   dd { margin: 0; padding: 2px 0; border-bottom: 1px solid var(--band); overflow-wrap: anywhere; }
   .mono, code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 8.5pt; overflow-wrap: anywhere; }
   .verify { background: var(--band); border-left: 3px solid var(--ink); padding: 8px 12px; font-size: 9pt; }
   .verify code.cmd { display: block; background: #fff; border: 1px solid var(--rule); padding: 5px 8px; margin: 4px 0 6px; font-size: 9pt; }
   .verify ul { margin: 2px 0 4px 18px; padding: 0; }
-  .sign { display: grid; grid-template-columns: 1fr 1fr; column-gap: 28px; margin-top: 22px; font-size: 9pt; }
-  .sign .line { border-bottom: 1px solid var(--ink); height: 30px; }
-  .sign .label { color: var(--muted); display: flex; justify-content: space-between; }
+  .sign { display: grid; grid-template-columns: 1fr 1fr; column-gap: 36px; margin-top: 30px; font-size: 9pt; }
+  .sign .row { display: grid; grid-template-columns: 1fr 28%; column-gap: 14px; }
+  .sign .line { border-bottom: 1px solid var(--ink); height: 34px; }
+  .sign .label { color: var(--muted); font-weight: 600; font-size: 8pt; margin-top: 2px; }
+  .sign .who { margin-top: 1px; }
   .pending { color: var(--bad); font-weight: 600; }
   footer { color: var(--muted); font-size: 8pt; margin-top: 14px; border-top: 1px solid var(--rule); padding-top: 4px; }
 </style>
@@ -74,15 +81,15 @@ var htmlTemplate = template.Must(template.New("certificate").Parse(`<!DOCTYPE ht
 {{end}}
 
 <h2>Migration</h2>
-<dl>{{range .Facts}}<dt>{{.K}}</dt><dd>{{.V}}</dd>{{end}}</dl>
+<dl class="two">{{range .Facts}}<dt>{{.K}}</dt><dd>{{.V}}</dd>{{end}}</dl>
 
 <h2>Sites (originals)</h2>
 <table>
 <tr><th>Site</th><th>Role</th><th>Location</th><th>Region</th><th class="n">Replicas</th><th class="n">Bytes</th><th class="n">Deleted</th><th class="n">Awaiting purge</th><th class="n">Remaining</th><th>Status</th></tr>
-{{range .Sites}}<tr><td><strong>{{.Name}}</strong></td><td>{{.Role}}</td><td class="mono">{{.URI}}</td><td>{{.Region}}</td><td class="n">{{.Replicas}}</td><td class="n">{{.Bytes}}</td><td class="n">{{.Erased}}</td><td class="n">{{.Soft}}</td><td class="n">{{.Remaining}}</td><td>{{.StatusLabel}}</td></tr>
+{{range .Sites}}<tr><td><strong>{{.Name}}</strong></td><td>{{.Role}}</td><td class="mono">{{.URI}}</td><td>{{.Region}}</td><td class="n">{{.Replicas}}</td><td class="n">{{.Bytes}}</td><td class="n">{{.Erased}}</td><td class="n">{{.Soft}}</td><td class="n">{{.Remaining}}</td><td class="nw">{{.StatusLabel}}</td></tr>
 {{end}}</table>
 
-<div class="grid">
+<div class="grid narrow">
 <div>
 <h2>Records by status</h2>
 <table><tr><th>Status</th><th class="n">Records</th><th class="n">Bytes</th></tr>
@@ -91,23 +98,20 @@ var htmlTemplate = template.Must(template.New("certificate").Parse(`<!DOCTYPE ht
 </div>
 <div>
 <h2>Integrity</h2>
-<dl>
-<dt>Manifest SHA-256</dt><dd class="mono">{{.ManifestSHA256}}</dd>
-<dt>Merkle root</dt><dd class="mono">{{.Root}}</dd>
-<dt>Tree size</dt><dd>{{.TreeSize}} records (RFC 6962, SHA-256)</dd>
-</dl>
+<dl>{{range .Integrity}}<dt>{{.K}}</dt><dd{{if ne .K "Tree size"}} class="mono"{{end}}>{{.V}}</dd>{{end}}</dl>
 </div>
 </div>
 
 <h2>Deletion stages</h2>
 <table>
-<tr><th>Stage</th><th>Sites</th><th>Mode</th><th>Sample</th><th>Started</th><th>Finished</th><th>Purged</th><th class="n">Deleted</th><th>State</th></tr>
+<tr><th>Stage</th><th>Sites</th><th>Mode</th><th>Sample</th><th>Started (UTC)</th><th>Finished (UTC)</th><th>Purged (UTC)</th><th class="n">Deleted / scope</th><th>State</th></tr>
 {{range .Stages}}<tr><td><strong>{{.Name}}</strong></td><td>{{.Sites}}</td><td>{{.Mode}}</td><td>{{.Sample}}</td><td>{{.Started}}</td><td>{{.Finished}}</td><td>{{.Purged}}</td><td class="n">{{.Deleted}} / {{.Scope}}</td><td>{{.State}}</td></tr>
 {{else}}<tr><td colspan="9">No deletion stages.</td></tr>{{end}}
 </table>
 
 <h2>Sanitization record (NIST SP 800-88 Rev. 2)</h2>
-<dl>{{range .Sanitization}}<dt>{{.K}}</dt><dd>{{.V}}</dd>{{end}}</dl>
+<dl class="two">{{range .Sanitization}}<dt>{{.K}}</dt><dd>{{.V}}</dd>{{end}}</dl>
+<dl>{{range .SanitizationLong}}<dt>{{.K}}</dt><dd>{{.V}}</dd>{{end}}</dl>
 
 <h2>Signatures</h2>
 <table>
@@ -125,8 +129,8 @@ It checks
 </div>
 
 <div class="sign">
-<div><div class="line"></div><div class="label"><span>Performed by: {{.PerformedBy}}{{if .PerformedTitle}}, {{.PerformedTitle}}{{end}}</span><span>Date</span></div></div>
-<div><div class="line"></div><div class="label"><span>Approved by: {{if .ApprovedBy}}{{.ApprovedBy}}{{if .ApprovedTitle}}, {{.ApprovedTitle}}{{end}}{{end}}</span><span>Date</span></div></div>
+<div class="row"><div><div class="line"></div><div class="label">Performed by</div><div class="who">{{.PerformedBy}}{{if .PerformedTitle}}, {{.PerformedTitle}}{{end}}</div></div><div><div class="line"></div><div class="label">Date</div></div></div>
+<div class="row"><div><div class="line"></div><div class="label">Approved by</div><div class="who">{{.ApprovedBy}}{{if .ApprovedTitle}}, {{.ApprovedTitle}}{{end}}</div></div><div><div class="line"></div><div class="label">Date</div></div></div>
 </div>
 <footer>This page renders the signed certificate.json; the signed file, not this page, is the record. Merkle root {{.Root}}.</footer>
 </div>
@@ -146,6 +150,7 @@ It checks
 <tr><td>Remaining at the site</td><td class="n">{{.Row.Remaining}}</td><td class="n">{{.Row.RemainingBytes}}</td></tr>
 <tr><td>Confirmed absent after delete</td><td class="n">{{.Row.Confirmed}}</td><td class="n"></td></tr>
 <tr><td>Deleted, not confirmed absent</td><td class="n">{{.Row.Unconfirmed}}</td><td class="n"></td></tr>
+<tr><td>Vanished without ferry deleting them</td><td class="n">{{.Row.Missing}}</td><td class="n"></td></tr>
 </table>
 </div>
 <div>
@@ -156,7 +161,7 @@ It checks
 </div>
 </div>
 <table style="margin-top:6px">
-<tr><th>Stage</th><th>Mode</th><th>Sample</th><th>Started</th><th>Finished</th><th>Purged</th><th class="n">Scope</th><th class="n">Deleted</th><th class="n">Failed</th><th>State</th></tr>
+<tr><th>Stage</th><th>Mode</th><th>Sample</th><th>Started (UTC)</th><th>Finished (UTC)</th><th>Purged (UTC)</th><th class="n">Scope</th><th class="n">Deleted</th><th class="n">Failed</th><th>State</th></tr>
 {{range .Stages}}<tr><td>{{.Name}}</td><td>{{.Mode}}</td><td>{{.Sample}}</td><td>{{.Started}}</td><td>{{.Finished}}</td><td>{{.Purged}}</td><td class="n">{{.Scope}}</td><td class="n">{{.Deleted}}</td><td class="n">{{.Failed}}</td><td>{{.State}}</td></tr>
 {{else}}<tr><td colspan="10">No deletion stage covers this site.</td></tr>{{end}}
 </table>

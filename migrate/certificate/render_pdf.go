@@ -623,6 +623,7 @@ func (d *pdfDoc) detailPages(v *view) {
 			{"Remaining at the site", s.Row.Remaining, s.Row.RemainingBytes},
 			{"Confirmed absent after delete", s.Row.Confirmed, ""},
 			{"Deleted, not confirmed absent", s.Row.Unconfirmed, ""},
+			{"Vanished without ferry deleting them", s.Row.Missing, ""},
 		}
 		d.table(d.left, origCols, origRows, 7.5, v.Migration)
 		leftBottom := f.GetY()

@@ -19,7 +19,7 @@ func incompleteExample() ([]ManifestLine, Predicate) {
 	for i := range lines {
 		l := &lines[i]
 		// primary stage not run: virginia replicas still there
-		l.Replicas[0] = ReplicaRef{Site: "virginia", URI: l.Replicas[0].URI, State: StatusVerified}
+		l.Replicas[0] = ReplicaRef{Site: "virginia", URI: l.Replicas[0].URI, State: ReplicaIdentical}
 		// backups not purged: soft-deleted only
 		for j := 1; j < len(l.Replicas); j++ {
 			l.Replicas[j].State = StatusDeleted
@@ -31,13 +31,13 @@ func incompleteExample() ([]ManifestLine, Predicate) {
 			l.SHA256 = ""
 			l.Target = TargetRef{}
 			for j := range l.Replicas {
-				l.Replicas[j] = ReplicaRef{Site: l.Replicas[j].Site, URI: l.Replicas[j].URI, State: StatusConflict}
+				l.Replicas[j] = ReplicaRef{Site: l.Replicas[j].Site, URI: l.Replicas[j].URI, State: ReplicaDivergent}
 			}
 		case 20:
 			l.Status = StatusFailed
 			l.Target = TargetRef{}
 			for j := range l.Replicas {
-				l.Replicas[j] = ReplicaRef{Site: l.Replicas[j].Site, URI: l.Replicas[j].URI, State: StatusFailed}
+				l.Replicas[j] = ReplicaRef{Site: l.Replicas[j].Site, URI: l.Replicas[j].URI, State: ReplicaPresent}
 			}
 		}
 	}
