@@ -13,7 +13,7 @@ RCLONE_VERSION      := v1.76.0
 TEST_TIMEOUT ?= 25m
 FUZZTIME     ?= 10s
 
-.PHONY: all build test test-go lint vet fmt-check demo bench fuzz fuzz-long tools postgres clean
+.PHONY: all build test test-go lint vet fmt-check demo bench fuzz-long tools postgres clean
 
 all: build
 
@@ -27,10 +27,23 @@ postgres:
 		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
 		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
 
-test: fmt-check vet test-go
+# Real servers for the integration tests, pinned, installed once into .tools/bin.
+tools: $(TOOLS)/minio $(TOOLS)/versitygw
 
+$(TOOLS)/minio:
+	GOBIN=$(TOOLS) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+
+$(TOOLS)/versitygw:
+	GOBIN=$(TOOLS) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+$(TOOLS)/rclone:
+	GOBIN=$(TOOLS) $(GO) install github.com/rclone/rclone@$(RCLONE_VERSION)
+
+test: fmt-check vet tools postgres test-go
+
+# Integration tests fail (never skip) when a server is missing.
 test-go:
-	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+	FERRY_TOOLS=$(TOOLS) FERRY_REQUIRE_SERVERS=1 $(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 vet:
 	$(GO) vet ./...
@@ -54,15 +67,19 @@ demo:
 # Benchmarks: pipeline records/s on SQLite with in-memory stores, hot paths, and the
 # RSS of a 1,000,000-record plan.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 60m ./migrate/ ./checkpoints/
-	FERRY_BIG_PLAN=1000000 $(GO) test -run TestPlanMemory -v -timeout 60m ./migrate/
+	$(GO) test -run '^$$' -bench 'Pipeline' -benchtime 3x -timeout 60m ./migrate/
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./checkpoints/
+	FERRY_BIG_PLAN=1000000 $(GO) test -run '^$$' -bench PlanMemory -benchtime 1x -timeout 60m ./migrate/
 
-# Fuzz every parser of untrusted input for longer than make test does.
-FUZZ_TARGETS := ./migrate/spec:FuzzParse
+# Fuzz every parser of untrusted input for longer than make test does (which runs
+# each target's seed corpus).
+LONG_FUZZTIME ?= 5m
 fuzz-long:
-	@for t in $$($(GO) test -list 'Fuzz.*' ./... | grep -E '^(Fuzz|ok)' | awk '/^ok/{pkg=$$2} /^Fuzz/{print pkg":"$$1}'); do \
-		pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(or $(LONG_FUZZTIME),5m) $$pkg || exit 1; done
+	@for pkg in $$($(GO) list ./...); do \
+		for fn in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$fn"; \
+			$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(LONG_FUZZTIME) $$pkg || exit 1; \
+		done; done
 
 clean:
 	rm -rf bin $(DEMO_DIR)

@@ -469,14 +469,20 @@ func scanReplica(sc scanner) (string, Replica, error) {
 }
 
 func (s *SQLite) Get(ctx context.Context, key string) (Record, bool, error) {
-	r, err := scanRecord(s.db.QueryRowContext(ctx, "SELECT "+recCols+" FROM records WHERE key = ?", key))
+	// One read transaction: the record and its replicas from the same commit.
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return Record{}, false, wrap("get", err)
+	}
+	defer tx.Rollback()
+	r, err := scanRecord(tx.QueryRowContext(ctx, "SELECT "+recCols+" FROM records WHERE key = ?", key))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Record{}, false, nil
 	}
 	if err != nil {
 		return r, false, wrap("get", err)
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT "+repCols+" FROM replicas WHERE key = ? ORDER BY site", key)
+	rows, err := tx.QueryContext(ctx, "SELECT "+repCols+" FROM replicas WHERE key = ? ORDER BY site", key)
 	if err != nil {
 		return r, false, wrap("get", err)
 	}
@@ -516,10 +522,10 @@ func (s *SQLite) Records(ctx context.Context, q Query, fn func(Record) error) er
 			args = append(args, q.User)
 		}
 		if q.Stage != "" {
-			sub := "EXISTS (SELECT 1 FROM replicas p WHERE p.key = r.key AND p.stage = ?"
+			sub := "EXISTS (SELECT 1 FROM replicas p WHERE p.key = r.key AND +p.stage = ?" // unary + keeps SQLite on the primary key: an index on stage here makes the scan quadratic
 			args = append(args, q.Stage)
 			if len(q.ReplicaStates) > 0 {
-				sub += " AND p.state IN (" + placeholders(len(q.ReplicaStates)) + ")"
+				sub += " AND +p.state IN (" + placeholders(len(q.ReplicaStates)) + ")"
 				for _, st := range q.ReplicaStates {
 					args = append(args, string(st))
 				}
@@ -531,29 +537,12 @@ func (s *SQLite) Records(ctx context.Context, q Query, fn func(Record) error) er
 			limit = q.Limit - total
 		}
 		args = append(args, limit)
-		rows, err := s.db.QueryContext(ctx, "SELECT "+prefixed("r.", recCols)+" FROM records r WHERE "+strings.Join(where, " AND ")+" ORDER BY r.key LIMIT ?", args...)
+		page, err := s.recordsPage(ctx, "SELECT "+prefixed("r.", recCols)+" FROM records r WHERE "+strings.Join(where, " AND ")+" ORDER BY r.key LIMIT ?", args)
 		if err != nil {
-			return wrap("records", err)
-		}
-		var page []Record
-		for rows.Next() {
-			r, err := scanRecord(rows)
-			if err != nil {
-				rows.Close()
-				return wrap("records", err)
-			}
-			page = append(page, r)
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return wrap("records", err)
+			return err
 		}
 		if len(page) == 0 {
 			return nil
-		}
-		if err := s.loadReplicas(ctx, page); err != nil {
-			return err
 		}
 		for _, r := range page {
 			if err := fn(r); err != nil {
@@ -568,13 +557,49 @@ func (s *SQLite) Records(ctx context.Context, q Query, fn func(Record) error) er
 	}
 }
 
+// recordsPage reads one page of records and their replicas in one read transaction, so
+// that each record and its replicas come from the same commit. The transaction ends
+// before the caller's fn runs (fn may write).
+func (s *SQLite) recordsPage(ctx context.Context, query string, args []any) ([]Record, error) {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, wrap("records", err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, wrap("records", err)
+	}
+	var page []Record
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			rows.Close()
+			return nil, wrap("records", err)
+		}
+		page = append(page, r)
+	}
+	err = rows.Err()
+	rows.Close()
+	if err != nil {
+		return nil, wrap("records", err)
+	}
+	if len(page) == 0 {
+		return nil, nil
+	}
+	if err := loadReplicas(ctx, tx, page); err != nil {
+		return nil, err
+	}
+	return page, nil
+}
+
 // loadReplicas fills the replicas of a page of records (sorted by key) in one query.
-func (s *SQLite) loadReplicas(ctx context.Context, page []Record) error {
+func loadReplicas(ctx context.Context, tx *sql.Tx, page []Record) error {
 	idx := make(map[string]int, len(page))
 	for i, r := range page {
 		idx[r.Key] = i
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT "+repCols+" FROM replicas WHERE key >= ? AND key <= ? ORDER BY key, site",
+	rows, err := tx.QueryContext(ctx, "SELECT "+repCols+" FROM replicas WHERE key >= ? AND key <= ? ORDER BY key, site",
 		page[0].Key, page[len(page)-1].Key)
 	if err != nil {
 		return wrap("replicas", err)

@@ -217,7 +217,7 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 			u.idx = append(u.idx, slices.IndexFunc(u.rec.Replicas, func(q checkpoints.Replica) bool { return q.Site == p.Site }))
 			return nil
 		}
-		if len(units) >= 64 {
+		if len(units) >= 256 {
 			if err := run(); err != nil {
 				return err
 			}

@@ -174,7 +174,7 @@ func (g *globals) runDemo(ctx context.Context, w io.Writer, dir string, users in
 			fmt.Fprintf(w, "  - %s\n", r)
 		}
 	}
-	step("done. Look around:")
+	step("done. Look around (ferry is bin/ferry after `make build`):")
 	fmt.Fprintf(w, "  cd %s\n  ferry status\n  ferry status --user %s\n  ferry report verify report/certificate.json --manifest report/manifest.jsonl --pubkey keys/ferry.pub\n  open report/certificate.pdf\n", dir, synth.User(0))
 	return nil
 }

@@ -141,8 +141,8 @@ line and key: exit 2), then reaches every site and the target with read-only pro
 
 func newKeysCmd(g *globals) *cobra.Command {
 	keys := &cobra.Command{
-		Use:   "keys",
-		Short: "Manage certificate signing keys",
+		Use:     "keys",
+		Short:   "Manage certificate signing keys",
 		Example: `  ferry keys generate --out keys/`,
 	}
 	var out string

@@ -24,10 +24,11 @@ import (
 // each runs the real ferry binary (this test binary, re-executed as "ferry") against
 // local file:// sites in a fresh $WORK folder.
 //
-// Custom commands (see scriptCmds):
+// Custom commands (the Cmds of TestScripts):
 //
 //	exitcode N                  the last ferry process exited with code N
 //	jsonget FILE PATH [WANT]    print the value at PATH (a.b.0.c; a quoted "#" segment is a length), or compare it with WANT
+//	jsoneq FILE1 FILE2 PATH...  the two files hold equal values at every PATH
 //	setenvjson VAR FILE PATH    set $VAR to FILE's value at PATH
 //	setenvmatch VAR FILE RE     set $VAR to RE's first group in FILE
 //	mutate FILE [OFFSET]        flip one byte of FILE, keeping its size and mtime
@@ -63,8 +64,7 @@ func TestMain(m *testing.M) {
 
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
-		Dir:                 filepath.Join("..", "..", "testdata", "script"),
-		RequireExplicitExec: false,
+		Dir: filepath.Join("..", "..", "testdata", "script"),
 		Setup: func(env *testscript.Env) error {
 			env.Setenv(exitFileEnv, filepath.Join(env.WorkDir, ".ferry-exit-code"))
 			return nil
@@ -72,6 +72,7 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exitcode":    cmdExitCode,
 			"jsonget":     cmdJSONGet,
+			"jsoneq":      cmdJSONEq,
 			"setenvjson":  cmdSetenvJSON,
 			"setenvmatch": cmdSetenvMatch,
 			"mutate":      cmdMutate,
@@ -137,7 +138,7 @@ func cmdExitCode(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	data, err := os.ReadFile(ts.Getenv(exitFileEnv))
 	if err != nil {
-		ts.Fatalf("ferry recorded no exit code: %v", err)
+		ts.Fatalf("ferry recorded no exit code (did it panic, or was it killed?): %v", err)
 	}
 	got := strings.TrimSpace(string(data))
 	if (got == args[0]) == neg {
@@ -212,6 +213,26 @@ func cmdJSONGet(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("%s %s is %s, want anything else", args[0], args[1], got)
 		}
 		ts.Fatalf("%s %s is %s, want %s", args[0], args[1], got, args[2])
+	}
+}
+
+func cmdJSONEq(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 3 {
+		ts.Fatalf("usage: jsoneq FILE1 FILE2 PATH...")
+	}
+	same := true
+	for _, path := range args[2:] {
+		a, b := jsonText(jsonPath(ts, args[0], path)), jsonText(jsonPath(ts, args[1], path))
+		if a != b {
+			same = false
+			if !neg {
+				ts.Logf("%s: %s\n%s: %s", args[0], a, args[1], b)
+				ts.Fatalf("%s differs between %s and %s", path, args[0], args[1])
+			}
+		}
+	}
+	if neg && same {
+		ts.Fatalf("%s and %s are equal at %v", args[0], args[1], args[2:])
 	}
 }
 

@@ -1,0 +1,216 @@
+package migrate
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrymigrate/ferry/providers"
+	"github.com/ferrymigrate/ferry/providers/mem"
+)
+
+const benchSpec = `migration: bench
+sources:
+  - {name: virginia, role: primary, url: file://./stores/virginia}
+  - {name: singapore, role: backup, url: file://./stores/singapore}
+target:
+  url: file://./stores/target
+records:
+  user: '^(?P<user>[^/]+)/'
+copy:
+  concurrency: 32
+delete:
+  mode: hard
+  stages:
+    - {name: all, sites: [virginia, singapore]}
+`
+
+// BenchmarkPipeline measures records/s through plan, copy, verify and delete state
+// changes on SQLite with in-memory stores (target: 50,000/s). Each iteration migrates
+// benchRecords records held at two sites.
+func BenchmarkPipeline(b *testing.B) {
+	benchRecords := benchN()
+	var total time.Duration
+	phases := map[string]time.Duration{}
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		t := &testing.T{}
+		_ = t
+		h := newBenchHarness(b, benchRecords)
+		m, err := Open(context.Background(), h.options(false))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		b.StartTimer()
+		start := time.Now()
+		step := func(name string, f func() error) {
+			t0 := time.Now()
+			if err := f(); err != nil {
+				b.Fatalf("%s: %v", name, err)
+			}
+			phases[name] += time.Since(t0)
+		}
+		step("plan", func() error { _, err := m.Plan(ctx); return err })
+		step("copy", func() error { _, err := m.Copy(ctx); return err })
+		step("verify", func() error { _, err := m.Verify(ctx, false); return err })
+		step("delete", func() error {
+			sc, err := m.stageScope(ctx, "all", false, nil)
+			if err != nil {
+				return err
+			}
+			_, err = m.Delete(ctx, "all", sc.Digest)
+			return err
+		})
+		total += time.Since(start)
+		b.StopTimer()
+		m.Close()
+	}
+	n := float64(benchRecords * b.N)
+	b.ReportMetric(n/total.Seconds(), "records/s")
+	for name, d := range phases {
+		b.ReportMetric(n/d.Seconds(), name+"-rec/s")
+	}
+}
+
+type benchHarness struct {
+	*harness
+}
+
+func newBenchHarness(b *testing.B, n int) *benchHarness {
+	dir := b.TempDir()
+	h := &harness{dir: dir, raw: map[string]providers.Store{}, logs: &bytes.Buffer{}, now: time.Now()}
+	h.faults = nil
+	if err := os.WriteFile(dir+"/ferry.yaml", []byte(benchSpec), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	stores := map[string]*mem.Store{}
+	for _, name := range []string{"virginia", "singapore", "target"} {
+		id := fmt.Sprintf("bench-%d-%s", time.Now().UnixNano(), name)
+		mem.Reset(id)
+		b.Cleanup(func() { mem.Reset(id) })
+		stores[name] = mem.New(id)
+	}
+	data := bytes.Repeat([]byte("x"), 64)
+	for i := 0; i < n; i++ {
+		key := fmt.Sprintf("user-%05d/rec-%06d", i%1000, i)
+		for _, s := range []string{"virginia", "singapore"} {
+			if _, err := stores[s].Put(context.Background(), key, bytes.NewReader(data), 64, providers.PutOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	h.now = time.Now()
+	bh := &benchHarness{h}
+	h.raw = map[string]providers.Store{}
+	for k, v := range stores {
+		h.raw[k] = v
+	}
+	return bh
+}
+
+func (h *benchHarness) options(dry bool) Options {
+	return Options{
+		SpecPath: h.dir + "/ferry.yaml",
+		DryRun:   dry,
+		OpenStore: func(ctx context.Context, cfg providers.Config) (providers.Store, error) {
+			return memNoClose{h.raw[cfg.Name].(*mem.Store)}, nil
+		},
+	}
+}
+
+type memNoClose struct{ *mem.Store }
+
+func (memNoClose) Close() error { return nil }
+
+// genStore lists n synthetic objects without holding them: the plan-memory benchmark
+// measures ferry, not the store.
+type genStore struct {
+	providers.Store
+	n int
+}
+
+func (g genStore) List(ctx context.Context, fn func(providers.Object) error) error {
+	mt := time.Unix(1700000000, 0)
+	for i := 0; i < g.n; i++ {
+		key := "user-" + strconv.Itoa(i%50000) + "/record-" + strconv.Itoa(i)
+		if err := fn(providers.Object{Key: key, Size: int64(512 + i%4096), ETag: strconv.Itoa(i), ModTime: mt}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g genStore) Close() error { return nil }
+
+func (g genStore) Open(context.Context, string) (io.ReadCloser, providers.Object, error) {
+	return nil, providers.Object{}, providers.ErrNotSupported
+}
+
+// BenchmarkPlanMemory plans FERRY_BIG_PLAN records (default 1,000,000) listed by a
+// generating store and reports ferry's peak RSS (target: under 300 MB).
+func BenchmarkPlanMemory(b *testing.B) {
+	n := 1000000
+	if v := os.Getenv("FERRY_BIG_PLAN"); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
+	dir := b.TempDir()
+	spec := strings.Replace(benchSpec, "  - {name: singapore, role: backup, url: file://./stores/singapore}\n", "", 1)
+	spec = strings.Replace(spec, "[virginia, singapore]", "[virginia]", 1)
+	os.WriteFile(dir+"/ferry.yaml", []byte(spec), 0o644)
+	target := mem.New(fmt.Sprintf("planmem-%d", time.Now().UnixNano()))
+	opts := Options{SpecPath: dir + "/ferry.yaml", OpenStore: func(ctx context.Context, cfg providers.Config) (providers.Store, error) {
+		if cfg.Name == "target" {
+			return memNoClose{target}, nil
+		}
+		return genStore{Store: target, n: n}, nil
+	}}
+	for i := 0; i < b.N; i++ {
+		m, err := Open(context.Background(), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		p, err := m.Plan(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		el := time.Since(start)
+		m.Close()
+		if p.Records["planned"] != int64(n) {
+			b.Fatalf("planned %d of %d", p.Records["planned"], n)
+		}
+		b.ReportMetric(float64(n)/el.Seconds(), "records/s")
+	}
+	b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-MB")
+}
+
+// peakRSS reads VmHWM (the process's peak resident set) from /proc.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return -1
+}
+
+func benchN() int {
+	if v := os.Getenv("FERRY_BENCH_RECORDS"); v != "" {
+		n, _ := strconv.Atoi(v)
+		return n
+	}
+	return 20000
+}
