@@ -15,13 +15,20 @@
 //   - List calls fn exactly once for every object under the root, in no particular order,
 //     and returns nil only if the listing was complete. A page that fails, a listing that
 //     claims to be complete while cut short, or a continuation token that repeats is an
-//     error: a partial listing is never reported as a success (DESIGN.md I6).
+//     error: a partial listing is never reported as a success (DESIGN.md I6). An error
+//     returned by fn stops the listing and is returned (wrapped).
 //   - A key the store cannot represent, or one that would leave the root (".." segments,
 //     an absolute path, a NUL byte on a file store), is rejected with an error wrapping
 //     ErrInvalidKey; it never touches anything outside the root.
 //   - Put is atomic: readers see either the old object or the whole new one, never a
-//     partial write under the final key. Put hashes nothing for the caller beyond what
-//     PutOptions asks the store to check; it returns the stored Object as the store reports it.
+//     partial write under the final key. It accepts a non-seekable reader (the pipeline
+//     streams large objects); a seekable one lets the store retry. When PutOptions
+//     carries a SHA256 (or CRC32C) the store checks the bytes against it and stores
+//     nothing on a mismatch (ErrChecksum). It returns the stored Object as the store
+//     reports it. Where a key and a key below it cannot coexist (Features.PrefixAndChild
+//     false), the collision is ErrAlreadyExists.
+//   - Delete of an absent key returns ErrNotFound: absence is never reported as a
+//     successful delete.
 //   - Errors wrap the portable errors below where one applies, so callers use errors.Is.
 //
 // Retry, rate limiting, fault injection and dry run are decorators around a Store, each
@@ -48,7 +55,8 @@ var (
 	ErrRegionResidency = errors.New("region outside residency policy")
 )
 
-// Checksums a store reports for an object. Each field is lowercase hex, or empty when
+// Checksums a store reports for an object. Each field is lowercase hex (CRC32C: the 8
+// hex digits of the big-endian Castagnoli value), or empty when
 // the store does not report it or it cannot be trusted as a content checksum (an S3
 // multipart ETag, an OCI multipart MD5, an SSE-KMS ETag are not content MD5s).
 type Checksums struct {
