@@ -35,6 +35,8 @@ type CopyResult struct {
 	Records  int64          `json:"records"` // in scope of this run
 	Failures []ConflictInfo `json:"failures,omitempty"`
 	Retries  int64          `json:"retries"`
+	// Conflicts counts records in conflict, which copy never copies.
+	Conflicts int64 `json:"conflicts"`
 }
 
 // bufferMax: objects up to this size are read whole (hashed before the upload, so the
@@ -139,6 +141,9 @@ func (m *Migration) Copy(ctx context.Context) (*CopyResult, error) {
 	}
 	if res.Failed > 0 {
 		return res, Errorf(ExitIncomplete, "copy finished: %d records failed (rerun to retry them)", res.Failed)
+	}
+	if res.Conflicts = st.Records[checkpoints.Conflict].N; res.Conflicts > 0 {
+		return res, Errorf(ExitIncomplete, "copy finished: %d records in conflict were not copied", res.Conflicts)
 	}
 	return res, nil
 }

@@ -149,10 +149,10 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 		return nil, err
 	}
 	res := &DeleteResult{Stage: stageName, DryRun: m.Opts.DryRun, Mode: m.stageMode(stageName)}
-	if err := m.checkOrder(states, stageName); err != nil {
+	if res.Scope, err = m.stageScope(ctx, stageName, false, nil); err != nil {
 		return res, err
 	}
-	if res.Scope, err = m.stageScope(ctx, stageName, false, nil); err != nil {
+	if err := m.checkOrder(states, stageName); err != nil {
 		return res, err
 	}
 	if res.Limit, err = m.deleteLimit(ctx, st); err != nil {
@@ -512,6 +512,8 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 	ss := states[stageName]
 	res := &StageOpResult{Stage: stageName, Op: op, DryRun: m.Opts.DryRun, State: ss.State}
 	switch {
+	case ss.State == StagePurged && op == "purge":
+		return res, nil // already done (a rerun after a crash, say): nothing to do
 	case ss.State == StagePurged:
 		return res, Refused("stage %q is purged: nothing left to %s", stageName, op)
 	case op == "purge" && ss.State != StageFinished:

@@ -27,6 +27,8 @@ type Options struct {
 	Now      func() time.Time
 	// NoState opens no checkpoint state (validate: read-only probes only).
 	NoState bool
+	// ReadOnlyState opens the state read-only and never creates it (status).
+	ReadOnlyState bool
 	// OpenStore opens providers; tests substitute decorated stores. Nil: providers.Open.
 	OpenStore func(ctx context.Context, cfg providers.Config) (providers.Store, error)
 }
@@ -74,7 +76,7 @@ func OpenSpec(ctx context.Context, sp *spec.Spec, opts Options) (*Migration, err
 		dsn = opts.StateDSN
 	}
 	if !opts.NoState {
-		st, err := checkpoints.Open(ctx, dsn, checkpoints.Options{Scratch: opts.DryRun})
+		st, err := checkpoints.Open(ctx, dsn, checkpoints.Options{Scratch: opts.DryRun && !opts.ReadOnlyState, ReadOnly: opts.ReadOnlyState})
 		if err != nil {
 			return nil, Errorf(ExitRuntime, "%w", err)
 		}
@@ -118,7 +120,7 @@ func (m *Migration) checkMigrationID(ctx context.Context) error {
 	if ok && id != m.Spec.Migration {
 		return Errorf(ExitUsage, "state belongs to migration %q, the spec names %q: use another state file", id, m.Spec.Migration)
 	}
-	if !ok {
+	if !ok && !m.Opts.ReadOnlyState {
 		return m.State.SetMeta(ctx, "migration", m.Spec.Migration)
 	}
 	return nil

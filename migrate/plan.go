@@ -233,6 +233,10 @@ func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
 	if res.Stages, err = m.StageScopes(ctx, true); err != nil {
 		return nil, err
 	}
+	if n := res.Records[string(checkpoints.Conflict)] + res.Records[string(checkpoints.Failed)]; n > 0 {
+		return res, Errorf(ExitIncomplete, "plan stored: %d records in conflict, %d failed; they are never copied nor deleted until resolved",
+			res.Records[string(checkpoints.Conflict)], res.Records[string(checkpoints.Failed)])
+	}
 	return res, nil
 }
 

@@ -31,25 +31,36 @@ func (m *Migration) Run(ctx context.Context, through, confirm string, reread boo
 	if err := m.Lock(ctx, "run"); err != nil {
 		return res, err
 	}
-	if res.Plan, err = m.Plan(ctx); err != nil {
+	// Exit 3 from a phase (conflicts, failures) does not stop the next phase; it is
+	// the run's result unless something worse happens. Conflicts known to the plan do
+	// not stop deletion either: the confirmed plan digest covers them and no stage
+	// scope holds them. Failed or unverified records do.
+	var soft error
+	keep := func(err error) error {
+		if ExitCode(err) == ExitIncomplete {
+			if soft == nil {
+				soft = err
+			}
+			return nil
+		}
+		return err
+	}
+	if res.Plan, err = m.Plan(ctx); keep(err) != nil {
 		return res, err
 	}
-	var soft error // an exit-3 outcome that does not stop the next phase
-	res.Copy, err = m.Copy(ctx)
-	if err != nil {
-		if ExitCode(err) != ExitIncomplete {
-			return res, err
-		}
-		soft = err
+	if res.Copy, err = m.Copy(ctx); keep(err) != nil {
+		return res, err
 	}
 	if through == "copy" {
 		return res, soft
 	}
-	res.Verify, err = m.Verify(ctx, reread)
-	if err != nil {
+	if res.Verify, err = m.Verify(ctx, reread); keep(err) != nil {
 		return res, err
 	}
-	if soft != nil || through == "verify" {
+	if through == "verify" {
+		return res, soft
+	}
+	if !m.Opts.DryRun && (res.Copy.Failed > 0 || res.Verify.NotVerified > 0 || res.Verify.Divergent > 0 || res.Verify.ReplicasMissing > 0) {
 		return res, soft
 	}
 	if !m.Opts.DryRun {

@@ -30,6 +30,8 @@ type VerifyResult struct {
 	ReplicasMissing int64          `json:"replicas_missing"`
 	BytesRead       int64          `json:"bytes_read"`
 	Problems        []ConflictInfo `json:"problems,omitempty"`
+	// NotVerified counts records left planned, copied or failed after this run.
+	NotVerified int64 `json:"not_verified"`
 }
 
 // Verify re-checks every copied record's target copy (its checksum, or with reread
@@ -157,6 +159,12 @@ func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, err
 	}
 	if res.Divergent > 0 || res.ReplicasMissing > 0 {
 		return res, Errorf(ExitIncomplete, "verify finished: %d replicas divergent, %d missing; they are never deleted", res.Divergent, res.ReplicasMissing)
+	}
+	if after, err := m.State.Stats(ctx, m.now()); err != nil {
+		return res, Errorf(ExitRuntime, "%w", err)
+	} else if n := after.Records[checkpoints.Planned].N + after.Records[checkpoints.Failed].N + after.Records[checkpoints.Copied].N; n > 0 {
+		res.NotVerified = n
+		return res, Errorf(ExitIncomplete, "verify finished, but %d records are not verified (not copied yet, or failed); %d in conflict", n, after.Records[checkpoints.Conflict].N)
 	}
 	return res, nil
 }

@@ -123,13 +123,13 @@ func (g *globals) runDemo(ctx context.Context, w io.Writer, dir string, users in
 	defer m.Close()
 	step("ferry plan")
 	plan, err := m.Plan(ctx)
-	if err != nil {
+	if err != nil && migrate.ExitCode(err) != migrate.ExitIncomplete {
 		return err
 	}
 	printPlan(w, plan)
 	step("ferry copy")
 	cp, err := m.Copy(ctx)
-	if err != nil {
+	if err != nil && migrate.ExitCode(err) != migrate.ExitIncomplete {
 		return err
 	}
 	printCopy(w, cp)

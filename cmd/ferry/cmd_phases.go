@@ -161,7 +161,9 @@ while another ferry process runs. --watch redraws every few seconds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			m, err := g.open(ctx)
+			o := g.options()
+			o.ReadOnlyState = true
+			m, err := migrate.Open(ctx, o)
 			if err != nil {
 				return g.finish(cmd, nil, err, nil)
 			}

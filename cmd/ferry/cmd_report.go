@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -81,7 +83,7 @@ it so they list every signer.`,
 			}
 			env, id, err := certificate.ApproveFile(args[0], key)
 			if err != nil {
-				return g.finish(cmd, nil, migrate.Errorf(migrate.ExitVerify, "%w", err), nil)
+				return g.finish(cmd, nil, fileErr(err, migrate.ExitRefused), nil)
 			}
 			html, pdf, err := certificate.RenderFiles(dirOf(args[0]), env)
 			res := map[string]any{"certificate": args[0], "keyid": id, "signatures": len(env.Signatures), "html": html, "pdf": pdf}
@@ -143,7 +145,7 @@ copy is present with its recorded checksum and every deleted replica is absent
 			}
 			env, err := certificate.ReadEnvelope(args[0])
 			if err != nil {
-				return g.finish(cmd, nil, migrate.Errorf(migrate.ExitVerify, "%w", err), nil)
+				return g.finish(cmd, nil, fileErr(err, migrate.ExitVerify), nil)
 			}
 			var mf io.Reader
 			if manifest != "" {
@@ -285,7 +287,7 @@ func newReportVerifyProofCmd(g *globals) *cobra.Command {
 			}
 			env, err := certificate.ReadEnvelope(cert)
 			if err != nil {
-				return g.finish(cmd, nil, migrate.Errorf(migrate.ExitVerify, "%w", err), nil)
+				return g.finish(cmd, nil, fileErr(err, migrate.ExitVerify), nil)
 			}
 			data, err := os.ReadFile(args[0])
 			if err != nil {
@@ -320,4 +322,12 @@ func newReportVerifyProofCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&cert, "cert", "", "the certificate.json the proof claims inclusion in")
 	c.Flags().StringSliceVar(&pubkeys, "pubkey", nil, "trusted public key (PKIX PEM); repeatable")
 	return c
+}
+
+// fileErr is exit 2 for a file that is not there (a mistyped path), else code.
+func fileErr(err error, code int) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return migrate.Errorf(migrate.ExitUsage, "%w", err)
+	}
+	return migrate.Errorf(code, "%w", err)
 }

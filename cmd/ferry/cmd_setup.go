@@ -66,14 +66,7 @@ func initDir(dir, migration string) (*initResult, error) {
 		return nil, fmt.Errorf("the built-in template does not parse (a bug): %w", err)
 	}
 	res := &initResult{Spec: path}
-	for _, s := range append(append([]spec.Site(nil), sp.Sources...), spec.Site{URL: sp.Target.URL}) {
-		if p, ok := filePath(s.URL); ok {
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				return nil, err
-			}
-			res.DataDirs = append(res.DataDirs, p)
-		}
-	}
+	// Keys first: an existing key refuses the init before anything is created.
 	keyDir := filepath.Join(dir, "keys")
 	if sp.Report.SigningKey != "" {
 		keyDir = filepath.Dir(sp.Report.SigningKey)
@@ -84,6 +77,14 @@ func initDir(dir, migration string) (*initResult, error) {
 	res.PrivateKey, res.PublicKey, res.KeyID, err = certificate.GenerateKeyPair(keyDir)
 	if err != nil {
 		return nil, err
+	}
+	for _, s := range append(append([]spec.Site(nil), sp.Sources...), spec.Site{URL: sp.Target.URL}) {
+		if p, ok := filePath(s.URL); ok {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return nil, err
+			}
+			res.DataDirs = append(res.DataDirs, p)
+		}
 	}
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		return nil, err

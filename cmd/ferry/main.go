@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ferrymigrate/ferry/migrate"
+	"github.com/ferrymigrate/ferry/migrate/certificate"
 	_ "github.com/ferrymigrate/ferry/providers/file"
 )
 
@@ -63,13 +66,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	code := migrate.ExitCode(err)
-	var ue usageError
-	if errors.As(err, &ue) || isCobraUsage(err) {
-		code = migrate.ExitUsage
-	}
+	code := exitCode(err)
 	if ctx.Err() != nil && code == migrate.ExitRuntime {
 		code = migrate.ExitInterrupted
+	}
+	// Cobra rejects an unknown command before it parses flags: honour --json anyway.
+	if !g.json && slices.Contains(args, "--json") {
+		g.json = true
 	}
 	if g.json && !g.printedJSON(err) {
 		writeJSON(stdout, envelope{Command: root.CalledAs(), OK: false, ExitCode: code, Error: &jsonError{Message: err.Error(), ExitCode: code}})
@@ -84,10 +87,19 @@ type usageError struct{ error }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
-// isCobraUsage recognises cobra's own argument and flag errors.
-func isCobraUsage(err error) bool {
+// exitCode maps any error to its exit code: the CLI's own usage errors and cobra's
+// flag and command errors are 2, everything else as package migrate says.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ue usageError
 	var fe *flagError
-	return errors.As(err, &fe)
+	if errors.As(err, &ue) || errors.As(err, &fe) || strings.HasPrefix(err.Error(), "unknown command") ||
+		errors.Is(err, certificate.ErrKeyExists) {
+		return migrate.ExitUsage
+	}
+	return migrate.ExitCode(err)
 }
 
 type flagError struct{ error }
@@ -229,7 +241,7 @@ func (g *globals) printedJSON(err error) bool {
 // code. A result is printed even when err is set: a refused delete still shows its scope.
 func (g *globals) finish(cmd *cobra.Command, result any, err error, text func(w io.Writer)) error {
 	if g.json {
-		code := migrate.ExitCode(err)
+		code := exitCode(err)
 		env := envelope{Command: cmd.CommandPath(), OK: err == nil, ExitCode: code, DryRun: g.dryRun, Result: result}
 		if err != nil {
 			env.Error = &jsonError{Message: err.Error(), ExitCode: code}

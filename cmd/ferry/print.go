@@ -102,6 +102,9 @@ func printDelete(w io.Writer, r *migrate.DeleteResult) {
 	s := r.Scope
 	fmt.Fprintf(w, "stage %s (%s, sites %s): scope %d replicas, %s; %d retained (not verified or divergent); max_delete %d%s\n",
 		r.Stage, r.Mode, strings.Join(s.Sites, ","), s.Replicas, ib(s.Bytes), s.Retained, r.Limit, dry(r.DryRun))
+	if s.Digest == "" {
+		return
+	}
 	fmt.Fprintf(w, "scope digest: %s\n", s.Digest)
 	if r.DryRun {
 		fmt.Fprintf(w, "to delete: ferry delete --stage %s --confirm %s\n", r.Stage, s.Digest[:12])

@@ -260,29 +260,43 @@ func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
 	})
 }
 
-func writeAtomic(path string, perm os.FileMode, fill func(io.Writer) error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+func writeAtomic(path string, perm os.FileMode, fill func(io.Writer) error) error {
+	tmp, err := writeTemp(path, perm, fill)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// writeTemp writes a synced temporary file beside path and returns its name; the
+// caller renames it into place (or removes it).
+func writeTemp(path string, perm os.FileMode, fill func(io.Writer) error) (tmp string, err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return "", err
+	}
+	name := f.Name()
 	defer func() {
 		if err != nil {
 			f.Close()
-			os.Remove(tmp)
+			os.Remove(name)
 		}
 	}()
 	if err = fill(f); err != nil {
-		return err
+		return "", err
 	}
 	if err = f.Chmod(perm); err != nil {
-		return err
+		return "", err
 	}
 	if err = f.Sync(); err != nil {
-		return err
+		return "", err
 	}
 	if err = f.Close(); err != nil {
-		return err
+		return "", err
 	}
-	return os.Rename(tmp, path)
+	return name, nil
 }

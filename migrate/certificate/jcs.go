@@ -357,12 +357,15 @@ func (p *jsonParser) number(out *bytes.Buffer) error {
 	if err != nil {
 		return p.errorf("number %s out of range", lit)
 	}
-	if isInt && math.Abs(f) > maxSafeInteger {
-		return p.errorf("integer %s exceeds 2^53 and cannot be represented exactly", lit)
-	}
 	s, err := FormatES6Number(f)
 	if err != nil {
 		return p.errorf("%v", err)
+	}
+	// An integer literal must survive the trip through a double unchanged (I-JSON,
+	// RFC 7493): below 2^53 every integer does; above, only those spelled the way the
+	// double prints (as RFC 8785 itself writes 1e20, say).
+	if isInt && math.Abs(f) >= maxSafeInteger && s != lit {
+		return p.errorf("integer %s cannot be represented exactly (it would become %s)", truncate(lit, 40), s)
 	}
 	out.WriteString(s)
 	return nil

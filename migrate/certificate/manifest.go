@@ -110,6 +110,9 @@ func FormatTime(t time.Time) string {
 
 // ParseTime parses a TimeLayout timestamp; it rejects every other spelling.
 func ParseTime(s string) (time.Time, error) {
+	if len(s) != len(TimeLayout) || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != 'Z' {
+		return time.Time{}, fmt.Errorf("timestamp %q is not RFC 3339 UTC with whole seconds (%s)", truncate(s, 40), TimeLayout)
+	}
 	t, err := time.Parse(TimeLayout, s)
 	if err != nil || t.Format(TimeLayout) != s {
 		return time.Time{}, fmt.Errorf("timestamp %q is not RFC 3339 UTC with whole seconds (%s)", truncate(s, 40), TimeLayout)
@@ -139,12 +142,15 @@ func (l *ManifestLine) Validate() error {
 	if l.Key == "" {
 		return errors.New("manifest line: empty key")
 	}
-	for _, f := range []struct{ name, v string }{
-		{"key", l.Key}, {"user", l.User}, {"target.uri", l.Target.URI},
-		{"target.version", l.Target.Version}, {"target.etag", l.Target.ETag},
-	} {
-		if err := checkString(f.name, f.v); err != nil {
-			return fmt.Errorf("manifest line %q: %w", truncate(l.Key, 200), err)
+	if !utf8.ValidString(l.Key) || !utf8.ValidString(l.User) || !utf8.ValidString(l.Target.URI) ||
+		!utf8.ValidString(l.Target.Version) || !utf8.ValidString(l.Target.ETag) {
+		for _, f := range []struct{ name, v string }{
+			{"key", l.Key}, {"user", l.User}, {"target.uri", l.Target.URI},
+			{"target.version", l.Target.Version}, {"target.etag", l.Target.ETag},
+		} {
+			if err := checkString(f.name, f.v); err != nil {
+				return fmt.Errorf("manifest line %q: %w", strings.ToValidUTF8(truncate(l.Key, 200), "\ufffd"), err)
+			}
 		}
 	}
 	errf := func(format string, args ...any) error {
@@ -171,10 +177,8 @@ func (l *ManifestLine) Validate() error {
 	}
 	seen := make(map[string]bool, len(l.Replicas))
 	for i, r := range l.Replicas {
-		for _, f := range []struct{ name, v string }{{"site", r.Site}, {"uri", r.URI}} {
-			if err := checkString(fmt.Sprintf("replicas[%d].%s", i, f.name), f.v); err != nil {
-				return errf("%v", err)
-			}
+		if !utf8.ValidString(r.Site) || !utf8.ValidString(r.URI) {
+			return errf("replicas[%d]: site or uri is not valid UTF-8 (JSON cannot carry it byte for byte)", i)
 		}
 		if r.Site == "" {
 			return errf("replicas[%d]: empty site", i)
@@ -189,11 +193,13 @@ func (l *ManifestLine) Validate() error {
 		if r.Mode != "" && r.Mode != ModeSoft && r.Mode != ModeHard {
 			return errf("replica at site %q: mode %q is not soft or hard", truncate(r.Site, 40), truncate(r.Mode, 40))
 		}
-		if err := checkTime(fmt.Sprintf("replicas[%d].deleted_at", i), r.DeletedAt); err != nil {
-			return errf("%v", err)
+		if r.DeletedAt != "" {
+			if _, err := ParseTime(r.DeletedAt); err != nil {
+				return errf("replicas[%d].deleted_at: %v", i, err)
+			}
 		}
-		if r.DeletedAt != "" && r.Mode == "" {
-			return errf("replica at site %q: deleted_at without a mode", truncate(r.Site, 40))
+		if (r.DeletedAt == "") != (r.Mode == "") {
+			return errf("replica at site %q: deleted_at and mode go together (both set or both empty)", truncate(r.Site, 40))
 		}
 		if r.ConfirmedAbsent && r.DeletedAt == "" {
 			return errf("replica at site %q: confirmed_absent without deleted_at", truncate(r.Site, 40))

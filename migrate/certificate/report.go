@@ -78,8 +78,25 @@ func WriteReport(records iter.Seq2[ManifestLine, error], opt ReportOptions) (*Re
 		CertificatePath: filepath.Join(opt.Dir, CertificateFile),
 		KeyID:           KeyID(opt.Key.Public().(ed25519.PublicKey)),
 	}
+	// Every file is written to a temporary name first and renamed into place only when
+	// all of them are ready, certificate.json last: a failure leaves the previous report
+	// as it was, never a new manifest beside an old certificate.
+	var staged [][2]string // temporary name, final name
+	defer func() {
+		for _, st := range staged {
+			os.Remove(st[0])
+		}
+	}()
+	stage := func(path string, fill func(io.Writer) error) error {
+		tmp, err := writeTemp(path, 0o644, fill)
+		if err != nil {
+			return err
+		}
+		staged = append(staged, [2]string{tmp, path})
+		return nil
+	}
 	var sum ManifestSummary
-	err := writeAtomic(res.ManifestPath, 0o644, func(w io.Writer) error {
+	err := stage(res.ManifestPath, func(w io.Writer) error {
 		bw := bufio.NewWriterSize(w, 1<<20)
 		mw := NewManifestWriter(bw)
 		for l, err := range records {
@@ -113,18 +130,28 @@ func WriteReport(records iter.Seq2[ManifestLine, error], opt ReportOptions) (*Re
 	}
 	if !opt.SkipHTML {
 		res.HTMLPath = filepath.Join(opt.Dir, HTMLFile)
-		if err := writeAtomic(res.HTMLPath, 0o644, func(w io.Writer) error { return RenderHTML(w, env) }); err != nil {
+		if err := stage(res.HTMLPath, func(w io.Writer) error { return RenderHTML(w, env) }); err != nil {
 			return nil, fmt.Errorf("report: %s: %w", HTMLFile, err)
 		}
 	}
 	if !opt.SkipPDF {
 		res.PDFPath = filepath.Join(opt.Dir, PDFFile)
-		if err := RenderPDF(res.PDFPath, env); err != nil {
+		if err := stage(res.PDFPath, func(w io.Writer) error { return WritePDF(w, env) }); err != nil {
 			return nil, fmt.Errorf("report: %s: %w", PDFFile, err)
 		}
 	}
-	if err := WriteEnvelope(res.CertificatePath, env); err != nil {
+	envBytes, err := MarshalEnvelope(env)
+	if err != nil {
 		return nil, err
+	}
+	if err := stage(res.CertificatePath, func(w io.Writer) error { _, err := w.Write(envBytes); return err }); err != nil {
+		return nil, err
+	}
+	for len(staged) > 0 {
+		if err := os.Rename(staged[0][0], staged[0][1]); err != nil {
+			return nil, err
+		}
+		staged = staged[1:]
 	}
 	res.Summary = sum
 	res.Statement = stmt
