@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"reflect"
 	"sort"
 	"strconv"
 	"sync"
@@ -152,11 +153,12 @@ func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
 		return &r, nil
 	}
 	tr = m.progress("plan", 0, 0)
+	prev := &recordCursor{store: m.State}
 	err = m.State.Listed(ctx, func(key string, objs []checkpoints.Listed) error {
 		for _, o := range objs {
 			writeInventory(dig, o)
 		}
-		old, err := get(key)
+		old, err := prev.find(ctx, key)
 		if err != nil {
 			return err
 		}
@@ -175,6 +177,8 @@ func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
 					res.New++
 				} else if !sameReplicaVersions(old, &r) {
 					res.Changed++
+				} else if reflect.DeepEqual(*old, r) {
+					continue // unchanged: nothing to write
 				}
 			}
 			if err := batch.Add(ctx, r); err != nil {
@@ -238,6 +242,51 @@ func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
 			res.Records[string(checkpoints.Conflict)], res.Records[string(checkpoints.Failed)])
 	}
 	return res, nil
+}
+
+// recordCursor finds the stored records for keys asked in increasing order, reading
+// the state a page at a time (a merge join of the listing and the state) instead of
+// one lookup per key.
+type recordCursor struct {
+	store checkpoints.Store
+	page  []checkpoints.Record
+	i     int
+	after string
+	first bool
+	done  bool
+}
+
+func (c *recordCursor) find(ctx context.Context, key string) (*checkpoints.Record, error) {
+	for {
+		for c.i < len(c.page) && c.page[c.i].Key < key {
+			c.i++
+		}
+		if c.i < len(c.page) {
+			if c.page[c.i].Key == key {
+				r := c.page[c.i]
+				return &r, nil
+			}
+			return nil, nil
+		}
+		if c.done {
+			return nil, nil
+		}
+		c.page, c.i = c.page[:0], 0
+		q := checkpoints.Query{After: c.after, Limit: 2048}
+		err := c.store.Records(ctx, q, func(r checkpoints.Record) error {
+			c.page = append(c.page, r)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(c.page) < q.Limit {
+			c.done = true
+		}
+		if len(c.page) > 0 {
+			c.after = c.page[len(c.page)-1].Key
+		}
+	}
 }
 
 func (m *Migration) fillPlanCounts(ctx context.Context, res *PlanResult) error {

@@ -172,6 +172,9 @@ func wrapArgs(c *cobra.Command) {
 
 func (g *globals) setup() error {
 	level := slog.LevelInfo
+	if g.bars() {
+		level = slog.LevelWarn // the bars say it; info lines would tear them
+	}
 	if g.verbose > 0 {
 		level = slog.LevelDebug
 	}
@@ -192,13 +195,17 @@ func (g *globals) setup() error {
 func (g *globals) options() migrate.Options {
 	o := migrate.Options{SpecPath: g.config, StateDSN: g.state, DryRun: g.dryRun, Logger: g.log}
 	switch {
-	case g.stderrTTY && !g.noProgress && !g.json:
+	case g.bars():
 		o.Progress = migrate.BarProgress(g.stderr)
 	default:
 		o.Progress = migrate.LogProgress(g.log, 5*time.Second)
 	}
 	return o
 }
+
+// bars reports whether progress is drawn as bars: on a terminal, unless --no-progress
+// or --json.
+func (g *globals) bars() bool { return g.stderrTTY && !g.noProgress && !g.json }
 
 // open opens the migration named by the global flags.
 func (g *globals) open(ctx context.Context) (*migrate.Migration, error) {
