@@ -33,6 +33,9 @@ func (m *Migration) LiveCheck(ctx context.Context, manifest io.Reader, sample fl
 	}
 	targetRoot := m.Target.URI("")
 	_, bad, nbad, err := certificate.ReadManifest(manifest, 10, func(_ uint64, _ []byte, l *certificate.ManifestLine) error {
+		if l == nil {
+			return nil // a bad line: counted and reported below
+		}
 		if sample < 1 && !spec.InSample(l.Key, sample) {
 			return nil
 		}

@@ -138,6 +138,17 @@ func (m *Migration) predicate(ctx context.Context) (certificate.Predicate, error
 		}
 	}
 	p.PlanDigest, _, _ = m.State.Meta(ctx, "plan_digest")
+	for _, a := range sp.Report.Approvers {
+		pub, err := certificate.LoadPublicKey(a.PublicKey)
+		if err != nil {
+			return p, Errorf(ExitUsage, "report.approvers %q: %w", a.Name, err)
+		}
+		party, err := certificate.PartyForKey(a.Name, pub)
+		if err != nil {
+			return p, Errorf(ExitUsage, "report.approvers %q: %w", a.Name, err)
+		}
+		p.Approvers = append(p.Approvers, party)
+	}
 	for _, s := range sp.Sources {
 		p.Sites = append(p.Sites, certificate.Site{Name: s.Name, Role: string(s.Role), URI: s.URL, Region: s.Region})
 	}

@@ -160,9 +160,7 @@ copy is present with its recorded checksum and every deleted replica is absent
 			if err == nil {
 				err = rep.Err()
 			}
-			if err != nil {
-				err = migrate.Errorf(migrate.ExitVerify, "%w", err)
-			}
+			err = verifyErr(err)
 			res := map[string]any{"report": rep}
 			if err == nil && live {
 				if manifest == "" {
@@ -241,8 +239,11 @@ against the certificate with verify-proof, without the rest of the manifest.`,
 			}
 			defer f.Close()
 			proofs, err := certificate.ProveUser(f, user, env)
+			if errors.Is(err, certificate.ErrUserNotFound) {
+				return g.finish(cmd, nil, migrate.Errorf(migrate.ExitUsage, "%w", err), nil)
+			}
 			if err != nil {
-				return g.finish(cmd, nil, migrate.Errorf(migrate.ExitVerify, "%w", err), nil)
+				return g.finish(cmd, nil, verifyErr(err), nil)
 			}
 			data, err := certificate.MarshalProofs(proofs)
 			if err != nil {
@@ -305,7 +306,7 @@ func newReportVerifyProofCmd(g *globals) *cobra.Command {
 					err = rep.Err()
 				}
 				if err != nil && firstErr == nil {
-					firstErr = migrate.Errorf(migrate.ExitVerify, "proof of %q: %w", p.Leaf, err)
+					firstErr = verifyErr(fmt.Errorf("proof %d (leaf %d): %w", len(reps)+1, p.LeafIndex, err))
 				}
 				reps = append(reps, rep)
 			}
@@ -330,4 +331,15 @@ func fileErr(err error, code int) error {
 		return migrate.Errorf(migrate.ExitUsage, "%w", err)
 	}
 	return migrate.Errorf(code, "%w", err)
+}
+
+// verifyErr is exit 4 for "does not verify" and exit 1 for anything else (I/O).
+func verifyErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, certificate.ErrVerification) {
+		return migrate.Errorf(migrate.ExitVerify, "%w", err)
+	}
+	return migrate.Errorf(migrate.ExitRuntime, "%w", err)
 }

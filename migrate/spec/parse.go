@@ -1207,7 +1207,7 @@ func (p *parser) deleteSection(n *yaml.Node, s *Spec) {
 	}
 }
 
-var reportKeys = []string{"signing_key", "signer"}
+var reportKeys = []string{"signing_key", "signer", "approvers"}
 
 func (p *parser) report(n *yaml.Node, r *Report) {
 	m, ok := p.fields(n, "report", reportKeys...)
@@ -1230,6 +1230,36 @@ func (p *parser) report(n *yaml.Node, r *Report) {
 			} else {
 				r.Signer = v
 			}
+		}
+	}
+	if e, ok := m["approvers"]; ok && !isNull(e.val) {
+		seq := resolveAlias(e.val)
+		if seq.Kind != yaml.SequenceNode {
+			p.add(seq, "report.approvers", "must be a list of {name, public_key}")
+			return
+		}
+		for i, item := range seq.Content {
+			path := fmt.Sprintf("report.approvers[%d]", i)
+			am, ok := p.fields(item, path, "name", "public_key")
+			if !ok {
+				continue
+			}
+			var a Approver
+			if n, ok := am["name"]; !ok || isNull(n.val) {
+				p.add(item, path+".name", "is required")
+			} else if v, ok := p.nonEmpty(n.val, path+".name"); ok {
+				a.Name = v
+			}
+			if k, ok := am["public_key"]; !ok || isNull(k.val) {
+				p.add(item, path+".public_key", "is required (the path of the approver's PKIX PEM public key)")
+			} else if v, ok := p.nonEmpty(k.val, path+".public_key"); ok {
+				if strings.ContainsAny(v, "\x00\n\r") {
+					p.add(k.val, path+".public_key", "must be the path of a key file, not key material")
+				} else {
+					a.PublicKey = resolvePath(p.dir, v)
+				}
+			}
+			r.Approvers = append(r.Approvers, a)
 		}
 	}
 }

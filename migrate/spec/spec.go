@@ -260,6 +260,15 @@ type Report struct {
 	// spec's folder ("~/" expands to the home directory). Empty: not set.
 	SigningKey string `json:"signing_key,omitempty"`
 	Signer     string `json:"signer,omitempty"`
+	// Approvers countersign the certificate with `ferry report sign`; declaring them
+	// here puts their names and keys into what the operator signs.
+	Approvers []Approver `json:"approvers,omitempty"`
+}
+
+// Approver is a person or office expected to countersign the certificate.
+type Approver struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key"` // path of the PKIX PEM public key, resolved
 }
 
 // Load reads and parses the spec file at path.

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -204,7 +205,7 @@ func TestDefaults(t *testing.T) {
 	if s.Sources[0].PartSize != DefaultPartSize || s.Target.PartSize != DefaultPartSize {
 		t.Error("part sizes not defaulted")
 	}
-	if s.Report != (Report{}) {
+	if !reflect.DeepEqual(s.Report, Report{}) {
 		t.Errorf("report = %+v", s.Report)
 	}
 }
@@ -970,6 +971,28 @@ func TestYAMLErrorsDoNotEcho(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), id[4:12]) {
 			t.Errorf("error echoes the secret: %v", err)
+		}
+	}
+}
+
+func TestApprovers(t *testing.T) {
+	base := "migration: m\nsources: [{name: a, role: primary, url: file:///tmp/a}]\ntarget: {url: file:///tmp/t}\nrecords: {user: '^(?P<user>[^/]+)/'}\n"
+	s, err := Parse([]byte(base+"report: {approvers: [{name: Legal, public_key: keys/legal.pub}]}\n"), "/srv/m/ferry.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Report.Approvers) != 1 || s.Report.Approvers[0].Name != "Legal" || s.Report.Approvers[0].PublicKey != "/srv/m/keys/legal.pub" {
+		t.Fatalf("approvers = %+v", s.Report.Approvers)
+	}
+	for _, bad := range []string{
+		"report: {approvers: [{name: Legal}]}\n",
+		"report: {approvers: [{public_key: k.pub}]}\n",
+		"report: {approvers: {name: Legal}}\n",
+		"report: {approvers: [{name: Legal, public_key: k.pub, key: x}]}\n",
+	} {
+		_, err := Parse([]byte(base+bad), "/srv/m/ferry.yaml")
+		if err == nil || !strings.Contains(err.Error(), "report.approvers") {
+			t.Errorf("%q: err %v, want one naming report.approvers", bad, err)
 		}
 	}
 }
