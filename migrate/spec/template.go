@@ -111,6 +111,6 @@ delete:
 report:
   signing_key: keys/ferry.key   # PKCS#8 PEM private key written by ferry init (mode 0600)
   # signer: Data Protection Office
-  # approvers:                       # countersign with `ferry report sign CERT --key FILE`
+  # approvers:                       # countersign with: ferry report sign CERT --key FILE
   #   - {name: Legal, public_key: keys/legal.pub}
 `
