@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	_ "modernc.org/sqlite"
@@ -66,10 +67,10 @@ func TestI1NoDeleteWithoutVerifiedRecheckedTarget(t *testing.T) {
 		if err := h.raw["target"].Delete(ctx, victim); err != nil {
 			t.Fatal(err)
 		}
-		stat := 0
+		var stat atomic.Int64
 		h.faults["target"].Before(func(_ context.Context, c faulty.Call) error {
 			if c.Method == faulty.Stat {
-				stat++
+				stat.Add(1)
 			}
 			return nil
 		})
@@ -80,8 +81,8 @@ func TestI1NoDeleteWithoutVerifiedRecheckedTarget(t *testing.T) {
 		if _, ok := h.listing("singapore")[victim]; !ok {
 			t.Fatal("I1 broken: replica deleted although its target copy was gone")
 		}
-		if stat < int(d.Deleted)+1 {
-			t.Fatalf("target stat calls %d for %d deletes: the target was not re-checked per record", stat, d.Deleted)
+		if stat.Load() < d.Deleted+1 {
+			t.Fatalf("target stat calls %d for %d deletes: the target was not re-checked per record", stat.Load(), d.Deleted)
 		}
 		if got := record(t, m, victim).State; got == checkpoints.Verified {
 			t.Fatal("a record whose target copy vanished is still verified")
