@@ -206,7 +206,7 @@ func TestI4IntentDurableBeforeDelete(t *testing.T) {
 	ctx := context.Background()
 	runThroughVerify(t, m)
 	dbPath := filepath.Join(h.dir, "ferry.db")
-	checked := 0
+	var checked atomic.Int64
 	h.faults["singapore"].Before(func(_ context.Context, c faulty.Call) error {
 		if c.Method != faulty.SoftDelete {
 			return nil
@@ -225,14 +225,14 @@ func TestI4IntentDurableBeforeDelete(t *testing.T) {
 		if state != string(checkpoints.Intent) || rstate != string(checkpoints.Verified) {
 			return fmt.Errorf("I4 broken: at the delete call the durable state is replica %s, record %s", state, rstate)
 		}
-		checked++
+		checked.Add(1)
 		return nil
 	})
 	// Lose the response of the first delete: it happened, ferry does not know.
 	h.faults["singapore"].AddRule(faulty.Rule{Method: faulty.SoftDelete, Nth: 1, After: true, Err: errInjected})
 	_, err := deleteStage(t, m, "canary")
 	mustCode(t, err, ExitRuntime)
-	if checked == 0 {
+	if checked.Load() == 0 {
 		t.Fatal("no delete call observed")
 	}
 	// Resume: the intent is settled by looking at the site.
