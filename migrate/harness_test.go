@@ -23,6 +23,7 @@ import (
 	"github.com/ferrymigrate/ferry/providers/faulty"
 	"github.com/ferrymigrate/ferry/providers/file"
 	"github.com/ferrymigrate/ferry/providers/mem"
+	"github.com/ferrymigrate/ferry/providers/s3/s3test"
 )
 
 // StoreKind names a provider the pipeline tests run against. Other providers (s3 on
@@ -302,6 +303,9 @@ func sortedStrings(m map[string]providers.Object) []string {
 }
 
 var errInjected = errors.New("injected fault")
+
+// TestMain stops the shared S3 test servers when the tests end.
+func TestMain(m *testing.M) { s3test.Main(m) }
 
 func statFile(p string) (int64, error) {
 	fi, err := os.Stat(p)

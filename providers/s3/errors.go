@@ -1,0 +1,113 @@
+package s3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/smithy-go"
+
+	"github.com/ferrymigrate/ferry/providers"
+)
+
+// This file is the one place where S3 error shapes become the portable errors.
+//
+// S3 reports an error by an API error code (in the XML body) and an HTTP status.
+// HEAD responses have no body, so their code is derived from the status alone
+// ("NotFound", "PreconditionFailed", "Forbidden", ...). Codes are checked first,
+// then statuses.
+
+var codeErrors = map[string]error{
+	// Absent objects and versions. NoSuchBucket is deliberately not here: a
+	// missing bucket is a misconfiguration, never evidence that an object is gone.
+	"NoSuchKey":     providers.ErrNotFound,
+	"NotFound":      providers.ErrNotFound,
+	"NoSuchVersion": providers.ErrNotFound,
+
+	"PreconditionFailed":         providers.ErrPrecondition,
+	"ConditionalRequestConflict": providers.ErrPrecondition,
+
+	"AccessDenied":          providers.ErrPermission,
+	"Forbidden":             providers.ErrPermission,
+	"InvalidAccessKeyId":    providers.ErrPermission,
+	"SignatureDoesNotMatch": providers.ErrPermission,
+	"AllAccessDisabled":     providers.ErrPermission,
+	"InvalidToken":          providers.ErrPermission,
+	"ExpiredToken":          providers.ErrPermission,
+	"AccountProblem":        providers.ErrPermission,
+
+	"BadDigest":                   providers.ErrChecksum,
+	"InvalidDigest":               providers.ErrChecksum,
+	"XAmzContentChecksumMismatch": providers.ErrChecksum, // MinIO, x-amz-checksum-*
+	"XAmzContentSHA256Mismatch":   providers.ErrChecksum, // MinIO, payload hash
+
+	"KeyTooLongError":           providers.ErrInvalidKey,
+	"XMinioInvalidObjectName":   providers.ErrInvalidKey, // "a//b"
+	"XMinioInvalidResourceName": providers.ErrInvalidKey, // "a/./b"
+	"InvalidObjectName":         providers.ErrInvalidKey,
+
+	// versitygw's posix backend maps keys onto files: "a" and "a/b" cannot both exist.
+	"ObjectParentIsFile":          providers.ErrAlreadyExists,
+	"ExistingObjectIsDirectory":   providers.ErrAlreadyExists,
+	"DirectoryObjectContainsData": providers.ErrInvalidKey, // "a/" with bytes
+
+	"NotImplemented":  providers.ErrNotSupported,
+	"XNotImplemented": providers.ErrNotSupported,
+}
+
+var statusErrors = map[int]error{
+	403: providers.ErrPermission,
+	404: providers.ErrNotFound,
+	412: providers.ErrPrecondition,
+	501: providers.ErrNotSupported,
+}
+
+// errorCode returns err's S3 error code and HTTP status, where it has them.
+func errorCode(err error) (code string, status int) {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		code = ae.ErrorCode()
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		status = re.HTTPStatusCode()
+	}
+	return code, status
+}
+
+// portable returns the portable error err maps to, or nil.
+func portable(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	code, status := errorCode(err)
+	if code == "NoSuchBucket" {
+		return nil
+	}
+	if p, ok := codeErrors[code]; ok {
+		return p
+	}
+	return statusErrors[status]
+}
+
+// fail wraps an SDK error for op on uri with the portable error it maps to. The
+// SDK's messages carry the operation, status, code and request ids; they never
+// carry credentials (requests are signed, and signatures are not echoed).
+func fail(op, uri string, err error) error {
+	if p := portable(err); p != nil && !errors.Is(err, p) {
+		return fmt.Errorf("s3: %s %s: %w: %w", op, uri, p, err)
+	}
+	return fmt.Errorf("s3: %s %s: %w", op, uri, err)
+}
+
+// isStatus reports whether err is an HTTP response with one of the statuses.
+func isStatus(err error, statuses ...int) bool {
+	_, st := errorCode(err)
+	for _, s := range statuses {
+		if st == s {
+			return true
+		}
+	}
+	return false
+}
