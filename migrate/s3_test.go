@@ -1,8 +1,14 @@
 package migrate
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ferrymigrate/ferry/migrate/synth"
@@ -85,5 +91,54 @@ func TestPipelineS3Versioned(t *testing.T) {
 	}
 	if n := len(h.listing("target")); n != len(recs) {
 		t.Fatalf("target has %d of %d records", n, len(recs))
+	}
+}
+
+// TestI8SecretsNeverWrittenS3 runs a whole migration against MinIO with debug logging
+// and scans everything ferry wrote (logs, results as JSON, the state store and its
+// WAL, the certificate files) for the credentials it used.
+func TestI8SecretsNeverWrittenS3(t *testing.T) {
+	srv := s3test.Shared(t, s3test.MinIO)
+	k := storeKind{"s3", func(t *testing.T, h *harness, name string) providers.Store { return openS3(t, srv, false, name) }}
+	h := newHarness(t, k, fmt.Sprintf(sitesYAML, "fail"))
+	h.standardData(4)
+	m := h.open()
+	ctx := context.Background()
+	var results []any
+	p := runThroughVerify(t, m)
+	results = append(results, p)
+	for _, st := range m.Spec.Delete.Stages {
+		d, err := deleteStage(t, m, st.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		results = append(results, d)
+	}
+	rep, _ := m.Report(ctx, filepath.Join(h.dir, "report"))
+	results = append(results, rep)
+	st, _ := m.Status(ctx, synth.User(0))
+	results = append(results, st)
+	m.Close()
+	js, err := json.Marshal(results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	haystacks := map[string][]byte{"logs": h.logs.Bytes(), "json": js}
+	filepath.WalkDir(h.dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasPrefix(filepath.Base(p), "ferry.key") {
+			b, _ := os.ReadFile(p)
+			haystacks[p] = b
+		}
+		return nil
+	})
+	if len(h.logs.Bytes()) == 0 {
+		t.Fatal("no debug log was written: the test scans nothing")
+	}
+	for name, hay := range haystacks {
+		for _, secret := range []string{srv.SecretKey, srv.AccessKey} {
+			if bytes.Contains(hay, []byte(secret)) {
+				t.Fatalf("I8 broken: %s contains a credential", name)
+			}
+		}
 	}
 }
