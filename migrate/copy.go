@@ -238,9 +238,13 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 	if r.TargetKey == "" {
 		r.TargetKey = r.Key
 	}
-	// A target copy that already matches a trusted source checksum is not copied again.
+	// A target copy that already matches a checksum the source vouches for is not
+	// copied again, provided the source still holds exactly the planned version.
 	if src.SHA256 != "" {
-		if t, err := m.Target.Stat(ctx, r.TargetKey); err == nil && t.Size == src.Size && t.Checksums.SHA256 == src.SHA256 {
+		cur, serr := store.Stat(ctx, src.SiteKey)
+		t, err := m.Target.Stat(ctx, r.TargetKey)
+		if serr == nil && err == nil && cur.SameVersion(replicaObject(*src)) && cur.Checksums.SHA256 == src.SHA256 &&
+			t.Size == src.Size && t.Checksums.SHA256 == src.SHA256 {
 			r.SHA256, r.Source, r.Size = src.SHA256, src.Site, src.Size
 			r.TargetETag, r.TargetVersion = t.ETag, t.Version
 			r.CRC32C = t.Checksums.CRC32C

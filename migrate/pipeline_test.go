@@ -4,13 +4,18 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/migrate/synth"
 	"github.com/ferrymigrate/ferry/providers"
+	"github.com/ferrymigrate/ferry/providers/faulty"
 )
 
 // TestPipelineEndToEnd runs every phase over three sites with one conflict and checks
@@ -375,3 +380,80 @@ func TestStatusUser(t *testing.T) {
 }
 
 var _ = providers.ErrNotFound
+
+// A source that changes while it is being copied is not recorded as copied.
+func TestCopySourceChangedDuringCopy(t *testing.T) {
+	eachKind(t, func(t *testing.T, k storeKind) {
+		h := newHarness(t, k, fmt.Sprintf(sitesYAML, "fail"))
+		h.put("virginia", "u1/doc", []byte("first version"))
+		m := h.open()
+		ctx := context.Background()
+		if _, err := m.Plan(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Copy re-stats the source after reading it: overwrite it just before that.
+		var once sync.Once
+		h.faults["virginia"].Before(func(_ context.Context, c faulty.Call) error {
+			if c.Method == faulty.Stat && c.Key == "u1/doc" {
+				once.Do(func() { h.put("virginia", "u1/doc", []byte("second version!")) })
+			}
+			return nil
+		})
+		_, err := m.Copy(ctx)
+		mustCode(t, err, ExitIncomplete)
+		r := record(t, m, "u1/doc")
+		if r.State == checkpoints.Copied || r.State == checkpoints.Verified {
+			t.Fatalf("a source that changed during the copy was recorded as %s", r.State)
+		}
+		// A new plan sees the new version and the copy then takes it.
+		h.faults["virginia"].Clear()
+		if _, err := m.Plan(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Copy(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Verify(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+		if got := h.read("target", "u1/doc"); string(got) != "second version!" {
+			t.Fatalf("target holds %q", got)
+		}
+	})
+}
+
+// A record whose target copy already matches (by checksums both stores vouch for) is
+// not copied again: here the state is lost after a copy, as after a crash between the
+// target write and the state write.
+func TestCopySkipsMatchingTarget(t *testing.T) {
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
+	recs := h.standardData(5)
+	m := h.open()
+	ctx := context.Background()
+	runThroughVerify(t, m)
+	m.Close()
+	for _, f := range []string{"ferry.db", "ferry.db-wal", "ferry.db-shm"} {
+		os.Remove(filepath.Join(h.dir, f))
+	}
+	var puts atomic.Int64
+	h.faults["target"].Before(func(_ context.Context, c faulty.Call) error {
+		if c.Method == faulty.Put {
+			puts.Add(1)
+		}
+		return nil
+	})
+	m2 := h.open()
+	if _, err := m2.Plan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := m2.Copy(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Skipped != int64(len(recs)) || puts.Load() != 0 {
+		t.Fatalf("copy after a lost state: %d skipped of %d, %d puts; want every record skipped", c.Skipped, len(recs), puts.Load())
+	}
+	if _, err := m2.Verify(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+}
