@@ -316,3 +316,11 @@ func statFile(p string) (int64, error) {
 }
 
 type synthRecord = synth.Record
+
+func replaceOnce(s, old, new string) string {
+	i := strings.Index(s, old)
+	if i < 0 {
+		panic("replaceOnce: " + old)
+	}
+	return s[:i] + new + s[i+len(old):]
+}

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+)
+
+// region is the region both servers run in.
+const region = "us-east-1"
+
+// server is one MinIO server on 127.0.0.1, started like providers/s3/s3test starts
+// its servers (which only tests can use): random free ports, root credentials made
+// up here, data in a folder of its own.
+type server struct {
+	name      string // "src" or "dst"
+	endpoint  string // http://127.0.0.1:PORT
+	accessKey string
+	secretKey string
+	// accessKeyEnv and secretKeyEnv name the variables of this process's environment
+	// holding the credentials: ferry's spec names them, children inherit them.
+	accessKeyEnv, secretKeyEnv string
+
+	cmd    *exec.Cmd
+	done   chan struct{}
+	log    bytes.Buffer
+	logMu  sync.Mutex
+	client *s3.Client
+}
+
+// startMinIO starts a MinIO server with its data under dir.
+func startMinIO(bin, name, dir string) (*server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cport, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return nil, err
+	}
+	s := &server{
+		name:         name,
+		endpoint:     fmt.Sprintf("http://127.0.0.1:%d", port),
+		accessKey:    "bench" + randHex(6),
+		secretKey:    "secret-" + randHex(16),
+		accessKeyEnv: "FERRYBENCH_" + strings.ToUpper(name) + "_ACCESS_KEY",
+		secretKeyEnv: "FERRYBENCH_" + strings.ToUpper(name) + "_SECRET_KEY",
+		done:         make(chan struct{}),
+	}
+	cmd := exec.Command(bin, "server", data, "--quiet",
+		"--address", fmt.Sprintf("127.0.0.1:%d", port),
+		"--console-address", fmt.Sprintf("127.0.0.1:%d", cport),
+		"--certs-dir", filepath.Join(dir, "certs"))
+	// Credentials through the environment, never argv (ps shows argv).
+	cmd.Env = append(os.Environ(), "HOME="+dir,
+		"MINIO_ROOT_USER="+s.accessKey, "MINIO_ROOT_PASSWORD="+s.secretKey,
+		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_REGION="+region, "MINIO_CI_CD=1")
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = s, s
+	// The server dies with ferrybench, even if it is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s.cmd = cmd
+	go func() {
+		cmd.Wait()
+		close(s.done)
+	}()
+	os.Setenv(s.accessKeyEnv, s.accessKey)
+	os.Setenv(s.secretKeyEnv, s.secretKey)
+	s.client = newClient(s.endpoint, s.accessKey, s.secretKey, 64)
+	if err := s.waitReady(30 * time.Second); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("minio (%s) did not become ready at %s: %w\n%s", name, s.endpoint, err, s.output())
+	}
+	return s, nil
+}
+
+// Write collects the server's output (shown if it fails to start).
+func (s *server) Write(p []byte) (int, error) {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	if s.log.Len() < 64<<10 {
+		s.log.Write(p)
+	}
+	return len(p), nil
+}
+
+func (s *server) output() string {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	return s.log.String()
+}
+
+func (s *server) waitReady(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			return errors.New("server exited")
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := s.client.ListBuckets(ctx, &s3.ListBucketsInput{})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	return last
+}
+
+// stop stops the server (SIGTERM, then SIGKILL) and waits for it.
+func (s *server) stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(5 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+// cpu returns the CPU time (user+sys, all threads) the server has used so far.
+func (s *server) cpu() (time.Duration, error) {
+	return procCPU(s.cmd.Process.Pid)
+}
+
+// procCPU reads utime and stime of a live process from /proc/PID/stat.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces: the fields
+	// after it start at field 3 (state); utime and stime are fields 14 and 15.
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	const clockTicks = 100 // USER_HZ: 100 on every Linux platform Go supports
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// createBucket creates an empty bucket.
+func (s *server) createBucket(ctx context.Context, name string) error {
+	_, err := s.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
+	if err != nil {
+		return fmt.Errorf("create bucket %s on %s: %w", name, s.name, err)
+	}
+	return nil
+}
+
+// list returns every object of a bucket: key to size.
+func (s *server) list(ctx context.Context, bucket string) (map[string]int64, error) {
+	out := map[string]int64{}
+	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list %s on %s: %w", bucket, s.name, err)
+		}
+		for _, o := range page.Contents {
+			out[aws.ToString(o.Key)] = aws.ToInt64(o.Size)
+		}
+	}
+	return out, nil
+}
+
+// removeBucket deletes every object of a bucket, then the bucket.
+func (s *server) removeBucket(ctx context.Context, bucket string) error {
+	objs, err := s.list(ctx, bucket)
+	if err != nil {
+		return err
+	}
+	var batch []types.ObjectIdentifier
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		out, err := s.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{
+			Bucket: aws.String(bucket),
+			Delete: &types.Delete{Objects: batch, Quiet: aws.Bool(true)},
+		})
+		if err == nil && len(out.Errors) > 0 {
+			err = fmt.Errorf("%s: %s", aws.ToString(out.Errors[0].Key), aws.ToString(out.Errors[0].Message))
+		}
+		batch = batch[:0]
+		return err
+	}
+	for k := range objs {
+		batch = append(batch, types.ObjectIdentifier{Key: aws.String(k)})
+		if len(batch) == 1000 {
+			if err := flush(); err != nil {
+				return fmt.Errorf("empty %s on %s: %w", bucket, s.name, err)
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return fmt.Errorf("empty %s on %s: %w", bucket, s.name, err)
+	}
+	if _, err := s.client.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		return fmt.Errorf("delete bucket %s on %s: %w", bucket, s.name, err)
+	}
+	return nil
+}
+
+// newClient returns an S3 client for a MinIO on loopback that keeps up to conns idle
+// connections (the SDK's default keeps 10 per host, too few for 32 workers).
+func newClient(endpoint, accessKey, secretKey string, conns int, optFns ...func(*s3.Options)) *s3.Client {
+	hc := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.MaxIdleConns = 2 * conns
+		tr.MaxIdleConnsPerHost = 2 * conns
+	})
+	return s3.New(s3.Options{
+		Region:       region,
+		BaseEndpoint: aws.String(endpoint),
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider(accessKey, secretKey, ""),
+		HTTPClient:   hc,
+	}, optFns...)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

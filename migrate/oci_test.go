@@ -1,0 +1,136 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ferrymigrate/ferry/providers"
+	"github.com/ferrymigrate/ferry/providers/faulty"
+	"github.com/ferrymigrate/ferry/providers/mem"
+	"github.com/ferrymigrate/ferry/providers/oci"
+	"github.com/ferrymigrate/ferry/providers/oci/ocitest"
+	"github.com/ferrymigrate/ferry/providers/s3/s3test"
+)
+
+// useOCITarget swaps the harness's target for a bucket on the OCI emulator, which
+// checks every request's signature.
+func useOCITarget(t *testing.T, h *harness, versioned bool) *ocitest.Server {
+	t.Helper()
+	srv := ocitest.Start(t, ocitest.Options{})
+	id := ocitest.NewIdentity(t)
+	srv.Trust(id)
+	if err := srv.CreateBucket("us-users", versioned); err != nil {
+		t.Fatal(err)
+	}
+	cfg := srv.StoreConfig(id, "us-users", "users/")
+	cfg.Name, cfg.Migration = "target", "test-migration"
+	st, err := oci.New(context.Background(), cfg, oci.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h.raw["target"] = st
+	h.faults["target"] = faulty.Wrap(st)
+	return srv
+}
+
+// The whole pipeline into the OCI emulator, from file sites and from MinIO sites,
+// every delete stage included.
+func TestPipelineOCITarget(t *testing.T) {
+	kinds := []storeKind{storeKinds[0]}
+	for _, k := range storeKinds {
+		if k.name == "s3-minio" {
+			kinds = append(kinds, k)
+		}
+	}
+	for _, k := range kinds {
+		t.Run("sites-"+k.name, func(t *testing.T) {
+			h := newHarness(t, k, fmt.Sprintf(sitesYAML, "fail"))
+			useOCITarget(t, h, false)
+			recs := h.standardData(6)
+			m := h.open()
+			ctx := context.Background()
+			runThroughVerify(t, m)
+			for _, st := range m.Spec.Delete.Stages {
+				if d, err := deleteStage(t, m, st.Name); err != nil {
+					t.Fatalf("%s: %v %+v", st.Name, err, d.Problems)
+				}
+			}
+			h.advance(25 * time.Hour)
+			for _, st := range []string{"canary", "backups"} {
+				if _, err := m.Purge(ctx, st); err != nil {
+					t.Fatal(err)
+				}
+			}
+			target := h.listing("target")
+			for _, r := range recs {
+				if _, ok := target[r.Key]; !ok {
+					t.Fatalf("%q missing at the OCI target", r.Key)
+				}
+			}
+			for _, site := range []string{"virginia", "singapore", "archive"} {
+				if n := len(h.listing(site)); n != 0 {
+					t.Fatalf("%s still holds %d replicas", site, n)
+				}
+			}
+			if _, err := m.Verify(ctx, true); err != nil {
+				t.Fatalf("re-read verify after deletion: %v", err)
+			}
+		})
+	}
+}
+
+// A corrupted upload to OCI is caught and the record never verified: the emulator
+// corrupts request bodies in flight.
+func TestOCICorruptUploadNeverVerified(t *testing.T) {
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
+	srv := useOCITarget(t, h, false)
+	h.put("virginia", "u1/doc", []byte("bytes that must arrive intact"))
+	rule := &ocitest.Rule{Op: "PutObject", Fault: ocitest.Fault{CorruptRequest: true}}
+	remove := srv.Inject(rule)
+	m := h.open()
+	ctx := context.Background()
+	if _, err := m.Plan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m.Copy(ctx)
+	mustCode(t, err, ExitIncomplete)
+	if rule.Fired() == 0 {
+		t.Fatal("the fault never fired")
+	}
+	if st := record(t, m, "u1/doc").State; st != "failed" {
+		t.Fatalf("record %s after corrupted uploads, want failed", st)
+	}
+	remove()
+	if _, err := m.Copy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Verify(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A target whose store reports a region outside the residency policy is refused
+// (exit 5) at plan and copy, before anything is written.
+func TestResidencyRefused(t *testing.T) {
+	spec := replaceOnce(fmt.Sprintf(sitesYAML, "fail"), "target:\n  url: file://./stores/target\n",
+		"target:\n  url: oci://ns/us-users/users/\n  region: us-ashburn-1\n  residency: [us-ashburn-1, us-phoenix-1]\n")
+	h := newHarness(t, storeKinds[1], spec)
+	h.standardData(2)
+	name := "residency-" + t.Name()
+	mem.Reset(name)
+	h.raw["target"] = mem.New(name, mem.WithRegion("eu-frankfurt-1"))
+	h.faults["target"] = faulty.Wrap(h.raw["target"])
+	m := h.open()
+	_, err := m.Plan(context.Background())
+	mustCode(t, err, ExitRefused)
+	_, err = m.Copy(context.Background())
+	mustCode(t, err, ExitRefused)
+	if n := len(h.listing("target")); n != 0 {
+		t.Fatalf("%d objects written to a target outside residency", n)
+	}
+	_ = providers.ErrNotFound
+	_ = s3test.MinIO
+}
