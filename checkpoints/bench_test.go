@@ -1,0 +1,125 @@
+package checkpoints_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/ferrymigrate/ferry/checkpoints"
+)
+
+func benchStore(b *testing.B) *checkpoints.SQLite {
+	b.Helper()
+	s, err := checkpoints.OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "state.db"), checkpoints.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// fill saves n records (3 replicas each) in batches of 1000.
+func fill(b *testing.B, s checkpoints.Store, n int) {
+	b.Helper()
+	var batch []checkpoints.Record
+	for i := range n {
+		batch = append(batch, rec(fmt.Sprintf("u%03d/%07d", i%100, i), i))
+		if len(batch) == 1000 || i == n-1 {
+			if err := s.Save(context.Background(), batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+}
+
+func perSecond(b *testing.B, items int) {
+	b.ReportMetric(float64(items)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkSave: one durable Save (synchronous=FULL) of a batch of 256 new records with
+// 3 replicas each, the Batcher's unit of work.
+func BenchmarkSave(b *testing.B) {
+	const batch = 256
+	s := benchStore(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		b.StopTimer()
+		recs := make([]checkpoints.Record, batch)
+		for j := range recs {
+			recs[j] = rec(fmt.Sprintf("u%03d/%07d", n%100, n), n)
+			n++
+		}
+		b.StartTimer()
+		if err := s.Save(ctx, recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	perSecond(b, n)
+}
+
+// BenchmarkRecordsScan: a full Records scan (with replicas) of 20,000 records, what
+// every phase does.
+func BenchmarkRecordsScan(b *testing.B) {
+	const n = 20000
+	s := benchStore(b)
+	fill(b, s, n)
+	ctx := context.Background()
+	b.ReportAllocs()
+	total := 0
+	for b.Loop() {
+		seen := 0
+		if err := s.Records(ctx, checkpoints.Query{}, func(r checkpoints.Record) error {
+			seen++
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		if seen != n {
+			b.Fatalf("scanned %d records, want %d", seen, n)
+		}
+		total += seen
+	}
+	perSecond(b, total)
+}
+
+// BenchmarkListedReconcileScan: plan's reconcile loop without the pipeline: Listed over
+// 10,000 keys staged at 3 sites, with a Get of each key's record from inside fn.
+func BenchmarkListedReconcileScan(b *testing.B) {
+	const n = 10000
+	s := benchStore(b)
+	fill(b, s, n)
+	ctx := context.Background()
+	var objs []checkpoints.Listed
+	for i := range n {
+		k := fmt.Sprintf("u%03d/%07d", i%100, i)
+		for _, site := range []string{"virginia", "singapore", "archive"} {
+			objs = append(objs, checkpoints.Listed{Site: site, Key: k, SiteKey: k, Size: int64(i), ETag: "e"})
+		}
+	}
+	if err := s.AddListed(ctx, objs); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	total := 0
+	for b.Loop() {
+		seen := 0
+		if err := s.Listed(ctx, func(key string, objs []checkpoints.Listed) error {
+			if _, ok, err := s.Get(ctx, key); err != nil || !ok || len(objs) != 3 {
+				return fmt.Errorf("key %s: record %v %v, %d objects", key, ok, err, len(objs))
+			}
+			seen++
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		if seen != n {
+			b.Fatalf("reconciled %d keys, want %d", seen, n)
+		}
+		total += seen
+	}
+	perSecond(b, total)
+}
