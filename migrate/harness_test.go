@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -291,15 +290,6 @@ func deleteStage(t *testing.T, m *Migration, stage string) (*DeleteResult, error
 		t.Fatal(err)
 	}
 	return m.Delete(context.Background(), stage, sc.Digest[:16])
-}
-
-func sortedStrings(m map[string]providers.Object) []string {
-	var s []string
-	for k := range m {
-		s = append(s, k)
-	}
-	sort.Strings(s)
-	return s
 }
 
 var errInjected = errors.New("injected fault")

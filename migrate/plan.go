@@ -252,7 +252,6 @@ type recordCursor struct {
 	page  []checkpoints.Record
 	i     int
 	after string
-	first bool
 	done  bool
 }
 

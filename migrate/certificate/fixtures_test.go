@@ -7,8 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"iter"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -128,11 +126,3 @@ func buildCert(t testing.TB, lines []ManifestLine, p Predicate, key ed25519.Priv
 	return env, buf.Bytes()
 }
 
-func writeFile(t testing.TB, dir, name string, b []byte) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}

@@ -115,13 +115,6 @@ func orDash(s string) string {
 	return s
 }
 
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
-}
-
 func stageState(st Stage) string {
 	switch {
 	case st.StartedAt == "":
