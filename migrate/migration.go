@@ -5,6 +5,7 @@ package migrate
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -43,10 +44,11 @@ type Migration struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	lockMu   sync.Mutex
-	lock     checkpoints.Lock
-	lockStop chan struct{}
-	lockDone chan struct{}
+	closeOnce sync.Once
+	lockMu    sync.Mutex
+	lock      checkpoints.Lock
+	lockStop  chan struct{}
+	lockDone  chan struct{}
 }
 
 // Open loads the spec, opens the checkpoint state and every store. In a dry run the
@@ -126,10 +128,17 @@ func (m *Migration) checkMigrationID(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the lock and closes stores and state.
+// Close releases the lock and closes stores and state; later calls do nothing.
 func (m *Migration) Close() error {
+	var err error
+	m.closeOnce.Do(func() { err = m.close() })
+	return err
+}
+
+func (m *Migration) close() error {
 	var errs []error
 	if m.State != nil {
+		m.saveRetries(context.Background())
 		errs = append(errs, m.Unlock(context.Background()))
 	}
 	for _, s := range m.Sites {
@@ -237,6 +246,42 @@ func (m *Migration) checkResidency(ctx context.Context) error {
 		}
 	}
 	return Refused("target region %q is outside the residency policy %v", region, allowed)
+}
+
+// saveRetries adds the requests each store retried in this process to the state's
+// running totals (meta "retries"), which status reports.
+func (m *Migration) saveRetries(ctx context.Context) {
+	if m.Opts.DryRun || m.Opts.ReadOnlyState {
+		return
+	}
+	add := map[string]int64{}
+	for name, s := range m.Sites {
+		if r, ok := providers.As[providers.Retrier](s); ok && r.Retries() > 0 {
+			add[name] = r.Retries()
+		}
+	}
+	if r, ok := providers.As[providers.Retrier](m.Target); ok && r.Retries() > 0 {
+		add["target"] = r.Retries()
+	}
+	if len(add) == 0 {
+		return
+	}
+	totals := m.retryTotals(ctx)
+	for k, v := range add {
+		totals[k] += v
+	}
+	b, _ := json.Marshal(totals)
+	if err := m.State.SetMeta(ctx, "retries", string(b)); err != nil {
+		m.log.Warn("recording retry counts", "err", err)
+	}
+}
+
+func (m *Migration) retryTotals(ctx context.Context) map[string]int64 {
+	totals := map[string]int64{}
+	if v, ok, err := m.State.Meta(ctx, "retries"); err == nil && ok {
+		_ = json.Unmarshal([]byte(v), &totals)
+	}
+	return totals
 }
 
 func errString(err error) string {

@@ -457,3 +457,34 @@ func TestCopySkipsMatchingTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// countingRetrier stands for a store whose SDK retried requests.
+type countingRetrier struct {
+	providers.Store
+	n int64
+}
+
+func (c countingRetrier) Retries() int64          { return c.n }
+func (c countingRetrier) Unwrap() providers.Store { return c.Store }
+
+// Requests the stores retried are summed across runs and shown by status.
+func TestStatusReportsRetries(t *testing.T) {
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
+	h.standardData(2)
+	h.faults["virginia"] = faulty.Wrap(countingRetrier{h.raw["virginia"], 7})
+	for i := 0; i < 2; i++ {
+		m := h.open()
+		if _, err := m.Plan(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		m.Close()
+	}
+	m := h.open()
+	st, err := m.Status(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Retries["virginia"] != 14 {
+		t.Fatalf("status retries = %v, want virginia 14", st.Retries)
+	}
+}

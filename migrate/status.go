@@ -48,10 +48,13 @@ type StatusResult struct {
 	Sites      map[string]map[checkpoints.ReplicaState]checkpoints.Count `json:"sites"`
 	Stages     []StageStatus                                             `json:"stages"`
 	// PerMinute counts records copied and verified, and replicas deleted, in the last minute.
-	PerMinute map[string]int64      `json:"per_minute"`
-	Lock      *checkpoints.LockInfo `json:"lock,omitempty"`
-	User      string                `json:"user,omitempty"`
-	Users     []UserRecord          `json:"user_records,omitempty"`
+	PerMinute map[string]int64 `json:"per_minute"`
+	// Retries counts requests the stores retried (throttling, 5xx, dropped
+	// connections), by site, over every run so far.
+	Retries map[string]int64      `json:"retries,omitempty"`
+	Lock    *checkpoints.LockInfo `json:"lock,omitempty"`
+	User    string                `json:"user,omitempty"`
+	Users   []UserRecord          `json:"user_records,omitempty"`
 }
 
 func tp(t time.Time) *time.Time {
@@ -71,6 +74,9 @@ func (m *Migration) Status(ctx context.Context, user string) (*StatusResult, err
 		return nil, Errorf(ExitRuntime, "%w", err)
 	}
 	res.Records, res.Sites, res.PerMinute = st.Records, st.ReplicasSite, st.Recent
+	if r := m.retryTotals(ctx); len(r) > 0 {
+		res.Retries = r
+	}
 	states, err := m.stageStates(ctx)
 	if err != nil {
 		return nil, err

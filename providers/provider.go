@@ -154,6 +154,12 @@ type Regioner interface {
 	Region(ctx context.Context) (string, error)
 }
 
+// Retrier is implemented by stores that retry requests themselves (throttling, 5xx,
+// dropped connections) and count them, so status can report them.
+type Retrier interface {
+	Retries() int64
+}
+
 // Features a store declares to the conformance suite and the pipeline.
 type Features struct {
 	// DirMarkers: keys ending in "/" are ordinary objects (object stores); a file store

@@ -180,6 +180,13 @@ func printStatus(w io.Writer, r *migrate.StatusResult) {
 		tw.Flush()
 	}
 	fmt.Fprintf(w, "last minute: %d copied, %d verified, %d deleted\n", r.PerMinute["copied"], r.PerMinute["verified"], r.PerMinute["deleted"])
+	if len(r.Retries) > 0 {
+		var parts []string
+		for _, k := range sortedKeys(r.Retries) {
+			parts = append(parts, fmt.Sprintf("%s %d", k, r.Retries[k]))
+		}
+		fmt.Fprintf(w, "requests retried (throttling, 5xx, dropped connections): %s\n", strings.Join(parts, ", "))
+	}
 	if r.User != "" {
 		fmt.Fprintf(w, "user %s: %d records\n", r.User, len(r.Users))
 		for _, u := range r.Users {

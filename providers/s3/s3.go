@@ -441,6 +441,9 @@ type Stats struct {
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats { return Stats{Retries: s.retries.Load()} }
 
+// Retries is how many requests this store retried so far (providers.Retrier).
+func (s *Store) Retries() int64 { return s.retries.Load() }
+
 // URI is for humans: nothing is escaped.
 func (s *Store) URI(key string) string { return "s3://" + s.bucket + "/" + s.prefix + key }
 
