@@ -249,7 +249,11 @@ type Options struct {
 // Open opens the store named by dsn: a SQLite file path, or postgres://.
 func Open(ctx context.Context, dsn string, opts Options) (Store, error) {
 	if IsPostgres(dsn) {
-		return nil, fmt.Errorf("state %s: the PostgreSQL checkpoint store is not built yet; use a SQLite path", redactDSN(dsn))
+		s, err := OpenPostgres(ctx, dsn, opts)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
 	return OpenSQLite(ctx, dsn, opts)
 }

@@ -343,7 +343,7 @@ func TestSQLiteReadOnly(t *testing.T) {
 	sameFile(t, "read-only use", path, before)
 }
 
-func TestOpenPostgresNotBuiltRedactsPassword(t *testing.T) {
+func TestOpenPostgresUnreachableRedactsPassword(t *testing.T) {
 	_, err := checkpoints.Open(context.Background(), "postgres://ferry:s3cr3t-pw@db.example:5432/ferry", checkpoints.Options{})
 	if err == nil {
 		t.Fatal("Open(postgres://) succeeded without a PostgreSQL store")

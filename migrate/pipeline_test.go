@@ -3,6 +3,7 @@ package migrate
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,6 +17,8 @@ import (
 	"github.com/ferrymigrate/ferry/migrate/synth"
 	"github.com/ferrymigrate/ferry/providers"
 	"github.com/ferrymigrate/ferry/providers/faulty"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", to drop the test schema
 )
 
 // TestPipelineEndToEnd runs every phase over three sites with one conflict and checks
@@ -486,5 +489,52 @@ func TestStatusReportsRetries(t *testing.T) {
 	}
 	if st.Retries["virginia"] != 14 {
 		t.Fatalf("status retries = %v, want virginia 14", st.Retries)
+	}
+}
+
+// The pipeline on the shared PostgreSQL state store (the one many workers use),
+// with its own schema.
+func TestPipelinePostgresState(t *testing.T) {
+	dsn := os.Getenv("FERRY_TEST_POSTGRES")
+	if dsn == "" {
+		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	schema := fmt.Sprintf("ferry_migrate_test_%d", time.Now().UnixNano())
+	dsn += "&schema=" + schema
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
+	recs := h.standardData(5)
+	opts := h.options(false)
+	opts.StateDSN = dsn
+	m, err := Open(context.Background(), opts)
+	if err != nil {
+		if os.Getenv("CI") == "" && os.Getenv("FERRY_REQUIRE_SERVERS") == "" {
+			t.Skipf("PostgreSQL not reachable (make test starts it): %v", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		m.Close()
+		if db, err := sql.Open("pgx", strings.TrimSuffix(dsn, "&schema="+schema)); err == nil {
+			db.Exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE")
+			db.Close()
+		}
+	})
+	runThroughVerify(t, m)
+	for _, st := range m.Spec.Delete.Stages {
+		if _, err := deleteStage(t, m, st.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := m.Status(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Records[checkpoints.Verified].N != int64(len(recs)) {
+		t.Fatalf("records %v", st.Records)
+	}
+	for _, site := range []string{"virginia", "singapore", "archive"} {
+		if n := len(h.listing(site)); n != 0 {
+			t.Fatalf("%s holds %d", site, n)
+		}
 	}
 }

@@ -1,0 +1,1248 @@
+package checkpoints
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Postgres is the shared checkpoint store: the same tables and the same semantics as
+// the SQLite store, in one schema of a PostgreSQL database, so that ferry processes on
+// many machines can work one migration.
+//
+// The schema is named by the DSN: a `schema` parameter (ferry's own, not sent to the
+// server), else the first entry of `search_path`, else "ferry". Every statement names
+// its tables with that schema, whatever the session's search_path.
+//
+// Keys (and every other string) are text with COLLATE "C" in a UTF8 database: the
+// order is the order of the UTF-8 bytes, exactly as in SQLite and Go. Times are bigint
+// nanoseconds since the Unix epoch, 0 when unset. Sessions run with
+// synchronous_commit=on, so a committed Save is durable (I4).
+type Postgres struct {
+	pool    *pgxpool.Pool
+	schema  string // where the tables are (the scratch copy's schema in a dry run)
+	qual    string // schema as a quoted identifier
+	real    string // the schema named by the DSN
+	dsn     string // the DSN without its password, for messages
+	secrets []string
+	scratch bool // schema is a dry run's copy: dropped on Close
+	// pointMode runs lookups of one row by primary key (prepared, plan cached).
+	pointMode pgx.QueryExecMode
+}
+
+var _ Store = (*Postgres)(nil)
+
+// pgDefaultSchema is the schema used when the DSN names none.
+const pgDefaultSchema = "ferry"
+
+// pgScratchPrefix starts the name of a dry run's scratch schema.
+const pgScratchPrefix = "ferry_dryrun_"
+
+// pgTables lists the store's tables with their columns, in creation order.
+var pgTables = []struct{ name, cols string }{
+	{"meta", "k, v"},
+	{"records", pgRecCols},
+	{"replicas", pgRepCols},
+	{"listing", pgListCols},
+	{"stages", pgStageCols},
+	{"lock", pgLockCols},
+}
+
+const (
+	pgRecCols   = "key, user_name, size, state, sha256, crc32c, source, target_key, target_etag, target_version, copied_at, verified_at, attempts, last_error, conflict, updated_at"
+	pgRepCols   = "key, site, site_key, primary_site, size, etag, version, mtime, sha256, state, stage, mode, handle, intent_at, deleted_at, purged_at, confirmed_absent, last_error"
+	pgListCols  = "key, site, site_key, size, etag, version, mtime, sha256"
+	pgStageCols = "name, ord, mode, digest, state, started_at, finished_at, purged_at, restored_at, deleted, retained"
+	pgLockCols  = "id, host, pid, start, phase, acquired, lease_until, token"
+)
+
+// pgSchemaSQL creates the tables; "@." stands for the quoted schema and a dot. Text
+// columns use the "C" collation: byte order, as SQLite compares keys, and the fastest.
+const pgSchemaSQL = `
+CREATE TABLE IF NOT EXISTS @.meta(
+	k text COLLATE "C" PRIMARY KEY,
+	v text COLLATE "C" NOT NULL
+);
+CREATE TABLE IF NOT EXISTS @.records(
+	key text COLLATE "C" PRIMARY KEY,
+	user_name text COLLATE "C" NOT NULL DEFAULT '',
+	size bigint NOT NULL DEFAULT 0,
+	state text COLLATE "C" NOT NULL,
+	sha256 text COLLATE "C" NOT NULL DEFAULT '',
+	crc32c text COLLATE "C" NOT NULL DEFAULT '',
+	source text COLLATE "C" NOT NULL DEFAULT '',
+	target_key text COLLATE "C" NOT NULL DEFAULT '',
+	target_etag text COLLATE "C" NOT NULL DEFAULT '',
+	target_version text COLLATE "C" NOT NULL DEFAULT '',
+	copied_at bigint NOT NULL DEFAULT 0,
+	verified_at bigint NOT NULL DEFAULT 0,
+	attempts bigint NOT NULL DEFAULT 0,
+	last_error text COLLATE "C" NOT NULL DEFAULT '',
+	conflict text COLLATE "C" NOT NULL DEFAULT '',
+	updated_at bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS records_state ON @.records(state, key);
+CREATE INDEX IF NOT EXISTS records_user ON @.records(user_name, key);
+CREATE TABLE IF NOT EXISTS @.replicas(
+	key text COLLATE "C" NOT NULL,
+	site text COLLATE "C" NOT NULL,
+	site_key text COLLATE "C" NOT NULL,
+	primary_site boolean NOT NULL DEFAULT false,
+	size bigint NOT NULL DEFAULT 0,
+	etag text COLLATE "C" NOT NULL DEFAULT '',
+	version text COLLATE "C" NOT NULL DEFAULT '',
+	mtime bigint NOT NULL DEFAULT 0,
+	sha256 text COLLATE "C" NOT NULL DEFAULT '',
+	state text COLLATE "C" NOT NULL,
+	stage text COLLATE "C" NOT NULL DEFAULT '',
+	mode text COLLATE "C" NOT NULL DEFAULT '',
+	handle text COLLATE "C" NOT NULL DEFAULT '',
+	intent_at bigint NOT NULL DEFAULT 0,
+	deleted_at bigint NOT NULL DEFAULT 0,
+	purged_at bigint NOT NULL DEFAULT 0,
+	confirmed_absent boolean NOT NULL DEFAULT false,
+	last_error text COLLATE "C" NOT NULL DEFAULT '',
+	PRIMARY KEY(key, site)
+);
+CREATE INDEX IF NOT EXISTS replicas_stage ON @.replicas(stage, state, key);
+CREATE INDEX IF NOT EXISTS replicas_site ON @.replicas(site, state);
+CREATE TABLE IF NOT EXISTS @.listing(
+	key text COLLATE "C" NOT NULL,
+	site text COLLATE "C" NOT NULL,
+	site_key text COLLATE "C" NOT NULL,
+	size bigint NOT NULL DEFAULT 0,
+	etag text COLLATE "C" NOT NULL DEFAULT '',
+	version text COLLATE "C" NOT NULL DEFAULT '',
+	mtime bigint NOT NULL DEFAULT 0,
+	sha256 text COLLATE "C" NOT NULL DEFAULT '',
+	PRIMARY KEY(key, site)
+);
+CREATE TABLE IF NOT EXISTS @.stages(
+	name text COLLATE "C" PRIMARY KEY,
+	ord bigint NOT NULL,
+	mode text COLLATE "C" NOT NULL DEFAULT '',
+	digest text COLLATE "C" NOT NULL DEFAULT '',
+	state text COLLATE "C" NOT NULL DEFAULT 'pending',
+	started_at bigint NOT NULL DEFAULT 0,
+	finished_at bigint NOT NULL DEFAULT 0,
+	purged_at bigint NOT NULL DEFAULT 0,
+	restored_at bigint NOT NULL DEFAULT 0,
+	deleted bigint NOT NULL DEFAULT 0,
+	retained bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS @.lock(
+	id integer PRIMARY KEY CHECK (id = 1),
+	host text COLLATE "C" NOT NULL,
+	pid bigint NOT NULL,
+	start bigint NOT NULL,
+	phase text COLLATE "C" NOT NULL,
+	acquired bigint NOT NULL,
+	lease_until bigint NOT NULL,
+	token text COLLATE "C" NOT NULL
+);
+`
+
+// pgNow is the database's clock in nanoseconds (microsecond resolution). Leases are
+// set and judged by it, so that machines whose clocks disagree still agree on when a
+// lease ends.
+const pgNow = `((extract(epoch FROM clock_timestamp()) * 1000000)::bigint * 1000)`
+
+// OpenPostgres opens (creating its tables if needed) the store in the PostgreSQL
+// database named by dsn, a postgres:// or postgresql:// URL.
+func OpenPostgres(ctx context.Context, dsn string, opts Options) (*Postgres, error) {
+	secrets := dsnSecrets(dsn)
+	shown := scrubString(redactDSN(dsn), secrets)
+	fail := func(err error) error {
+		return scrubError(fmt.Errorf("state %s: %w", shown, err), secrets)
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fail(err)
+	}
+	if pw := cfg.ConnConfig.Password; pw != "" && !slices.Contains(secrets, pw) {
+		secrets = append(secrets, pw) // from PGPASSWORD or a passfile
+	}
+	rp := cfg.ConnConfig.RuntimeParams
+	schema, err := pgSchemaName(rp)
+	if err != nil {
+		return nil, fail(err)
+	}
+	delete(rp, "schema") // ferry's parameter, not the server's
+	// Durable commits (I4), whatever the DSN or the role's defaults say; remote_apply
+	// is stronger still and is kept.
+	if rp["synchronous_commit"] != "remote_apply" {
+		rp["synchronous_commit"] = "on"
+	}
+	if opts.ReadOnly && !opts.Scratch {
+		rp["default_transaction_read_only"] = "on"
+	}
+	if rp["application_name"] == "" {
+		rp["application_name"] = "ferry"
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 15 * time.Second
+	}
+	// The tables grow from nothing to billions of rows during a migration: a generic
+	// plan made while they were small (a prepared statement's, after five runs) can
+	// scan a whole table for a batch of keys. Statements are planned for their
+	// arguments each time (unnamed statements, descriptions cached: still one round
+	// trip), except single-row lookups by primary key, whose plan cannot go wrong.
+	pointMode := cfg.ConnConfig.DefaultQueryExecMode
+	if pointMode == pgx.QueryExecModeCacheStatement { // pgx's default: the DSN chose none
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fail(err)
+	}
+	s := &Postgres{pool: pool, schema: schema, real: schema, dsn: shown, secrets: secrets,
+		pointMode: pointMode}
+	s.qual = pgx.Identifier{schema}.Sanitize()
+	if err := s.init(ctx, opts); err != nil {
+		pool.Close()
+		return nil, fail(err)
+	}
+	return s, nil
+}
+
+// pgSchemaName picks the schema from the DSN's parameters.
+func pgSchemaName(rp map[string]string) (string, error) {
+	name := rp["schema"]
+	if name == "" {
+		// search_path: the first entry other than "$user", as the server reads it
+		// (unquoted names fold to lower case).
+		for _, e := range strings.Split(rp["search_path"], ",") {
+			e = strings.TrimSpace(e)
+			if len(e) >= 2 && e[0] == '"' && e[len(e)-1] == '"' {
+				e = strings.ReplaceAll(e[1:len(e)-1], `""`, `"`)
+			} else {
+				e = strings.ToLower(e)
+			}
+			if e != "" && e != "$user" {
+				name = e
+				break
+			}
+		}
+	}
+	if name == "" {
+		name = pgDefaultSchema
+	}
+	if len(name) > 63 || strings.IndexByte(name, 0) >= 0 || !utf8.ValidString(name) {
+		return "", fmt.Errorf("schema name %q: at most 63 bytes of UTF-8 text", name)
+	}
+	return name, nil
+}
+
+func (s *Postgres) init(ctx context.Context, opts Options) error {
+	var enc, sync string
+	if err := s.pool.QueryRow(ctx, "SELECT current_setting('server_encoding'), current_setting('synchronous_commit')").Scan(&enc, &sync); err != nil {
+		return err
+	}
+	// Keys are compared as text in the "C" collation: that is byte order of the
+	// database's encoding, which is Go's (and SQLite's) order only for UTF-8.
+	if enc != "UTF8" {
+		return fmt.Errorf("the database's encoding is %s; ferry needs a UTF8 database (CREATE DATABASE ... ENCODING 'UTF8')", enc)
+	}
+	if sync != "on" && sync != "remote_apply" {
+		return fmt.Errorf("synchronous_commit is %q after setting it on: commits would not be durable", sync)
+	}
+	have, err := s.tablesIn(ctx, s.real)
+	if err != nil {
+		return err
+	}
+	switch {
+	case opts.Scratch:
+		return s.makeScratch(ctx, have)
+	case opts.ReadOnly:
+		if len(have) < len(pgTables) {
+			return fmt.Errorf("schema %q: %w", s.real, errNoState)
+		}
+		return nil
+	case len(have) < len(pgTables):
+		return s.createSchema(ctx)
+	}
+	return nil
+}
+
+var errNoState = errors.New("no checkpoint state yet (run ferry plan first)")
+
+// tablesIn reports which of the store's tables exist in schema.
+func (s *Postgres) tablesIn(ctx context.Context, schema string) (map[string]bool, error) {
+	names := make([]string, len(pgTables))
+	for i, t := range pgTables {
+		names[i] = t.name
+	}
+	rows, err := s.pool.Query(ctx, "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = $1 AND tablename = ANY($2::text[])", schema, names)
+	if err != nil {
+		return nil, err
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	have := map[string]bool{}
+	for _, n := range found {
+		have[n] = true
+	}
+	return have, err
+}
+
+// createSchema creates the schema and its tables. Concurrent openers of a new schema
+// are serialised by an advisory lock (CREATE ... IF NOT EXISTS races otherwise).
+func (s *Postgres) createSchema(ctx context.Context) error {
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", pgLockKey(s.schema)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+s.qual); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, s.sql(pgSchemaSQL))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("schema %q: creating the tables: %w", s.schema, err)
+	}
+	return nil
+}
+
+func pgLockKey(schema string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("ferry checkpoints schema\x00" + schema))
+	return int64(h.Sum64())
+}
+
+// makeScratch creates a dry run's schema holding a copy of the real schema's tables
+// (read in one snapshot), and switches the store to it. The real schema is only read.
+func (s *Postgres) makeScratch(ctx context.Context, have map[string]bool) error {
+	name := pgScratchPrefix + newToken()
+	scratch := pgx.Identifier{name}.Sanitize()
+	host, _ := os.Hostname()
+	comment := fmt.Sprintf("ferry dry run: a copy of schema %s by %s pid %d at %s; dropped when the dry run ends",
+		s.real, host, os.Getpid(), time.Now().UTC().Format(time.RFC3339))
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA "+scratch); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "COMMENT ON SCHEMA "+scratch+" IS "+pgQuoteLiteral(comment)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, strings.ReplaceAll(pgSchemaSQL, "@.", scratch+".")); err != nil {
+			return err
+		}
+		for _, t := range pgTables {
+			if !have[t.name] {
+				continue
+			}
+			if _, err := tx.Exec(ctx, fmt.Sprintf("INSERT INTO %s.%s(%s) SELECT %s FROM %s.%s",
+				scratch, t.name, t.cols, t.cols, s.qual, t.name)); err != nil {
+				return fmt.Errorf("copying %s: %w", t.name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("schema %q: copying for a dry run: %w", s.real, err)
+	}
+	s.schema, s.qual, s.scratch = name, scratch, true
+	// Fresh tables have no statistics; give the planner some.
+	if _, err := s.pool.Exec(ctx, "ANALYZE "+scratch+".records, "+scratch+".replicas, "+scratch+".listing"); err != nil {
+		return s.dropScratch(ctx, err)
+	}
+	return nil
+}
+
+func (s *Postgres) dropScratch(ctx context.Context, cause error) error {
+	_, err := s.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+s.qual+" CASCADE")
+	if err != nil {
+		err = fmt.Errorf("dropping the dry run's schema %q: %w", s.schema, err)
+	}
+	return errors.Join(cause, err)
+}
+
+func pgQuoteLiteral(v string) string { return "'" + strings.ReplaceAll(v, "'", "''") + "'" }
+
+// Schema is the schema the store's tables are in: the DSN's, or a dry run's copy.
+func (s *Postgres) Schema() string { return s.schema }
+
+// DSN is the store's DSN without its password, for messages.
+func (s *Postgres) DSN() string { return s.dsn }
+
+// Close closes the connections (and drops a dry run's scratch schema).
+func (s *Postgres) Close() error {
+	var err error
+	if s.scratch {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = s.wrap("close", s.dropScratch(ctx, nil))
+		cancel()
+		s.scratch = false
+	}
+	s.pool.Close()
+	return err
+}
+
+// sql qualifies the tables of q ("@.name") with the store's schema.
+func (s *Postgres) sql(q string) string { return strings.ReplaceAll(q, "@.", s.qual+".") }
+
+// ---- errors and secrets ----
+
+func (s *Postgres) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return scrubError(fmt.Errorf("state: %s: %w", op, err), s.secrets)
+}
+
+// dsnSecrets returns the passwords a DSN carries (userinfo, password parameter).
+func dsnSecrets(dsn string) []string {
+	var out []string
+	add := func(v string) {
+		if v != "" && !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	if u, err := url.Parse(dsn); err == nil {
+		if pw, ok := u.User.Password(); ok {
+			add(pw)
+			add(url.PathEscape(pw))
+			add(url.QueryEscape(pw))
+		}
+		for _, pw := range u.Query()["password"] {
+			add(pw)
+			add(url.QueryEscape(pw))
+		}
+		return out
+	}
+	// A DSN url cannot parse may still hold a password: between ':' and '@' (as
+	// redactDSN sees it), or as a parameter.
+	at, scheme := strings.LastIndex(dsn, "@"), strings.Index(dsn, "://")
+	if at > scheme && scheme >= 0 {
+		if i := strings.Index(dsn[scheme+3:at], ":"); i >= 0 {
+			add(dsn[scheme+3+i+1 : at])
+		}
+	}
+	if i := strings.Index(dsn, "password="); i >= 0 {
+		v := dsn[i+len("password="):]
+		if j := strings.IndexAny(v, "& "); j >= 0 {
+			v = v[:j]
+		}
+		add(v)
+	}
+	return out
+}
+
+func scrubString(msg string, secrets []string) string {
+	for _, pw := range secrets {
+		if len(pw) >= 3 { // shorter ones would mangle every message
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+	}
+	return msg
+}
+
+// scrubbedError is an error whose message had a password removed (I8).
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
+
+func scrubError(err error, secrets []string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if clean := scrubString(msg, secrets); clean != msg {
+		return &scrubbedError{msg: clean, err: err}
+	}
+	return err
+}
+
+// ---- text PostgreSQL can hold ----
+
+// pgText reports whether v can be stored in a text column: UTF-8 without NUL bytes.
+// Every string the store keeps must be; Save and the other writes refuse others, and
+// lookups by such a string find nothing (nothing stored can equal it).
+func pgText(v string) bool { return strings.IndexByte(v, 0) < 0 && utf8.ValidString(v) }
+
+// pgMessage makes free text (an error message) storable, replacing what is not.
+func pgMessage(v string) string {
+	if pgText(v) {
+		return v
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(v, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// pgTextPrefix is the longest prefix of v that is storable text.
+func pgTextPrefix(v string) string {
+	for i, r := range v {
+		if r == 0 || (r == utf8.RuneError && !strings.HasPrefix(v[i:], "\uFFFD")) {
+			return v[:i]
+		}
+	}
+	return v
+}
+
+func checkText(what string, fields ...string) error {
+	for i := 0; i+1 < len(fields); i += 2 {
+		if !pgText(fields[i+1]) {
+			return fmt.Errorf("%s: %s %q is not UTF-8 text without NUL bytes; PostgreSQL cannot store it", what, fields[i], fields[i+1])
+		}
+	}
+	return nil
+}
+
+func storableOnly[T ~string](in []T) []string {
+	out := make([]string, 0, len(in))
+	for _, v := range in {
+		if pgText(string(v)) {
+			out = append(out, string(v))
+		}
+	}
+	return out
+}
+
+// ---- transactions ----
+
+// readTx runs fn in a read-only REPEATABLE READ transaction: one snapshot.
+func (s *Postgres) readTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+}
+
+// writeTx runs fn in a read-write transaction, again when PostgreSQL reports a
+// deadlock or serialization failure (every write of the store is idempotent).
+func (s *Postgres) writeTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, fn)
+		var pe *pgconn.PgError
+		if err == nil || attempt == 5 || !errors.As(err, &pe) || (pe.Code != "40P01" && pe.Code != "40001") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt*attempt) * 10 * time.Millisecond):
+		}
+	}
+}
+
+// ---- meta ----
+
+func (s *Postgres) Meta(ctx context.Context, key string) (string, bool, error) {
+	if !pgText(key) {
+		return "", false, nil
+	}
+	var v string
+	err := s.pool.QueryRow(ctx, s.sql("SELECT v FROM @.meta WHERE k = $1"), s.pointMode, key).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, nil
+	}
+	return v, err == nil, s.wrap("meta", err)
+}
+
+func (s *Postgres) SetMeta(ctx context.Context, key, value string) error {
+	if err := checkText("meta", "key", key, "value", value); err != nil {
+		return s.wrap("meta", err)
+	}
+	_, err := s.pool.Exec(ctx, s.sql("INSERT INTO @.meta(k, v) VALUES($1, $2) ON CONFLICT(k) DO UPDATE SET v = excluded.v"), key, value)
+	return s.wrap("meta", err)
+}
+
+// ---- lock ----
+
+type pgLock struct {
+	s     *Postgres
+	info  LockInfo
+	lease time.Duration
+}
+
+var errLockRace = errors.New("lock row appeared concurrently")
+
+// Lock takes the migration lock: the lock table's one row, read with SELECT ... FOR
+// UPDATE so that contenders queue on it, replaced when its holder is gone
+// (HolderAlive, judged by the database's clock).
+func (s *Postgres) Lock(ctx context.Context, holder LockInfo, lease time.Duration) (Lock, error) {
+	if err := checkText("lock", "host", holder.Host, "phase", holder.Phase); err != nil {
+		return nil, s.wrap("lock", err)
+	}
+	for range 20 {
+		h := holder
+		h.Token = newToken()
+		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			var now int64
+			cur, ok, err := scanPGLock(tx.QueryRow(ctx, s.sql("SELECT host, pid, start, phase, acquired, lease_until, token, "+pgNow+" FROM @.lock WHERE id = 1 FOR UPDATE")), &now)
+			if err != nil {
+				return err
+			}
+			if ok && HolderAlive(cur, fromNanos(now)) {
+				return &LockedError{Holder: cur}
+			}
+			var acq, till int64
+			if ok {
+				err = tx.QueryRow(ctx, s.sql(`UPDATE @.lock SET host = $1, pid = $2, start = $3, phase = $4,
+					acquired = n.now, lease_until = n.now + $5, token = $6
+					FROM (SELECT `+pgNow+` AS now) n WHERE id = 1 RETURNING acquired, lease_until`),
+					h.Host, h.PID, h.Start, h.Phase, int64(lease), h.Token).Scan(&acq, &till)
+			} else {
+				// No row: insert one. A contender inserting at the same time makes this
+				// wait for its commit, then do nothing: start again and find its row.
+				err = tx.QueryRow(ctx, s.sql(`INSERT INTO @.lock(`+pgLockCols+`)
+					SELECT 1, $1, $2, $3, $4, n.now, n.now + $5, $6 FROM (SELECT `+pgNow+` AS now) n
+					ON CONFLICT (id) DO NOTHING RETURNING acquired, lease_until`),
+					h.Host, h.PID, h.Start, h.Phase, int64(lease), h.Token).Scan(&acq, &till)
+				if errors.Is(err, pgx.ErrNoRows) {
+					return errLockRace
+				}
+			}
+			h.Acquired, h.LeaseTill = fromNanos(acq), fromNanos(till)
+			return err
+		})
+		var le *LockedError
+		switch {
+		case err == nil:
+			return &pgLock{s: s, info: h, lease: lease}, nil
+		case errors.As(err, &le):
+			return nil, le
+		case errors.Is(err, errLockRace):
+			continue
+		default:
+			return nil, s.wrap("lock", err)
+		}
+	}
+	return nil, s.wrap("lock", errors.New("the lock row keeps changing under contention"))
+}
+
+func scanPGLock(row pgx.Row, extra ...any) (LockInfo, bool, error) {
+	var l LockInfo
+	var acq, lease int64
+	err := row.Scan(append([]any{&l.Host, &l.PID, &l.Start, &l.Phase, &acq, &lease, &l.Token}, extra...)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return l, false, nil
+	}
+	if err != nil {
+		return l, false, err
+	}
+	l.Acquired, l.LeaseTill = fromNanos(acq), fromNanos(lease)
+	return l, true, nil
+}
+
+func (s *Postgres) LockHolder(ctx context.Context) (LockInfo, bool, error) {
+	l, ok, err := scanPGLock(s.pool.QueryRow(ctx, s.sql("SELECT host, pid, start, phase, acquired, lease_until, token FROM @.lock WHERE id = 1"), s.pointMode))
+	return l, ok, s.wrap("lock", err)
+}
+
+func (l *pgLock) Refresh(ctx context.Context) error {
+	tag, err := l.s.pool.Exec(ctx, l.s.sql("UPDATE @.lock SET lease_until = "+pgNow+" + $1 WHERE id = 1 AND token = $2"), int64(l.lease), l.info.Token)
+	if err != nil {
+		return l.s.wrap("lock refresh", err)
+	}
+	if tag.RowsAffected() != 1 {
+		return errors.New("lock refresh: the migration lock was taken over by another process")
+	}
+	return nil
+}
+
+func (l *pgLock) Release(ctx context.Context) error {
+	_, err := l.s.pool.Exec(ctx, l.s.sql("DELETE FROM @.lock WHERE id = 1 AND token = $1"), l.info.Token)
+	return l.s.wrap("lock release", err)
+}
+
+// ---- listing ----
+
+func (s *Postgres) ResetListing(ctx context.Context) error {
+	_, err := s.pool.Exec(ctx, s.sql("DELETE FROM @.listing"))
+	return s.wrap("listing", err)
+}
+
+func (s *Postgres) AddListed(ctx context.Context, objs []Listed) error {
+	if len(objs) == 0 {
+		return nil
+	}
+	// One row per (key, site), the last one staged, in key order (rows are locked in
+	// a consistent order across concurrent writers).
+	type ks struct{ key, site string }
+	last := make(map[ks]int, len(objs))
+	for i, o := range objs {
+		if err := checkText("listing: "+strconv.Quote(o.Key), "key", o.Key, "site", o.Site, "site key", o.SiteKey,
+			"etag", o.ETag, "version", o.Version, "sha256", o.SHA256); err != nil {
+			return s.wrap("listing", err)
+		}
+		last[ks{o.Key, o.Site}] = i
+	}
+	uniq := make([]*Listed, 0, len(last))
+	for i := range objs {
+		if last[ks{objs[i].Key, objs[i].Site}] == i {
+			uniq = append(uniq, &objs[i])
+		}
+	}
+	slices.SortFunc(uniq, func(a, b *Listed) int {
+		if c := strings.Compare(a.Key, b.Key); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Site, b.Site)
+	})
+	n := len(uniq)
+	keys, sites, siteKeys, etags, versions, shas := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	sizes, mtimes := make([]int64, n), make([]int64, n)
+	for i, o := range uniq {
+		keys[i], sites[i], siteKeys[i], sizes[i], etags[i], versions[i], mtimes[i], shas[i] = o.Key, o.Site, o.SiteKey, o.Size, o.ETag, o.Version, nanos(o.ModTime), o.SHA256
+	}
+	q := s.sql(`INSERT INTO @.listing(` + pgListCols + `)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::int8[], $8::text[])
+		ON CONFLICT (key, site) DO UPDATE SET site_key = excluded.site_key, size = excluded.size, etag = excluded.etag,
+		version = excluded.version, mtime = excluded.mtime, sha256 = excluded.sha256`)
+	err := s.writeTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, q, keys, sites, siteKeys, sizes, etags, versions, mtimes, shas)
+		return err
+	})
+	return s.wrap("listing", err)
+}
+
+func (s *Postgres) ListedCount(ctx context.Context, site string) (int64, error) {
+	if !pgText(site) {
+		return 0, nil
+	}
+	var n int64
+	err := s.pool.QueryRow(ctx, s.sql("SELECT count(*) FROM @.listing WHERE site = $1"), site).Scan(&n)
+	return n, s.wrap("listing", err)
+}
+
+const pgListPage = 4096
+
+func (s *Postgres) Listed(ctx context.Context, fn func(key string, objs []Listed) error) error {
+	after, first := "", true
+	for {
+		// One statement per page: one snapshot, and every group it returns whole.
+		q, args := "SELECT "+pgListCols+" FROM @.listing ORDER BY key, site LIMIT $1", []any{pgListPage}
+		if !first {
+			q, args = "SELECT "+pgListCols+" FROM @.listing WHERE key > $2 ORDER BY key, site LIMIT $1", []any{pgListPage, after}
+		}
+		rows, err := s.pool.Query(ctx, s.sql(q), args...)
+		if err != nil {
+			return s.wrap("listing", err)
+		}
+		var page []Listed
+		var mt int64
+		var o Listed
+		_, err = pgx.ForEachRow(rows, []any{&o.Key, &o.Site, &o.SiteKey, &o.Size, &o.ETag, &o.Version, &mt, &o.SHA256}, func() error {
+			o.ModTime = fromNanos(mt)
+			page = append(page, o)
+			return nil
+		})
+		if err != nil {
+			return s.wrap("listing", err)
+		}
+		full := len(page) == pgListPage
+		if full {
+			// The last key's group may continue on the next page: leave it for then.
+			last := page[len(page)-1].Key
+			cut := len(page)
+			for cut > 0 && page[cut-1].Key == last {
+				cut--
+			}
+			if cut == 0 {
+				return fmt.Errorf("listing: key %q has more than %d replicas", last, pgListPage)
+			}
+			page = page[:cut]
+		}
+		for i := 0; i < len(page); {
+			j := i + 1
+			for j < len(page) && page[j].Key == page[i].Key {
+				j++
+			}
+			if err := fn(page[i].Key, page[i:j:j]); err != nil {
+				return err
+			}
+			i = j
+		}
+		if !full {
+			return nil
+		}
+		after, first = page[len(page)-1].Key, false
+	}
+}
+
+// Unlisted pages through the unlisted replicas by key; each page's records are read
+// in the same snapshot as the page, and fn runs after that transaction ended.
+func (s *Postgres) Unlisted(ctx context.Context, sites []string, fn func(Record, []string) error) error {
+	sites = storableOnly(sites)
+	if len(sites) == 0 {
+		return nil
+	}
+	const cols = `SELECT r.key, r.site FROM @.replicas r WHERE r.site = ANY($1::text[])
+		AND r.state IN ('present','identical','divergent','restored')
+		AND NOT EXISTS (SELECT 1 FROM @.listing l WHERE l.key = r.site_key AND l.site = r.site)`
+	after, first := "", true
+	for {
+		q, args := cols+" ORDER BY r.key, r.site LIMIT $2", []any{sites, pgListPage}
+		if !first {
+			q, args = cols+" AND r.key > $3 ORDER BY r.key, r.site LIMIT $2", []any{sites, pgListPage, after}
+		}
+		var keys []string
+		bySite := map[string][]string{}
+		var recs []Record
+		full := false
+		err := s.readTx(ctx, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, s.sql(q), args...)
+			if err != nil {
+				return err
+			}
+			var k, site string
+			n := 0
+			if _, err := pgx.ForEachRow(rows, []any{&k, &site}, func() error {
+				n++
+				if len(bySite[k]) == 0 {
+					keys = append(keys, k)
+				}
+				bySite[k] = append(bySite[k], site)
+				return nil
+			}); err != nil {
+				return err
+			}
+			if full = n == pgListPage; full {
+				last := keys[len(keys)-1]
+				if len(keys) == 1 {
+					return fmt.Errorf("key %q has more than %d replicas", last, pgListPage)
+				}
+				keys = keys[:len(keys)-1] // its group may continue on the next page
+				delete(bySite, last)
+			}
+			if len(keys) == 0 {
+				return nil
+			}
+			recs, err = s.readRecords(ctx, tx, "SELECT "+pgRecCols+" FROM @.records WHERE key = ANY($1::text[]) ORDER BY key", []any{keys})
+			return err
+		})
+		if err != nil {
+			return s.wrap("unlisted", err)
+		}
+		for _, r := range recs {
+			if err := fn(r, bySite[r.Key]); err != nil {
+				return err
+			}
+		}
+		if !full {
+			return nil
+		}
+		after, first = keys[len(keys)-1], false
+	}
+}
+
+// ---- records ----
+
+type pgRecScan struct {
+	r          Record
+	st         string
+	cp, vf, up int64
+}
+
+func (x *pgRecScan) dest() []any {
+	r := &x.r
+	return []any{&r.Key, &r.User, &r.Size, &x.st, &r.SHA256, &r.CRC32C, &r.Source, &r.TargetKey, &r.TargetETag, &r.TargetVersion,
+		&x.cp, &x.vf, &r.Attempts, &r.LastError, &r.Conflict, &x.up}
+}
+
+func (x *pgRecScan) record() Record {
+	r := x.r
+	r.State = RecordState(x.st)
+	r.CopiedAt, r.VerifiedAt, r.UpdatedAt = fromNanos(x.cp), fromNanos(x.vf), fromNanos(x.up)
+	r.Replicas = nil
+	return r
+}
+
+type pgRepScan struct {
+	key, st        string
+	p              Replica
+	mt, in, de, pu int64
+}
+
+func (x *pgRepScan) dest() []any {
+	p := &x.p
+	return []any{&x.key, &p.Site, &p.SiteKey, &p.Primary, &p.Size, &p.ETag, &p.Version, &x.mt, &p.SHA256, &x.st, &p.Stage, &p.Mode, &p.Handle,
+		&x.in, &x.de, &x.pu, &p.ConfirmedAbsent, &p.LastError}
+}
+
+func (x *pgRepScan) replica() Replica {
+	p := x.p
+	p.State = ReplicaState(x.st)
+	p.ModTime, p.IntentAt, p.DeletedAt, p.PurgedAt = fromNanos(x.mt), fromNanos(x.in), fromNanos(x.de), fromNanos(x.pu)
+	return p
+}
+
+// readRecords runs a query for records (pgRecCols, in key order) and loads their
+// replicas, in tx.
+func (s *Postgres) readRecords(ctx context.Context, tx pgx.Tx, query string, args []any) ([]Record, error) {
+	rows, err := tx.Query(ctx, s.sql(query), args...)
+	if err != nil {
+		return nil, err
+	}
+	var page []Record
+	var rs pgRecScan
+	if _, err := pgx.ForEachRow(rows, rs.dest(), func() error {
+		page = append(page, rs.record())
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if len(page) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(page))
+	idx := make(map[string]int, len(page))
+	for i, r := range page {
+		keys[i] = r.Key
+		idx[r.Key] = i
+	}
+	rows, err = tx.Query(ctx, s.sql("SELECT "+pgRepCols+" FROM @.replicas WHERE key = ANY($1::text[]) ORDER BY key, site"), keys)
+	if err != nil {
+		return nil, err
+	}
+	var ps pgRepScan
+	_, err = pgx.ForEachRow(rows, ps.dest(), func() error {
+		if i, ok := idx[ps.key]; ok {
+			page[i].Replicas = append(page[i].Replicas, ps.replica())
+		}
+		return nil
+	})
+	return page, err
+}
+
+// pgGetSQL reads a record and its replicas in one statement (one snapshot, one round
+// trip): the replica columns of a record without replicas are NULL, read as zero.
+var pgGetSQL = func() string {
+	var b strings.Builder
+	b.WriteString("SELECT ")
+	for _, c := range strings.Split(pgRecCols, ", ") {
+		b.WriteString("r." + c + ", ")
+	}
+	b.WriteString("p.key IS NOT NULL")
+	for _, c := range strings.Split(pgRepCols, ", ") {
+		zero := "''"
+		switch c {
+		case "size", "mtime", "intent_at", "deleted_at", "purged_at":
+			zero = "0"
+		case "primary_site", "confirmed_absent":
+			zero = "false"
+		}
+		fmt.Fprintf(&b, ", COALESCE(p.%s, %s)", c, zero)
+	}
+	b.WriteString(" FROM @.records r LEFT JOIN @.replicas p ON p.key = r.key WHERE r.key = $1 ORDER BY p.site")
+	return b.String()
+}()
+
+func (s *Postgres) Get(ctx context.Context, key string) (Record, bool, error) {
+	if !pgText(key) {
+		return Record{}, false, nil
+	}
+	rows, err := s.pool.Query(ctx, s.sql(pgGetSQL), s.pointMode, key)
+	if err != nil {
+		return Record{}, false, s.wrap("get", err)
+	}
+	var rs pgRecScan
+	var ps pgRepScan
+	var has bool
+	var r Record
+	found := false
+	_, err = pgx.ForEachRow(rows, append(append(rs.dest(), &has), ps.dest()...), func() error {
+		if !found {
+			r, found = rs.record(), true
+		}
+		if has {
+			r.Replicas = append(r.Replicas, ps.replica())
+		}
+		return nil
+	})
+	if err != nil {
+		return Record{}, false, s.wrap("get", err)
+	}
+	return r, found, nil
+}
+
+const pgRecPage = 1024
+
+func (s *Postgres) Records(ctx context.Context, q Query, fn func(Record) error) error {
+	// A filter value PostgreSQL cannot store matches nothing stored.
+	states, repStates := storableOnly(q.States), storableOnly(q.ReplicaStates)
+	if (len(q.States) > 0 && len(states) == 0) || (q.Stage != "" && len(q.ReplicaStates) > 0 && len(repStates) == 0) {
+		return nil
+	}
+	if !pgText(q.User) || !pgText(q.Stage) {
+		return nil
+	}
+	after, first := q.After, true
+	total := 0
+	for {
+		var where []string
+		var args []any
+		arg := func(v any) string {
+			args = append(args, v)
+			return "$" + strconv.Itoa(len(args))
+		}
+		switch {
+		case !first:
+			where = append(where, "r.key > "+arg(after))
+		case after == "":
+		case pgText(after):
+			where = append(where, "r.key > "+arg(after))
+		default:
+			// An After no stored key can equal (a NUL, invalid UTF-8): compare bytes,
+			// from the longest prefix of it that is text (for the index).
+			if p := pgTextPrefix(after); p != "" {
+				where = append(where, "r.key >= "+arg(p))
+			}
+			where = append(where, "convert_to(r.key, 'UTF8') > "+arg([]byte(after)))
+		}
+		if len(q.States) > 0 {
+			where = append(where, "r.state = ANY("+arg(states)+"::text[])")
+		}
+		if q.User != "" {
+			where = append(where, "r.user_name = "+arg(q.User))
+		}
+		if q.Stage != "" {
+			sub := "EXISTS (SELECT 1 FROM @.replicas p WHERE p.key = r.key AND p.stage = " + arg(q.Stage)
+			if len(q.ReplicaStates) > 0 {
+				sub += " AND p.state = ANY(" + arg(repStates) + "::text[])"
+			}
+			where = append(where, sub+")")
+		}
+		limit := pgRecPage
+		if q.Limit > 0 && q.Limit-total < limit {
+			limit = q.Limit - total
+		}
+		query := "SELECT " + prefixed("r.", pgRecCols) + " FROM @.records r"
+		if len(where) > 0 {
+			query += " WHERE " + strings.Join(where, " AND ")
+		}
+		query += " ORDER BY r.key LIMIT " + arg(limit)
+		// One read-only snapshot per page: each record with its replicas as one commit
+		// left them. The transaction ends before fn runs (fn may write).
+		var page []Record
+		err := s.readTx(ctx, func(tx pgx.Tx) error {
+			var err error
+			page, err = s.readRecords(ctx, tx, query, args)
+			return err
+		})
+		if err != nil {
+			return s.wrap("records", err)
+		}
+		for _, r := range page {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		total += len(page)
+		if len(page) < limit || (q.Limit > 0 && total >= q.Limit) {
+			return nil
+		}
+		after, first = page[len(page)-1].Key, false
+	}
+}
+
+// pgRecColumns holds records column by column, for one statement over arrays.
+type pgRecColumns struct {
+	key, user, state, sha, crc, source, tkey, tetag, tver, lastErr, conflict []string
+	size, copied, verified, attempts                                         []int64
+}
+
+func (c *pgRecColumns) add(r *Record) error {
+	if err := checkText("record "+strconv.Quote(r.Key), "key", r.Key, "user", r.User, "state", string(r.State), "sha256", r.SHA256,
+		"crc32c", r.CRC32C, "source", r.Source, "target key", r.TargetKey, "target etag", r.TargetETag, "target version", r.TargetVersion); err != nil {
+		return err
+	}
+	c.key, c.user, c.size, c.state = append(c.key, r.Key), append(c.user, r.User), append(c.size, r.Size), append(c.state, string(r.State))
+	c.sha, c.crc, c.source = append(c.sha, r.SHA256), append(c.crc, r.CRC32C), append(c.source, r.Source)
+	c.tkey, c.tetag, c.tver = append(c.tkey, r.TargetKey), append(c.tetag, r.TargetETag), append(c.tver, r.TargetVersion)
+	c.copied, c.verified, c.attempts = append(c.copied, nanos(r.CopiedAt)), append(c.verified, nanos(r.VerifiedAt)), append(c.attempts, int64(r.Attempts))
+	c.lastErr, c.conflict = append(c.lastErr, pgMessage(r.LastError)), append(c.conflict, pgMessage(r.Conflict))
+	return nil
+}
+
+// args are in pgRecCols order, without updated_at.
+func (c *pgRecColumns) args() []any {
+	return []any{c.key, c.user, c.size, c.state, c.sha, c.crc, c.source, c.tkey, c.tetag, c.tver, c.copied, c.verified, c.attempts, c.lastErr, c.conflict}
+}
+
+// pgRepColumns holds replicas column by column.
+type pgRepColumns struct {
+	key, site, siteKey, etag, version, sha, state, stage, mode, handle, lastErr []string
+	primary, absent                                                             []bool
+	size, mtime, intent, deleted, purged                                        []int64
+}
+
+func (c *pgRepColumns) add(key string, p *Replica) error {
+	if err := checkText("record "+strconv.Quote(key), "site", p.Site, "site key", p.SiteKey, "etag", p.ETag, "version", p.Version,
+		"sha256", p.SHA256, "replica state", string(p.State), "stage", p.Stage, "mode", p.Mode, "handle", p.Handle); err != nil {
+		return err
+	}
+	c.key, c.site, c.siteKey, c.primary = append(c.key, key), append(c.site, p.Site), append(c.siteKey, p.SiteKey), append(c.primary, p.Primary)
+	c.size, c.etag, c.version, c.mtime = append(c.size, p.Size), append(c.etag, p.ETag), append(c.version, p.Version), append(c.mtime, nanos(p.ModTime))
+	c.sha, c.state, c.stage, c.mode, c.handle = append(c.sha, p.SHA256), append(c.state, string(p.State)), append(c.stage, p.Stage), append(c.mode, p.Mode), append(c.handle, p.Handle)
+	c.intent, c.deleted, c.purged = append(c.intent, nanos(p.IntentAt)), append(c.deleted, nanos(p.DeletedAt)), append(c.purged, nanos(p.PurgedAt))
+	c.absent, c.lastErr = append(c.absent, p.ConfirmedAbsent), append(c.lastErr, pgMessage(p.LastError))
+	return nil
+}
+
+// args are in pgRepCols order.
+func (c *pgRepColumns) args() []any {
+	return []any{c.key, c.site, c.siteKey, c.primary, c.size, c.etag, c.version, c.mtime, c.sha, c.state, c.stage, c.mode, c.handle,
+		c.intent, c.deleted, c.purged, c.absent, c.lastErr}
+}
+
+// Save upserts records with their replica sets in one transaction: the records, then
+// the old replica rows deleted and the new ones inserted, each as one statement over
+// arrays, sent in one round trip. Commit waits for the WAL flush (synchronous_commit).
+func (s *Postgres) Save(ctx context.Context, recs []Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	// The last write of a key wins; within a record, the last replica of a site.
+	last := make(map[string]int, len(recs))
+	for i := range recs {
+		last[recs[i].Key] = i
+	}
+	uniq := make([]*Record, 0, len(last))
+	for i := range recs {
+		if last[recs[i].Key] == i {
+			uniq = append(uniq, &recs[i])
+		}
+	}
+	// Key order: concurrent writers lock rows in the same order.
+	slices.SortFunc(uniq, func(a, b *Record) int { return strings.Compare(a.Key, b.Key) })
+
+	var rc pgRecColumns
+	var pc pgRepColumns
+	for _, r := range uniq {
+		if err := rc.add(r); err != nil {
+			return s.wrap("save", err)
+		}
+		for j := range r.Replicas {
+			if slices.ContainsFunc(r.Replicas[j+1:], func(q Replica) bool { return q.Site == r.Replicas[j].Site }) {
+				continue // a later replica of the same site replaces this one
+			}
+			if err := pc.add(r.Key, &r.Replicas[j]); err != nil {
+				return s.wrap("save", err)
+			}
+		}
+	}
+	now := time.Now().UnixNano()
+	upsert := s.sql(`INSERT INTO @.records(` + pgRecCols + `)
+		SELECT u.*, $16::int8 FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[],
+			$8::text[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::int8[], $14::text[], $15::text[]) u
+		ON CONFLICT (key) DO UPDATE SET user_name = excluded.user_name, size = excluded.size, state = excluded.state,
+			sha256 = excluded.sha256, crc32c = excluded.crc32c, source = excluded.source, target_key = excluded.target_key,
+			target_etag = excluded.target_etag, target_version = excluded.target_version, copied_at = excluded.copied_at,
+			verified_at = excluded.verified_at, attempts = excluded.attempts, last_error = excluded.last_error,
+			conflict = excluded.conflict, updated_at = excluded.updated_at`)
+	del := s.sql(`DELETE FROM @.replicas WHERE key = ANY($1::text[])`)
+	ins := s.sql(`INSERT INTO @.replicas(` + pgRepCols + `)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int8[], $6::text[], $7::text[], $8::int8[], $9::text[],
+			$10::text[], $11::text[], $12::text[], $13::text[], $14::int8[], $15::int8[], $16::int8[], $17::bool[], $18::text[])`)
+	err := s.writeTx(ctx, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(upsert, append(rc.args(), now)...)
+		b.Queue(del, rc.key)
+		if len(pc.key) > 0 {
+			b.Queue(ins, pc.args()...)
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	return s.wrap("save", err)
+}
+
+// ---- stages ----
+
+func (s *Postgres) Stages(ctx context.Context) ([]StageState, error) {
+	rows, err := s.pool.Query(ctx, s.sql("SELECT "+pgStageCols+" FROM @.stages ORDER BY ord, name"))
+	if err != nil {
+		return nil, s.wrap("stages", err)
+	}
+	var out []StageState
+	var st StageState
+	var a, b, c, d int64
+	_, err = pgx.ForEachRow(rows, []any{&st.Name, &st.Ord, &st.Mode, &st.Digest, &st.State, &a, &b, &c, &d, &st.Deleted, &st.Retained}, func() error {
+		st.StartedAt, st.FinishedAt, st.PurgedAt, st.RestoredAt = fromNanos(a), fromNanos(b), fromNanos(c), fromNanos(d)
+		out = append(out, st)
+		return nil
+	})
+	return out, s.wrap("stages", err)
+}
+
+func (s *Postgres) SaveStage(ctx context.Context, st StageState) error {
+	if err := checkText("stage", "name", st.Name, "mode", st.Mode, "digest", st.Digest, "state", st.State); err != nil {
+		return s.wrap("stages", err)
+	}
+	_, err := s.pool.Exec(ctx, s.sql(`INSERT INTO @.stages(`+pgStageCols+`) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+		ON CONFLICT (name) DO UPDATE SET ord = excluded.ord, mode = excluded.mode, digest = excluded.digest, state = excluded.state,
+		started_at = excluded.started_at, finished_at = excluded.finished_at, purged_at = excluded.purged_at,
+		restored_at = excluded.restored_at, deleted = excluded.deleted, retained = excluded.retained`),
+		st.Name, st.Ord, st.Mode, st.Digest, st.State, nanos(st.StartedAt), nanos(st.FinishedAt), nanos(st.PurgedAt), nanos(st.RestoredAt),
+		st.Deleted, st.Retained)
+	return s.wrap("stages", err)
+}
+
+// ---- stats ----
+
+// Stats reads every count in one snapshot, in one round trip.
+func (s *Postgres) Stats(ctx context.Context, now time.Time) (Stats, error) {
+	st := Stats{
+		Records:      map[RecordState]Count{},
+		ReplicasSite: map[string]map[ReplicaState]Count{},
+		StageCounts:  map[string]map[ReplicaState]Count{},
+		Recent:       map[string]int64{},
+		RecentWindow: RecentWindow,
+	}
+	since := now.Add(-RecentWindow).UnixNano()
+	err := s.readTx(ctx, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(s.sql("SELECT state, count(*), COALESCE(sum(size), 0)::bigint FROM @.records GROUP BY state")).Query(func(rows pgx.Rows) error {
+			var k string
+			var c Count
+			_, err := pgx.ForEachRow(rows, []any{&k, &c.N, &c.Bytes}, func() error {
+				st.Records[RecordState(k)] = c
+				return nil
+			})
+			return err
+		})
+		for _, q := range []struct {
+			sql string
+			m   map[string]map[ReplicaState]Count
+		}{
+			{"SELECT site, state, count(*), COALESCE(sum(size), 0)::bigint FROM @.replicas GROUP BY site, state", st.ReplicasSite},
+			{"SELECT stage, state, count(*), COALESCE(sum(size), 0)::bigint FROM @.replicas WHERE stage <> '' GROUP BY stage, state", st.StageCounts},
+		} {
+			b.Queue(s.sql(q.sql)).Query(func(rows pgx.Rows) error {
+				var a, k string
+				var c Count
+				_, err := pgx.ForEachRow(rows, []any{&a, &k, &c.N, &c.Bytes}, func() error {
+					if q.m[a] == nil {
+						q.m[a] = map[ReplicaState]Count{}
+					}
+					q.m[a][ReplicaState(k)] = c
+					return nil
+				})
+				return err
+			})
+		}
+		b.Queue(s.sql(`SELECT (SELECT count(*) FROM @.records WHERE copied_at > $1),
+			(SELECT count(*) FROM @.records WHERE verified_at > $1),
+			(SELECT count(*) FROM @.replicas WHERE deleted_at > $1)`), since).QueryRow(func(row pgx.Row) error {
+			var c, v, d int64
+			err := row.Scan(&c, &v, &d)
+			st.Recent["copied"], st.Recent["verified"], st.Recent["deleted"] = c, v, d
+			return err
+		})
+		return tx.SendBatch(ctx, b).Close()
+	})
+	return st, s.wrap("stats", err)
+}
