@@ -13,7 +13,7 @@ RCLONE_VERSION      := v1.76.0
 TEST_TIMEOUT ?= 25m
 FUZZTIME     ?= 10s
 
-.PHONY: all build test test-go lint vet fmt-check demo bench fuzz-long tools postgres clean
+.PHONY: all build test test-go lint vet fmt-check demo bench bench-quick fuzz-long tools postgres clean
 
 all: build
 
@@ -64,12 +64,18 @@ demo:
 	rm -rf $(DEMO_DIR)
 	$(GO) run ./cmd/ferry demo $(DEMO_DIR)
 
-# Benchmarks: pipeline records/s on SQLite with in-memory stores, hot paths, and the
-# RSS of a 1,000,000-record plan.
-bench:
+# ferry vs rclone vs a bare GET-then-PUT loop between two MinIO servers on loopback
+# (table on stdout and in docs/benchmarks.md, about 4 min on 2 cores), then the Go
+# benchmarks: pipeline records/s, checkpoint saves, a 1,000,000-record plan's RSS.
+BENCH_FLAGS ?=
+bench: tools $(TOOLS)/rclone
+	$(GO) run ./cmd/ferrybench -tools $(TOOLS) $(BENCH_FLAGS)
 	$(GO) test -run '^$$' -bench 'Pipeline' -benchtime 3x -timeout 60m ./migrate/
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./checkpoints/
 	FERRY_BIG_PLAN=1000000 $(GO) test -run '^$$' -bench PlanMemory -benchtime 1x -timeout 60m ./migrate/
+
+bench-quick: tools $(TOOLS)/rclone
+	$(GO) run ./cmd/ferrybench -tools $(TOOLS) -small-records 500 -large-count 2 -large-size 32MiB -runs 1 -out ''
 
 # Fuzz every parser of untrusted input for longer than make test does (which runs
 # each target's seed corpus).

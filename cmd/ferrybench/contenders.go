@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 )
 
@@ -39,6 +38,9 @@ type sample struct {
 	cpu       time.Duration // the child's user+sys
 	maxRSS    int64         // the child's peak RSS, bytes
 	serverCPU time.Duration // both MinIO servers' user+sys during the run
+	// requests counts the S3 requests the servers answered during the run, by
+	// "src API" or "dst API".
+	requests map[string]int64
 }
 
 func (s sample) recordsPerSec() float64 { return float64(s.records) / s.wall.Seconds() }
@@ -80,14 +82,18 @@ func (b *bench) measure(ctx context.Context, set *dataset, tool string, run int)
 	c.cmd.Stdout = &stdout
 	c.cmd.Stderr = &capped{max: 16 << 10, b: &stderr}
 	c.cmd.WaitDelay = 5 * time.Second
+	req0, err := b.requests(ctx)
+	if err != nil {
+		return s, err
+	}
 	srv0, err := b.serverCPU()
 	if err != nil {
 		return s, err
 	}
-	start := time.Now()
-	err = c.cmd.Run()
-	s.wall = time.Since(start)
+	u, err := runMeasured(c.cmd)
 	srv1, serr := b.serverCPU()
+	req1, rerr := b.requests(ctx)
+	serr = errors.Join(serr, rerr)
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded {
 			err = fmt.Errorf("%w (-timeout %v)", err, b.cfg.timeout)
@@ -97,13 +103,14 @@ func (b *bench) measure(ctx context.Context, set *dataset, tool string, run int)
 	if serr != nil {
 		return s, serr
 	}
+	s.wall, s.cpu, s.maxRSS = u.Wall, u.User+u.Sys, u.MaxRSS
 	s.serverCPU = srv1 - srv0
-	ru, ok := c.cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		return s, errors.New("no rusage for the child")
+	s.requests = map[string]int64{}
+	for k, n := range req1 {
+		if d := n - req0[k]; d > 0 {
+			s.requests[k] = d
+		}
 	}
-	s.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	s.maxRSS = ru.Maxrss << 10 // KiB on Linux
 	if err := c.check(stdout.Bytes()); err != nil {
 		return s, fmt.Errorf("%s on %s, run %d: %w\n--- stderr ---\n%s", tool, set.name, run, err, stderr.String())
 	}
@@ -116,6 +123,22 @@ func (b *bench) measure(ctx context.Context, set *dataset, tool string, run int)
 	}
 	// The figures stand; free the memory the copy takes (the servers' data is on tmpfs).
 	return s, b.dst.removeBucket(context.WithoutCancel(ctx), bucket)
+}
+
+// requests counts the requests both servers have answered so far, by "src API" and
+// "dst API".
+func (b *bench) requests(ctx context.Context) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, srv := range []*server{b.src, b.dst} {
+		m, err := srv.requests(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for api, n := range m {
+			out[srv.name+" "+api] = n
+		}
+	}
+	return out, nil
 }
 
 // serverCPU is the CPU time both servers have used so far.

@@ -16,7 +16,6 @@ import (
 // dataset is one data set in its own bucket on the source server.
 type dataset struct {
 	name   string // "small" or "large"
-	about  string // what it is, for the table
 	bucket string
 	recs   []synth.Record
 	want   map[string]int64 // key to size: what every destination must hold

@@ -20,17 +20,20 @@
 //     nothing hashed or checked (bare.go).
 //
 // Each is a child process: its wall time, CPU time (user+sys) and peak RSS come from
-// its rusage; the servers' CPU time during the run is read from /proc. A run counts
-// only once the destination holds every object with its size. The table of medians
-// goes to stdout and, between markers, into docs/benchmarks.md (-out) with the date,
-// the machine, its load, the tool versions and the command.
+// its rusage (through a small go-between, see spawn.go); the servers' CPU time during
+// the run is read from /proc and the S3 requests they answered from their metrics. A
+// run counts only once the destination holds every object with its size. The table
+// of medians goes to stdout and, between markers, into docs/benchmarks.md (-out) with
+// the date, the machine, its load, the tool versions and the command.
 //
 // minio and rclone come from the tools folder (-tools; default $FERRY_TOOLS, else
 // .tools/bin in the repository), where `make tools` and `make bench` install the
 // pinned versions. ferry is built from the repository once per invocation.
 //
 // -profile DIR additionally runs ferry's migrate API and the bare loop in-process
-// once per data set, writing CPU and allocation profiles into DIR (not measured).
+// once per data set, writing CPU and allocation profiles into DIR and logging how long
+// each of ferry's phases took and which S3 requests it made (not measured; with
+// -runs 0 -warmup=false it does only that).
 package main
 
 import (
@@ -81,8 +84,16 @@ type bench struct {
 }
 
 func main() {
+	// The undocumented arguments ferrybench gives the children it starts.
 	if len(os.Args) == 2 && os.Args[1] == bareChildArg {
 		os.Exit(bareChildMain())
+	}
+	if len(os.Args) >= 2 && os.Args[1] == spawnChildArg {
+		args := os.Args[2:]
+		if len(args) > 0 && args[0] == "--" {
+			args = args[1:]
+		}
+		os.Exit(spawnChildMain(args))
 	}
 	cfg := parseFlags()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -103,7 +114,7 @@ func parseFlags() config {
 	flag.Var(sizeFlag{&c.largeSize}, "large-size", "size of each large object (256MiB, 32MiB, 1GiB, ...)")
 	flag.StringVar(&c.sets, "sets", "small,large", "data sets to run, comma-separated")
 	flag.StringVar(&c.toolsDir, "tools", "", "folder holding minio and rclone (default $FERRY_TOOLS, else .tools/bin in the repository)")
-	flag.StringVar(&c.dataDir, "data-dir", "", "where the servers keep their data (default /dev/shm when writable, else the temp dir)")
+	flag.StringVar(&c.dataDir, "data-dir", "", "where the servers keep their data (default /dev/shm when writable and memory allows, else the temp dir)")
 	flag.StringVar(&c.out, "out", "docs/benchmarks.md", "markdown file to write the results into, relative to the repository ('' for none)")
 	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "limit for one tool's run on one data set")
 	flag.BoolVar(&c.warmup, "warmup", true, "copy each data set once with the bare loop first, unmeasured")
@@ -133,7 +144,7 @@ func (s sizeFlag) String() string {
 	if s.n == nil {
 		return ""
 	}
-	return humanize.IBytes(uint64(*s.n))
+	return strings.ReplaceAll(humanize.IBytes(uint64(*s.n)), " ", "")
 }
 
 func (s sizeFlag) Set(v string) error {
@@ -180,7 +191,7 @@ func run(ctx context.Context, cfg config) error {
 
 	dataDir := cfg.dataDir
 	if dataDir == "" {
-		dataDir = scratchDir()
+		dataDir = b.scratchDir()
 	}
 	data, err := os.MkdirTemp(dataDir, "ferrybench-minio-")
 	if err != nil {
@@ -213,26 +224,17 @@ func run(ctx context.Context, cfg config) error {
 			}
 		}
 	}
-	for run := 1; run <= cfg.runs; run++ {
-		for _, set := range b.sets {
-			// Alternate: each run starts with the next tool, so no tool always goes
-			// first (or last) on a data set.
-			for i := range tools {
-				tool := tools[(i+run-1)%len(tools)]
-				s, err := b.measure(ctx, set, tool, run)
-				if err != nil {
-					return err
-				}
-				logf("run %d/%d %-5s %-6s %7.2f s %9.0f records/s %7.1f MB/s  CPU %6.2f s  RSS %5.0f MiB  servers' CPU %6.2f s",
-					run, cfg.runs, set.name, tool, s.wall.Seconds(), s.recordsPerSec(), s.mbPerSec(),
-					s.cpu.Seconds(), float64(s.maxRSS)/(1<<20), s.serverCPU.Seconds())
-				b.samples = append(b.samples, s)
-			}
-		}
-	}
+	err = b.measureAll(ctx)
 	b.env.loadAfter = loadAvg()
 	b.env.finished = time.Now()
-
+	if err != nil {
+		if len(b.samples) > 0 {
+			fmt.Println("INCOMPLETE: what was measured before the failure (not written to the doc)")
+			fmt.Println()
+			fmt.Println(b.report())
+		}
+		return err
+	}
 	if cfg.runs > 0 {
 		report := b.report()
 		fmt.Println(report)
@@ -250,6 +252,28 @@ func run(ctx context.Context, cfg config) error {
 	if cfg.profileDir != "" {
 		if err := b.profile(ctx, cfg.profileDir); err != nil {
 			return fmt.Errorf("profile: %w", err)
+		}
+	}
+	return nil
+}
+
+// measureAll runs every tool on every data set, -runs times.
+func (b *bench) measureAll(ctx context.Context) error {
+	for run := 1; run <= b.cfg.runs; run++ {
+		for _, set := range b.sets {
+			// Alternate: each run starts with the next tool, so no tool always goes
+			// first (or last) on a data set.
+			for i := range tools {
+				tool := tools[(i+run-1)%len(tools)]
+				s, err := b.measure(ctx, set, tool, run)
+				if err != nil {
+					return err
+				}
+				logf("run %d/%d %-5s %-6s %7.2f s %9s records/s %7.1f MB/s  CPU %6.2f s  RSS %5.0f MiB  servers' CPU %6.2f s",
+					run, b.cfg.runs, set.name, tool, s.wall.Seconds(), rate(s.recordsPerSec()), s.mbPerSec(),
+					s.cpu.Seconds(), float64(s.maxRSS)/(1<<20), s.serverCPU.Seconds())
+				b.samples = append(b.samples, s)
+			}
 		}
 	}
 	return nil
@@ -309,10 +333,25 @@ func goTool() string {
 	return "go"
 }
 
-// scratchDir is /dev/shm when it is a writable folder (the servers fsync every
-// object: on a disk shared with other work that measures the disk), else "" (the
-// temp dir).
-func scratchDir() string {
+// scratchDir is /dev/shm when it is a writable folder with room to spare in memory
+// (the servers fsync every object: on a disk shared with other work that would
+// measure the disk), else "" (the temp dir).
+func (b *bench) scratchDir() string {
+	// The source data, one destination copy at a time, and ferry's or rclone's
+	// memory while they copy the large objects: leave 4 GiB besides.
+	var need int64 = 4 << 30
+	for _, set := range b.sets {
+		for _, r := range set.recs {
+			need += 3 * r.Size
+		}
+	}
+	var availKiB int64
+	fmt.Sscanf(procField("/proc/meminfo", "MemAvailable"), "%d", &availKiB)
+	if availKiB<<10 < need {
+		logf("not enough memory available for the servers' data on /dev/shm (%s needed, %s available): using the temp dir",
+			mib(need), mib(availKiB<<10))
+		return ""
+	}
 	if f, err := os.CreateTemp("/dev/shm", ".ferrybench-probe-"); err == nil {
 		f.Close()
 		os.Remove(f.Name())

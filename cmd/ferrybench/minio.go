@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -33,6 +34,7 @@ const region = "us-east-1"
 // up here, data in a folder of its own.
 type server struct {
 	name      string // "src" or "dst"
+	data      string // the server's data folder
 	endpoint  string // http://127.0.0.1:PORT
 	accessKey string
 	secretKey string
@@ -63,6 +65,7 @@ func startMinIO(bin, name, dir string) (*server, error) {
 	}
 	s := &server{
 		name:         name,
+		data:         data,
 		endpoint:     fmt.Sprintf("http://127.0.0.1:%d", port),
 		accessKey:    "bench" + randHex(6),
 		secretKey:    "secret-" + randHex(16),
@@ -77,7 +80,9 @@ func startMinIO(bin, name, dir string) (*server, error) {
 	// Credentials through the environment, never argv (ps shows argv).
 	cmd.Env = append(os.Environ(), "HOME="+dir,
 		"MINIO_ROOT_USER="+s.accessKey, "MINIO_ROOT_PASSWORD="+s.secretKey,
-		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_REGION="+region, "MINIO_CI_CD=1")
+		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_REGION="+region, "MINIO_CI_CD=1",
+		// Request counts (see requests) without a token; loopback only.
+		"MINIO_PROMETHEUS_AUTH_TYPE=public")
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = s, s
 	// The server dies with ferrybench, even if it is killed.
@@ -178,6 +183,42 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
+// requests returns how many S3 requests of each API (GetObject, HeadObject, ...) the
+// server has answered so far, from its metrics.
+func (s *server) requests(ctx context.Context) (map[string]int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.endpoint+"/minio/metrics/v3/api/requests", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s metrics: %w", s.name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s metrics: %s", s.name, resp.Status)
+	}
+	// Lines like: minio_api_requests_total{name="GetObject",server="...",type="s3"} 5000
+	const metric = "minio_api_requests_total{"
+	out := map[string]int64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), metric)
+		if !ok {
+			continue
+		}
+		_, rest, ok1 := strings.Cut(line, `name="`)
+		name, _, ok2 := strings.Cut(rest, `"`)
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if !ok1 || !ok2 || i < 0 || err != nil {
+			return nil, fmt.Errorf("%s metrics: cannot read %q", s.name, sc.Text())
+		}
+		out[name] = int64(v)
+	}
+	return out, sc.Err()
+}
+
 // createBucket creates an empty bucket.
 func (s *server) createBucket(ctx context.Context, name string) error {
 	_, err := s.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
@@ -237,6 +278,26 @@ func (s *server) removeBucket(ctx context.Context, bucket string) error {
 	}
 	if _, err := s.client.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(bucket)}); err != nil {
 		return fmt.Errorf("delete bucket %s on %s: %w", bucket, s.name, err)
+	}
+	return s.emptyTrash()
+}
+
+// emptyTrash frees the space of deleted objects now. MinIO moves what is deleted into
+// a trash folder and removes it later, at its own pace: with the data on tmpfs, a few
+// large runs would otherwise fill the memory.
+func (s *server) emptyTrash() error {
+	trash := filepath.Join(s.data, ".minio.sys", "tmp", ".trash")
+	entries, err := os.ReadDir(trash)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(trash, e.Name())); err != nil {
+			return err
+		}
 	}
 	return nil
 }

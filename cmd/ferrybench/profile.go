@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ferrymigrate/ferry/migrate"
@@ -38,7 +40,7 @@ func (b *bench) profile(ctx context.Context, dir string) error {
 				if err != nil {
 					return err
 				}
-				fn = func() error { return runFerry(ctx, spec) }
+				fn = func() error { return b.runFerry(ctx, spec) }
 			case toolBare:
 				fn = func() error {
 					_, err := bareCopy(ctx, b.bareJob(set, bucket))
@@ -60,20 +62,48 @@ func (b *bench) profile(ctx context.Context, dir string) error {
 			if err := b.dst.removeBucket(ctx, bucket); err != nil {
 				return err
 			}
-			logf("profiled %s on %s in-process: %.2f s, %.0f records/s; wrote %s.{cpu,allocs-before,allocs}.pprof",
-				tool, set.name, wall.Seconds(), float64(len(set.recs))/wall.Seconds(), prefix)
+			logf("profiled %s on %s in-process: %.2f s, %s records/s, %.1f MB/s; wrote %s.{cpu,allocs-before,allocs}.pprof",
+				tool, set.name, wall.Seconds(), rate(float64(len(set.recs))/wall.Seconds()), float64(set.bytes)/1e6/wall.Seconds(), prefix)
 		}
 	}
 	return nil
 }
 
-// runFerry is `ferry run --through verify -c spec` through package migrate.
-func runFerry(ctx context.Context, spec string) error {
+// runFerry is `ferry run --through verify -c spec` through package migrate, one
+// phase at a time, logging how long each took and the S3 requests it made.
+func (b *bench) runFerry(ctx context.Context, spec string) error {
 	m, err := migrate.Open(ctx, migrate.Options{SpecPath: spec})
 	if err != nil {
 		return err
 	}
-	_, err = m.Run(ctx, "verify", "", false)
+	phases := []struct {
+		name string
+		fn   func() error
+	}{
+		{"plan", func() error { _, err := m.Plan(ctx); return err }},
+		{"copy", func() error { _, err := m.Copy(ctx); return err }},
+		{"verify", func() error { _, err := m.Verify(ctx, false); return err }},
+	}
+	for _, p := range phases {
+		before, rerr := b.requests(ctx)
+		start := time.Now()
+		if err = p.fn(); err != nil {
+			err = fmt.Errorf("%s: %w", p.name, err)
+			break
+		}
+		took := time.Since(start)
+		after, rerr2 := b.requests(ctx)
+		var reqs []string
+		if rerr == nil && rerr2 == nil {
+			for k, n := range after {
+				if d := n - before[k]; d > 0 {
+					reqs = append(reqs, fmt.Sprintf("%s %d", k, d))
+				}
+			}
+			slices.Sort(reqs)
+		}
+		logf("ferry in-process: %s %.2f s; requests: %s", p.name, took.Seconds(), strings.Join(reqs, ", "))
+	}
 	if cerr := m.Close(); err == nil {
 		err = cerr
 	}

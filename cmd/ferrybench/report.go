@@ -39,8 +39,8 @@ func (b *bench) describe(ctx context.Context, dataDir string) environment {
 		kernel:     strings.TrimSpace(readFile("/proc/sys/kernel/osrelease")),
 		loadBefore: loadAvg(),
 		goVersion:  runtime.Version(),
-		dataDir:    dataDir + " (" + fsType(dataDir) + ")",
-		workDir:    b.work + " (" + fsType(b.work) + ")",
+		dataDir:    filepath.Dir(dataDir) + " (" + fsType(dataDir) + ")",
+		workDir:    filepath.Dir(b.work) + " (" + fsType(b.work) + ")",
 		command:    command(),
 	}
 	commit := output(ctx, b.root, "git", "rev-parse", "--short", "HEAD")
@@ -199,7 +199,8 @@ func (b *bench) report() string {
 	fmt.Fprintf(&w, "Run on %s, %s to %s (%v).\n\n", e.started.Format("2006-01-02"), e.started.Format("15:04 MST"),
 		e.finished.Format("15:04 MST"), e.finished.Sub(e.started).Round(time.Second))
 	fmt.Fprintf(&w, "- Machine: %d CPUs (%s), %s memory, Linux %s.\n", e.cpus, e.cpuModel, e.memory, e.kernel)
-	fmt.Fprintf(&w, "- Load average (1, 5, 15 min): %s before, %s after. The tools and both servers share these CPUs.\n", e.loadBefore, e.loadAfter)
+	fmt.Fprintf(&w, "- Load average (1, 5, 15 min): %s before, %s after. The tools and both servers share these CPUs\n"+
+		"  (the benchmark itself, two servers and a tool, adds up to 3 to the load).\n", e.loadBefore, e.loadAfter)
 	fmt.Fprintf(&w, "- Versions: ferry %s (%s); rclone: %s; MinIO: %s; bare loop: %s.\n", e.ferryVersion, e.goVersion, e.rclone, e.minio, e.sdk)
 	fmt.Fprintf(&w, "- Servers' data in %s; ferry's SQLite state in %s.\n", e.dataDir, e.workDir)
 	fmt.Fprintf(&w, "- Concurrency %d for every tool; %d measured run(s) of each tool on each data set, alternating the order; medians.\n", b.cfg.concurrency, b.cfg.runs)
@@ -223,8 +224,8 @@ func (b *bench) report() string {
 				continue
 			}
 			all[tool] = st
-			fmt.Fprintf(&w, "| %s | %s | %.0f | %.1f | %.2f | %.0f | %.2f | %.2f |\n", name(), toolTitle[tool],
-				st.recordsPerSec, st.mbPerSec, st.cpu, st.rss, st.srvCPU, st.wall)
+			fmt.Fprintf(&w, "| %s | %s | %s | %.1f | %.2f | %.0f | %.2f | %.2f |\n", name(), toolTitle[tool],
+				rate(st.recordsPerSec), st.mbPerSec, st.cpu, st.rss, st.srvCPU, st.wall)
 		}
 		f, okF := all[toolFerry]
 		for _, other := range []string{toolRclone, toolBare} {
@@ -246,6 +247,7 @@ func (b *bench) report() string {
 	fmt.Fprintln(&w, "servers' during the run. Every run's destination was listed and held every object with its size.")
 	fmt.Fprintln(&w)
 	b.targets(&w)
+	b.requestsTable(&w)
 	b.runsTable(&w)
 	return w.String()
 }
@@ -259,6 +261,17 @@ func (set *dataset) describe() string {
 		users[userOf(r.Key)] = true
 	}
 	return fmt.Sprintf("%d records of 0.5–16 KiB, %d users, %s", len(set.recs), len(users), mib(set.bytes))
+}
+
+// rate formats records/s with two significant decimals for the few large records.
+func rate(v float64) string {
+	switch {
+	case v < 10:
+		return fmt.Sprintf("%.2f", v)
+	case v < 100:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
 }
 
 func ratio(a, b float64) string {
@@ -303,6 +316,57 @@ func (b *bench) targets(w *bytes.Buffer) {
 	fmt.Fprintln(w)
 }
 
+// requestsTable lists the median number of S3 requests of each API a run of each
+// tool made to each server.
+func (b *bench) requestsTable(w *bytes.Buffer) {
+	fmt.Fprintln(w, "S3 requests per run (medians), as the servers count them:")
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "| data | server and API | %s |\n", strings.Join(tools, " | "))
+	fmt.Fprintf(w, "|---|---|%s\n", strings.Repeat("--:|", len(tools)))
+	for _, set := range b.sets {
+		var apis []string
+		for _, s := range b.samples {
+			for k := range s.requests {
+				if s.set == set.name && !slices.Contains(apis, k) {
+					apis = append(apis, k)
+				}
+			}
+		}
+		slices.SortFunc(apis, func(a, b string) int {
+			// src before dst, then by API
+			return strings.Compare(strings.Replace(a, "src ", "0", 1), strings.Replace(b, "src ", "0", 1))
+		})
+		label := set.name
+		for _, api := range append(apis, "total") {
+			fmt.Fprintf(w, "| %s | %s |", label, api)
+			label = ""
+			for _, tool := range tools {
+				var v []float64
+				for _, s := range b.samples {
+					if s.set != set.name || s.tool != tool {
+						continue
+					}
+					n := s.requests[api]
+					if api == "total" {
+						n = 0
+						for _, c := range s.requests {
+							n += c
+						}
+					}
+					v = append(v, float64(n))
+				}
+				if len(v) == 0 {
+					fmt.Fprint(w, " – |")
+					continue
+				}
+				fmt.Fprintf(w, " %.0f |", median(v))
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	fmt.Fprintln(w)
+}
+
 // runsTable lists every measured run.
 func (b *bench) runsTable(w *bytes.Buffer) {
 	fmt.Fprintln(w, "<details><summary>Every run</summary>")
@@ -310,8 +374,8 @@ func (b *bench) runsTable(w *bytes.Buffer) {
 	fmt.Fprintln(w, "| run | data | tool | wall s | records/s | MB/s | CPU s | peak RSS MiB | servers' CPU s |")
 	fmt.Fprintln(w, "|--:|---|---|--:|--:|--:|--:|--:|--:|")
 	for _, s := range b.samples {
-		fmt.Fprintf(w, "| %d | %s | %s | %.2f | %.0f | %.1f | %.2f | %.0f | %.2f |\n", s.run, s.set, s.tool,
-			s.wall.Seconds(), s.recordsPerSec(), s.mbPerSec(), s.cpu.Seconds(), float64(s.maxRSS)/(1<<20), s.serverCPU.Seconds())
+		fmt.Fprintf(w, "| %d | %s | %s | %.2f | %s | %.1f | %.2f | %.0f | %.2f |\n", s.run, s.set, s.tool,
+			s.wall.Seconds(), rate(s.recordsPerSec()), s.mbPerSec(), s.cpu.Seconds(), float64(s.maxRSS)/(1<<20), s.serverCPU.Seconds())
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "</details>")
