@@ -271,3 +271,35 @@ func redactDSN(dsn string) string {
 	}
 	return dsn
 }
+
+// groupListed calls fn for each key's group of one page of a listing ordered by key
+// (and site). A full page's last group may continue on the next page, so it is held
+// back: more reports whether to read on, after the returned key.
+func groupListed(page []Listed, limit int, fn func(key string, objs []Listed) error) (after string, more bool, err error) {
+	full := len(page) == limit
+	if full {
+		last := page[len(page)-1].Key
+		cut := len(page)
+		for cut > 0 && page[cut-1].Key == last {
+			cut--
+		}
+		if cut == 0 {
+			return "", false, fmt.Errorf("listing: key %q has more than %d replicas", last, limit)
+		}
+		page = page[:cut]
+	}
+	for i := 0; i < len(page); {
+		j := i + 1
+		for j < len(page) && page[j].Key == page[i].Key {
+			j++
+		}
+		if err := fn(page[i].Key, page[i:j:j]); err != nil {
+			return "", false, err
+		}
+		i = j
+	}
+	if !full {
+		return "", false, nil
+	}
+	return page[len(page)-1].Key, true, nil
+}

@@ -360,33 +360,11 @@ func (s *SQLite) Listed(ctx context.Context, fn func(key string, objs []Listed) 
 		if err != nil {
 			return wrap("listing", err)
 		}
-		full := len(page) == listPage
-		if full {
-			// The last key's group may continue on the next page: leave it for then.
-			last := page[len(page)-1].Key
-			cut := len(page)
-			for cut > 0 && page[cut-1].Key == last {
-				cut--
-			}
-			if cut == 0 {
-				return fmt.Errorf("listing: key %q has more than %d replicas", last, listPage)
-			}
-			page = page[:cut]
+		next, more, err := groupListed(page, listPage, fn)
+		if err != nil || !more {
+			return err
 		}
-		for i := 0; i < len(page); {
-			j := i + 1
-			for j < len(page) && page[j].Key == page[i].Key {
-				j++
-			}
-			if err := fn(page[i].Key, page[i:j:j]); err != nil {
-				return err
-			}
-			i = j
-		}
-		if !full {
-			return nil
-		}
-		after, first = page[len(page)-1].Key, false
+		after, first = next, false
 	}
 }
 

@@ -125,4 +125,3 @@ func buildCert(t testing.TB, lines []ManifestLine, p Predicate, key ed25519.Priv
 	}
 	return env, buf.Bytes()
 }
-
