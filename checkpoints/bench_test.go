@@ -40,9 +40,10 @@ func perSecond(b *testing.B, items int) {
 
 // BenchmarkSave: one durable Save (synchronous=FULL) of a batch of 256 new records with
 // 3 replicas each, the Batcher's unit of work.
-func BenchmarkSave(b *testing.B) {
+func BenchmarkSave(b *testing.B) { benchSave(b, benchStore(b)) }
+
+func benchSave(b *testing.B, s checkpoints.Store) {
 	const batch = 256
-	s := benchStore(b)
 	ctx := context.Background()
 	b.ReportAllocs()
 	n := 0
@@ -63,9 +64,10 @@ func BenchmarkSave(b *testing.B) {
 
 // BenchmarkRecordsScan: a full Records scan (with replicas) of 20,000 records, what
 // every phase does.
-func BenchmarkRecordsScan(b *testing.B) {
+func BenchmarkRecordsScan(b *testing.B) { benchRecordsScan(b, benchStore(b)) }
+
+func benchRecordsScan(b *testing.B, s checkpoints.Store) {
 	const n = 20000
-	s := benchStore(b)
 	fill(b, s, n)
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -88,9 +90,10 @@ func BenchmarkRecordsScan(b *testing.B) {
 
 // BenchmarkListedReconcileScan: plan's reconcile loop without the pipeline: Listed over
 // 10,000 keys staged at 3 sites, with a Get of each key's record from inside fn.
-func BenchmarkListedReconcileScan(b *testing.B) {
+func BenchmarkListedReconcileScan(b *testing.B) { benchListedReconcileScan(b, benchStore(b)) }
+
+func benchListedReconcileScan(b *testing.B, s checkpoints.Store) {
 	const n = 10000
-	s := benchStore(b)
 	fill(b, s, n)
 	ctx := context.Background()
 	var objs []checkpoints.Listed

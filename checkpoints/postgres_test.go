@@ -557,86 +557,9 @@ func benchPG(b *testing.B) *checkpoints.Postgres {
 	return s
 }
 
-// BenchmarkPostgresSave: one durable Save of 256 new records with 3 replicas each.
-func BenchmarkPostgresSave(b *testing.B) {
-	const batch = 256
-	s := benchPG(b)
-	ctx := context.Background()
-	b.ReportAllocs()
-	n := 0
-	for b.Loop() {
-		b.StopTimer()
-		recs := make([]checkpoints.Record, batch)
-		for j := range recs {
-			recs[j] = rec(fmt.Sprintf("u%03d/%07d", n%100, n), n)
-			n++
-		}
-		b.StartTimer()
-		if err := s.Save(ctx, recs); err != nil {
-			b.Fatal(err)
-		}
-	}
-	perSecond(b, n)
-}
-
-// BenchmarkPostgresRecordsScan: a full Records scan of 20,000 records.
-func BenchmarkPostgresRecordsScan(b *testing.B) {
-	const n = 20000
-	s := benchPG(b)
-	fill(b, s, n)
-	ctx := context.Background()
-	b.ReportAllocs()
-	total := 0
-	for b.Loop() {
-		seen := 0
-		if err := s.Records(ctx, checkpoints.Query{}, func(r checkpoints.Record) error {
-			seen++
-			return nil
-		}); err != nil {
-			b.Fatal(err)
-		}
-		if seen != n {
-			b.Fatalf("scanned %d records, want %d", seen, n)
-		}
-		total += seen
-	}
-	perSecond(b, total)
-}
-
-// BenchmarkPostgresListedReconcileScan: Listed over 10,000 keys at 3 sites with a Get
-// of each key's record from inside fn.
+// The same benchmarks as SQLite's, on PostgreSQL.
+func BenchmarkPostgresSave(b *testing.B)        { benchSave(b, benchPG(b)) }
+func BenchmarkPostgresRecordsScan(b *testing.B) { benchRecordsScan(b, benchPG(b)) }
 func BenchmarkPostgresListedReconcileScan(b *testing.B) {
-	const n = 10000
-	s := benchPG(b)
-	fill(b, s, n)
-	ctx := context.Background()
-	var objs []checkpoints.Listed
-	for i := range n {
-		k := fmt.Sprintf("u%03d/%07d", i%100, i)
-		for _, site := range []string{"virginia", "singapore", "archive"} {
-			objs = append(objs, checkpoints.Listed{Site: site, Key: k, SiteKey: k, Size: int64(i), ETag: "e"})
-		}
-	}
-	if err := s.AddListed(ctx, objs); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	total := 0
-	for b.Loop() {
-		seen := 0
-		if err := s.Listed(ctx, func(key string, objs []checkpoints.Listed) error {
-			if _, ok, err := s.Get(ctx, key); err != nil || !ok || len(objs) != 3 {
-				return fmt.Errorf("key %s: record %v %v, %d objects", key, ok, err, len(objs))
-			}
-			seen++
-			return nil
-		}); err != nil {
-			b.Fatal(err)
-		}
-		if seen != n {
-			b.Fatalf("reconciled %d keys, want %d", seen, n)
-		}
-		total += seen
-	}
-	perSecond(b, total)
+	benchListedReconcileScan(b, benchPG(b))
 }
