@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -296,5 +295,3 @@ func errString(err error) string {
 }
 
 func (m *Migration) debug(msg string, args ...any) { m.log.Debug(msg, args...) }
-
-var _ = fmt.Sprintf

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -220,6 +218,3 @@ func newGenerateCmd(g *globals) *cobra.Command {
 	c.Flags().Float64Var(&share, "share", 1, "write only this share of the records (a backup site)")
 	return c
 }
-
-var _ = errors.New
-var _ context.Context
