@@ -184,8 +184,8 @@ func (b *bench) writeFerrySpec(set *dataset, bucket string) (string, error) {
 		return "", err
 	}
 	spec := fmt.Sprintf(ferrySpec,
-		set.bucket, b.src.endpoint, region, b.src.accessKeyEnv, b.src.secretKeyEnv,
-		bucket, b.dst.endpoint, region, b.dst.accessKeyEnv, b.dst.secretKeyEnv,
+		set.bucket, b.src.Endpoint, region, b.src.AccessKeyEnv, b.src.SecretKeyEnv,
+		bucket, b.dst.Endpoint, region, b.dst.AccessKeyEnv, b.dst.SecretKeyEnv,
 		b.cfg.concurrency)
 	path := filepath.Join(dir, "ferry.yaml")
 	return path, os.WriteFile(path, []byte(spec), 0o644)
@@ -239,8 +239,8 @@ func (b *bench) rcloneChild(ctx context.Context, set *dataset, bucket string) ch
 	}{{"SRC", b.src}, {"DST", b.dst}} {
 		p := "RCLONE_CONFIG_" + r.name + "_"
 		cmd.Env = append(cmd.Env,
-			p+"TYPE=s3", p+"PROVIDER=Minio", p+"ENDPOINT="+r.srv.endpoint, p+"REGION="+region,
-			p+"ACCESS_KEY_ID="+r.srv.accessKey, p+"SECRET_ACCESS_KEY="+r.srv.secretKey)
+			p+"TYPE=s3", p+"PROVIDER=Minio", p+"ENDPOINT="+r.srv.Endpoint, p+"REGION="+region,
+			p+"ACCESS_KEY_ID="+r.srv.AccessKey, p+"SECRET_ACCESS_KEY="+r.srv.SecretKey)
 	}
 	return child{cmd, func([]byte) error { return nil }}
 }
@@ -272,8 +272,8 @@ func (b *bench) bareChild(ctx context.Context, set *dataset, bucket string) (chi
 
 func (b *bench) bareJob(set *dataset, bucket string) bareJob {
 	return bareJob{
-		Src:         endpoint{b.src.endpoint, b.src.accessKey, b.src.secretKey, set.bucket},
-		Dst:         endpoint{b.dst.endpoint, b.dst.accessKey, b.dst.secretKey, bucket},
+		Src:         endpoint{b.src.Endpoint, b.src.AccessKey, b.src.SecretKey, set.bucket},
+		Dst:         endpoint{b.dst.Endpoint, b.dst.AccessKey, b.dst.SecretKey, bucket},
 		Concurrency: b.cfg.concurrency,
 	}
 }

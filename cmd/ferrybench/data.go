@@ -117,13 +117,13 @@ func (s *server) providerConfig(bucket string, partSize int64) providers.Config 
 	return providers.Config{
 		Name:      s.name + "/" + bucket,
 		URL:       "s3://" + bucket + "/",
-		Endpoint:  s.endpoint,
+		Endpoint:  s.Endpoint,
 		Region:    region,
 		PathStyle: true,
 		PartSize:  partSize,
 		Credentials: map[string]string{
-			"access_key_env": s.accessKeyEnv,
-			"secret_key_env": s.secretKeyEnv,
+			"access_key_env": s.AccessKeyEnv,
+			"secret_key_env": s.SecretKeyEnv,
 		},
 		Migration: "ferrybench",
 	}

@@ -209,7 +209,7 @@ func run(ctx context.Context, cfg config) error {
 		defer srv.stop()
 		*s.srv = srv
 	}
-	logf("minio: source %s, destination %s, data in %s", b.src.endpoint, b.dst.endpoint, data)
+	logf("minio: source %s, destination %s, data in %s", b.src.Endpoint, b.dst.Endpoint, data)
 	b.env = b.describe(ctx, data)
 
 	for _, set := range b.sets {

@@ -4,19 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -24,141 +18,38 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/ferrymigrate/ferry/providers/s3/s3test"
 )
 
 // region is the region both servers run in.
 const region = "us-east-1"
 
-// server is one MinIO server on 127.0.0.1, started like providers/s3/s3test starts
-// its servers (which only tests can use): random free ports, root credentials made
-// up here, data in a folder of its own.
+// server is one MinIO server on 127.0.0.1, started by providers/s3/s3test (random
+// free ports, made-up root credentials named by environment variables that ferry's
+// spec uses and children inherit), with a client that keeps enough connections for
+// the benchmark's concurrency.
 type server struct {
-	name      string // "src" or "dst"
-	data      string // the server's data folder
-	endpoint  string // http://127.0.0.1:PORT
-	accessKey string
-	secretKey string
-	// accessKeyEnv and secretKeyEnv name the variables of this process's environment
-	// holding the credentials: ferry's spec names them, children inherit them.
-	accessKeyEnv, secretKeyEnv string
-
-	cmd    *exec.Cmd
-	done   chan struct{}
-	log    bytes.Buffer
-	logMu  sync.Mutex
+	*s3test.Server
+	name   string // "src" or "dst"
 	client *s3.Client
 }
 
 // startMinIO starts a MinIO server with its data under dir.
 func startMinIO(bin, name, dir string) (*server, error) {
-	port, err := freePort()
+	// Request counts (see requests) without a token; loopback only.
+	srv, err := s3test.Launch(s3test.MinIO, bin, dir, "MINIO_PROMETHEUS_AUTH_TYPE=public")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("minio (%s): %w", name, err)
 	}
-	cport, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	data := filepath.Join(dir, "data")
-	if err := os.MkdirAll(data, 0o755); err != nil {
-		return nil, err
-	}
-	s := &server{
-		name:         name,
-		data:         data,
-		endpoint:     fmt.Sprintf("http://127.0.0.1:%d", port),
-		accessKey:    "bench" + randHex(6),
-		secretKey:    "secret-" + randHex(16),
-		accessKeyEnv: "FERRYBENCH_" + strings.ToUpper(name) + "_ACCESS_KEY",
-		secretKeyEnv: "FERRYBENCH_" + strings.ToUpper(name) + "_SECRET_KEY",
-		done:         make(chan struct{}),
-	}
-	cmd := exec.Command(bin, "server", data, "--quiet",
-		"--address", fmt.Sprintf("127.0.0.1:%d", port),
-		"--console-address", fmt.Sprintf("127.0.0.1:%d", cport),
-		"--certs-dir", filepath.Join(dir, "certs"))
-	// Credentials through the environment, never argv (ps shows argv).
-	cmd.Env = append(os.Environ(), "HOME="+dir,
-		"MINIO_ROOT_USER="+s.accessKey, "MINIO_ROOT_PASSWORD="+s.secretKey,
-		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_REGION="+region, "MINIO_CI_CD=1",
-		// Request counts (see requests) without a token; loopback only.
-		"MINIO_PROMETHEUS_AUTH_TYPE=public")
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = s, s
-	// The server dies with ferrybench, even if it is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s.cmd = cmd
-	go func() {
-		cmd.Wait()
-		close(s.done)
-	}()
-	os.Setenv(s.accessKeyEnv, s.accessKey)
-	os.Setenv(s.secretKeyEnv, s.secretKey)
-	s.client = newClient(s.endpoint, s.accessKey, s.secretKey, 64)
-	if err := s.waitReady(30 * time.Second); err != nil {
-		s.stop()
-		return nil, fmt.Errorf("minio (%s) did not become ready at %s: %w\n%s", name, s.endpoint, err, s.output())
-	}
-	return s, nil
+	return &server{Server: srv, name: name, client: newClient(srv.Endpoint, srv.AccessKey, srv.SecretKey, 64)}, nil
 }
 
-// Write collects the server's output (shown if it fails to start).
-func (s *server) Write(p []byte) (int, error) {
-	s.logMu.Lock()
-	defer s.logMu.Unlock()
-	if s.log.Len() < 64<<10 {
-		s.log.Write(p)
-	}
-	return len(p), nil
-}
-
-func (s *server) output() string {
-	s.logMu.Lock()
-	defer s.logMu.Unlock()
-	return s.log.String()
-}
-
-func (s *server) waitReady(limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.done:
-			return errors.New("server exited")
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := s.client.ListBuckets(ctx, &s3.ListBucketsInput{})
-		cancel()
-		if err == nil {
-			return nil
-		}
-		last = err
-		time.Sleep(100 * time.Millisecond)
-	}
-	return last
-}
-
-// stop stops the server (SIGTERM, then SIGKILL) and waits for it.
-func (s *server) stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(5 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
-	}
-}
+func (s *server) stop() { s.Stop() }
 
 // cpu returns the CPU time (user+sys, all threads) the server has used so far.
 func (s *server) cpu() (time.Duration, error) {
-	return procCPU(s.cmd.Process.Pid)
+	return procCPU(s.PID())
 }
 
 // procCPU reads utime and stime of a live process from /proc/PID/stat.
@@ -186,7 +77,7 @@ func procCPU(pid int) (time.Duration, error) {
 // requests returns how many S3 requests of each API (GetObject, HeadObject, ...) the
 // server has answered so far, from its metrics.
 func (s *server) requests(ctx context.Context) (map[string]int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.endpoint+"/minio/metrics/v3/api/requests", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.Endpoint+"/minio/metrics/v3/api/requests", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +177,7 @@ func (s *server) removeBucket(ctx context.Context, bucket string) error {
 // a trash folder and removes it later, at its own pace: with the data on tmpfs, a few
 // large runs would otherwise fill the memory.
 func (s *server) emptyTrash() error {
-	trash := filepath.Join(s.data, ".minio.sys", "tmp", ".trash")
+	trash := filepath.Join(s.DataDir(), ".minio.sys", "tmp", ".trash")
 	entries, err := os.ReadDir(trash)
 	if err != nil {
 		if os.IsNotExist(err) {
@@ -316,19 +207,4 @@ func newClient(endpoint, accessKey, secretKey string, conns int, optFns ...func(
 		Credentials:  credentials.NewStaticCredentialsProvider(accessKey, secretKey, ""),
 		HTTPClient:   hc,
 	}, optFns...)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }

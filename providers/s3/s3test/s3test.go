@@ -66,11 +66,12 @@ type Server struct {
 	// credentials.
 	AccessKeyEnv, SecretKeyEnv string
 
-	cmd    *exec.Cmd
-	log    *tailBuffer
-	done   chan struct{}
-	client *s3.Client
-	stop   sync.Once
+	dataDir string
+	cmd     *exec.Cmd
+	log     *tailBuffer
+	done    chan struct{}
+	client  *s3.Client
+	stop    sync.Once
 }
 
 var (
@@ -237,11 +238,16 @@ func randHex(n int) string {
 }
 
 // start launches the server, retrying with new ports if one was taken meanwhile.
-func start(kind Kind, bin, dir string) (*Server, error) {
+func start(kind Kind, bin, dir string) (*Server, error) { return Launch(kind, bin, dir) }
+
+// Launch starts a server outside any test (benchmark harnesses): binary bin, data
+// under dir, extraEnv added to its environment. The caller stops it with Stop. It
+// retries with new ports if one was taken meanwhile.
+func Launch(kind Kind, bin, dir string, extraEnv ...string) (*Server, error) {
 	var err error
 	for attempt := range 3 {
 		var srv *Server
-		srv, err = launch(kind, bin, filepath.Join(dir, fmt.Sprintf("run%d", attempt)))
+		srv, err = launch(kind, bin, filepath.Join(dir, fmt.Sprintf("run%d", attempt)), extraEnv)
 		if err == nil {
 			return srv, nil
 		}
@@ -249,7 +255,7 @@ func start(kind Kind, bin, dir string) (*Server, error) {
 	return nil, err
 }
 
-func launch(kind Kind, bin, dir string) (*Server, error) {
+func launch(kind Kind, bin, dir string, extraEnv []string) (*Server, error) {
 	n := serial.Add(1)
 	srv := &Server{
 		Kind:      kind,
@@ -269,7 +275,8 @@ func launch(kind Kind, bin, dir string) (*Server, error) {
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return nil, err
 	}
-	env := append(os.Environ(), "HOME="+dir)
+	srv.dataDir = data
+	env := append(append(os.Environ(), "HOME="+dir), extraEnv...)
 	var args []string
 	switch kind {
 	case MinIO:
@@ -351,6 +358,12 @@ func (s *Server) waitReady(limit time.Duration) error {
 	}
 	return last
 }
+
+// PID is the server process's id.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
+// DataDir is the folder the server keeps its objects in.
+func (s *Server) DataDir() string { return s.dataDir }
 
 // Stop stops the server (SIGTERM, then SIGKILL) and waits for it to exit.
 func (s *Server) Stop() {
