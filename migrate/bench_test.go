@@ -40,10 +40,8 @@ func BenchmarkPipeline(b *testing.B) {
 	phases := map[string]time.Duration{}
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		t := &testing.T{}
-		_ = t
-		h := newBenchHarness(b, benchRecords)
-		m, err := Open(context.Background(), h.options(false))
+		e := newBenchEnv(b, benchRecords)
+		m, err := Open(context.Background(), e.options())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -79,48 +77,40 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 }
 
-type benchHarness struct {
-	*harness
+// benchEnv is a spec on disk and in-memory stores holding n records at two sites.
+type benchEnv struct {
+	dir    string
+	stores map[string]*mem.Store
 }
 
-func newBenchHarness(b *testing.B, n int) *benchHarness {
-	dir := b.TempDir()
-	h := &harness{dir: dir, raw: map[string]providers.Store{}, logs: &bytes.Buffer{}, now: time.Now()}
-	h.faults = nil
-	if err := os.WriteFile(dir+"/ferry.yaml", []byte(benchSpec), 0o644); err != nil {
+func newBenchEnv(b *testing.B, n int) *benchEnv {
+	e := &benchEnv{dir: b.TempDir(), stores: map[string]*mem.Store{}}
+	if err := os.WriteFile(e.dir+"/ferry.yaml", []byte(benchSpec), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	stores := map[string]*mem.Store{}
 	for _, name := range []string{"virginia", "singapore", "target"} {
 		id := fmt.Sprintf("bench-%d-%s", time.Now().UnixNano(), name)
 		mem.Reset(id)
 		b.Cleanup(func() { mem.Reset(id) })
-		stores[name] = mem.New(id)
+		e.stores[name] = mem.New(id)
 	}
 	data := bytes.Repeat([]byte("x"), 64)
 	for i := 0; i < n; i++ {
 		key := fmt.Sprintf("user-%05d/rec-%06d", i%1000, i)
 		for _, s := range []string{"virginia", "singapore"} {
-			if _, err := stores[s].Put(context.Background(), key, bytes.NewReader(data), 64, providers.PutOptions{}); err != nil {
+			if _, err := e.stores[s].Put(context.Background(), key, bytes.NewReader(data), 64, providers.PutOptions{}); err != nil {
 				b.Fatal(err)
 			}
 		}
 	}
-	h.now = time.Now()
-	bh := &benchHarness{h}
-	h.raw = map[string]providers.Store{}
-	for k, v := range stores {
-		h.raw[k] = v
-	}
-	return bh
+	return e
 }
 
-func (h *benchHarness) options(dry bool) Options {
+func (e *benchEnv) options() Options {
 	return Options{
-		SpecPath: h.dir + "/ferry.yaml",
-		DryRun:   dry,
+		SpecPath: e.dir + "/ferry.yaml",
 		OpenStore: func(ctx context.Context, cfg providers.Config) (providers.Store, error) {
-			return memNoClose{h.raw[cfg.Name].(*mem.Store)}, nil
+			return memNoClose{e.stores[cfg.Name]}, nil
 		},
 	}
 }

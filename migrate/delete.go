@@ -126,6 +126,11 @@ func ValidConfirm(confirm, digest string) error {
 	return nil
 }
 
+// delCounts are a delete run's outcomes, counted by concurrent workers.
+type delCounts struct {
+	deleted, already, skipped, changed, errs atomic.Int64
+}
+
 type delUnit struct {
 	rec  checkpoints.Record
 	idx  []int // replicas of rec in this stage's scope
@@ -193,7 +198,7 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 
 	tr := m.progress("delete", res.Scope.Replicas, res.Scope.Bytes)
 	defer tr.Finish()
-	var deleted, already, skipped, changed, errs atomic.Int64
+	var n delCounts
 	var pmu sync.Mutex
 	problem := func(key, msg string) {
 		pmu.Lock()
@@ -204,7 +209,7 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 	}
 	var units []*delUnit
 	run := func() error {
-		err := m.deleteBatch(ctx, stageName, res.Mode, units, &deleted, &already, &skipped, &changed, &errs, problem)
+		err := m.deleteBatch(ctx, res.Mode, units, &n, problem)
 		for _, u := range units {
 			tr.Add(int64(len(u.idx)), 0)
 		}
@@ -229,7 +234,7 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 	if err == nil {
 		err = run()
 	}
-	res.Deleted, res.Already, res.Skipped, res.Changed, res.Errors = deleted.Load(), already.Load(), skipped.Load(), changed.Load(), errs.Load()
+	res.Deleted, res.Already, res.Skipped, res.Changed, res.Errors = n.deleted.Load(), n.already.Load(), n.skipped.Load(), n.changed.Load(), n.errs.Load()
 	if err != nil {
 		return res, phaseErr("delete", err)
 	}
@@ -268,8 +273,7 @@ func (m *Migration) stageNames() []string {
 
 // deleteBatch runs one batch of units through: re-check the target, make the intents
 // durable, delete conditionally, confirm absence, record the outcomes (I1, I4).
-func (m *Migration) deleteBatch(ctx context.Context, stage, mode string, units []*delUnit,
-	deleted, already, skipped, changed, errs *atomic.Int64, problem func(string, string)) error {
+func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUnit, n *delCounts, problem func(string, string)) error {
 	conc := m.Spec.Copy.Concurrency
 	// 1. Re-check every target copy and resolve intents left by a crash.
 	g, gctx := errgroup.WithContext(ctx)
@@ -281,7 +285,7 @@ func (m *Migration) deleteBatch(ctx context.Context, stage, mode string, units [
 					return gctx.Err()
 				}
 				u.skip = true
-				skipped.Add(int64(len(u.idx)))
+				n.skipped.Add(int64(len(u.idx)))
 				problem(u.rec.Key, err.Error())
 				return nil
 			}
@@ -289,7 +293,7 @@ func (m *Migration) deleteBatch(ctx context.Context, stage, mode string, units [
 				p := &u.rec.Replicas[i]
 				if p.State == checkpoints.Intent {
 					if err := m.resolveIntent(gctx, p); err != nil {
-						errs.Add(1)
+						n.errs.Add(1)
 						p.LastError = errString(err)
 						problem(u.rec.Key, err.Error())
 					}
@@ -338,7 +342,7 @@ func (m *Migration) deleteBatch(ctx context.Context, stage, mode string, units [
 			p := &u.rec.Replicas[i]
 			switch p.State {
 			case checkpoints.Deleted, checkpoints.Purged:
-				already.Add(1) // by an earlier run (or settled from its intent above)
+				n.already.Add(1) // by an earlier run (or settled from its intent above)
 				continue
 			case checkpoints.Intent:
 			default:
@@ -351,17 +355,17 @@ func (m *Migration) deleteBatch(ctx context.Context, stage, mode string, units [
 				}
 				switch {
 				case err == nil:
-					deleted.Add(1)
+					n.deleted.Add(1)
 				case errors.Is(err, providers.ErrPrecondition):
 					p.State, p.LastError = checkpoints.Present, "changed after verification: not deleted; verify again"
-					changed.Add(1)
+					n.changed.Add(1)
 					problem(u.rec.Key, "replica at "+p.Site+" changed after verification: not deleted")
 				case errors.Is(err, providers.ErrNotFound):
 					p.State, p.LastError = checkpoints.Missing, "already absent when ferry came to delete it: anomaly, not a deletion"
 					problem(u.rec.Key, "replica at "+p.Site+" was already gone before the delete (anomaly)")
 					m.log.Warn("delete anomaly: replica already absent", "key", u.rec.Key, "site", p.Site)
 				default:
-					errs.Add(1)
+					n.errs.Add(1)
 					p.LastError = errString(err)
 					problem(u.rec.Key, "replica at "+p.Site+": "+err.Error())
 				}

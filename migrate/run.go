@@ -2,7 +2,6 @@ package migrate
 
 import (
 	"context"
-	"strings"
 )
 
 // RunResult is what `ferry run` reports.
@@ -65,7 +64,7 @@ func (m *Migration) Run(ctx context.Context, through, confirm string, reread boo
 	}
 	if !m.Opts.DryRun {
 		if err := ValidConfirm(confirm, res.Plan.Digest); err != nil {
-			return res, Refused("%s (run --confirm takes the plan digest)", strings.TrimSuffix(err.Error(), ""))
+			return res, Refused("%v (run --confirm takes the plan digest)", err)
 		}
 	}
 	for i, st := range m.Spec.Delete.Stages {
