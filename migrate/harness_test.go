@@ -282,6 +282,18 @@ func runThroughVerify(t *testing.T, m *Migration) *PlanResult {
 	return p
 }
 
+// mustPlanCopy plans and copies, failing the test on any error (exit 3 included).
+func mustPlanCopy(t *testing.T, m *Migration) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := m.Plan(ctx); err != nil {
+		t.Fatalf("plan: %v", err)
+	}
+	if _, err := m.Copy(ctx); err != nil {
+		t.Fatalf("copy: %v", err)
+	}
+}
+
 // deleteStage previews a stage (dry run on the same migration) and confirms it.
 func deleteStage(t *testing.T, m *Migration, stage string) (*DeleteResult, error) {
 	t.Helper()

@@ -30,12 +30,7 @@ func TestI1NoDeleteWithoutVerifiedRecheckedTarget(t *testing.T) {
 		recs := h.standardData(6)
 		m := h.open()
 		ctx := context.Background()
-		if _, err := m.Plan(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := m.Copy(ctx); err != nil {
-			t.Fatal(err)
-		}
+		mustPlanCopy(t, m)
 		// Copied but not verified: the scope is empty, nothing is deleted.
 		before := len(h.listing("singapore"))
 		if d, err := deleteStage(t, m, "canary"); err != nil || d.Deleted != 0 {
@@ -98,12 +93,7 @@ func TestI2CorruptTargetNeverVerified(t *testing.T) {
 		recs := h.standardData(4)
 		m := h.open()
 		ctx := context.Background()
-		if _, err := m.Plan(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := m.Copy(ctx); err != nil {
-			t.Fatal(err)
-		}
+		mustPlanCopy(t, m)
 		// Replace one target copy with other bytes of the same size.
 		var victim string
 		for _, r := range recs {
@@ -142,12 +132,7 @@ func TestI2CorruptReadInFlight(t *testing.T) {
 	h.faults["virginia"].CorruptOpen("u1/doc")
 	m := h.open()
 	ctx := context.Background()
-	if _, err := m.Plan(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Copy(ctx); err != nil {
-		t.Fatal(err)
-	}
+	mustPlanCopy(t, m)
 	h.faults["virginia"].Clear()
 	_, err := m.Verify(ctx, false)
 	if ExitCode(err) == ExitOK {
