@@ -275,3 +275,10 @@ func (s *Postgres) Finish(ctx context.Context, c Claim, recs []Record) error {
 		UPDATE @.workers w SET ranges = w.ranges + 1 FROM d WHERE w.id = d.worker`,
 		c.Scope, c.Round, c.Seq)
 }
+
+func (s *Postgres) Release(ctx context.Context, c Claim) error {
+	_, err := s.pool.Exec(ctx, s.sql(`UPDATE @.claims SET state = 'open', lease_until = 0
+		WHERE scope = $1 AND round = $2 AND seq = $3 AND worker = $4 AND epoch = $5 AND state = 'held'`),
+		c.Scope, c.Round, c.Seq, c.Worker, c.Epoch)
+	return s.wrap("release", err)
+}

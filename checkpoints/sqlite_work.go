@@ -304,3 +304,9 @@ func (s *SQLite) Finish(ctx context.Context, c Claim, recs []Record) error {
 		return wrap("finish", err)
 	})
 }
+
+func (s *SQLite) Release(ctx context.Context, c Claim) error {
+	_, err := s.db.ExecContext(ctx, "UPDATE claims SET state = 'open', lease_until = 0 WHERE scope = ? AND round = ? AND seq = ? AND worker = ? AND epoch = ? AND state = 'held'",
+		c.Scope, c.Round, c.Seq, c.Worker, c.Epoch)
+	return wrap("release", err)
+}

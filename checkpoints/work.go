@@ -165,6 +165,9 @@ type WorkStore interface {
 	// Finish saves recs and marks c's range done, if the caller still holds c
 	// (else *FencedError, nothing written). Durable when it returns nil.
 	Finish(ctx context.Context, c Claim, recs []Record) error
+	// Release opens c's range again if the caller still holds it (a worker giving up
+	// a range it will not finish); otherwise it does nothing.
+	Release(ctx context.Context, c Claim) error
 	// Round counts the ranges of a round by state.
 	Round(ctx context.Context, scope string, round int64) (RoundStatus, error)
 }

@@ -369,6 +369,11 @@ func (m *Migration) StageScopes(ctx context.Context, predicted bool) ([]StageSco
 }
 
 func (m *Migration) stageScope(ctx context.Context, name string, predicted bool, each func(checkpoints.Record, checkpoints.Replica) error) (StageScope, error) {
+	return m.stageScopeIn(ctx, name, predicted, checkpoints.Query{}, each)
+}
+
+// stageScopeIn is stageScope over the records q selects (a claimed key range).
+func (m *Migration) stageScopeIn(ctx context.Context, name string, predicted bool, q checkpoints.Query, each func(checkpoints.Record, checkpoints.Replica) error) (StageScope, error) {
 	st, ok := m.stage(name)
 	if !ok {
 		return StageScope{}, Errorf(ExitUsage, "no stage %q in the spec", name)
@@ -379,7 +384,8 @@ func (m *Migration) stageScope(ctx context.Context, name string, predicted bool,
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "ferry-scope-v1\nmigration %s\nstage %s\n", m.Spec.Migration, name)
-	err := m.State.Records(ctx, checkpoints.Query{Stage: name}, func(r checkpoints.Record) error {
+	q.Stage = name
+	err := m.State.Records(ctx, q, func(r checkpoints.Record) error {
 		reps := append([]checkpoints.Replica(nil), r.Replicas...)
 		sort.Slice(reps, func(i, j int) bool { return reps[i].Site < reps[j].Site })
 		for _, p := range reps {

@@ -295,6 +295,21 @@ func testWorkHeartbeatAndLeave(t *testing.T, s checkpoints.Store) {
 	if err != nil || !ok || c3.Seq != c2.Seq || c3.Epoch != c2.Epoch+1 {
 		t.Fatalf("Claim after Leave = %+v, %v, %v; want range %d at epoch %d", c3, ok, err, c2.Seq, c2.Epoch+1)
 	}
+	// Release hands a range back only from its holder at its epoch.
+	stale := c3
+	stale.Epoch--
+	if err := s.Release(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.Round(ctx, "verify", 1); st.Open != 0 {
+		t.Fatalf("Release by a stale epoch opened a range: %+v", st)
+	}
+	if err := s.Release(ctx, c3); err != nil {
+		t.Fatal(err)
+	}
+	if c4, ok, _ := s.Claim(ctx, "verify", 1, "w4", time.Minute); !ok || c4.Seq != c3.Seq || c4.Takeover {
+		t.Fatalf("after Release: %+v, %v; want range %d open again", c4, ok, c3.Seq)
+	}
 	if ws, _ := s.Workers(ctx); len(ws) != 1 || !ws[0].Left || ws[0].Alive(time.Now()) {
 		t.Fatalf("after Leave: %+v; want w1 left", ws)
 	}

@@ -47,7 +47,7 @@ with the scope digest that ` + "`ferry delete --confirm`" + ` takes.`,
 }
 
 func newCopyCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:   "copy",
 		Short: "Copy planned records to the target, checking the target's checksum against what was read",
 		Long: `copy reads each planned record from one replica (primary first), hashes it while
@@ -65,6 +65,8 @@ retried by the next run (exit 3).`,
 			}, func(w io.Writer, r any) { printCopy(w, r.(*migrate.CopyResult)) })
 		},
 	}
+	g.workerFlags(c)
+	return c
 }
 
 func newVerifyCmd(g *globals) *cobra.Command {
@@ -87,6 +89,7 @@ never deleted.`,
 		},
 	}
 	c.Flags().BoolVar(&reread, "reread", false, "read every target copy back and re-hash it")
+	g.workerFlags(c)
 	return c
 }
 
@@ -143,6 +146,7 @@ period); --restore puts a soft-deleted stage back.`,
 	c.Flags().StringVar(&confirm, "confirm", "", "the stage's scope digest (at least 8 hex characters)")
 	c.Flags().BoolVar(&restore, "restore", false, "undo a soft-deleted stage")
 	c.Flags().BoolVar(&purge, "purge", false, "remove a soft-deleted stage's kept bytes for good (after the grace period)")
+	g.workerFlags(c)
 	return c
 }
 
