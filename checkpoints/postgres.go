@@ -69,7 +69,7 @@ const (
 	pgStageCols  = "name, ord, mode, digest, state, started_at, finished_at, purged_at, restored_at, deleted, retained"
 	pgLockCols   = "id, host, pid, start, phase, acquired, lease_until, token"
 	pgWorkerCols = workerCols
-	pgClaimCols  = "scope, round, seq, lo, hi, state, worker, epoch, lease_until, resume_after, done_at"
+	pgClaimCols  = "scope, round, seq, site, lo, hi, state, worker, epoch, lease_until, resume_after, done_at"
 )
 
 // pgSchemaSQL creates the tables; "@." stands for the quoted schema and a dot. Text
@@ -174,6 +174,7 @@ CREATE TABLE IF NOT EXISTS @.claims(
 	scope text COLLATE "C" NOT NULL,
 	round bigint NOT NULL,
 	seq bigint NOT NULL,
+	site text COLLATE "C" NOT NULL DEFAULT '',
 	lo text COLLATE "C" NOT NULL,
 	hi text COLLATE "C" NOT NULL,
 	state text COLLATE "C" NOT NULL DEFAULT 'open',
@@ -710,6 +711,19 @@ func (s *Postgres) AddListed(ctx context.Context, objs []Listed) error {
 	if len(objs) == 0 {
 		return nil
 	}
+	q, args, err := s.listedInsert(objs)
+	if err != nil {
+		return s.wrap("listing", err)
+	}
+	err = s.writeTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, q, args...)
+		return err
+	})
+	return s.wrap("listing", err)
+}
+
+// listedInsert is the statement that stages objs.
+func (s *Postgres) listedInsert(objs []Listed) (string, []any, error) {
 	// One row per (key, site), the last one staged, in key order (rows are locked in
 	// a consistent order across concurrent writers).
 	type ks struct{ key, site string }
@@ -717,7 +731,7 @@ func (s *Postgres) AddListed(ctx context.Context, objs []Listed) error {
 	for i, o := range objs {
 		if err := checkText("listing: "+strconv.Quote(o.Key), "key", o.Key, "site", o.Site, "site key", o.SiteKey,
 			"etag", o.ETag, "version", o.Version, "sha256", o.SHA256); err != nil {
-			return s.wrap("listing", err)
+			return "", nil, err
 		}
 		last[ks{o.Key, o.Site}] = i
 	}
@@ -743,11 +757,7 @@ func (s *Postgres) AddListed(ctx context.Context, objs []Listed) error {
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::int8[], $8::text[])
 		ON CONFLICT (key, site) DO UPDATE SET site_key = excluded.site_key, size = excluded.size, etag = excluded.etag,
 		version = excluded.version, mtime = excluded.mtime, sha256 = excluded.sha256`)
-	err := s.writeTx(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, q, keys, sites, siteKeys, sizes, etags, versions, mtimes, shas)
-		return err
-	})
-	return s.wrap("listing", err)
+	return q, []any{keys, sites, siteKeys, sizes, etags, versions, mtimes, shas}, nil
 }
 
 func (s *Postgres) ListedCount(ctx context.Context, site string) (int64, error) {

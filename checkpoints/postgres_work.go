@@ -148,7 +148,7 @@ func (s *Postgres) Round(ctx context.Context, scope string, round int64) (RoundS
 	return st, s.wrap("round", err)
 }
 
-func (s *Postgres) Partition(ctx context.Context, scope string, ranges func() ([]Range, error)) (RoundStatus, error) {
+func (s *Postgres) Partition(ctx context.Context, scope string, resetListing bool, ranges func() ([]Range, error)) (RoundStatus, error) {
 	if err := checkText("partition", "scope", scope); err != nil {
 		return RoundStatus{}, s.wrap("partition", err)
 	}
@@ -178,16 +178,21 @@ func (s *Postgres) Partition(ctx context.Context, scope string, ranges func() ([
 		if len(rs) == 0 {
 			return nil
 		}
-		los, his, seqs := make([]string, len(rs)), make([]string, len(rs)), make([]int64, len(rs))
-		for i, r := range rs {
-			if err := checkText("partition", "lo", r.Lo, "hi", r.Hi); err != nil {
+		if resetListing {
+			if _, err := tx.Exec(ctx, s.sql("DELETE FROM @.listing")); err != nil {
 				return err
 			}
-			los[i], his[i], seqs[i] = r.Lo, r.Hi, int64(i+1)
 		}
-		_, err = tx.Exec(ctx, s.sql(`INSERT INTO @.claims(scope, round, seq, lo, hi)
-			SELECT $1, $2, u.seq, u.lo, u.hi FROM unnest($3::int8[], $4::text[], $5::text[]) AS u(seq, lo, hi)`),
-			scope, last+1, seqs, los, his)
+		sites, los, his, seqs := make([]string, len(rs)), make([]string, len(rs)), make([]string, len(rs)), make([]int64, len(rs))
+		for i, r := range rs {
+			if err := checkText("partition", "site", r.Site, "lo", r.Lo, "hi", r.Hi); err != nil {
+				return err
+			}
+			sites[i], los[i], his[i], seqs[i] = r.Site, r.Lo, r.Hi, int64(i+1)
+		}
+		_, err = tx.Exec(ctx, s.sql(`INSERT INTO @.claims(scope, round, seq, site, lo, hi)
+			SELECT $1, $2, u.seq, u.site, u.lo, u.hi FROM unnest($3::int8[], $4::text[], $5::text[], $6::text[]) AS u(seq, site, lo, hi)`),
+			scope, last+1, seqs, sites, los, his)
 		st = RoundStatus{Round: last + 1, Open: int64(len(rs))}
 		return err
 	})
@@ -212,7 +217,7 @@ func (s *Postgres) Claim(ctx context.Context, scope string, round int64, worker 
 				ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) x,
 				(SELECT `+pgNow+` AS now) n
 			WHERE c.scope = x.scope AND c.round = x.round AND c.seq = x.seq
-			RETURNING c.scope, c.round, c.seq, c.lo, c.hi, c.worker, c.epoch, c.lease_until, c.resume_after, x.prev_state, x.prev_worker`),
+			RETURNING c.scope, c.round, c.seq, c.site, c.lo, c.hi, c.worker, c.epoch, c.lease_until, c.resume_after, x.prev_state, x.prev_worker`),
 			scope, round, worker, int64(lease)), &prevState, &prevWorker)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
@@ -232,10 +237,17 @@ func (s *Postgres) Claim(ctx context.Context, scope string, round int64, worker 
 
 // fenced queues write's statements after a check, in the same transaction, that the
 // caller still holds c (same worker and epoch, lease not expired by the database's clock).
-func (s *Postgres) fenced(ctx context.Context, op string, c Claim, recs []Record, then string, args ...any) error {
+func (s *Postgres) fenced(ctx context.Context, op string, c Claim, recs []Record, listed []Listed, then string, args ...any) error {
 	b := &pgx.Batch{}
 	if err := s.queueSave(b, recs); err != nil {
 		return s.wrap(op, err)
+	}
+	if len(listed) > 0 {
+		q, largs, err := s.listedInsert(listed)
+		if err != nil {
+			return s.wrap(op, err)
+		}
+		b.Queue(q, largs...)
 	}
 	b.Queue(s.sql(then), args...)
 	var fence *FencedError
@@ -261,16 +273,16 @@ func (s *Postgres) fenced(ctx context.Context, op string, c Claim, recs []Record
 	return s.wrap(op, err)
 }
 
-func (s *Postgres) Checkpoint(ctx context.Context, c Claim, cursor string, recs []Record) error {
+func (s *Postgres) Checkpoint(ctx context.Context, c Claim, cursor string, recs []Record, listed []Listed) error {
 	if err := checkText("checkpoint", "cursor", cursor); err != nil {
 		return s.wrap("checkpoint", err)
 	}
-	return s.fenced(ctx, "checkpoint", c, recs, `UPDATE @.claims SET resume_after = $4 WHERE scope = $1 AND round = $2 AND seq = $3`,
+	return s.fenced(ctx, "checkpoint", c, recs, listed, `UPDATE @.claims SET resume_after = $4 WHERE scope = $1 AND round = $2 AND seq = $3`,
 		c.Scope, c.Round, c.Seq, cursor)
 }
 
 func (s *Postgres) Finish(ctx context.Context, c Claim, recs []Record) error {
-	return s.fenced(ctx, "finish", c, recs, `WITH d AS (UPDATE @.claims SET state = 'done', done_at = `+pgNow+`
+	return s.fenced(ctx, "finish", c, recs, nil, `WITH d AS (UPDATE @.claims SET state = 'done', done_at = `+pgNow+`
 			WHERE scope = $1 AND round = $2 AND seq = $3 RETURNING worker)
 		UPDATE @.workers w SET ranges = w.ranges + 1 FROM d WHERE w.id = d.worker`,
 		c.Scope, c.Round, c.Seq)

@@ -100,7 +100,7 @@ CREATE TABLE IF NOT EXISTS workers(
 );
 CREATE TABLE IF NOT EXISTS claims(
 	scope TEXT NOT NULL, round INTEGER NOT NULL, seq INTEGER NOT NULL,
-	lo TEXT NOT NULL, hi TEXT NOT NULL,
+	site TEXT NOT NULL DEFAULT '', lo TEXT NOT NULL, hi TEXT NOT NULL,
 	state TEXT NOT NULL DEFAULT 'open',
 	worker TEXT NOT NULL DEFAULT '', epoch INTEGER NOT NULL DEFAULT 0, lease_until INTEGER NOT NULL DEFAULT 0,
 	resume_after TEXT NOT NULL DEFAULT '', done_at INTEGER NOT NULL DEFAULT 0,
@@ -331,6 +331,13 @@ func (s *SQLite) AddListed(ctx context.Context, objs []Listed) error {
 		return wrap("listing", err)
 	}
 	defer tx.Rollback()
+	if err := addListedTx(ctx, tx, objs); err != nil {
+		return err
+	}
+	return wrap("listing", tx.Commit())
+}
+
+func addListedTx(ctx context.Context, tx *sql.Tx, objs []Listed) error {
 	st, err := tx.PrepareContext(ctx, `INSERT INTO listing(key, site, site_key, size, etag, version, mtime, sha256) VALUES(?,?,?,?,?,?,?,?)
 		ON CONFLICT(key, site) DO UPDATE SET site_key=excluded.site_key, size=excluded.size, etag=excluded.etag,
 		version=excluded.version, mtime=excluded.mtime, sha256=excluded.sha256`)
@@ -343,7 +350,7 @@ func (s *SQLite) AddListed(ctx context.Context, objs []Listed) error {
 			return wrap("listing", err)
 		}
 	}
-	return wrap("listing", tx.Commit())
+	return nil
 }
 
 func (s *SQLite) ListedCount(ctx context.Context, site string) (int64, error) {

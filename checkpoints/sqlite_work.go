@@ -168,7 +168,7 @@ func (s *SQLite) Round(ctx context.Context, scope string, round int64) (RoundSta
 	return st, wrap("round", err)
 }
 
-func (s *SQLite) Partition(ctx context.Context, scope string, ranges func() ([]Range, error)) (RoundStatus, error) {
+func (s *SQLite) Partition(ctx context.Context, scope string, resetListing bool, ranges func() ([]Range, error)) (RoundStatus, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return RoundStatus{}, wrap("partition", err)
@@ -189,13 +189,18 @@ func (s *SQLite) Partition(ctx context.Context, scope string, ranges func() ([]R
 		return RoundStatus{}, err
 	}
 	round := last + 1
-	ins, err := tx.PrepareContext(ctx, "INSERT INTO claims(scope, round, seq, lo, hi) VALUES(?, ?, ?, ?, ?)")
+	if resetListing {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM listing"); err != nil {
+			return RoundStatus{}, wrap("partition", err)
+		}
+	}
+	ins, err := tx.PrepareContext(ctx, "INSERT INTO claims(scope, round, seq, site, lo, hi) VALUES(?, ?, ?, ?, ?, ?)")
 	if err != nil {
 		return RoundStatus{}, wrap("partition", err)
 	}
 	defer ins.Close()
 	for i, r := range rs {
-		if _, err := ins.ExecContext(ctx, scope, round, i+1, r.Lo, r.Hi); err != nil {
+		if _, err := ins.ExecContext(ctx, scope, round, i+1, r.Site, r.Lo, r.Hi); err != nil {
 			return RoundStatus{}, wrap("partition", err)
 		}
 	}
@@ -205,12 +210,12 @@ func (s *SQLite) Partition(ctx context.Context, scope string, ranges func() ([]R
 	return RoundStatus{Round: round, Open: int64(len(rs))}, nil
 }
 
-const claimCols = "scope, round, seq, lo, hi, worker, epoch, lease_until, resume_after"
+const claimCols = "scope, round, seq, site, lo, hi, worker, epoch, lease_until, resume_after"
 
 func scanClaim(row interface{ Scan(...any) error }, extra ...any) (Claim, error) {
 	var c Claim
 	var till int64
-	err := row.Scan(append([]any{&c.Scope, &c.Round, &c.Seq, &c.Lo, &c.Hi, &c.Worker, &c.Epoch, &till, &c.Cursor}, extra...)...)
+	err := row.Scan(append([]any{&c.Scope, &c.Round, &c.Seq, &c.Site, &c.Lo, &c.Hi, &c.Worker, &c.Epoch, &till, &c.Cursor}, extra...)...)
 	c.LeaseTill = fromNanos(till)
 	return c, err
 }
@@ -281,9 +286,12 @@ func (s *SQLite) fenced(ctx context.Context, op string, c Claim, write func(tx *
 	return wrap(op, tx.Commit())
 }
 
-func (s *SQLite) Checkpoint(ctx context.Context, c Claim, cursor string, recs []Record) error {
+func (s *SQLite) Checkpoint(ctx context.Context, c Claim, cursor string, recs []Record, listed []Listed) error {
 	return s.fenced(ctx, "checkpoint", c, func(tx *sql.Tx, _ time.Time) error {
 		if err := saveTx(ctx, tx, recs); err != nil {
+			return err
+		}
+		if err := addListedTx(ctx, tx, listed); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, "UPDATE claims SET resume_after = ? WHERE scope = ? AND round = ? AND seq = ?", cursor, c.Scope, c.Round, c.Seq)

@@ -67,10 +67,12 @@ func (w Worker) Rate() float64 {
 	return float64(w.Records) / d
 }
 
-// Range is the keys k with Lo < k <= Hi; an empty Hi has no upper bound.
+// Range is the keys k with Lo < k <= Hi (an empty Hi has no upper bound), of one
+// site when Site is set (a plan's listing).
 type Range struct {
-	Lo string `json:"lo"`
-	Hi string `json:"hi"`
+	Site string `json:"site,omitempty"`
+	Lo   string `json:"lo"`
+	Hi   string `json:"hi"`
 }
 
 // Contains reports whether key is in the range.
@@ -82,6 +84,9 @@ func (r Range) String() string {
 	hi := r.Hi
 	if hi == "" {
 		hi = "∞"
+	}
+	if r.Site != "" {
+		return fmt.Sprintf("%s (%q, %q]", r.Site, r.Lo, hi)
 	}
 	return fmt.Sprintf("(%q, %q]", r.Lo, hi)
 }
@@ -154,14 +159,17 @@ type WorkStore interface {
 	// Partition returns the scope's current round: the latest round while any of its
 	// ranges is not done; otherwise it calls ranges and stores them as a new round
 	// (round 0 and no error when ranges returns none). Concurrent callers are
-	// serialised: one of them creates the round, the others join it.
-	Partition(ctx context.Context, scope string, ranges func() ([]Range, error)) (RoundStatus, error)
+	// serialised: one of them creates the round, the others join it. With
+	// resetListing, a new round starts from an empty staged listing (a shared plan),
+	// in the same transaction.
+	Partition(ctx context.Context, scope string, resetListing bool, ranges func() ([]Range, error)) (RoundStatus, error)
 	// Claim takes the round's first range that is open or whose lease expired,
 	// skipping ranges other transactions are claiming; false when there is none.
 	Claim(ctx context.Context, scope string, round int64, worker string, lease time.Duration) (Claim, bool, error)
-	// Checkpoint saves recs and the claim's cursor if the caller still holds c
-	// (else *FencedError, nothing written). Durable when it returns nil.
-	Checkpoint(ctx context.Context, c Claim, cursor string, recs []Record) error
+	// Checkpoint saves recs, stages listed and records the claim's cursor, if the
+	// caller still holds c (else *FencedError, nothing written). Durable when it
+	// returns nil.
+	Checkpoint(ctx context.Context, c Claim, cursor string, recs []Record, listed []Listed) error
 	// Finish saves recs and marks c's range done, if the caller still holds c
 	// (else *FencedError, nothing written). Durable when it returns nil.
 	Finish(ctx context.Context, c Claim, recs []Record) error

@@ -245,7 +245,7 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 		// more; its successor settles any intent it left by looking at the site.
 		err = m.shared(ctx, "delete/"+stageName, checkpoints.Query{Stage: stageName}, func(cctx context.Context, c checkpoints.Claim) ([]checkpoints.Record, error) {
 			save := func(ctx context.Context, recs []checkpoints.Record) error {
-				return m.State.Checkpoint(ctx, c, c.Hi, recs)
+				return m.State.Checkpoint(ctx, c, c.Hi, recs, nil)
 			}
 			units = units[:0]
 			_, err := m.stageScopeIn(cctx, stageName, false, checkpoints.Query{After: c.Lo, Through: c.Hi}, collect(cctx, save))

@@ -191,7 +191,7 @@ func (m *Migration) cut(ctx context.Context, q checkpoints.Query) ([]checkpoints
 func (m *Migration) shared(ctx context.Context, scope string, q checkpoints.Query,
 	work func(ctx context.Context, c checkpoints.Claim) ([]checkpoints.Record, error)) error {
 	w := m.worker
-	rs, err := m.State.Partition(ctx, scope, func() ([]checkpoints.Range, error) { return m.cut(ctx, q) })
+	rs, err := m.State.Partition(ctx, scope, false, func() ([]checkpoints.Range, error) { return m.cut(ctx, q) })
 	if err != nil {
 		return err
 	}

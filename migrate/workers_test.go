@@ -245,7 +245,19 @@ func TestWorkersThreeProcesses(t *testing.T) {
 	// Three workers per phase on PostgreSQL.
 	dir, target := workersSetup(t, srv, recs)
 	pg := pgStateDSN(t)
-	together(t, 1, bin, dir, pg, "plan")
+	var digests []string
+	for _, p := range together(t, 3, bin, dir, pg, "plan", "--worker", "--range-size", "64") {
+		digests = append(digests, result[struct {
+			Digest string `json:"plan_digest"`
+		}](t, p).Digest)
+	}
+	// (The digest covers the spec, which names other buckets than the one-process
+	// run's below: the workers must agree with each other, and the states must match.)
+	for i, d := range digests {
+		if d == "" || d != digests[0] {
+			t.Fatalf("plan workers report digests %q (worker %d differs)", digests, i)
+		}
+	}
 	copies := together(t, 3, bin, dir, pg, "copy", "--worker", "--range-size", "64")
 	var copied int64
 	for i, p := range copies {
@@ -295,8 +307,8 @@ func TestWorkersThreeProcesses(t *testing.T) {
 			Left    bool   `json:"left"`
 		} `json:"workers"`
 	}](t, together(t, 1, bin, dir, pg, "status")[0])
-	if len(st.Workers) != 12 {
-		t.Errorf("status lists %d workers, want 12 (3 per phase)", len(st.Workers))
+	if len(st.Workers) != 15 {
+		t.Errorf("status lists %d workers, want 15 (3 per phase)", len(st.Workers))
 	}
 	for _, w := range st.Workers {
 		if !w.Left || w.ID == "" || w.Phase == "" {

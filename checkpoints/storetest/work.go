@@ -27,6 +27,7 @@ func workTests() []struct {
 		{"WorkFencing", testWorkFencing},
 		{"WorkHeartbeatAndLeave", testWorkHeartbeatAndLeave},
 		{"WorkClaimRace", testWorkClaimRace},
+		{"WorkSharedListing", testWorkSharedListing},
 	}
 }
 
@@ -124,12 +125,12 @@ func testWorkPartitionRounds(t *testing.T, s checkpoints.Store) {
 			t.Fatal(err)
 		}
 	}
-	rs, err := s.Partition(ctx, "copy", threeRanges)
+	rs, err := s.Partition(ctx, "copy", false, threeRanges)
 	if err != nil || rs.Round != 1 || rs.Open != 3 {
 		t.Fatalf("Partition = %+v, %v; want round 1 with 3 open ranges", rs, err)
 	}
 	// While the round is unfinished, Partition joins it and does not cut again.
-	rs2, err := s.Partition(ctx, "copy", func() ([]checkpoints.Range, error) {
+	rs2, err := s.Partition(ctx, "copy", false, func() ([]checkpoints.Range, error) {
 		t.Error("Partition cut a new round while round 1 is unfinished")
 		return nil, nil
 	})
@@ -137,7 +138,7 @@ func testWorkPartitionRounds(t *testing.T, s checkpoints.Store) {
 		t.Fatalf("second Partition = %+v, %v; want round 1", rs2, err)
 	}
 	// Another scope has rounds of its own.
-	if other, err := s.Partition(ctx, "verify", threeRanges); err != nil || other.Round != 1 {
+	if other, err := s.Partition(ctx, "verify", false, threeRanges); err != nil || other.Round != 1 {
 		t.Fatalf("Partition(verify) = %+v, %v", other, err)
 	}
 	seen := map[int64]checkpoints.Claim{}
@@ -180,15 +181,15 @@ func testWorkPartitionRounds(t *testing.T, s checkpoints.Store) {
 		t.Errorf("workers finished %d ranges in all, want 3: %+v", ranges, ws)
 	}
 	// A finished round: the next Partition cuts round 2; none when there is no work.
-	if rs, err := s.Partition(ctx, "copy", func() ([]checkpoints.Range, error) { return nil, nil }); err != nil || rs.Round != 0 {
+	if rs, err := s.Partition(ctx, "copy", false, func() ([]checkpoints.Range, error) { return nil, nil }); err != nil || rs.Round != 0 {
 		t.Fatalf("Partition with no work = %+v, %v; want round 0", rs, err)
 	}
-	if rs, err := s.Partition(ctx, "copy", threeRanges); err != nil || rs.Round != 2 || rs.Open != 3 {
+	if rs, err := s.Partition(ctx, "copy", false, threeRanges); err != nil || rs.Round != 2 || rs.Open != 3 {
 		t.Fatalf("Partition after a finished round = %+v, %v; want round 2", rs, err)
 	}
 	// An error from the cutter is returned and leaves no round.
 	boom := errors.New("boom")
-	if _, err := s.Partition(ctx, "plan", func() ([]checkpoints.Range, error) { return nil, boom }); !errors.Is(err, boom) {
+	if _, err := s.Partition(ctx, "plan", false, func() ([]checkpoints.Range, error) { return nil, boom }); !errors.Is(err, boom) {
 		t.Fatalf("Partition whose cutter fails = %v; want boom", err)
 	}
 	if st, err := s.Round(ctx, "plan", 1); err != nil || st.Open+st.Held+st.Done != 0 {
@@ -198,7 +199,7 @@ func testWorkPartitionRounds(t *testing.T, s checkpoints.Store) {
 
 func testWorkFencing(t *testing.T, s checkpoints.Store) {
 	ctx := t.Context()
-	if _, err := s.Partition(ctx, "copy", func() ([]checkpoints.Range, error) {
+	if _, err := s.Partition(ctx, "copy", false, func() ([]checkpoints.Range, error) {
 		return []checkpoints.Range{{Lo: "", Hi: ""}}, nil
 	}); err != nil {
 		t.Fatal(err)
@@ -210,13 +211,13 @@ func testWorkFencing(t *testing.T, s checkpoints.Store) {
 	}
 	// Within its lease, the holder's checkpoint is written.
 	first := fullRecord("k1", 1)
-	if err := s.Checkpoint(ctx, old, "k1", []checkpoints.Record{first}); err != nil {
+	if err := s.Checkpoint(ctx, old, "k1", []checkpoints.Record{first}, nil); err != nil {
 		t.Fatalf("Checkpoint within the lease: %v", err)
 	}
 	time.Sleep(lease + 200*time.Millisecond)
 	// Expired and not yet taken over: still rejected, since the lease was lost.
 	late := fullRecord("k2", 2)
-	if err := s.Checkpoint(ctx, old, "k2", []checkpoints.Record{late}); !errors.Is(err, checkpoints.ErrFenced) {
+	if err := s.Checkpoint(ctx, old, "k2", []checkpoints.Record{late}, nil); !errors.Is(err, checkpoints.ErrFenced) {
 		t.Fatalf("Checkpoint after the lease ran out = %v; want ErrFenced", err)
 	}
 	// Taken over: a new epoch, the cursor of the last checkpoint.
@@ -258,7 +259,7 @@ func testWorkHeartbeatAndLeave(t *testing.T, s checkpoints.Store) {
 	if err := s.Join(ctx, worker(t, "w1", "verify"), time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Partition(ctx, "verify", threeRanges); err != nil {
+	if _, err := s.Partition(ctx, "verify", false, threeRanges); err != nil {
 		t.Fatal(err)
 	}
 	c, _, err := s.Claim(ctx, "verify", 1, "w1", time.Second)
@@ -318,7 +319,7 @@ func testWorkHeartbeatAndLeave(t *testing.T, s checkpoints.Store) {
 func testWorkClaimRace(t *testing.T, s checkpoints.Store) {
 	ctx := t.Context()
 	const n = 40
-	if _, err := s.Partition(ctx, "copy", func() ([]checkpoints.Range, error) {
+	if _, err := s.Partition(ctx, "copy", false, func() ([]checkpoints.Range, error) {
 		rs := make([]checkpoints.Range, n)
 		for i := range rs {
 			rs[i] = checkpoints.Range{Lo: fmt.Sprintf("k%03d", i), Hi: fmt.Sprintf("k%03d", i+1)}
@@ -366,5 +367,64 @@ func testWorkClaimRace(t *testing.T, s checkpoints.Store) {
 	}
 	if st, err := s.Round(ctx, "copy", 1); err != nil || st.Done != n {
 		t.Fatalf("Round = %+v, %v; want %d done", st, err, n)
+	}
+}
+
+func testWorkSharedListing(t *testing.T, s checkpoints.Store) {
+	ctx := t.Context()
+	listed := func(site string, keys ...string) []checkpoints.Listed {
+		var out []checkpoints.Listed
+		for _, k := range keys {
+			out = append(out, checkpoints.Listed{Site: site, Key: k, SiteKey: k, Size: 1, ETag: "e-" + k})
+		}
+		return out
+	}
+	count := func(site string) int64 {
+		t.Helper()
+		n, err := s.ListedCount(ctx, site)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if err := s.AddListed(ctx, listed(siteVA, "stale1", "stale2")); err != nil {
+		t.Fatal(err)
+	}
+	cut := func() ([]checkpoints.Range, error) {
+		return []checkpoints.Range{{Site: siteVA, Hi: "m"}, {Site: siteVA, Lo: "m"}, {Site: siteSG}}, nil
+	}
+	if _, err := s.Partition(ctx, "plan", true, cut); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(siteVA); n != 0 {
+		t.Fatalf("a new plan round kept %d staged objects of an earlier listing", n)
+	}
+	c, ok, err := s.Claim(ctx, "plan", 1, "w1", 300*time.Millisecond)
+	if err != nil || !ok || c.Site != siteVA || c.Hi != "m" {
+		t.Fatalf("Claim = %+v, %v, %v; want the first range of %s", c, ok, err, siteVA)
+	}
+	if err := s.Checkpoint(ctx, c, "c", nil, listed(siteVA, "a", "b", "c")); err != nil {
+		t.Fatalf("Checkpoint with a listing page: %v", err)
+	}
+	if n := count(siteVA); n != 3 {
+		t.Fatalf("%d objects staged, want 3", n)
+	}
+	// Rejoining the unfinished round does not reset what it staged.
+	if _, err := s.Partition(ctx, "plan", true, cut); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(siteVA); n != 3 {
+		t.Fatalf("rejoining the round reset the listing: %d staged", n)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if err := s.Checkpoint(ctx, c, "e", nil, listed(siteVA, "d", "e")); !errors.Is(err, checkpoints.ErrFenced) {
+		t.Fatalf("Checkpoint after the lease = %v; want ErrFenced", err)
+	}
+	if n := count(siteVA); n != 3 {
+		t.Fatalf("a fenced Checkpoint staged objects: %d", n)
+	}
+	next, ok, err := s.Claim(ctx, "plan", 1, "w2", time.Minute)
+	if err != nil || !ok || next.Seq != c.Seq || next.Cursor != "c" || next.Site != siteVA {
+		t.Fatalf("takeover = %+v, %v, %v; want range %d resuming after %q", next, ok, err, c.Seq, "c")
 	}
 }

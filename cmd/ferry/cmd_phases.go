@@ -25,7 +25,7 @@ func (g *globals) withMigration(cmd *cobra.Command, fn func(ctx context.Context,
 }
 
 func newPlanCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:   "plan",
 		Short: "List every site, reconcile replicas, store the inventory and print the plan digest",
 		Long: `plan lists every site at once, groups the objects with the same relative key into
@@ -36,7 +36,8 @@ It prints the plan digest (covering the spec and the sorted inventory) and, for
 each deletion stage, the scope the stage will have once everything verifies,
 with the scope digest that ` + "`ferry delete --confirm`" + ` takes.`,
 		Example: `  ferry plan
-  ferry plan --dry-run --json     # what CI runs on every spec change`,
+  ferry plan --dry-run --json     # what CI runs on every spec change
+  ferry plan --worker             # one of many processes listing huge sites together`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withMigration(cmd, func(ctx context.Context, m *migrate.Migration) (any, error) {
@@ -44,6 +45,8 @@ with the scope digest that ` + "`ferry delete --confirm`" + ` takes.`,
 			}, func(w io.Writer, r any) { printPlan(w, r.(*migrate.PlanResult)) })
 		},
 	}
+	g.workerFlags(c)
+	return c
 }
 
 func newCopyCmd(g *globals) *cobra.Command {
