@@ -70,10 +70,14 @@ func (m *Migration) enter(ctx context.Context, phase string) error {
 	m.lockMu.Lock()
 	defer m.lockMu.Unlock()
 	if m.worker != nil {
-		if m.worker.phase != phase {
-			return Errorf(ExitUsage, "this process is a %s worker; it cannot also work %s", m.worker.phase, phase)
+		if m.worker.phase == phase {
+			return nil
 		}
-		return nil
+		// The previous phase is over for this process: leave it, join the next.
+		if err := m.worker.leave(ctx); err != nil {
+			return Errorf(ExitRuntime, "%w", err)
+		}
+		m.worker = nil
 	}
 	self := checkpoints.Self(phase)
 	b := make([]byte, 4)

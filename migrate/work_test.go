@@ -211,3 +211,97 @@ func TestSharedPlanResumesARange(t *testing.T) {
 		t.Fatalf("no worker resumed the abandoned range after its cursor %q:\n%s", cursor, h.logs.String())
 	}
 }
+
+// The delete guards hold for workers as for one process: a wrong digest, a stage out
+// of order and a scope over max_delete are refused before anything is deleted, and
+// workers of one stage exclude workers of another.
+func TestSharedDeleteGuards(t *testing.T) {
+	h := newHarness(t, storeKinds[1], strings.Replace(fmt.Sprintf(sitesYAML, "fail"), "mode: soft\n", "mode: soft\n  max_delete: 50%\n", 1))
+	h.standardData(20)
+	state := filepath.Join(h.dir, "shared.db")
+	for _, phase := range []string{"plan", "copy", "verify"} {
+		for i, err := range h.workers(2, state, 8, func(m *Migration) error {
+			var err error
+			switch phase {
+			case "plan":
+				_, err = m.Plan(context.Background())
+			case "copy":
+				_, err = m.Copy(context.Background())
+			default:
+				_, err = m.Verify(context.Background(), false)
+			}
+			return err
+		}) {
+			if err != nil {
+				t.Fatalf("%s worker %d: %v", phase, i, err)
+			}
+		}
+	}
+	before := map[string]int{}
+	for _, site := range []string{"virginia", "singapore", "archive"} {
+		before[site] = len(h.listing(site))
+	}
+	scope := func(m *Migration, stage string) string {
+		sc, err := m.stageScope(context.Background(), stage, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sc.Digest
+	}
+	check := func(what string, errs []error, want string) {
+		t.Helper()
+		for i, err := range errs {
+			if ExitCode(err) != ExitRefused || !strings.Contains(err.Error(), want) {
+				t.Fatalf("%s, worker %d: %v; want exit 5 naming %q", what, i, err, want)
+			}
+		}
+		for site, n := range before {
+			if got := len(h.listing(site)); got != n {
+				t.Fatalf("%s: %s holds %d replicas, had %d", what, site, got, n)
+			}
+		}
+	}
+	check("wrong digest", h.workers(2, state, 8, func(m *Migration) error {
+		_, err := m.Delete(context.Background(), "canary", "deadbeefdeadbeef")
+		return err
+	}), "does not match")
+	check("stage out of order", h.workers(2, state, 8, func(m *Migration) error {
+		_, err := m.Delete(context.Background(), "primary", scope(m, "primary")[:16])
+		return err
+	}), "must finish before")
+	for i, err := range h.workers(2, state, 8, func(m *Migration) error {
+		_, err := m.Delete(context.Background(), "canary", scope(m, "canary")[:16])
+		return err
+	}) {
+		if err != nil {
+			t.Fatalf("canary worker %d: %v", i, err)
+		}
+	}
+	for site := range before {
+		before[site] = len(h.listing(site))
+	}
+	check("over max_delete", h.workers(2, state, 8, func(m *Migration) error {
+		_, err := m.Delete(context.Background(), "backups", scope(m, "backups")[:16])
+		return err
+	}), "max_delete")
+
+	// A worker of another stage is refused while one of this stage is alive.
+	opts := h.options(false)
+	opts.StateDSN, opts.Worker = state, true
+	a, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.enter(context.Background(), "delete/canary"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Delete(context.Background(), "backups", scope(b, "backups")[:16]); ExitCode(err) != ExitRefused || !strings.Contains(err.Error(), "delete/canary") {
+		t.Fatalf("a backups worker beside a live canary worker: %v; want refused", err)
+	}
+}
