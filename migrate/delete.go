@@ -331,6 +331,7 @@ func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUn
 	if err := m.State.Save(ctx, intents); err != nil {
 		return Errorf(ExitRuntime, "recording delete intents: %w", err)
 	}
+	failpoint("delete-after-intent")
 	// 3. Delete exactly the verified version, then confirm absence.
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(conc)
@@ -468,6 +469,7 @@ func (m *Migration) deleteReplica(ctx context.Context, p *checkpoints.Replica, m
 	} else {
 		err = store.(providers.ConditionalDeleter).DeleteIf(ctx, p.SiteKey, expect)
 	}
+	failpoint("delete-after-call")
 	if err != nil {
 		return err
 	}

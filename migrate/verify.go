@@ -129,6 +129,7 @@ func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, err
 				}
 				out.Replicas = slices.DeleteFunc(out.Replicas, func(p checkpoints.Replica) bool { return p.Site == "" })
 			}
+			failpoint("verify-after-check")
 			tr.Add(1, n)
 			if err := batch.Add(gctx, out); err != nil {
 				return err
