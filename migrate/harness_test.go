@@ -22,6 +22,7 @@ import (
 	"github.com/ferrymigrate/ferry/providers/faulty"
 	"github.com/ferrymigrate/ferry/providers/file"
 	"github.com/ferrymigrate/ferry/providers/mem"
+	"github.com/ferrymigrate/ferry/providers/s3"
 	"github.com/ferrymigrate/ferry/providers/s3/s3test"
 )
 
@@ -306,8 +307,13 @@ func deleteStage(t *testing.T, m *Migration, stage string) (*DeleteResult, error
 
 var errInjected = errors.New("injected fault")
 
-// TestMain stops the shared S3 test servers when the tests end.
-func TestMain(m *testing.M) { s3test.Main(m) }
+// TestMain stops the shared S3 test servers when the tests end. The S3 stores retry
+// after a short fixed delay: the fault suite throws hundreds of 503s and dropped
+// connections, and the SDK's backoff (up to 20s) would only add waiting.
+func TestMain(m *testing.M) {
+	s3.SetTestBackoff(20 * time.Millisecond)
+	s3test.Main(m)
+}
 
 func statFile(p string) (int64, error) {
 	fi, err := os.Stat(p)
