@@ -459,6 +459,11 @@ func (m *Migration) resolveIntent(ctx context.Context, p *checkpoints.Replica) e
 func (m *Migration) deleteReplica(ctx context.Context, p *checkpoints.Replica, mode string) error {
 	store := m.Sites[p.Site]
 	expect := replicaObject(*p)
+	// A delete answering success proves nothing for a key already gone (S3 answers 204
+	// for any key): the replica must be there before the call, or it is an anomaly.
+	if _, err := store.Stat(ctx, p.SiteKey); err != nil {
+		return err
+	}
 	var err error
 	if mode == "soft" {
 		var h string
