@@ -2,12 +2,14 @@ package migrate_test
 
 import (
 	"bytes"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +17,8 @@ import (
 	"github.com/ferrymigrate/ferry/migrate"
 	"github.com/ferrymigrate/ferry/migrate/certificate"
 	"github.com/ferrymigrate/ferry/migrate/synth"
+
+	_ "modernc.org/sqlite"
 )
 
 // runFerry runs the real binary once with env added and reports whether it died of
@@ -217,4 +221,71 @@ func lastLine(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+// Scenario 9, end to end with the real binary: a ferry killed mid-copy leaves its lock
+// behind. Held by a process of another host (as with a shared state), it refuses
+// every phase (exit 5, naming the holder) while its lease runs and is taken over once
+// the lease has expired; held by a dead process of this host, it is taken over at once.
+func TestLockOfKilledFerry(t *testing.T) {
+	bin := buildFerry(t)
+	dir, recs, _ := crashSetup(t, 4)
+	if killed, out := runFerry(t, bin, dir, nil, nil, "plan"); killed {
+		t.Fatal(out)
+	}
+	killed, _ := runFerry(t, bin, dir, []string{"FERRY_FAILPOINT=copy-after-put@1"}, nil, "copy")
+	if !killed {
+		t.Fatal("copy was not killed at its first target write")
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "ferry.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var host string
+	var pid int
+	if err := db.QueryRow("SELECT host, pid FROM lock WHERE id = 1").Scan(&host, &pid); err != nil {
+		t.Fatalf("the killed copy left no lock: %v", err)
+	}
+	setLock := func(host string, till time.Time) {
+		t.Helper()
+		if _, err := db.Exec("UPDATE lock SET host = ?, lease_until = ? WHERE id = 1", host, till.UnixNano()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused := func(args ...string) {
+		t.Helper()
+		_, out := runFerry(t, bin, dir, nil, []int{5}, args...)
+		if !strings.Contains(out, "another ferry holds this migration") || !strings.Contains(out, "other-host.invalid") {
+			t.Fatalf("%v while another host's lease runs: %s", args, out)
+		}
+	}
+
+	// Another host's killed ferry: refused while its lease runs.
+	copied := listDir(t, filepath.Join(dir, "target"))
+	setLock("other-host.invalid", time.Now().Add(time.Hour))
+	refused("copy")
+	refused("verify")
+	refused("delete", "--stage", "canary", "--confirm", "deadbeefdeadbeef")
+	if n := len(listDir(t, filepath.Join(dir, "target"))); n != len(copied) {
+		t.Fatalf("%d records copied while the lock was held elsewhere", n-len(copied))
+	}
+	// Its lease expired: taken over.
+	setLock("other-host.invalid", time.Now().Add(-time.Second))
+	if killed, out := runFerry(t, bin, dir, nil, nil, "copy"); killed {
+		t.Fatal(out)
+	}
+	if n := len(listDir(t, filepath.Join(dir, "target"))); n != len(recs) {
+		t.Fatalf("target holds %d of %d records after the takeover", n, len(recs))
+	}
+
+	// A dead ferry of this host with an hour of lease left: taken over at once.
+	if killed, _ := runFerry(t, bin, dir, []string{"FERRY_FAILPOINT=verify-after-check@1"}, nil, "verify"); !killed {
+		t.Fatal("verify was not killed")
+	}
+	hostname, _ := os.Hostname()
+	setLock(hostname, time.Now().Add(time.Hour))
+	if killed, out := runFerry(t, bin, dir, nil, nil, "verify"); killed {
+		t.Fatal(out)
+	}
 }
