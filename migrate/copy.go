@@ -129,7 +129,7 @@ func (m *Migration) Copy(ctx context.Context) (*CopyResult, error) {
 		})
 		return nil
 	})
-	if werr := g.Wait(); err == nil {
+	if werr := g.Wait(); err == nil || werr != nil && errors.Is(err, context.Canceled) {
 		err = werr
 	}
 	if cerr := batch.Close(context.WithoutCancel(ctx)); err == nil {

@@ -143,7 +143,7 @@ func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, err
 		})
 		return nil
 	})
-	if werr := g.Wait(); err == nil {
+	if werr := g.Wait(); err == nil || werr != nil && errors.Is(err, context.Canceled) {
 		err = werr
 	}
 	// The verified state is durable before verify reports success (I4).
