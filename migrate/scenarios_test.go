@@ -5,7 +5,12 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,6 +20,7 @@ import (
 	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/providers"
 	"github.com/ferrymigrate/ferry/providers/faulty"
+	"github.com/ferrymigrate/ferry/providers/file"
 	"github.com/ferrymigrate/ferry/providers/s3/s3test"
 )
 
@@ -177,4 +183,108 @@ func TestDeleteRaceS3(t *testing.T) {
 	if r.State != checkpoints.Verified || sumOf(t, px.direct["target"], "u1/doc") != sha256.Sum256([]byte("one")) {
 		t.Fatalf("u1/doc is %s and not intact at the target", r.State)
 	}
+}
+
+// hostileSite lists, besides its own objects, keys a hostile or broken server could
+// return: "..", absolute, NUL. Opening them yields bytes.
+type hostileSite struct {
+	providers.Store
+	keys []string
+}
+
+func (h hostileSite) List(ctx context.Context, fn func(providers.Object) error) error {
+	if err := h.Store.List(ctx, fn); err != nil {
+		return err
+	}
+	for _, k := range h.keys {
+		if err := fn(providers.Object{Key: k, Size: 4, ETag: "e"}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h hostileSite) hostile(key string) bool { return slices.Contains(h.keys, key) }
+
+func (h hostileSite) Stat(ctx context.Context, key string) (providers.Object, error) {
+	if h.hostile(key) {
+		return providers.Object{Key: key, Size: 4, ETag: "e"}, nil
+	}
+	return h.Store.Stat(ctx, key)
+}
+
+func (h hostileSite) Open(ctx context.Context, key string) (io.ReadCloser, providers.Object, error) {
+	if h.hostile(key) {
+		return io.NopCloser(strings.NewReader("evil")), providers.Object{Key: key, Size: 4, ETag: "e"}, nil
+	}
+	return h.Store.Open(ctx, key)
+}
+
+// Bad input: a site listing keys that try to escape a file target's root ("../",
+// absolute, NUL) never gets a byte written outside it; the other records migrate.
+// And keys that differ only in case or unicode normalisation are never merged: each
+// is its own record with its own bytes at the target.
+func TestHostileKeysAndTwins(t *testing.T) {
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
+	jail := filepath.Join(h.dir, "jail")
+	os.MkdirAll(filepath.Join(jail, "target"), 0o755)
+	tgt, err := file.New(filepath.Join(jail, "target"), file.Options{Migration: "test-migration"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.raw["target"], h.faults["target"] = tgt, faulty.Wrap(tgt)
+	evil := []string{"u1/../../escape", "../escape2", "/tmp/ferry-escape-abs", "u1/nul\x00byte", "u1/..", ".."}
+	h.faults["virginia"] = faulty.Wrap(hostileSite{h.raw["virginia"], evil})
+	twins := map[string]string{
+		"u2/Doc": "capital", "u2/doc": "lower", "u2/DOC": "upper",
+		"u2/caf\u00e9": "nfc", "u2/cafe\u0301": "nfd",
+	}
+	for k, v := range twins {
+		h.put("virginia", k, []byte(v))
+	}
+	h.put("singapore", "u2/cafe\u0301", []byte("nfd")) // a replica of the NFD twin only
+	m := h.open()
+	ctx := context.Background()
+	_, perr := m.Plan(ctx)
+	_, cerr := m.Copy(ctx)
+	t.Logf("plan: %v; copy: %v", perr, cerr)
+	// Nothing outside the target's root.
+	filepath.WalkDir(jail, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasPrefix(p, filepath.Join(jail, "target")+string(filepath.Separator)) {
+			t.Errorf("written outside the target's root: %s", p)
+		}
+		return nil
+	})
+	for _, p := range []string{"/tmp/ferry-escape-abs", filepath.Join(h.dir, "escape"), filepath.Join(h.dir, "escape2")} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("escaped to %s", p)
+		}
+	}
+	got := h.listing("target")
+	for _, k := range evil {
+		if _, ok := got[k]; ok {
+			t.Errorf("hostile key %q reached the target", k)
+		}
+	}
+	// The twins: five records, five files, each its own bytes.
+	if _, err := m.Verify(ctx, true); err != nil && ExitCode(err) != ExitIncomplete {
+		t.Fatal(err)
+	}
+	for k, v := range twins {
+		if b, ok := got[k]; !ok || string(h.read("target", k)) != v {
+			t.Fatalf("twin %q: at target %v, bytes %q, want %q", k, ok, h.read("target", k), v)
+		} else if b.Size != int64(len(v)) {
+			t.Fatalf("twin %q has %d bytes", k, b.Size)
+		}
+		if r := record(t, m, k); r.State != checkpoints.Verified || len(r.Replicas) != 1+b2i(k == "u2/cafe\u0301") {
+			t.Fatalf("twin %q: %s with %d replicas: merged with another key?", k, r.State, len(r.Replicas))
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
