@@ -68,4 +68,3 @@ func (r *Restricted) Credentials() map[string]string {
 func (r *Restricted) YAML() string {
 	return fmt.Sprintf("{access_key_env: %s, secret_key_env: %s, session_token_env: %s}", r.AccessKeyEnv, r.SecretKeyEnv, r.SessionTokenEnv)
 }
-
