@@ -121,6 +121,9 @@ type Query struct {
 	States []RecordState
 	User   string
 	After  string // keyset pagination: keys strictly greater than After
+	// Through bounds the keys from above (keys <= Through) when set: with After, one
+	// claimed Range.
+	Through string
 	// Stage and ReplicaStates select records having a replica assigned to Stage
 	// (and, if given, in one of ReplicaStates).
 	Stage         string
@@ -228,6 +231,8 @@ type Store interface {
 	SaveStage(ctx context.Context, s StageState) error
 
 	Stats(ctx context.Context, now time.Time) (Stats, error)
+
+	WorkStore
 
 	Close() error
 }

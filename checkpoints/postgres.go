@@ -58,14 +58,18 @@ var pgTables = []struct{ name, cols string }{
 	{"listing", pgListCols},
 	{"stages", pgStageCols},
 	{"lock", pgLockCols},
+	{"workers", pgWorkerCols},
+	{"claims", pgClaimCols},
 }
 
 const (
-	pgRecCols   = "key, user_name, size, state, sha256, crc32c, source, target_key, target_etag, target_version, copied_at, verified_at, attempts, last_error, conflict, updated_at"
-	pgRepCols   = "key, site, site_key, primary_site, size, etag, version, mtime, sha256, state, stage, mode, handle, intent_at, deleted_at, purged_at, confirmed_absent, last_error"
-	pgListCols  = "key, site, site_key, size, etag, version, mtime, sha256"
-	pgStageCols = "name, ord, mode, digest, state, started_at, finished_at, purged_at, restored_at, deleted, retained"
-	pgLockCols  = "id, host, pid, start, phase, acquired, lease_until, token"
+	pgRecCols    = "key, user_name, size, state, sha256, crc32c, source, target_key, target_etag, target_version, copied_at, verified_at, attempts, last_error, conflict, updated_at"
+	pgRepCols    = "key, site, site_key, primary_site, size, etag, version, mtime, sha256, state, stage, mode, handle, intent_at, deleted_at, purged_at, confirmed_absent, last_error"
+	pgListCols   = "key, site, site_key, size, etag, version, mtime, sha256"
+	pgStageCols  = "name, ord, mode, digest, state, started_at, finished_at, purged_at, restored_at, deleted, retained"
+	pgLockCols   = "id, host, pid, start, phase, acquired, lease_until, token"
+	pgWorkerCols = workerCols
+	pgClaimCols  = "scope, round, seq, site, lo, hi, state, worker, epoch, lease_until, resume_after, done_at"
 )
 
 // pgSchemaSQL creates the tables; "@." stands for the quoted schema and a dot. Text
@@ -152,6 +156,36 @@ CREATE TABLE IF NOT EXISTS @.lock(
 	lease_until bigint NOT NULL,
 	token text COLLATE "C" NOT NULL
 );
+CREATE TABLE IF NOT EXISTS @.workers(
+	id text COLLATE "C" PRIMARY KEY,
+	host text COLLATE "C" NOT NULL,
+	pid bigint NOT NULL,
+	start bigint NOT NULL,
+	phase text COLLATE "C" NOT NULL,
+	joined bigint NOT NULL,
+	heartbeat bigint NOT NULL,
+	lease_until bigint NOT NULL,
+	left_at bigint NOT NULL DEFAULT 0,
+	ranges bigint NOT NULL DEFAULT 0,
+	records bigint NOT NULL DEFAULT 0,
+	bytes bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS @.claims(
+	scope text COLLATE "C" NOT NULL,
+	round bigint NOT NULL,
+	seq bigint NOT NULL,
+	site text COLLATE "C" NOT NULL DEFAULT '',
+	lo text COLLATE "C" NOT NULL,
+	hi text COLLATE "C" NOT NULL,
+	state text COLLATE "C" NOT NULL DEFAULT 'open',
+	worker text COLLATE "C" NOT NULL DEFAULT '',
+	epoch bigint NOT NULL DEFAULT 0,
+	lease_until bigint NOT NULL DEFAULT 0,
+	resume_after text COLLATE "C" NOT NULL DEFAULT '',
+	done_at bigint NOT NULL DEFAULT 0,
+	PRIMARY KEY(scope, round, seq)
+);
+CREATE INDEX IF NOT EXISTS claims_worker ON @.claims(worker, state);
 `
 
 // pgNow is the database's clock in nanoseconds (microsecond resolution). Leases are
@@ -580,6 +614,9 @@ func (s *Postgres) Lock(ctx context.Context, holder LockInfo, lease time.Duratio
 		h := holder
 		h.Token = newToken()
 		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", s.lockKey()); err != nil {
+				return err
+			}
 			var now int64
 			cur, ok, err := scanPGLock(tx.QueryRow(ctx, s.sql("SELECT host, pid, start, phase, acquired, lease_until, token, "+pgNow+" FROM @.lock WHERE id = 1 FOR UPDATE")), &now)
 			if err != nil {
@@ -587,6 +624,11 @@ func (s *Postgres) Lock(ctx context.Context, holder LockInfo, lease time.Duratio
 			}
 			if ok && HolderAlive(cur, fromNanos(now)) {
 				return &LockedError{Holder: cur}
+			}
+			if w, ok, err := s.liveWorker(ctx, tx, fromNanos(now), ""); err != nil {
+				return err
+			} else if ok {
+				return &LockedError{Holder: w.lockInfo()}
 			}
 			var acq, till int64
 			if ok {
@@ -669,6 +711,19 @@ func (s *Postgres) AddListed(ctx context.Context, objs []Listed) error {
 	if len(objs) == 0 {
 		return nil
 	}
+	q, args, err := s.listedInsert(objs)
+	if err != nil {
+		return s.wrap("listing", err)
+	}
+	err = s.writeTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, q, args...)
+		return err
+	})
+	return s.wrap("listing", err)
+}
+
+// listedInsert is the statement that stages objs.
+func (s *Postgres) listedInsert(objs []Listed) (string, []any, error) {
 	// One row per (key, site), the last one staged, in key order (rows are locked in
 	// a consistent order across concurrent writers).
 	type ks struct{ key, site string }
@@ -676,7 +731,7 @@ func (s *Postgres) AddListed(ctx context.Context, objs []Listed) error {
 	for i, o := range objs {
 		if err := checkText("listing: "+strconv.Quote(o.Key), "key", o.Key, "site", o.Site, "site key", o.SiteKey,
 			"etag", o.ETag, "version", o.Version, "sha256", o.SHA256); err != nil {
-			return s.wrap("listing", err)
+			return "", nil, err
 		}
 		last[ks{o.Key, o.Site}] = i
 	}
@@ -702,11 +757,7 @@ func (s *Postgres) AddListed(ctx context.Context, objs []Listed) error {
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::int8[], $8::text[])
 		ON CONFLICT (key, site) DO UPDATE SET site_key = excluded.site_key, size = excluded.size, etag = excluded.etag,
 		version = excluded.version, mtime = excluded.mtime, sha256 = excluded.sha256`)
-	err := s.writeTx(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, q, keys, sites, siteKeys, sizes, etags, versions, mtimes, shas)
-		return err
-	})
-	return s.wrap("listing", err)
+	return q, []any{keys, sites, siteKeys, sizes, etags, versions, mtimes, shas}, nil
 }
 
 func (s *Postgres) ListedCount(ctx context.Context, site string) (int64, error) {
@@ -981,6 +1032,13 @@ func (s *Postgres) Records(ctx context.Context, q Query, fn func(Record) error) 
 			}
 			where = append(where, "convert_to(r.key, 'UTF8') > "+arg([]byte(after)))
 		}
+		switch {
+		case q.Through == "":
+		case pgText(q.Through):
+			where = append(where, "r.key <= "+arg(q.Through))
+		default:
+			where = append(where, "convert_to(r.key, 'UTF8') <= "+arg([]byte(q.Through)))
+		}
 		if len(q.States) > 0 {
 			where = append(where, "r.state = ANY("+arg(states)+"::text[])")
 		}
@@ -1084,6 +1142,19 @@ func (s *Postgres) Save(ctx context.Context, recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	b := &pgx.Batch{}
+	if err := s.queueSave(b, recs); err != nil {
+		return s.wrap("save", err)
+	}
+	err := s.writeTx(ctx, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
+	return s.wrap("save", err)
+}
+
+// queueSave queues the statements that upsert recs with their replicas onto b.
+func (s *Postgres) queueSave(b *pgx.Batch, recs []Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
 	// The last write of a key wins; within a record, the last replica of a site.
 	last := make(map[string]int, len(recs))
 	for i := range recs {
@@ -1102,14 +1173,14 @@ func (s *Postgres) Save(ctx context.Context, recs []Record) error {
 	var pc pgRepColumns
 	for _, r := range uniq {
 		if err := rc.add(r); err != nil {
-			return s.wrap("save", err)
+			return err
 		}
 		for j := range r.Replicas {
 			if slices.ContainsFunc(r.Replicas[j+1:], func(q Replica) bool { return q.Site == r.Replicas[j].Site }) {
 				continue // a later replica of the same site replaces this one
 			}
 			if err := pc.add(r.Key, &r.Replicas[j]); err != nil {
-				return s.wrap("save", err)
+				return err
 			}
 		}
 	}
@@ -1126,16 +1197,12 @@ func (s *Postgres) Save(ctx context.Context, recs []Record) error {
 	ins := s.sql(`INSERT INTO @.replicas(` + pgRepCols + `)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int8[], $6::text[], $7::text[], $8::int8[], $9::text[],
 			$10::text[], $11::text[], $12::text[], $13::text[], $14::int8[], $15::int8[], $16::int8[], $17::bool[], $18::text[])`)
-	err := s.writeTx(ctx, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		b.Queue(upsert, append(rc.args(), now)...)
-		b.Queue(del, rc.key)
-		if len(pc.key) > 0 {
-			b.Queue(ins, pc.args()...)
-		}
-		return tx.SendBatch(ctx, b).Close()
-	})
-	return s.wrap("save", err)
+	b.Queue(upsert, append(rc.args(), now)...)
+	b.Queue(del, rc.key)
+	if len(pc.key) > 0 {
+		b.Queue(ins, pc.args()...)
+	}
+	return nil
 }
 
 // ---- stages ----

@@ -92,6 +92,22 @@ CREATE TABLE IF NOT EXISTS lock(
 	phase TEXT NOT NULL, acquired INTEGER NOT NULL, lease_until INTEGER NOT NULL,
 	token TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS workers(
+	id TEXT PRIMARY KEY,
+	host TEXT NOT NULL, pid INTEGER NOT NULL, start INTEGER NOT NULL, phase TEXT NOT NULL,
+	joined INTEGER NOT NULL, heartbeat INTEGER NOT NULL, lease_until INTEGER NOT NULL,
+	left_at INTEGER NOT NULL DEFAULT 0,
+	ranges INTEGER NOT NULL DEFAULT 0, records INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS claims(
+	scope TEXT NOT NULL, round INTEGER NOT NULL, seq INTEGER NOT NULL,
+	site TEXT NOT NULL DEFAULT '', lo TEXT NOT NULL, hi TEXT NOT NULL,
+	state TEXT NOT NULL DEFAULT 'open',
+	worker TEXT NOT NULL DEFAULT '', epoch INTEGER NOT NULL DEFAULT 0, lease_until INTEGER NOT NULL DEFAULT 0,
+	resume_after TEXT NOT NULL DEFAULT '', done_at INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY(scope, round, seq)
+);
+CREATE INDEX IF NOT EXISTS claims_worker ON claims(worker, state);
 `
 
 // SQLite is the embedded checkpoint store: one file, WAL journal, synchronous=FULL so
@@ -243,6 +259,11 @@ func (s *SQLite) Lock(ctx context.Context, holder LockInfo, lease time.Duration)
 	if ok && HolderAlive(cur, now) {
 		return nil, &LockedError{Holder: cur}
 	}
+	if w, ok, err := liveWorker(ctx, tx, now, ""); err != nil {
+		return nil, wrap("lock", err)
+	} else if ok {
+		return nil, &LockedError{Holder: w.lockInfo()}
+	}
 	holder.Acquired = now
 	holder.LeaseTill = now.Add(lease)
 	holder.Token = newToken()
@@ -311,6 +332,13 @@ func (s *SQLite) AddListed(ctx context.Context, objs []Listed) error {
 		return wrap("listing", err)
 	}
 	defer tx.Rollback()
+	if err := addListedTx(ctx, tx, objs); err != nil {
+		return err
+	}
+	return wrap("listing", tx.Commit())
+}
+
+func addListedTx(ctx context.Context, tx *sql.Tx, objs []Listed) error {
 	st, err := tx.PrepareContext(ctx, `INSERT INTO listing(key, site, site_key, size, etag, version, mtime, sha256) VALUES(?,?,?,?,?,?,?,?)
 		ON CONFLICT(key, site) DO UPDATE SET site_key=excluded.site_key, size=excluded.size, etag=excluded.etag,
 		version=excluded.version, mtime=excluded.mtime, sha256=excluded.sha256`)
@@ -323,7 +351,7 @@ func (s *SQLite) AddListed(ctx context.Context, objs []Listed) error {
 			return wrap("listing", err)
 		}
 	}
-	return wrap("listing", tx.Commit())
+	return nil
 }
 
 func (s *SQLite) ListedCount(ctx context.Context, site string) (int64, error) {
@@ -490,6 +518,10 @@ func (s *SQLite) Records(ctx context.Context, q Query, fn func(Record) error) er
 			where = append(where, "r.key > ?")
 		}
 		args = append(args, after)
+		if q.Through != "" {
+			where = append(where, "r.key <= ?")
+			args = append(args, q.Through)
+		}
 		if len(q.States) > 0 {
 			where = append(where, "r.state IN ("+placeholders(len(q.States))+")")
 			for _, st := range q.States {
@@ -605,6 +637,14 @@ func (s *SQLite) Save(ctx context.Context, recs []Record) error {
 		return wrap("save", err)
 	}
 	defer tx.Rollback()
+	if err := saveTx(ctx, tx, recs); err != nil {
+		return err
+	}
+	return wrap("save", tx.Commit())
+}
+
+// saveTx upserts recs with their replicas inside tx.
+func saveTx(ctx context.Context, tx *sql.Tx, recs []Record) error {
 	recSt, err := tx.PrepareContext(ctx, "INSERT OR REPLACE INTO records("+recCols+") VALUES("+placeholders(16)+")")
 	if err != nil {
 		return wrap("save", err)
@@ -636,7 +676,7 @@ func (s *SQLite) Save(ctx context.Context, recs []Record) error {
 			}
 		}
 	}
-	return wrap("save", tx.Commit())
+	return nil
 }
 
 // ---- stages ----

@@ -19,8 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/providers"
 )
@@ -69,7 +67,7 @@ func (m *Migration) needPlan(ctx context.Context) error {
 
 // Copy copies every planned record to the target, verifying checksums on the way.
 func (m *Migration) Copy(ctx context.Context) (*CopyResult, error) {
-	if err := m.Lock(ctx, "copy"); err != nil {
+	if err := m.enter(ctx, "copy"); err != nil {
 		return nil, err
 	}
 	if err := m.checkResidency(ctx); err != nil {
@@ -95,46 +93,31 @@ func (m *Migration) Copy(ctx context.Context) (*CopyResult, error) {
 	}
 	tr := m.progress("copy", res.Records, totalBytes)
 	defer tr.Finish()
-	batch := checkpoints.NewBatcher(m.State, 256, 500*time.Millisecond)
 	var copied, skipped, failed, nbytes, retries atomic.Int64
 	var failMu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(m.Spec.Copy.Concurrency)
-	err = m.State.Records(ctx, q, func(r checkpoints.Record) error {
-		if gctx.Err() != nil {
-			return gctx.Err()
-		}
-		g.Go(func() error {
-			out, skip, tries, err := m.copyRecord(gctx, r)
-			retries.Add(int64(tries - 1))
-			if err != nil {
-				if gctx.Err() != nil {
-					return gctx.Err()
-				}
-				failed.Add(1)
-				failMu.Lock()
-				if len(res.Failures) < 100 {
-					res.Failures = append(res.Failures, ConflictInfo{Key: r.Key, Reason: errString(err)})
-				}
-				failMu.Unlock()
-				m.log.Warn("copy failed", "key", r.Key, "attempts", tries, "err", err)
-			} else if skip {
-				skipped.Add(1)
-			} else {
-				copied.Add(1)
-				nbytes.Add(out.Size)
+	err = m.eachRecord(ctx, "copy", q, m.Spec.Copy.Concurrency, func(gctx context.Context, r checkpoints.Record) ([]checkpoints.Record, error) {
+		out, skip, tries, err := m.copyRecord(gctx, r)
+		retries.Add(int64(tries - 1))
+		if err != nil {
+			if gctx.Err() != nil {
+				return nil, gctx.Err()
 			}
-			tr.Add(1, out.Size)
-			return batch.Add(gctx, out)
-		})
-		return nil
+			failed.Add(1)
+			failMu.Lock()
+			if len(res.Failures) < 100 {
+				res.Failures = append(res.Failures, ConflictInfo{Key: r.Key, Reason: errString(err)})
+			}
+			failMu.Unlock()
+			m.log.Warn("copy failed", "key", r.Key, "attempts", tries, "err", err)
+		} else if skip {
+			skipped.Add(1)
+		} else {
+			copied.Add(1)
+			nbytes.Add(out.Size)
+		}
+		tr.Add(1, out.Size)
+		return []checkpoints.Record{out}, nil
 	})
-	if werr := g.Wait(); err == nil || werr != nil && errors.Is(err, context.Canceled) {
-		err = werr
-	}
-	if cerr := batch.Close(context.WithoutCancel(ctx)); err == nil {
-		err = cerr
-	}
 	res.Copied, res.Skipped, res.Failed, res.Bytes, res.Retries = copied.Load(), skipped.Load(), failed.Load(), nbytes.Load(), retries.Load()
 	if err != nil {
 		return res, phaseErr("copy", err)

@@ -139,12 +139,13 @@ type delUnit struct {
 
 // Delete deletes stage's scope: verified replicas at its sites, confirmed by digest.
 func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*DeleteResult, error) {
-	if err := m.Lock(ctx, "delete"); err != nil {
-		return nil, err
-	}
 	st, ok := m.stage(stageName)
 	if !ok {
 		return nil, Errorf(ExitUsage, "no stage %q in %s (stages: %s)", stageName, m.Spec.Path, strings.Join(m.stageNames(), ", "))
+	}
+	// Workers of one stage share it; workers of different stages never run together.
+	if err := m.enter(ctx, "delete/"+stageName); err != nil {
+		return nil, err
 	}
 	if err := m.needPlan(ctx); err != nil {
 		return nil, err
@@ -208,31 +209,54 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 		}
 	}
 	var units []*delUnit
-	run := func() error {
-		err := m.deleteBatch(ctx, res.Mode, units, &n, problem)
+	run := func(ctx context.Context, save saveFunc) error {
+		err := m.deleteBatch(ctx, res.Mode, units, &n, problem, save)
 		for _, u := range units {
 			tr.Add(int64(len(u.idx)), 0)
 		}
 		units = units[:0]
 		return err
 	}
-	_, err = m.stageScope(ctx, stageName, false, func(r checkpoints.Record, p checkpoints.Replica) error {
-		if n := len(units); n > 0 && units[n-1].rec.Key == r.Key {
-			u := units[n-1]
-			u.idx = append(u.idx, slices.IndexFunc(u.rec.Replicas, func(q checkpoints.Replica) bool { return q.Site == p.Site }))
+	collect := func(ctx context.Context, save saveFunc) func(checkpoints.Record, checkpoints.Replica) error {
+		return func(r checkpoints.Record, p checkpoints.Replica) error {
+			if n := len(units); n > 0 && units[n-1].rec.Key == r.Key {
+				u := units[n-1]
+				u.idx = append(u.idx, slices.IndexFunc(u.rec.Replicas, func(q checkpoints.Replica) bool { return q.Site == p.Site }))
+				return nil
+			}
+			if len(units) >= 256 {
+				if err := run(ctx, save); err != nil {
+					return err
+				}
+			}
+			r.Replicas = slices.Clone(r.Replicas)
+			units = append(units, &delUnit{rec: r, idx: []int{slices.IndexFunc(r.Replicas, func(q checkpoints.Replica) bool { return q.Site == p.Site })}})
 			return nil
 		}
-		if len(units) >= 256 {
-			if err := run(); err != nil {
-				return err
-			}
+	}
+	if m.worker == nil {
+		_, err = m.stageScope(ctx, stageName, false, collect(ctx, m.State.Save))
+		if err == nil {
+			err = run(ctx, m.State.Save)
 		}
-		r.Replicas = slices.Clone(r.Replicas)
-		units = append(units, &delUnit{rec: r, idx: []int{slices.IndexFunc(r.Replicas, func(q checkpoints.Replica) bool { return q.Site == p.Site })}})
-		return nil
-	})
-	if err == nil {
-		err = run()
+	} else {
+		// Range by range under fenced claims: intents and outcomes are saved only
+		// while this worker holds the range, so a worker that lost it deletes nothing
+		// more; its successor settles any intent it left by looking at the site.
+		err = m.shared(ctx, "delete/"+stageName, checkpoints.Query{Stage: stageName}, func(cctx context.Context, c checkpoints.Claim) ([]checkpoints.Record, error) {
+			save := func(ctx context.Context, recs []checkpoints.Record) error {
+				return m.State.Checkpoint(ctx, c, c.Hi, recs, nil)
+			}
+			units = units[:0]
+			_, err := m.stageScopeIn(cctx, stageName, false, checkpoints.Query{After: c.Lo, Through: c.Hi}, collect(cctx, save))
+			if err == nil {
+				err = run(cctx, save)
+			}
+			return nil, err
+		})
+		if err == nil {
+			err = m.stageSettled(ctx, stageName)
+		}
 	}
 	res.Deleted, res.Already, res.Skipped, res.Changed, res.Errors = n.deleted.Load(), n.already.Load(), n.skipped.Load(), n.changed.Load(), n.errs.Load()
 	if err != nil {
@@ -247,6 +271,12 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 		return res, err
 	}
 	ss.State, ss.FinishedAt, ss.Deleted, ss.Retained = StageFinished, m.now().UTC(), res.Deleted+res.Already, after.Retained
+	if m.worker != nil {
+		// Many workers deleted this stage: count from the state, not this worker.
+		if ss.Deleted, err = m.stageGone(ctx, stageName); err != nil {
+			return res, err
+		}
+	}
 	if res.Mode == "hard" {
 		ss.PurgedAt = ss.FinishedAt // nothing kept to purge
 	}
@@ -273,7 +303,7 @@ func (m *Migration) stageNames() []string {
 
 // deleteBatch runs one batch of units through: re-check the target, make the intents
 // durable, delete conditionally, confirm absence, record the outcomes (I1, I4).
-func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUnit, n *delCounts, problem func(string, string)) error {
+func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUnit, n *delCounts, problem func(string, string), save saveFunc) error {
 	conc := m.Spec.Copy.Concurrency
 	// 1. Re-check every target copy and resolve intents left by a crash.
 	g, gctx := errgroup.WithContext(ctx)
@@ -328,7 +358,7 @@ func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUn
 			intents = append(intents, u.rec)
 		}
 	}
-	if err := m.State.Save(ctx, intents); err != nil {
+	if err := save(ctx, intents); err != nil {
 		return Errorf(ExitRuntime, "recording delete intents: %w", err)
 	}
 	failpoint("delete-after-intent")
@@ -376,18 +406,45 @@ func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUn
 	}
 	if err := g.Wait(); err != nil {
 		// Outcomes of calls that did finish are still recorded below.
-		_ = m.saveUnits(context.WithoutCancel(ctx), units)
+		_ = saveUnits(context.WithoutCancel(ctx), units, save)
 		return err
 	}
-	return m.saveUnits(ctx, units)
+	return saveUnits(ctx, units, save)
 }
 
-func (m *Migration) saveUnits(ctx context.Context, units []*delUnit) error {
+// saveFunc saves records: the state's Save in one process, a fenced Checkpoint of the
+// claimed range in a worker.
+type saveFunc func(ctx context.Context, recs []checkpoints.Record) error
+
+// stageSettled refuses to finish a stage while delete intents are unresolved (a
+// worker's failed deletes): the next run settles them.
+func (m *Migration) stageSettled(ctx context.Context, stage string) error {
+	st, err := m.State.Stats(ctx, m.now())
+	if err != nil {
+		return Errorf(ExitRuntime, "%w", err)
+	}
+	if n := st.StageCounts[stage][checkpoints.Intent].N; n > 0 {
+		return Errorf(ExitRuntime, "stage %q: %d delete intents are unresolved; rerun the same command to resume", stage, n)
+	}
+	return nil
+}
+
+// stageGone counts the stage's replicas gone from their sites.
+func (m *Migration) stageGone(ctx context.Context, stage string) (int64, error) {
+	st, err := m.State.Stats(ctx, m.now())
+	if err != nil {
+		return 0, Errorf(ExitRuntime, "%w", err)
+	}
+	c := st.StageCounts[stage]
+	return c[checkpoints.Deleted].N + c[checkpoints.Purged].N, nil
+}
+
+func saveUnits(ctx context.Context, units []*delUnit, save saveFunc) error {
 	recs := make([]checkpoints.Record, 0, len(units))
 	for _, u := range units {
 		recs = append(recs, u.rec)
 	}
-	if err := m.State.Save(ctx, recs); err != nil {
+	if err := save(ctx, recs); err != nil {
 		return Errorf(ExitRuntime, "recording delete outcomes: %w", err)
 	}
 	return nil

@@ -29,6 +29,13 @@ type Options struct {
 	NoState bool
 	// ReadOnlyState opens the state read-only and never creates it (status).
 	ReadOnlyState bool
+	// Worker makes copy, verify and delete join the phase as one of many workers
+	// sharing the state, instead of taking the migration lock (work.go).
+	Worker bool
+	// WorkerLease is how long a worker's claims outlive its last heartbeat
+	// (DefaultWorkerLease when zero); RangeSize how many records one claim covers.
+	WorkerLease time.Duration
+	RangeSize   int
 	// OpenStore opens providers; tests substitute decorated stores. Nil: providers.Open.
 	OpenStore func(ctx context.Context, cfg providers.Config) (providers.Store, error)
 }
@@ -48,6 +55,7 @@ type Migration struct {
 	lock      checkpoints.Lock
 	lockStop  chan struct{}
 	lockDone  chan struct{}
+	worker    *worker // set while this process works a shared phase
 }
 
 // Open loads the spec, opens the checkpoint state and every store. In a dry run the
@@ -195,10 +203,14 @@ func (m *Migration) Lock(ctx context.Context, phase string) error {
 	return nil
 }
 
-// Unlock releases the lock if held.
+// Unlock releases the lock if held, or leaves the shared phase.
 func (m *Migration) Unlock(ctx context.Context) error {
 	m.lockMu.Lock()
 	defer m.lockMu.Unlock()
+	if w := m.worker; w != nil {
+		m.worker = nil
+		return w.leave(ctx)
+	}
 	if m.lock == nil {
 		return nil
 	}

@@ -68,16 +68,27 @@ const listBatch = 1000
 // the inventory. A listing that fails fails the plan (I6); nothing is reconciled from
 // a partial listing.
 func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
-	if err := m.Lock(ctx, "plan"); err != nil {
+	if err := m.enter(ctx, "plan"); err != nil {
 		return nil, err
 	}
 	if err := m.checkResidency(ctx); err != nil {
 		return nil, err
 	}
 	res := &PlanResult{Migration: m.Spec.Migration, DryRun: m.Opts.DryRun, SpecDigest: m.Spec.Digest(), Sites: map[string]SiteListing{}, Records: map[string]int64{}}
+	if m.worker != nil {
+		return m.planShared(ctx, res)
+	}
 	if err := m.State.ResetListing(ctx); err != nil {
 		return nil, Errorf(ExitRuntime, "%w", err)
 	}
+	if err := m.listSites(ctx, res); err != nil {
+		return nil, err
+	}
+	return m.reconcilePlan(ctx, res)
+}
+
+// listSites lists every site at once into the state's staged listing.
+func (m *Migration) listSites(ctx context.Context, res *PlanResult) error {
 	tr := m.progress("list", 0, 0)
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
@@ -98,8 +109,7 @@ func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
 			err := store.List(gctx, func(o providers.Object) error {
 				n++
 				bytes += o.Size
-				batch = append(batch, checkpoints.Listed{Site: name, Key: o.Key, SiteKey: o.Key, Size: o.Size, ETag: o.ETag,
-					Version: o.Version, ModTime: o.ModTime, SHA256: o.Checksums.SHA256})
+				batch = append(batch, listed(name, o))
 				if len(batch) >= listBatch {
 					return flush()
 				}
@@ -120,9 +130,17 @@ func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
 	}
 	err := g.Wait()
 	tr.Finish()
-	if err != nil {
-		return nil, err
-	}
+	return err
+}
+
+func listed(site string, o providers.Object) checkpoints.Listed {
+	return checkpoints.Listed{Site: site, Key: o.Key, SiteKey: o.Key, Size: o.Size, ETag: o.ETag,
+		Version: o.Version, ModTime: o.ModTime, SHA256: o.Checksums.SHA256}
+}
+
+// reconcilePlan turns the staged listing into the stored inventory: records and their
+// replicas, vanished replicas, the plan digest and the stages' scopes.
+func (m *Migration) reconcilePlan(ctx context.Context, res *PlanResult) (*PlanResult, error) {
 	// An empty listing of a site that still holds replicas in the state is far more
 	// likely a wrong prefix or an outage than a site emptied by hand: refuse.
 	st, err := m.State.Stats(ctx, m.now())
@@ -152,7 +170,7 @@ func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
 		}
 		return &r, nil
 	}
-	tr = m.progress("plan", 0, 0)
+	tr := m.progress("plan", 0, 0)
 	prev := &recordCursor{store: m.State}
 	err = m.State.Listed(ctx, func(key string, objs []checkpoints.Listed) error {
 		for _, o := range objs {
@@ -369,6 +387,11 @@ func (m *Migration) StageScopes(ctx context.Context, predicted bool) ([]StageSco
 }
 
 func (m *Migration) stageScope(ctx context.Context, name string, predicted bool, each func(checkpoints.Record, checkpoints.Replica) error) (StageScope, error) {
+	return m.stageScopeIn(ctx, name, predicted, checkpoints.Query{}, each)
+}
+
+// stageScopeIn is stageScope over the records q selects (a claimed key range).
+func (m *Migration) stageScopeIn(ctx context.Context, name string, predicted bool, q checkpoints.Query, each func(checkpoints.Record, checkpoints.Replica) error) (StageScope, error) {
 	st, ok := m.stage(name)
 	if !ok {
 		return StageScope{}, Errorf(ExitUsage, "no stage %q in the spec", name)
@@ -379,7 +402,8 @@ func (m *Migration) stageScope(ctx context.Context, name string, predicted bool,
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "ferry-scope-v1\nmigration %s\nstage %s\n", m.Spec.Migration, name)
-	err := m.State.Records(ctx, checkpoints.Query{Stage: name}, func(r checkpoints.Record) error {
+	q.Stage = name
+	err := m.State.Records(ctx, q, func(r checkpoints.Record) error {
 		reps := append([]checkpoints.Replica(nil), r.Replicas...)
 		sort.Slice(reps, func(i, j int) bool { return reps[i].Site < reps[j].Site })
 		for _, p := range reps {

@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"sort"
 	"time"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
@@ -39,6 +40,13 @@ type UserReplica struct {
 	Stage string `json:"stage,omitempty"`
 }
 
+// WorkerStatus is one worker in `ferry status`.
+type WorkerStatus struct {
+	checkpoints.Worker
+	Alive bool    `json:"alive"`
+	Rate  float64 `json:"records_per_second"`
+}
+
 // StatusResult is what `ferry status` reports.
 type StatusResult struct {
 	Migration  string                                                    `json:"migration"`
@@ -53,8 +61,10 @@ type StatusResult struct {
 	// connections), by site, over every run so far.
 	Retries map[string]int64      `json:"retries,omitempty"`
 	Lock    *checkpoints.LockInfo `json:"lock,omitempty"`
-	User    string                `json:"user,omitempty"`
-	Users   []UserRecord          `json:"user_records,omitempty"`
+	// Workers lists the processes that joined a shared phase, live ones first.
+	Workers []WorkerStatus `json:"workers,omitempty"`
+	User    string         `json:"user,omitempty"`
+	Users   []UserRecord   `json:"user_records,omitempty"`
 }
 
 func tp(t time.Time) *time.Time {
@@ -94,6 +104,14 @@ func (m *Migration) Status(ctx context.Context, user string) (*StatusResult, err
 		l.Token = ""
 		res.Lock = &l
 	}
+	ws, err := m.State.Workers(ctx)
+	if err != nil {
+		return nil, Errorf(ExitRuntime, "%w", err)
+	}
+	for _, w := range ws {
+		res.Workers = append(res.Workers, WorkerStatus{Worker: w, Alive: w.Alive(m.now()), Rate: w.Rate()})
+	}
+	sort.SliceStable(res.Workers, func(i, j int) bool { return res.Workers[i].Alive && !res.Workers[j].Alive })
 	if user != "" {
 		err := m.State.Records(ctx, checkpoints.Query{User: user}, func(r checkpoints.Record) error {
 			ur := UserRecord{Key: r.Key, State: string(r.State), Size: r.Size, Error: r.LastError}

@@ -10,9 +10,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/providers"
@@ -38,7 +35,7 @@ type VerifyResult struct {
 // its bytes) against the SHA-256 read from the source, and proves every replica due
 // for deletion identical to the record. It trusts nothing copy recorded but the hash.
 func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, error) {
-	if err := m.Lock(ctx, "verify"); err != nil {
+	if err := m.enter(ctx, "verify"); err != nil {
 		return nil, err
 	}
 	if err := m.needPlan(ctx); err != nil {
@@ -65,7 +62,6 @@ func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, err
 	}
 	tr := m.progress("verify", total, 0)
 	defer tr.Finish()
-	batch := checkpoints.NewBatcher(m.State, 256, 500*time.Millisecond)
 	var verified, mismatched, proven, divergent, missing, read atomic.Int64
 	var pmu sync.Mutex
 	problem := func(key, msg string) {
@@ -79,77 +75,55 @@ func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, err
 	if conc <= 0 {
 		conc = m.Spec.Copy.Concurrency
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(conc)
-	err = m.State.Records(ctx, q, func(r checkpoints.Record) error {
+	err = m.eachRecord(ctx, "verify", q, conc, func(gctx context.Context, r checkpoints.Record) ([]checkpoints.Record, error) {
+		out := r
+		out.Replicas = slices.Clone(r.Replicas)
+		n, terr := m.verifyTarget(gctx, &out, reread)
+		read.Add(n)
 		if gctx.Err() != nil {
-			return gctx.Err()
+			return nil, gctx.Err()
 		}
-		g.Go(func() error {
-			out := r
-			out.Replicas = slices.Clone(r.Replicas)
-			n, terr := m.verifyTarget(gctx, &out, reread)
-			read.Add(n)
-			if gctx.Err() != nil {
-				return gctx.Err()
-			}
-			var extra []checkpoints.Record
-			if terr != nil {
-				mismatched.Add(1)
-				problem(r.Key, terr.Error())
-				m.log.Warn("target copy does not verify", "key", r.Key, "err", terr)
-			} else {
-				verified.Add(1)
-				for i := range out.Replicas {
-					p := &out.Replicas[i]
-					if p.Stage == "" || !(p.State == checkpoints.Present || p.State == checkpoints.Identical || p.State == checkpoints.Restored) {
-						continue
-					}
-					n, perr := m.proveReplica(gctx, &out, p)
-					read.Add(n)
-					if gctx.Err() != nil {
-						return gctx.Err()
-					}
-					switch {
-					case perr != nil:
-						p.LastError = errString(perr)
-						problem(r.Key, fmt.Sprintf("replica at %s: %v", p.Site, perr))
-					case p.State == checkpoints.Identical:
-						proven.Add(1)
-					case p.State == checkpoints.Missing:
-						missing.Add(1)
-						problem(r.Key, "replica at "+p.Site+" is gone (not deleted by ferry)")
-					case p.State == checkpoints.Divergent:
-						divergent.Add(1)
-						problem(r.Key, "replica at "+p.Site+" differs from the record: "+p.LastError)
-						if v := m.divergence(&out, p); v != nil {
-							extra = append(extra, *v)
-						}
+		var extra []checkpoints.Record
+		if terr != nil {
+			mismatched.Add(1)
+			problem(r.Key, terr.Error())
+			m.log.Warn("target copy does not verify", "key", r.Key, "err", terr)
+		} else {
+			verified.Add(1)
+			for i := range out.Replicas {
+				p := &out.Replicas[i]
+				if p.Stage == "" || !(p.State == checkpoints.Present || p.State == checkpoints.Identical || p.State == checkpoints.Restored) {
+					continue
+				}
+				n, perr := m.proveReplica(gctx, &out, p)
+				read.Add(n)
+				if gctx.Err() != nil {
+					return nil, gctx.Err()
+				}
+				switch {
+				case perr != nil:
+					p.LastError = errString(perr)
+					problem(r.Key, fmt.Sprintf("replica at %s: %v", p.Site, perr))
+				case p.State == checkpoints.Identical:
+					proven.Add(1)
+				case p.State == checkpoints.Missing:
+					missing.Add(1)
+					problem(r.Key, "replica at "+p.Site+" is gone (not deleted by ferry)")
+				case p.State == checkpoints.Divergent:
+					divergent.Add(1)
+					problem(r.Key, "replica at "+p.Site+" differs from the record: "+p.LastError)
+					if v := m.divergence(&out, p); v != nil {
+						extra = append(extra, *v)
 					}
 				}
-				out.Replicas = slices.DeleteFunc(out.Replicas, func(p checkpoints.Replica) bool { return p.Site == "" })
 			}
-			failpoint("verify-after-check")
-			tr.Add(1, n)
-			if err := batch.Add(gctx, out); err != nil {
-				return err
-			}
-			for _, v := range extra {
-				if err := batch.Add(gctx, v); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		return nil
+			out.Replicas = slices.DeleteFunc(out.Replicas, func(p checkpoints.Replica) bool { return p.Site == "" })
+		}
+		failpoint("verify-after-check")
+		tr.Add(1, n)
+		// Saved durably before verify reports success (I4).
+		return append([]checkpoints.Record{out}, extra...), nil
 	})
-	if werr := g.Wait(); err == nil || werr != nil && errors.Is(err, context.Canceled) {
-		err = werr
-	}
-	// The verified state is durable before verify reports success (I4).
-	if cerr := batch.Close(context.WithoutCancel(ctx)); err == nil {
-		err = cerr
-	}
 	res.Verified, res.Mismatched, res.ReplicasProven, res.Divergent, res.ReplicasMissing, res.BytesRead =
 		verified.Load(), mismatched.Load(), proven.Load(), divergent.Load(), missing.Load(), read.Load()
 	if err != nil {

@@ -149,6 +149,22 @@ type SoftDeleter interface {
 	SoftExists(ctx context.Context, key, handle string) (bool, error)
 }
 
+// RangeLister lists part of a store, so that many workers can enumerate one huge
+// site together, each range resumable from the last key it listed.
+//
+// ListRange calls fn once for every object whose key k satisfies after < k <= through
+// (through "" has no upper bound), in ascending byte order of keys, and returns nil
+// only if that part of the listing was complete (as List). A store that cannot list
+// a range in key order in its current configuration returns ErrNotSupported.
+//
+// SplitKeys returns keys that divide the store's key space into parts of roughly
+// similar size, from one cheap listing of its first level (S3: the common prefixes
+// under the root), in ascending order; none when the store cannot tell.
+type RangeLister interface {
+	ListRange(ctx context.Context, after, through string, fn func(Object) error) error
+	SplitKeys(ctx context.Context, parts int) ([]string, error)
+}
+
 // Regioner reports the region the store actually lives in, for residency checks.
 type Regioner interface {
 	Region(ctx context.Context) (string, error)

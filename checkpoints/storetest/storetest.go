@@ -64,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) checkpoints.Store) {
 		{"LockOtherHost", testLockOtherHost},
 		{"LockRace", testLockRace},
 	}
+	tests = append(tests, workTests()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh(t)) })
 	}

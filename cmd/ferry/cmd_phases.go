@@ -25,7 +25,7 @@ func (g *globals) withMigration(cmd *cobra.Command, fn func(ctx context.Context,
 }
 
 func newPlanCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:   "plan",
 		Short: "List every site, reconcile replicas, store the inventory and print the plan digest",
 		Long: `plan lists every site at once, groups the objects with the same relative key into
@@ -36,7 +36,8 @@ It prints the plan digest (covering the spec and the sorted inventory) and, for
 each deletion stage, the scope the stage will have once everything verifies,
 with the scope digest that ` + "`ferry delete --confirm`" + ` takes.`,
 		Example: `  ferry plan
-  ferry plan --dry-run --json     # what CI runs on every spec change`,
+  ferry plan --dry-run --json     # what CI runs on every spec change
+  ferry plan --worker             # one of many processes listing huge sites together`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withMigration(cmd, func(ctx context.Context, m *migrate.Migration) (any, error) {
@@ -44,10 +45,12 @@ with the scope digest that ` + "`ferry delete --confirm`" + ` takes.`,
 			}, func(w io.Writer, r any) { printPlan(w, r.(*migrate.PlanResult)) })
 		},
 	}
+	g.workerFlags(c)
+	return c
 }
 
 func newCopyCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:   "copy",
 		Short: "Copy planned records to the target, checking the target's checksum against what was read",
 		Long: `copy reads each planned record from one replica (primary first), hashes it while
@@ -65,6 +68,8 @@ retried by the next run (exit 3).`,
 			}, func(w io.Writer, r any) { printCopy(w, r.(*migrate.CopyResult)) })
 		},
 	}
+	g.workerFlags(c)
+	return c
 }
 
 func newVerifyCmd(g *globals) *cobra.Command {
@@ -87,6 +92,7 @@ never deleted.`,
 		},
 	}
 	c.Flags().BoolVar(&reread, "reread", false, "read every target copy back and re-hash it")
+	g.workerFlags(c)
 	return c
 }
 
@@ -143,6 +149,7 @@ period); --restore puts a soft-deleted stage back.`,
 	c.Flags().StringVar(&confirm, "confirm", "", "the stage's scope digest (at least 8 hex characters)")
 	c.Flags().BoolVar(&restore, "restore", false, "undo a soft-deleted stage")
 	c.Flags().BoolVar(&purge, "purge", false, "remove a soft-deleted stage's kept bytes for good (after the grace period)")
+	g.workerFlags(c)
 	return c
 }
 

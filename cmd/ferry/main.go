@@ -43,6 +43,10 @@ type globals struct {
 	logFormat  string
 	verbose    int
 
+	worker      bool
+	workerLease time.Duration
+	rangeSize   int
+
 	stdout, stderr io.Writer
 	stderrTTY      bool
 	log            *slog.Logger
@@ -156,6 +160,13 @@ The phases, each resumable after any crash:
 	return root
 }
 
+// workerFlags lets a phase run as one of many workers sharing the state.
+func (g *globals) workerFlags(c *cobra.Command) {
+	c.Flags().BoolVar(&g.worker, "worker", false, "join other ferry processes working this phase on the same state (PostgreSQL across machines) instead of taking the migration lock")
+	c.Flags().DurationVar(&g.workerLease, "lease", migrate.DefaultWorkerLease, "with --worker: how long a claimed range outlives this worker's last heartbeat")
+	c.Flags().IntVar(&g.rangeSize, "range-size", migrate.DefaultRangeSize, "with --worker: records per claimed range (used by the worker that cuts the phase)")
+}
+
 // wrapArgs turns cobra's argument-count errors into usage errors (exit 2).
 func wrapArgs(c *cobra.Command) {
 	if c.Args != nil {
@@ -195,7 +206,8 @@ func (g *globals) setup() error {
 // options builds migrate.Options from the global flags; progress goes to stderr as
 // bars on a terminal, as log lines otherwise, never both.
 func (g *globals) options() migrate.Options {
-	o := migrate.Options{SpecPath: g.config, StateDSN: g.state, DryRun: g.dryRun, Logger: g.log}
+	o := migrate.Options{SpecPath: g.config, StateDSN: g.state, DryRun: g.dryRun, Logger: g.log,
+		Worker: g.worker, WorkerLease: g.workerLease, RangeSize: g.rangeSize}
 	switch {
 	case g.bars():
 		o.Progress = migrate.BarProgress(g.stderr)

@@ -148,6 +148,21 @@ func printStatus(w io.Writer, r *migrate.StatusResult) {
 	if r.Lock != nil {
 		fmt.Fprintf(w, "running: %s\n", r.Lock)
 	}
+	if len(r.Workers) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  worker\thost\tpid\tphase\tclaims\tranges\trecords\trate/s\tlast heartbeat\t")
+		for _, x := range r.Workers {
+			state := "alive"
+			if x.Left {
+				state = "left"
+			} else if !x.Alive {
+				state = "gone"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%d\t%d\t%d\t%.1f\t%s (%s)\t\n", x.ID, x.Host, x.PID, x.Phase, x.Claims, x.Ranges,
+				x.Records, x.Rate, x.Heartbeat.UTC().Format(time.RFC3339), state)
+		}
+		tw.Flush()
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  records\tcount\tbytes")
 	for _, s := range checkpoints.RecordStates {

@@ -16,6 +16,7 @@ import (
 	"io"
 	"maps"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -207,6 +208,55 @@ func (s *Store) List(ctx context.Context, fn func(providers.Object) error) error
 		}
 	}
 	return nil
+}
+
+// ListRange lists the keys in (after, through] in byte order.
+func (s *Store) ListRange(ctx context.Context, after, through string, fn func(providers.Object) error) error {
+	s.d.mu.RLock()
+	snap := make([]*entry, 0, len(s.d.objs))
+	for k, e := range s.d.objs {
+		if k > after && (through == "" || k <= through) {
+			snap = append(snap, e)
+		}
+	}
+	s.d.mu.RUnlock()
+	sort.Slice(snap, func(i, j int) bool { return snap[i].obj.Key < snap[j].obj.Key })
+	for _, e := range snap {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("mem: list: %w: %w", providers.ErrIncompleteList, err)
+		}
+		if err := fn(e.view()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SplitKeys returns parts-1 keys at even intervals of the sorted key space.
+func (s *Store) SplitKeys(_ context.Context, parts int) ([]string, error) {
+	s.d.mu.RLock()
+	keys := make([]string, 0, len(s.d.objs))
+	for k := range s.d.objs {
+		keys = append(keys, k)
+	}
+	s.d.mu.RUnlock()
+	sort.Strings(keys)
+	return evenly(keys, parts), nil
+}
+
+// evenly picks up to parts-1 boundaries from sorted keys.
+func evenly(keys []string, parts int) []string {
+	if parts < 2 || len(keys) < 2 {
+		return nil
+	}
+	var out []string
+	for i := 1; i < parts; i++ {
+		k := keys[i*len(keys)/parts]
+		if len(out) == 0 || out[len(out)-1] != k {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 func (s *Store) get(key string) *entry {

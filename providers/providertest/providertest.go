@@ -16,6 +16,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"sort"
 	"sync"
 	"testing"
 
@@ -249,6 +250,62 @@ func testRoundTrip(t *testing.T, s providers.Store) {
 			t.Errorf("List shows %+q, which was never put", k)
 		}
 	})
+	if rl, ok := s.(providers.RangeLister); ok {
+		t.Run("ListedByRange", func(t *testing.T) { testListRange(t, s, rl) })
+	}
+}
+
+// testListRange checks that ranges cut at the store's own split keys and at listed
+// keys together list exactly what List lists, each range in ascending byte order and
+// within its bounds.
+func testListRange(t *testing.T, s providers.Store, rl providers.RangeLister) {
+	ctx := t.Context()
+	all := list(t, s)
+	keys := make([]string, 0, len(all))
+	for k := range all {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	split, err := rl.SplitKeys(ctx, 4)
+	if err != nil {
+		t.Fatalf("SplitKeys: %v", err)
+	}
+	if !sort.StringsAreSorted(split) {
+		t.Fatalf("SplitKeys returned %q, not in order", split)
+	}
+	for _, cuts := range [][]string{split, {keys[len(keys)/3], keys[2*len(keys)/3]}, {"a", "a/", "p"}} {
+		seen := map[string]bool{}
+		bounds := append(append([]string{""}, cuts...), "")
+		for i := 0; i+1 < len(bounds); i++ {
+			after, through := bounds[i], bounds[i+1]
+			var last string
+			err := rl.ListRange(ctx, after, through, func(o providers.Object) error {
+				if o.Key <= after || (through != "" && o.Key > through) {
+					t.Errorf("ListRange(%q, %q] listed %+q", after, through, o.Key)
+				}
+				if last != "" && o.Key <= last {
+					t.Errorf("ListRange(%q, %q] listed %+q after %+q: not in byte order", after, through, o.Key, last)
+				}
+				last = o.Key
+				if seen[o.Key] {
+					t.Errorf("%+q listed by two ranges", o.Key)
+				}
+				seen[o.Key] = true
+				return nil
+			})
+			if errors.Is(err, providers.ErrNotSupported) {
+				return // this configuration lists by range nowhere
+			}
+			if err != nil {
+				t.Fatalf("ListRange(%q, %q]: %v", after, through, err)
+			}
+		}
+		for _, k := range keys {
+			if !seen[k] {
+				t.Errorf("cut at %q: no range listed %+q", cuts, k)
+			}
+		}
+	}
 }
 
 func testEmptyList(t *testing.T, s providers.Store) {

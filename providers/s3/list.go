@@ -26,6 +26,16 @@ func (s *Store) List(ctx context.Context, fn func(providers.Object) error) error
 	if s.versioned {
 		return s.listVersions(ctx, fn)
 	}
+	return s.listV2(ctx, "", fn)
+}
+
+// listV2 lists an unversioned bucket's keys under the prefix, those after the
+// relative key after when it is set, in key order.
+func (s *Store) listV2(ctx context.Context, after string, fn func(providers.Object) error) error {
+	var startAfter *string
+	if after != "" {
+		startAfter = aws.String(s.prefix + after)
+	}
 	var prefix *string
 	if s.prefix != "" {
 		prefix = &s.prefix
@@ -34,7 +44,7 @@ func (s *Store) List(ctx context.Context, fn func(providers.Object) error) error
 	var token *string
 	for page := 1; ; page++ {
 		out, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
-			Bucket: &s.bucket, Prefix: prefix, ContinuationToken: token,
+			Bucket: &s.bucket, Prefix: prefix, ContinuationToken: token, StartAfter: startAfter,
 			EncodingType: types.EncodingTypeUrl, MaxKeys: aws.Int32(s.pageSize),
 		})
 		if err != nil {

@@ -1,0 +1,320 @@
+package checkpoints
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+)
+
+// Shared work on SQLite: every write transaction is BEGIN IMMEDIATE, so claims,
+// fenced writes and partitions are serialised by the database's write lock. Workers
+// share one SQLite file on one machine; leases use the local clock.
+
+const workerCols = "id, host, pid, start, phase, joined, heartbeat, lease_until, left_at, ranges, records, bytes"
+
+type workerScan struct {
+	w                                 Worker
+	joined, beat, lease, left, claims int64
+}
+
+func (x *workerScan) dest() []any {
+	return []any{&x.w.ID, &x.w.Host, &x.w.PID, &x.w.Start, &x.w.Phase, &x.joined, &x.beat, &x.lease, &x.left,
+		&x.w.Ranges, &x.w.Records, &x.w.Bytes}
+}
+
+func (x *workerScan) worker() Worker {
+	w := x.w
+	w.Joined, w.Heartbeat, w.LeaseTill, w.Left = fromNanos(x.joined), fromNanos(x.beat), fromNanos(x.lease), x.left != 0
+	w.Claims = x.claims
+	return w
+}
+
+// liveWorker finds a live worker (of a phase other than except, if except is set).
+func liveWorker(ctx context.Context, tx *sql.Tx, now time.Time, except string) (Worker, bool, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT "+workerCols+" FROM workers WHERE left_at = 0")
+	if err != nil {
+		return Worker{}, false, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var x workerScan
+		if err := rows.Scan(x.dest()...); err != nil {
+			return Worker{}, false, err
+		}
+		if w := x.worker(); w.Alive(now) && (except == "" || w.Phase != except) {
+			return w, true, nil
+		}
+	}
+	return Worker{}, false, rows.Err()
+}
+
+func (s *SQLite) Join(ctx context.Context, w Worker, lease time.Duration) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("join", err)
+	}
+	defer tx.Rollback()
+	now := time.Now()
+	cur, ok, err := scanLock(tx.QueryRowContext(ctx, "SELECT host, pid, start, phase, acquired, lease_until, token FROM lock WHERE id = 1"))
+	if err != nil {
+		return wrap("join", err)
+	}
+	if ok && HolderAlive(cur, now) {
+		return &LockedError{Holder: cur}
+	}
+	if other, ok, err := liveWorker(ctx, tx, now, w.Phase); err != nil {
+		return wrap("join", err)
+	} else if ok {
+		return &LockedError{Holder: other.lockInfo()}
+	}
+	_, err = tx.ExecContext(ctx, "INSERT OR REPLACE INTO workers("+workerCols+") VALUES(?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0)",
+		w.ID, w.Host, w.PID, w.Start, w.Phase, now.UnixNano(), now.UnixNano(), now.Add(lease).UnixNano())
+	if err != nil {
+		return wrap("join", err)
+	}
+	return wrap("join", tx.Commit())
+}
+
+func (s *SQLite) Heartbeat(ctx context.Context, id string, lease time.Duration, records, bytes int64) ([]Claim, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, wrap("heartbeat", err)
+	}
+	defer tx.Rollback()
+	now := time.Now()
+	till := now.Add(lease).UnixNano()
+	if _, err := tx.ExecContext(ctx, "UPDATE workers SET heartbeat = ?, lease_until = ?, records = ?, bytes = ? WHERE id = ?",
+		now.UnixNano(), till, records, bytes, id); err != nil {
+		return nil, wrap("heartbeat", err)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE claims SET lease_until = ? WHERE worker = ? AND state = 'held'", till, id); err != nil {
+		return nil, wrap("heartbeat", err)
+	}
+	held, err := sqliteClaims(ctx, tx, "WHERE worker = ? AND state = 'held'", id)
+	if err != nil {
+		return nil, wrap("heartbeat", err)
+	}
+	return held, wrap("heartbeat", tx.Commit())
+}
+
+func (s *SQLite) Leave(ctx context.Context, id string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("leave", err)
+	}
+	defer tx.Rollback()
+	now := time.Now().UnixNano()
+	if _, err := tx.ExecContext(ctx, "UPDATE workers SET left_at = ?, heartbeat = ? WHERE id = ?", now, now, id); err != nil {
+		return wrap("leave", err)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE claims SET state = 'open', lease_until = 0 WHERE worker = ? AND state = 'held'", id); err != nil {
+		return wrap("leave", err)
+	}
+	return wrap("leave", tx.Commit())
+}
+
+func (s *SQLite) Workers(ctx context.Context) ([]Worker, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT "+prefixed("w.", workerCols)+
+		", (SELECT count(*) FROM claims c WHERE c.worker = w.id AND c.state = 'held') FROM workers w ORDER BY w.joined DESC, w.id")
+	if err != nil {
+		return nil, wrap("workers", err)
+	}
+	defer rows.Close()
+	var out []Worker
+	for rows.Next() {
+		var x workerScan
+		if err := rows.Scan(append(x.dest(), &x.claims)...); err != nil {
+			return nil, wrap("workers", err)
+		}
+		out = append(out, x.worker())
+	}
+	return out, wrap("workers", rows.Err())
+}
+
+func sqliteRound(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, scope string, round int64) (RoundStatus, error) {
+	st := RoundStatus{Round: round}
+	rows, err := q.QueryContext(ctx, "SELECT state, count(*) FROM claims WHERE scope = ? AND round = ? GROUP BY state", scope, round)
+	if err != nil {
+		return st, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var state string
+		var n int64
+		if err := rows.Scan(&state, &n); err != nil {
+			return st, err
+		}
+		st.add(state, n)
+	}
+	return st, rows.Err()
+}
+
+func (r *RoundStatus) add(state string, n int64) {
+	switch state {
+	case ClaimOpen:
+		r.Open += n
+	case ClaimHeld:
+		r.Held += n
+	case ClaimDone:
+		r.Done += n
+	}
+}
+
+func (s *SQLite) Round(ctx context.Context, scope string, round int64) (RoundStatus, error) {
+	st, err := sqliteRound(ctx, s.db, scope, round)
+	return st, wrap("round", err)
+}
+
+func (s *SQLite) Partition(ctx context.Context, scope string, resetListing bool, ranges func() ([]Range, error)) (RoundStatus, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return RoundStatus{}, wrap("partition", err)
+	}
+	defer tx.Rollback()
+	var last int64
+	if err := tx.QueryRowContext(ctx, "SELECT COALESCE(max(round), 0) FROM claims WHERE scope = ?", scope).Scan(&last); err != nil {
+		return RoundStatus{}, wrap("partition", err)
+	}
+	if last > 0 {
+		st, err := sqliteRound(ctx, tx, scope, last)
+		if err != nil || !st.Finished() {
+			return st, wrap("partition", err)
+		}
+	}
+	rs, err := ranges()
+	if err != nil || len(rs) == 0 {
+		return RoundStatus{}, err
+	}
+	round := last + 1
+	if resetListing {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM listing"); err != nil {
+			return RoundStatus{}, wrap("partition", err)
+		}
+	}
+	ins, err := tx.PrepareContext(ctx, "INSERT INTO claims(scope, round, seq, site, lo, hi) VALUES(?, ?, ?, ?, ?, ?)")
+	if err != nil {
+		return RoundStatus{}, wrap("partition", err)
+	}
+	defer ins.Close()
+	for i, r := range rs {
+		if _, err := ins.ExecContext(ctx, scope, round, i+1, r.Site, r.Lo, r.Hi); err != nil {
+			return RoundStatus{}, wrap("partition", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return RoundStatus{}, wrap("partition", err)
+	}
+	return RoundStatus{Round: round, Open: int64(len(rs))}, nil
+}
+
+const claimCols = "scope, round, seq, site, lo, hi, worker, epoch, lease_until, resume_after"
+
+func scanClaim(row interface{ Scan(...any) error }, extra ...any) (Claim, error) {
+	var c Claim
+	var till int64
+	err := row.Scan(append([]any{&c.Scope, &c.Round, &c.Seq, &c.Site, &c.Lo, &c.Hi, &c.Worker, &c.Epoch, &till, &c.Cursor}, extra...)...)
+	c.LeaseTill = fromNanos(till)
+	return c, err
+}
+
+func sqliteClaims(ctx context.Context, tx *sql.Tx, where string, args ...any) ([]Claim, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT "+claimCols+" FROM claims "+where+" ORDER BY scope, round, seq", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Claim
+	for rows.Next() {
+		c, err := scanClaim(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func (s *SQLite) Claim(ctx context.Context, scope string, round int64, worker string, lease time.Duration) (Claim, bool, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Claim{}, false, wrap("claim", err)
+	}
+	defer tx.Rollback()
+	now := time.Now()
+	var state string
+	c, err := scanClaim(tx.QueryRowContext(ctx, "SELECT "+claimCols+", state FROM claims WHERE scope = ? AND round = ? AND (state = 'open' OR (state = 'held' AND lease_until < ?)) ORDER BY seq LIMIT 1",
+		scope, round, now.UnixNano()), &state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Claim{}, false, nil
+	}
+	if err != nil {
+		return Claim{}, false, wrap("claim", err)
+	}
+	c.Takeover = state == ClaimHeld && c.Worker != worker
+	c.Worker, c.Epoch, c.LeaseTill = worker, c.Epoch+1, now.Add(lease)
+	if _, err := tx.ExecContext(ctx, "UPDATE claims SET state = 'held', worker = ?, epoch = ?, lease_until = ? WHERE scope = ? AND round = ? AND seq = ?",
+		c.Worker, c.Epoch, c.LeaseTill.UnixNano(), scope, round, c.Seq); err != nil {
+		return Claim{}, false, wrap("claim", err)
+	}
+	return c, true, wrap("claim", tx.Commit())
+}
+
+// fenced runs write inside a transaction that first checks the caller still holds c.
+func (s *SQLite) fenced(ctx context.Context, op string, c Claim, write func(tx *sql.Tx, now time.Time) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap(op, err)
+	}
+	defer tx.Rollback()
+	now := time.Now()
+	var worker, state string
+	var epoch, till int64
+	err = tx.QueryRowContext(ctx, "SELECT worker, epoch, state, lease_until FROM claims WHERE scope = ? AND round = ? AND seq = ?",
+		c.Scope, c.Round, c.Seq).Scan(&worker, &epoch, &state, &till)
+	if err != nil {
+		return wrap(op, err)
+	}
+	if worker != c.Worker || epoch != c.Epoch || state != ClaimHeld || till < now.UnixNano() {
+		return &FencedError{Claim: c, Holder: worker, Epoch: epoch}
+	}
+	if err := write(tx, now); err != nil {
+		return err
+	}
+	return wrap(op, tx.Commit())
+}
+
+func (s *SQLite) Checkpoint(ctx context.Context, c Claim, cursor string, recs []Record, listed []Listed) error {
+	return s.fenced(ctx, "checkpoint", c, func(tx *sql.Tx, _ time.Time) error {
+		if err := saveTx(ctx, tx, recs); err != nil {
+			return err
+		}
+		if err := addListedTx(ctx, tx, listed); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "UPDATE claims SET resume_after = ? WHERE scope = ? AND round = ? AND seq = ?", cursor, c.Scope, c.Round, c.Seq)
+		return wrap("checkpoint", err)
+	})
+}
+
+func (s *SQLite) Finish(ctx context.Context, c Claim, recs []Record) error {
+	return s.fenced(ctx, "finish", c, func(tx *sql.Tx, now time.Time) error {
+		if err := saveTx(ctx, tx, recs); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE claims SET state = 'done', done_at = ? WHERE scope = ? AND round = ? AND seq = ?",
+			now.UnixNano(), c.Scope, c.Round, c.Seq); err != nil {
+			return wrap("finish", err)
+		}
+		_, err := tx.ExecContext(ctx, "UPDATE workers SET ranges = ranges + 1 WHERE id = ?", c.Worker)
+		return wrap("finish", err)
+	})
+}
+
+func (s *SQLite) Release(ctx context.Context, c Claim) error {
+	_, err := s.db.ExecContext(ctx, "UPDATE claims SET state = 'open', lease_until = 0 WHERE scope = ? AND round = ? AND seq = ? AND worker = ? AND epoch = ? AND state = 'held'",
+		c.Scope, c.Round, c.Seq, c.Worker, c.Epoch)
+	return wrap("release", err)
+}

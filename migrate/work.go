@@ -1,0 +1,318 @@
+package migrate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ferrymigrate/ferry/checkpoints"
+)
+
+// Many workers, one migration. With Options.Worker a phase does not take the
+// migration lock: the process joins the phase as one of any number of workers that
+// share the state (PostgreSQL across machines), and works it range by range under
+// leased, fenced claims (see package checkpoints, "Shared work"). Without it, nothing
+// changes: one process, the lock, group-committed saves.
+
+// Worker defaults.
+const (
+	DefaultWorkerLease = 30 * time.Second
+	DefaultRangeSize   = 512
+)
+
+// worker is this process's membership in a shared phase.
+type worker struct {
+	m     *Migration
+	id    string
+	phase string
+	lease time.Duration
+
+	records, bytes atomic.Int64
+	lost           atomic.Int64 // ranges taken from us (fenced)
+
+	mu   sync.Mutex
+	held map[string]context.CancelFunc // claim key -> cancel of its work
+
+	stop, done chan struct{}
+}
+
+func claimKey(c checkpoints.Claim) string {
+	return fmt.Sprintf("%s/%d/%d@%d", c.Scope, c.Round, c.Seq, c.Epoch)
+}
+
+func (m *Migration) lease() time.Duration {
+	if m.Opts.WorkerLease > 0 {
+		return m.Opts.WorkerLease
+	}
+	return DefaultWorkerLease
+}
+
+func (m *Migration) rangeSize() int {
+	if m.Opts.RangeSize > 0 {
+		return m.Opts.RangeSize
+	}
+	return DefaultRangeSize
+}
+
+// enter starts a phase: the migration lock for one process, or membership of the
+// phase's workers with Options.Worker.
+func (m *Migration) enter(ctx context.Context, phase string) error {
+	if !m.Opts.Worker || m.Opts.DryRun {
+		return m.Lock(ctx, phase)
+	}
+	m.lockMu.Lock()
+	defer m.lockMu.Unlock()
+	if m.worker != nil {
+		if m.worker.phase != phase {
+			return Errorf(ExitUsage, "this process is a %s worker; it cannot also work %s", m.worker.phase, phase)
+		}
+		return nil
+	}
+	self := checkpoints.Self(phase)
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	w := &worker{m: m, id: fmt.Sprintf("%s-%d-%s", self.Host, self.PID, hex.EncodeToString(b)), phase: phase, lease: m.lease(),
+		held: map[string]context.CancelFunc{}, stop: make(chan struct{}), done: make(chan struct{})}
+	err := m.State.Join(ctx, checkpoints.Worker{ID: w.id, Host: self.Host, PID: self.PID, Start: self.Start, Phase: phase}, w.lease)
+	if err != nil {
+		var le *checkpoints.LockedError
+		if errors.As(err, &le) {
+			return Refused("cannot join as a %s worker: %s", phase, le.Holder)
+		}
+		return Errorf(ExitRuntime, "%w", err)
+	}
+	m.worker = w
+	go w.heartbeat()
+	m.log.Info("joined as a worker", "worker", w.id, "phase", phase, "lease", w.lease)
+	return nil
+}
+
+// heartbeat extends the worker's leases every third of a lease, and cancels the work
+// on any range that was taken over meanwhile.
+func (w *worker) heartbeat() {
+	defer close(w.done)
+	t := time.NewTicker(w.lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+		}
+		// Only claims registered before the heartbeat read the state can be judged
+		// by it: one claimed meanwhile is not in its answer yet.
+		w.mu.Lock()
+		before := make(map[string]bool, len(w.held))
+		for k := range w.held {
+			before[k] = true
+		}
+		w.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), w.lease/2)
+		held, err := w.m.State.Heartbeat(ctx, w.id, w.lease, w.records.Load(), w.bytes.Load())
+		cancel()
+		if err != nil {
+			w.m.log.Warn("worker heartbeat failed", "worker", w.id, "err", err)
+			continue
+		}
+		still := map[string]bool{}
+		for _, c := range held {
+			still[claimKey(c)] = true
+		}
+		w.mu.Lock()
+		for k, cancel := range w.held {
+			if before[k] && !still[k] {
+				w.m.log.Warn("range taken over by another worker: abandoning it", "claim", k)
+				cancel()
+				delete(w.held, k)
+			}
+		}
+		w.mu.Unlock()
+	}
+}
+
+// leave stops the heartbeat and says goodbye (opening anything still held).
+func (w *worker) leave(ctx context.Context) error {
+	close(w.stop)
+	<-w.done
+	return w.m.State.Leave(ctx, w.id)
+}
+
+// hold runs work for a claim under a context cancelled if the claim is lost.
+func (w *worker) hold(ctx context.Context, c checkpoints.Claim) (context.Context, func()) {
+	cctx, cancel := context.WithCancel(ctx)
+	k := claimKey(c)
+	w.mu.Lock()
+	w.held[k] = cancel
+	w.mu.Unlock()
+	return cctx, func() {
+		w.mu.Lock()
+		delete(w.held, k)
+		w.mu.Unlock()
+		cancel()
+	}
+}
+
+// cut divides the records matching q into ranges of about RangeSize records. The
+// last range is open above, so it also holds keys added later.
+func (m *Migration) cut(ctx context.Context, q checkpoints.Query) ([]checkpoints.Range, error) {
+	var out []checkpoints.Range
+	lo, n, size := "", 0, m.rangeSize()
+	err := m.State.Records(ctx, q, func(r checkpoints.Record) error {
+		if n++; n == size {
+			out = append(out, checkpoints.Range{Lo: lo, Hi: r.Key})
+			lo, n = r.Key, 0
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case n > 0:
+		out = append(out, checkpoints.Range{Lo: lo})
+	case len(out) > 0:
+		out[len(out)-1].Hi = ""
+	}
+	return out, nil
+}
+
+// shared works scope range by range until every range of the current round is done:
+// cut the round if needed, claim a range, run work on it, finish it (fenced). A range
+// lost to another worker is abandoned; its successor redoes it (every write is
+// idempotent). Ranges held by others are waited for, and taken over if their lease
+// runs out.
+func (m *Migration) shared(ctx context.Context, scope string, q checkpoints.Query,
+	work func(ctx context.Context, c checkpoints.Claim) ([]checkpoints.Record, error)) error {
+	w := m.worker
+	rs, err := m.State.Partition(ctx, scope, false, func() ([]checkpoints.Range, error) { return m.cut(ctx, q) })
+	if err != nil {
+		return err
+	}
+	if rs.Round == 0 {
+		return nil // nothing to do
+	}
+	idle := time.Duration(0)
+	for {
+		c, ok, err := m.State.Claim(ctx, scope, rs.Round, w.id, w.lease)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			st, err := m.State.Round(ctx, scope, rs.Round)
+			if err != nil {
+				return err
+			}
+			if st.Finished() {
+				return nil
+			}
+			// Others hold the rest: wait, and take over whatever they let lapse.
+			idle = min(idle+200*time.Millisecond, w.lease/4)
+			if !sleep(ctx, idle) {
+				return ctx.Err()
+			}
+			continue
+		}
+		idle = 0
+		if c.Takeover {
+			m.log.Warn("taking over a range whose lease ran out", "claim", c.String())
+		}
+		cctx, release := w.hold(ctx, c)
+		recs, err := work(cctx, c)
+		if err == nil {
+			err = m.State.Finish(ctx, c, recs)
+		}
+		release()
+		switch {
+		case err == nil:
+		case errors.Is(err, checkpoints.ErrFenced) || (cctx.Err() != nil && ctx.Err() == nil):
+			w.lost.Add(1)
+			m.log.Warn("range lost to another worker: its results were rejected", "claim", c.String(), "err", err)
+			if rerr := m.State.Release(ctx, c); rerr != nil { // a no-op unless it is still ours
+				return rerr
+			}
+		default:
+			// Hand the range back at once rather than at the end of its lease.
+			if rerr := m.State.Release(context.WithoutCancel(ctx), c); rerr != nil {
+				m.log.Warn("releasing a range", "claim", c.String(), "err", rerr)
+			}
+			return err
+		}
+	}
+}
+
+// eachRecord runs fn over every record matching q, conc at a time, and saves the
+// records fn returns: group-committed in one process, or per claimed range (fenced)
+// in a worker. fn's error stops the phase; per-record failures belong in the records.
+func (m *Migration) eachRecord(ctx context.Context, scope string, q checkpoints.Query, conc int,
+	fn func(ctx context.Context, r checkpoints.Record) ([]checkpoints.Record, error)) error {
+	if m.worker == nil {
+		batch := checkpoints.NewBatcher(m.State, 256, 500*time.Millisecond)
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(conc)
+		err := m.State.Records(ctx, q, func(r checkpoints.Record) error {
+			if gctx.Err() != nil {
+				return gctx.Err()
+			}
+			g.Go(func() error {
+				out, err := fn(gctx, r)
+				if err != nil {
+					return err
+				}
+				for _, o := range out {
+					if err := batch.Add(gctx, o); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			return nil
+		})
+		if werr := g.Wait(); err == nil || werr != nil && errors.Is(err, context.Canceled) {
+			err = werr
+		}
+		// Durable before the phase reports (I4).
+		if cerr := batch.Close(context.WithoutCancel(ctx)); err == nil {
+			err = cerr
+		}
+		return err
+	}
+	return m.shared(ctx, scope, q, func(ctx context.Context, c checkpoints.Claim) ([]checkpoints.Record, error) {
+		rq := q
+		rq.After, rq.Through = c.Lo, c.Hi
+		var mu sync.Mutex
+		var saved []checkpoints.Record
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(conc)
+		err := m.State.Records(ctx, rq, func(r checkpoints.Record) error {
+			if gctx.Err() != nil {
+				return gctx.Err()
+			}
+			g.Go(func() error {
+				out, err := fn(gctx, r)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				saved = append(saved, out...)
+				mu.Unlock()
+				m.worker.records.Add(1)
+				if len(out) > 0 {
+					m.worker.bytes.Add(out[0].Size)
+				}
+				return nil
+			})
+			return nil
+		})
+		if werr := g.Wait(); err == nil || werr != nil && errors.Is(err, context.Canceled) {
+			err = werr
+		}
+		return saved, err
+	})
+}

@@ -1,0 +1,213 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/providers"
+)
+
+// workers runs fn in n migrations that share one state as workers, at once.
+func (h *harness) workers(n int, state string, rangeSize int, fn func(m *Migration) error) []error {
+	h.t.Helper()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		opts := h.options(false)
+		opts.StateDSN, opts.Worker, opts.RangeSize, opts.WorkerLease = state, true, rangeSize, 5*time.Second
+		m, err := Open(context.Background(), opts)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		wg.Go(func() {
+			defer m.Close()
+			errs[i] = fn(m)
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// A plan listed by three workers, range by range, stores the same inventory (the same
+// plan digest) as a plan listed by one process; so does the next plan, cut from the
+// inventory the first one stored.
+func TestSharedPlanMatchesOneProcess(t *testing.T) {
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
+	recs := h.standardData(60)
+	one := h.options(false)
+	one.StateDSN = filepath.Join(h.dir, "one.db")
+	m, err := Open(context.Background(), one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := m.Plan(context.Background())
+	m.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := filepath.Join(h.dir, "shared.db")
+	for round := 1; round <= 2; round++ {
+		var mu sync.Mutex
+		var digests []string
+		errs := h.workers(3, shared, 4, func(m *Migration) error {
+			res, err := m.Plan(context.Background())
+			if err == nil {
+				mu.Lock()
+				digests = append(digests, res.Digest)
+				mu.Unlock()
+				for site, l := range want.Sites {
+					if res.Sites[site].Objects != l.Objects {
+						return fmt.Errorf("site %s: %d objects listed, want %d", site, res.Sites[site].Objects, l.Objects)
+					}
+				}
+			}
+			return err
+		})
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("plan round %d, worker %d: %v", round, i, err)
+			}
+		}
+		for _, d := range digests {
+			if d != want.Digest {
+				t.Fatalf("plan round %d: a worker reports digest %.16s, one process %.16s", round, d, want.Digest)
+			}
+		}
+		st, err := checkpoints.Open(context.Background(), shared, checkpoints.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := st.Round(context.Background(), planScope, int64(round))
+		st.Close()
+		if err != nil || !rs.Finished() || rs.Done < 4 {
+			t.Fatalf("plan round %d: %+v, %v; want several listing ranges, all done", round, rs, err)
+		}
+		t.Logf("plan round %d: %d ranges for %d records", round, rs.Done, len(recs))
+	}
+}
+
+// Copy and verify by three workers sharing a SQLite state on one machine: every record
+// verified, the work spread over ranges, and each worker's ranges counted in status.
+func TestSharedCopyVerify(t *testing.T) {
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
+	recs := h.standardData(40)
+	state := filepath.Join(h.dir, "shared.db")
+	for _, phase := range []string{"plan", "copy", "verify"} {
+		errs := h.workers(3, state, 16, func(m *Migration) error {
+			var err error
+			switch phase {
+			case "plan":
+				_, err = m.Plan(context.Background())
+			case "copy":
+				_, err = m.Copy(context.Background())
+			case "verify":
+				_, err = m.Verify(context.Background(), false)
+			}
+			return err
+		})
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("%s worker %d: %v", phase, i, err)
+			}
+		}
+	}
+	opts := h.options(false)
+	opts.StateDSN = state
+	m, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	st, err := m.Status(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Records[checkpoints.Verified].N != int64(len(recs)) {
+		t.Fatalf("records %v; want all %d verified", st.Records, len(recs))
+	}
+	var ranges int64
+	for _, w := range st.Workers {
+		if !w.Left || w.Alive {
+			t.Errorf("worker %s did not leave: %+v", w.ID, w)
+		}
+		ranges += w.Ranges
+	}
+	if len(st.Workers) != 9 || ranges < 3 {
+		t.Fatalf("status lists %d workers with %d ranges; want 9 workers, several ranges", len(st.Workers), ranges)
+	}
+}
+
+// A listing range left half done by a worker that died resumes from the key its last
+// page reached, and the plan still stores the one-process inventory.
+func TestSharedPlanResumesARange(t *testing.T) {
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
+	h.standardData(30)
+	one := h.options(false)
+	one.StateDSN = filepath.Join(h.dir, "one.db")
+	m, err := Open(context.Background(), one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := m.Plan(context.Background())
+	m.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A worker cuts the plan, claims the first range and lists part of it, then dies.
+	shared := filepath.Join(h.dir, "shared.db")
+	opts := h.options(false)
+	opts.StateDSN, opts.Worker, opts.RangeSize = shared, true, 4
+	dead, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	rs, err := dead.State.Partition(ctx, planScope, true, func() ([]checkpoints.Range, error) { return dead.cutListing(ctx) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok, err := dead.State.Claim(ctx, planScope, rs.Round, "dead-worker", 200*time.Millisecond)
+	if err != nil || !ok || c.Site == "" {
+		t.Fatalf("claim: %+v %v %v", c, ok, err)
+	}
+	var part []checkpoints.Listed
+	rl, _ := providers.As[providers.RangeLister](dead.Sites[c.Site])
+	err = rl.ListRange(ctx, c.Lo, c.Hi, func(o providers.Object) error {
+		if len(part) < 5 {
+			part = append(part, listed(c.Site, o))
+		}
+		return nil
+	})
+	if err != nil || len(part) < 5 {
+		t.Fatalf("listing the range: %v (%d keys)", err, len(part))
+	}
+	if err := dead.State.Checkpoint(ctx, c, part[len(part)-1].Key, nil, part); err != nil {
+		t.Fatal(err)
+	}
+	dead.Close()
+	time.Sleep(300 * time.Millisecond) // its lease runs out
+
+	errs := h.workers(2, shared, 4, func(m *Migration) error {
+		res, err := m.Plan(context.Background())
+		if err == nil && res.Digest != want.Digest {
+			return fmt.Errorf("digest %.16s, one process %.16s", res.Digest, want.Digest)
+		}
+		return err
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	cursor := part[len(part)-1].Key
+	if !strings.Contains(h.logs.String(), "msg=\"resuming a listing range\"") || !strings.Contains(h.logs.String(), "after="+cursor) {
+		t.Fatalf("no worker resumed the abandoned range after its cursor %q:\n%s", cursor, h.logs.String())
+	}
+}
