@@ -70,10 +70,11 @@ demo:
 # (table on stdout and in docs/benchmarks.md, about 4 min on 2 cores), then the Go
 # benchmarks: pipeline records/s, checkpoint saves, a 1,000,000-record plan's RSS.
 BENCH_FLAGS ?=
-bench: tools $(TOOLS)/rclone
+bench: tools postgres $(TOOLS)/rclone
 	$(GO) run ./cmd/ferrybench -tools $(TOOLS) $(BENCH_FLAGS)
 	$(GO) test -run '^$$' -bench 'Pipeline' -benchtime 3x -timeout 60m ./migrate/
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./checkpoints/
+	$(GO) test -run '^$$' -bench WorkersScaling -benchtime 1x -v -timeout 30m ./migrate/
 	FERRY_BIG_PLAN=1000000 $(GO) test -run '^$$' -bench PlanMemory -benchtime 1x -timeout 60m ./migrate/
 
 bench-quick: tools $(TOOLS)/rclone

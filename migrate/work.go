@@ -141,6 +141,10 @@ func (w *worker) heartbeat() {
 func (w *worker) leave(ctx context.Context) error {
 	close(w.stop)
 	<-w.done
+	// The last counters, for status; then goodbye.
+	if _, err := w.m.State.Heartbeat(ctx, w.id, w.lease, w.records.Load(), w.bytes.Load()); err != nil {
+		w.m.log.Warn("worker heartbeat failed", "worker", w.id, "err", err)
+	}
 	return w.m.State.Leave(ctx, w.id)
 }
 

@@ -1,0 +1,143 @@
+package migrate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ferrymigrate/ferry/providers"
+	"github.com/ferrymigrate/ferry/providers/faulty"
+)
+
+// BenchmarkWorkersScaling measures copy records/s with 1, 2, 4 and 8 workers sharing
+// one PostgreSQL state, every store call answered after FERRY_SCALE_LATENCY (default
+// 20ms) as a remote store would, FERRY_SCALE_RECORDS records (default 2000) in ranges
+// of 25, 16 copies at a time per worker. Target: at least 0.8 x linear up to 8.
+//
+//	go test -run '^$' -bench WorkersScaling -benchtime 1x ./migrate/
+func BenchmarkWorkersScaling(b *testing.B) {
+	n := envInt("FERRY_SCALE_RECORDS", 2000)
+	latency := 20 * time.Millisecond
+	if v := os.Getenv("FERRY_SCALE_LATENCY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		latency = d
+	}
+	base := os.Getenv("FERRY_TEST_POSTGRES")
+	if base == "" {
+		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	rates := map[int]float64{}
+	counts := []int{1, 2, 4, 8}
+	for _, workers := range counts {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			var total time.Duration
+			for range b.N {
+				b.StopTimer()
+				e := newBenchEnv(b, n)
+				if err := os.WriteFile(e.dir+"/ferry.yaml", []byte(strings.Replace(benchSpec, "concurrency: 32", "concurrency: 16", 1)), 0o644); err != nil {
+					b.Fatal(err)
+				}
+				slow := map[string]providers.Store{}
+				for name, s := range e.stores {
+					slow[name] = faulty.Wrap(s).Before(func(ctx context.Context, c faulty.Call) error {
+						time.Sleep(latency)
+						return nil
+					})
+				}
+				dsn := scaleSchema(b, base)
+				opts := func(worker bool) Options {
+					return Options{SpecPath: e.dir + "/ferry.yaml", StateDSN: dsn, Worker: worker, RangeSize: 25,
+						OpenStore: func(ctx context.Context, cfg providers.Config) (providers.Store, error) {
+							return noClose{slow[cfg.Name]}, nil
+						}}
+				}
+				m, err := Open(context.Background(), opts(false))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := m.Plan(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				m.Close()
+				ms := make([]*Migration, workers)
+				for i := range ms {
+					if ms[i], err = Open(context.Background(), opts(true)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+				start := time.Now()
+				var wg sync.WaitGroup
+				errs := make([]error, workers)
+				for i, m := range ms {
+					wg.Go(func() { _, errs[i] = m.Copy(context.Background()) })
+				}
+				wg.Wait()
+				total += time.Since(start)
+				b.StopTimer()
+				for i, m := range ms {
+					m.Close()
+					if errs[i] != nil {
+						b.Fatalf("worker %d: %v", i, errs[i])
+					}
+				}
+			}
+			rate := float64(n*b.N) / total.Seconds()
+			rates[workers] = rate
+			b.ReportMetric(rate, "records/s")
+		})
+	}
+	if one := rates[1]; one > 0 {
+		var sb strings.Builder
+		fmt.Fprintf(&sb, "workers  records/s  speed-up  of linear (latency %v, %d records)\n", latency, n)
+		for _, w := range counts {
+			fmt.Fprintf(&sb, "%7d  %9.0f  %8.2f  %9.2f\n", w, rates[w], rates[w]/one, rates[w]/one/float64(w))
+		}
+		b.Log("\n" + sb.String())
+	}
+}
+
+type noClose struct{ providers.Store }
+
+func (noClose) Close() error { return nil }
+
+func (n noClose) Unwrap() providers.Store { return n.Store }
+
+// scaleSchema is a fresh schema of the PostgreSQL server, dropped afterwards.
+func scaleSchema(b *testing.B, base string) string {
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, base)
+	if err != nil {
+		b.Fatalf("PostgreSQL does not answer (make test starts it): %v", err)
+	}
+	c.Close(ctx)
+	r := make([]byte, 5)
+	_, _ = rand.Read(r)
+	schema := "ferry_scale_" + hex.EncodeToString(r)
+	b.Cleanup(func() {
+		if c, err := pgx.Connect(ctx, base); err == nil {
+			c.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+			c.Close(ctx)
+		}
+	})
+	return base + "&schema=" + schema
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
