@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -165,7 +166,7 @@ func openDB(ctx context.Context, path string, ro bool) (*SQLite, error) {
 	if !ro {
 		if _, err := db.ExecContext(ctx, schema); err != nil {
 			db.Close()
-			return nil, fmt.Errorf("state %s: creating schema: %w", path, err)
+			return nil, fmt.Errorf("state %s: creating schema: %w", path, hint(path, err))
 		}
 	} else if err := db.PingContext(ctx); err != nil {
 		db.Close()
@@ -806,9 +807,34 @@ func b2i(b bool) int {
 	return 0
 }
 
+// hint adds to an error opening the state at path what an operator can act on.
+func hint(path string, err error) error {
+	for _, p := range []string{path, filepath.Dir(path)} {
+		if aerr := syscall.Access(p, 2 /* W_OK */); aerr != nil && !errors.Is(aerr, syscall.ENOENT) {
+			return fmt.Errorf("%w (the state's file or folder is not writable: %v)", err, aerr)
+		}
+	}
+	return fmt.Errorf("%w%s", err, why(err))
+}
+
+// why says what an operator can act on for SQLite errors that do not ("disk I/O
+// error (778)"); "" for others.
+func why(err error) string {
+	var se interface{ Code() int }
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case 10, 13: // SQLITE_IOERR, SQLITE_FULL
+			return " (writing the state failed: is its disk full?)"
+		case 8: // SQLITE_READONLY
+			return " (the state's file or disk is read-only)"
+		}
+	}
+	return ""
+}
+
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("state: %s: %w", op, err)
+	return fmt.Errorf("state: %s: %w%s", op, err, why(err))
 }

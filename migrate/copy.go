@@ -280,6 +280,7 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 	if err != nil {
 		return false, fmt.Errorf("put %s: %w", r.TargetKey, err)
 	}
+	failpoint("copy-after-put")
 	gotSHA, gotCRC := hex.EncodeToString(sha.Sum(nil)), crcHex(crc)
 	// The source must not have changed while it was read.
 	if now, err := store.Stat(ctx, src.SiteKey); err != nil {

@@ -125,18 +125,15 @@ func listDir(t *testing.T, dir string) map[string]providers.Object {
 	return out
 }
 
-// TestCrashConverges kills a real ferry process (SIGKILL) at random moments of copy,
-// verify, every delete stage and purge, reruns it each time, and checks with an
-// oracle that reads the folders directly: every record reaches the target intact,
-// nothing verified is copied again, no replica is deleted without a verified copy,
-// and the final state is the same as an uninterrupted run's (I5).
-func TestCrashConverges(t *testing.T) {
-	bin := buildFerry(t)
+// crashSetup writes the crash spec and three file sites holding users*5 records
+// (every record at virginia, 80% at singapore, 40% at archive) into a new folder.
+func crashSetup(t *testing.T, users int) (string, []synth.Record, map[string][]synth.Record) {
+	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "ferry.yaml"), []byte(crashSpec), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	recs := synth.Records(synth.Options{Users: 60, RecordsPerUser: 5, Tricky: true, LargeEvery: 97, MaxLarge: 2 << 20, Seed: 99})
+	recs := synth.Records(synth.Options{Users: users, RecordsPerUser: 5, Tricky: true, LargeEvery: 97, MaxLarge: 2 << 20, Seed: 99})
 	sets := map[string][]synth.Record{"virginia": recs, "singapore": synth.Subset(recs, 0.8, 1), "archive": synth.Subset(recs, 0.4, 2)}
 	for name, set := range sets {
 		d := filepath.Join(dir, "sites", name)
@@ -150,6 +147,17 @@ func TestCrashConverges(t *testing.T) {
 		}
 	}
 	os.MkdirAll(filepath.Join(dir, "target"), 0o755)
+	return dir, recs, sets
+}
+
+// TestCrashConverges kills a real ferry process (SIGKILL) at random moments of copy,
+// verify, every delete stage and purge, reruns it each time, and checks with an
+// oracle that reads the folders directly: every record reaches the target intact,
+// nothing verified is copied again, no replica is deleted without a verified copy,
+// and the final state is the same as an uninterrupted run's (I5).
+func TestCrashConverges(t *testing.T) {
+	bin := buildFerry(t)
+	dir, recs, sets := crashSetup(t, 60)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	kills := 0
 

@@ -361,6 +361,7 @@ func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUn
 	if err := save(ctx, intents); err != nil {
 		return Errorf(ExitRuntime, "recording delete intents: %w", err)
 	}
+	failpoint("delete-after-intent")
 	// 3. Delete exactly the verified version, then confirm absence.
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(conc)
@@ -515,6 +516,11 @@ func (m *Migration) resolveIntent(ctx context.Context, p *checkpoints.Replica) e
 func (m *Migration) deleteReplica(ctx context.Context, p *checkpoints.Replica, mode string) error {
 	store := m.Sites[p.Site]
 	expect := replicaObject(*p)
+	// A delete answering success proves nothing for a key already gone (S3 answers 204
+	// for any key): the replica must be there before the call, or it is an anomaly.
+	if _, err := store.Stat(ctx, p.SiteKey); err != nil {
+		return err
+	}
 	var err error
 	if mode == "soft" {
 		var h string
@@ -525,6 +531,7 @@ func (m *Migration) deleteReplica(ctx context.Context, p *checkpoints.Replica, m
 	} else {
 		err = store.(providers.ConditionalDeleter).DeleteIf(ctx, p.SiteKey, expect)
 	}
+	failpoint("delete-after-call")
 	if err != nil {
 		return err
 	}

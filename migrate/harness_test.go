@@ -8,9 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +26,7 @@ import (
 	"github.com/ferrymigrate/ferry/providers/faulty"
 	"github.com/ferrymigrate/ferry/providers/file"
 	"github.com/ferrymigrate/ferry/providers/mem"
+	"github.com/ferrymigrate/ferry/providers/s3"
 	"github.com/ferrymigrate/ferry/providers/s3/s3test"
 )
 
@@ -306,8 +311,44 @@ func deleteStage(t *testing.T, m *Migration, stage string) (*DeleteResult, error
 
 var errInjected = errors.New("injected fault")
 
-// TestMain stops the shared S3 test servers when the tests end.
-func TestMain(m *testing.M) { s3test.Main(m) }
+// TestMain stops the shared S3 test servers when the tests end. The S3 stores retry
+// after a short fixed delay: the fault suite throws hundreds of 503s and dropped
+// connections, and the SDK's backoff (up to 20s) would only add waiting.
+func TestMain(m *testing.M) {
+	if limit := os.Getenv("FERRY_TEST_FSIZE_EXEC"); limit != "" {
+		execWithFileSizeLimit(limit)
+	}
+	s3.SetTestBackoff(20 * time.Millisecond)
+	s3test.Main(m)
+}
+
+// execWithFileSizeLimit replaces this test binary with the command in its arguments
+// after "--", under RLIMIT_FSIZE = limit bytes and with SIGXFSZ ignored (inherited
+// across exec; Go leaves it so), so writes past the limit fail with EFBIG as on a
+// full disk. The disk-full tests run ferry this way: no privileges needed.
+func execWithFileSizeLimit(limit string) {
+	n, err := strconv.ParseUint(limit, 10, 64)
+	args := os.Args
+	for i, a := range args {
+		if a == "--" {
+			args = args[i+1:]
+			break
+		}
+	}
+	if err != nil || len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "FERRY_TEST_FSIZE_EXEC: bad use")
+		os.Exit(2)
+	}
+	signal.Ignore(syscall.SIGXFSZ)
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: n, Max: n}); err != nil {
+		fmt.Fprintln(os.Stderr, "setrlimit:", err)
+		os.Exit(2)
+	}
+	env := slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, "FERRY_TEST_FSIZE_EXEC=") })
+	err = syscall.Exec(args[0], args, env)
+	fmt.Fprintln(os.Stderr, "exec:", err)
+	os.Exit(2)
+}
 
 func statFile(p string) (int64, error) {
 	fi, err := os.Stat(p)

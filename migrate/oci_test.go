@@ -1,8 +1,16 @@
 package migrate
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,4 +141,91 @@ func TestResidencyRefused(t *testing.T) {
 	}
 	_ = providers.ErrNotFound
 	_ = s3test.MinIO
+}
+
+// I8 on an OCI target: a whole migration with debug logging into the emulator, whose
+// every request is signed with the identity's RSA key; the logs, the results as JSON,
+// the state store (with its WAL) and the report are scanned for the private key's PEM
+// lines and every Authorization header value (and its signature) that was sent.
+func TestI8SecretsNeverWrittenOCI(t *testing.T) {
+	h := newHarness(t, storeKinds[0], fmt.Sprintf(sitesYAML, "fail"))
+	srv := ocitest.Start(t, ocitest.Options{})
+	id := ocitest.NewIdentity(t)
+	srv.Trust(id)
+	if err := srv.CreateBucket("us-users", false); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	auth := map[string]bool{}
+	srv.Inject(&ocitest.Rule{Match: func(r *http.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if a := r.Header.Get("Authorization"); a != "" {
+			auth[a] = true
+		}
+		return false
+	}})
+	cfg := srv.StoreConfig(id, "us-users", "users/")
+	cfg.Name, cfg.Migration = "target", "test-migration"
+	st, err := oci.New(context.Background(), cfg, oci.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h.raw["target"], h.faults["target"] = st, faulty.Wrap(st)
+	h.standardData(3)
+	m := h.open()
+	ctx := context.Background()
+	results := []any{runThroughVerify(t, m)}
+	for _, s := range m.Spec.Delete.Stages {
+		d, err := deleteStage(t, m, s.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		results = append(results, d)
+	}
+	rep, _ := m.Report(ctx, filepath.Join(h.dir, "report"))
+	results = append(results, rep)
+	m.Close()
+	js, err := json.Marshal(results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey, err := os.ReadFile(id.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var secrets []string
+	for _, line := range strings.Split(string(pemKey), "\n") {
+		if len(line) >= 32 && !strings.HasPrefix(line, "-----") {
+			secrets = append(secrets, line)
+		}
+	}
+	mu.Lock()
+	for a := range auth {
+		secrets = append(secrets, a)
+		if i := strings.Index(a, `signature="`); i >= 0 {
+			secrets = append(secrets, strings.TrimSuffix(a[i+len(`signature="`):], `"`))
+		}
+	}
+	mu.Unlock()
+	if len(auth) == 0 || len(secrets) <= len(auth) {
+		t.Fatalf("nothing to scan for: %d headers, %d secrets", len(auth), len(secrets))
+	}
+	hay := map[string][]byte{"logs": h.logs.Bytes(), "json": js}
+	filepath.WalkDir(h.dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasPrefix(d.Name(), "ferry.key") && !strings.Contains(p, "/stores/") {
+			b, _ := os.ReadFile(p)
+			hay[p] = b
+		}
+		return nil
+	})
+	for name, b := range hay {
+		for _, s := range secrets {
+			if bytes.Contains(b, []byte(s)) {
+				t.Fatalf("I8 broken: %s contains key material or an Authorization value (%.16s...)", name, s)
+			}
+		}
+	}
+	t.Logf("scanned %d haystacks for %d secrets (%d Authorization headers)", len(hay), len(secrets), len(auth))
 }

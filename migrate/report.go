@@ -96,6 +96,7 @@ func (m *Migration) Report(ctx context.Context, dir string) (*ReportResult, erro
 	}
 	records := func(yield func(certificate.ManifestLine, error) bool) {
 		err := m.State.Records(ctx, checkpoints.Query{}, func(r checkpoints.Record) error {
+			failpoint("report-mid")
 			if !yield(m.manifestLine(r), nil) {
 				return errStopIter
 			}

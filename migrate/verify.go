@@ -119,6 +119,7 @@ func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, err
 			}
 			out.Replicas = slices.DeleteFunc(out.Replicas, func(p checkpoints.Replica) bool { return p.Site == "" })
 		}
+		failpoint("verify-after-check")
 		tr.Add(1, n)
 		// Saved durably before verify reports success (I4).
 		return append([]checkpoints.Record{out}, extra...), nil

@@ -282,7 +282,7 @@ func (m *Migration) eachRecord(ctx context.Context, scope string, q checkpoints.
 			})
 			return nil
 		})
-		if werr := g.Wait(); err == nil {
+		if werr := g.Wait(); err == nil || werr != nil && errors.Is(err, context.Canceled) {
 			err = werr
 		}
 		// Durable before the phase reports (I4).
@@ -318,7 +318,7 @@ func (m *Migration) eachRecord(ctx context.Context, scope string, q checkpoints.
 			})
 			return nil
 		})
-		if werr := g.Wait(); err == nil {
+		if werr := g.Wait(); err == nil || werr != nil && errors.Is(err, context.Canceled) {
 			err = werr
 		}
 		return saved, err

@@ -671,6 +671,13 @@ func (s *Store) Region(ctx context.Context) (string, error) {
 // backoff replaces the SDK's jittered exponential backoff when set (tests).
 var backoff retry.BackoffDelayer
 
+// SetTestBackoff makes stores created afterwards wait d between retries instead of
+// the SDK's jittered exponential backoff (up to 20s). It is for test binaries that
+// inject many faults, set once before any store is created.
+func SetTestBackoff(d time.Duration) {
+	backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return d, nil })
+}
+
 func newRetryer() aws.RetryerV2 {
 	return retry.NewStandard(func(o *retry.StandardOptions) {
 		o.MaxAttempts = MaxAttempts

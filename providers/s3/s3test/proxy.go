@@ -1,0 +1,435 @@
+package s3test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferrymigrate/ferry/providers"
+)
+
+// Op is the kind of S3 request a proxy rule matches.
+type Op string
+
+const (
+	OpAny    Op = ""
+	OpGet    Op = "get"    // GetObject
+	OpPut    Op = "put"    // PutObject, UploadPart, and the other multipart calls
+	OpHead   Op = "head"   // HeadObject, HeadBucket
+	OpList   Op = "list"   // ListObjectsV2, ListObjectVersions
+	OpDelete Op = "delete" // DeleteObject(s)
+	OpOther  Op = "other"
+)
+
+// Fault is what a proxy does to one request.
+type Fault struct {
+	// Status answers the request with this status and an S3 error body, without
+	// forwarding it (503, 429, 500, ...). Code overrides the error code (default:
+	// SlowDown for 503, TooManyRequests for 429, InternalError otherwise).
+	Status int
+	Code   string
+	// Latency delays the request before anything else happens (a latency spike).
+	Latency time.Duration
+	// Drop closes the client's connection without forwarding the request.
+	Drop bool
+	// DropMidBody forwards the request, sends the response's headers and the first
+	// half of its body, then closes the connection (the length promised is not met).
+	DropMidBody bool
+	// TruncateResponse forwards the request and sends the first half of the response
+	// body as if it were all of it (Content-Length fixed up): a clean-looking short body.
+	TruncateResponse bool
+	// CorruptResponse flips one byte in the middle of the response body; the length
+	// and headers are unchanged.
+	CorruptResponse bool
+	// CorruptRequest flips one byte in the middle of the request body on its way to
+	// the server (corruption in flight on an upload).
+	CorruptRequest bool
+	// TruncateRequest forwards only the first half of the request body, then cuts the
+	// connection to the server and the client's connection.
+	TruncateRequest bool
+	// Rewrite receives the complete response (status, headers, body) and returns the
+	// body to send instead (headers may be changed in place; Content-Length is fixed).
+	Rewrite func(status int, h http.Header, body []byte) []byte
+}
+
+// Rule applies a Fault to the requests it matches.
+type Rule struct {
+	Op     Op     // OpAny matches every request
+	Bucket string // when non-empty, only requests to this bucket
+	// Match, when set, must also return true.
+	Match func(r *http.Request) bool
+	// After skips the first After matching requests; Times bounds how many requests
+	// are faulted (0: no bound); Fraction (when > 0) faults only this share of the
+	// eligible requests, at random.
+	After, Times int
+	Fraction     float64
+
+	Fault
+
+	mu      sync.Mutex
+	matched int
+	fired   int
+}
+
+// Fired returns how many requests the rule has faulted.
+func (r *Rule) Fired() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.fired
+}
+
+// Proxy is a fault-injecting HTTP reverse proxy of ours, on 127.0.0.1, in front of
+// an S3 server. Requests keep the Host the client signed, so signatures verify.
+// Without rules it forwards everything untouched.
+type Proxy struct {
+	URL string
+
+	srv *httptest.Server
+	rp  *httputil.ReverseProxy
+
+	mu    sync.Mutex
+	rules []*Rule
+	rng   *rand.Rand
+	// counts holds requests the server answered, by op, bucket and status class.
+	counts map[string]*atomic.Int64
+}
+
+// Proxy starts a fault-injecting proxy in front of s for the duration of t.
+func (s *Server) Proxy(t testing.TB) *Proxy {
+	t.Helper()
+	p, err := NewProxy(s.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// NewProxy starts a proxy in front of the server at endpoint (http://127.0.0.1:PORT).
+func NewProxy(endpoint string) (*Proxy, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if h := u.Hostname(); h != "127.0.0.1" && h != "localhost" && h != "::1" {
+		return nil, fmt.Errorf("s3test: the proxy only talks to the loopback interface, not %s", h)
+	}
+	p := &Proxy{rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3)), counts: map[string]*atomic.Int64{}}
+	p.rp = httputil.NewSingleHostReverseProxy(u)
+	// Never through an HTTP proxy from the environment: loopback only.
+	p.rp.Transport = &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, DisableCompression: true}
+	p.rp.ErrorLog = log.New(io.Discard, "", 0)
+	p.rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		// The server could not be reached, or the request body was cut on purpose:
+		// the client sees its connection dropped.
+		panic(http.ErrAbortHandler)
+	}
+	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
+	p.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	p.srv.Start()
+	p.URL = p.srv.URL
+	return p, nil
+}
+
+// Close stops the proxy.
+func (p *Proxy) Close() { p.srv.Close() }
+
+// Config returns a providers.Config for s3://bucket/prefix on s, reached through p.
+func (p *Proxy) Config(s *Server, bucket, prefix string) providers.Config {
+	cfg := s.Config(bucket, prefix)
+	cfg.Endpoint = p.URL
+	return cfg
+}
+
+// Inject adds a rule and returns a function that removes it.
+func (p *Proxy) Inject(r *Rule) (remove func()) {
+	p.mu.Lock()
+	p.rules = append(p.rules, r)
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for i, x := range p.rules {
+			if x == r {
+				p.rules = append(p.rules[:i], p.rules[i+1:]...)
+				return
+			}
+		}
+	}
+}
+
+// Clear removes every rule.
+func (p *Proxy) Clear() {
+	p.mu.Lock()
+	p.rules = nil
+	p.mu.Unlock()
+}
+
+// Answered returns how many requests of op to bucket ("" for all) the server
+// answered with a 2xx status, through this proxy.
+func (p *Proxy) Answered(op Op, bucket string) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var n int64
+	for k, c := range p.counts {
+		parts := strings.SplitN(k, "|", 3)
+		if (op == OpAny || parts[0] == string(op)) && (bucket == "" || parts[1] == bucket) && parts[2] == "2xx" {
+			n += c.Load()
+		}
+	}
+	return n
+}
+
+func (p *Proxy) count(op Op, bucket string, status int) {
+	k := fmt.Sprintf("%s|%s|%dxx", op, bucket, status/100)
+	p.mu.Lock()
+	c := p.counts[k]
+	if c == nil {
+		c = new(atomic.Int64)
+		p.counts[k] = c
+	}
+	p.mu.Unlock()
+	c.Add(1)
+}
+
+// Classify returns the op and bucket of an S3 request (path-style addressing).
+func Classify(r *http.Request) (Op, string) {
+	path := strings.TrimPrefix(r.URL.Path, "/")
+	bucket, key, _ := strings.Cut(path, "/")
+	q := r.URL.Query()
+	switch {
+	case r.Method == http.MethodHead:
+		return OpHead, bucket
+	case r.Method == http.MethodGet && key == "" && (q.Has("list-type") || q.Has("versions") || len(q) == 0 || q.Has("prefix")):
+		return OpList, bucket
+	case r.Method == http.MethodGet && key != "" && !q.Has("uploadId"):
+		return OpGet, bucket
+	case r.Method == http.MethodPut && key != "":
+		return OpPut, bucket
+	case r.Method == http.MethodPost && key != "" && (q.Has("uploads") || q.Has("uploadId")):
+		return OpPut, bucket
+	case r.Method == http.MethodDelete && key != "" && !q.Has("uploadId"):
+		return OpDelete, bucket
+	case r.Method == http.MethodPost && key == "" && q.Has("delete"):
+		return OpDelete, bucket
+	}
+	return OpOther, bucket
+}
+
+// faultFor merges the faults of every rule that fires for the request.
+func (p *Proxy) faultFor(r *http.Request, op Op, bucket string) *Fault {
+	p.mu.Lock()
+	rules := append([]*Rule(nil), p.rules...)
+	p.mu.Unlock()
+	var out *Fault
+	for _, rule := range rules {
+		if rule.Op != OpAny && rule.Op != op || rule.Bucket != "" && rule.Bucket != bucket || rule.Match != nil && !rule.Match(r) {
+			continue
+		}
+		rule.mu.Lock()
+		rule.matched++
+		fire := rule.matched > rule.After && (rule.Times == 0 || rule.fired < rule.Times)
+		if fire && rule.Fraction > 0 {
+			p.mu.Lock()
+			fire = p.rng.Float64() < rule.Fraction
+			p.mu.Unlock()
+		}
+		if fire {
+			rule.fired++
+		}
+		rule.mu.Unlock()
+		if !fire {
+			continue
+		}
+		if out == nil {
+			out = &Fault{}
+		}
+		f := rule.Fault
+		out.Latency += f.Latency
+		if out.Status == 0 {
+			out.Status, out.Code = f.Status, f.Code
+		}
+		out.Drop = out.Drop || f.Drop
+		out.DropMidBody = out.DropMidBody || f.DropMidBody
+		out.TruncateResponse = out.TruncateResponse || f.TruncateResponse
+		out.CorruptResponse = out.CorruptResponse || f.CorruptResponse
+		out.CorruptRequest = out.CorruptRequest || f.CorruptRequest
+		out.TruncateRequest = out.TruncateRequest || f.TruncateRequest
+		if f.Rewrite != nil {
+			out.Rewrite = f.Rewrite
+		}
+	}
+	return out
+}
+
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
+	op, bucket := Classify(r)
+	f := p.faultFor(r, op, bucket)
+	if f == nil {
+		sw := &statusWriter{ResponseWriter: w}
+		p.rp.ServeHTTP(sw, r)
+		p.count(op, bucket, sw.code())
+		return
+	}
+	if f.Latency > 0 {
+		t := time.NewTimer(f.Latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+	if f.Drop {
+		panic(http.ErrAbortHandler)
+	}
+	if f.Status != 0 {
+		code := f.Code
+		if code == "" {
+			switch f.Status {
+			case http.StatusServiceUnavailable:
+				code = "SlowDown"
+			case http.StatusTooManyRequests:
+				code = "TooManyRequests"
+			default:
+				code = "InternalError"
+			}
+		}
+		body := fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?>`+"\n"+
+			`<Error><Code>%s</Code><Message>injected fault</Message><Resource>%s</Resource><RequestId>s3test-proxy</RequestId></Error>`, code, r.URL.Path)
+		w.Header().Set("Content-Type", "application/xml")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Header().Set("Connection", "close")
+		if r.Method == http.MethodHead {
+			w.WriteHeader(f.Status)
+			return
+		}
+		w.WriteHeader(f.Status)
+		io.WriteString(w, body)
+		return
+	}
+	if r.Body != nil && r.ContentLength > 0 {
+		switch {
+		case f.TruncateRequest:
+			r.Body = &cutReader{rc: r.Body, left: r.ContentLength / 2}
+		case f.CorruptRequest:
+			r.Body = &flipReader{rc: r.Body, at: r.ContentLength / 2}
+		}
+	}
+	if !f.DropMidBody && !f.TruncateResponse && !f.CorruptResponse && f.Rewrite == nil {
+		sw := &statusWriter{ResponseWriter: w}
+		p.rp.ServeHTTP(sw, r)
+		p.count(op, bucket, sw.code())
+		return
+	}
+	rec := httptest.NewRecorder()
+	p.rp.ServeHTTP(rec, r)
+	p.count(op, bucket, rec.Code)
+	body := rec.Body.Bytes()
+	h := w.Header()
+	for k, v := range rec.Header() {
+		h[k] = v
+	}
+	h.Set("Connection", "close")
+	if f.Rewrite != nil {
+		body = f.Rewrite(rec.Code, h, bytes.Clone(body))
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	if f.CorruptResponse && len(body) > 0 {
+		body = bytes.Clone(body)
+		body[len(body)/2] ^= 0x5a
+	}
+	switch {
+	case f.DropMidBody && len(body) > 0:
+		w.WriteHeader(rec.Code)
+		w.Write(body[:len(body)/2])
+		http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler)
+	case f.TruncateResponse && len(body) > 0:
+		body = body[:len(body)/2]
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	w.WriteHeader(rec.Code)
+	w.Write(body)
+}
+
+// statusWriter remembers the status the server answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Flush() { http.NewResponseController(s.ResponseWriter).Flush() }
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *statusWriter) code() int {
+	if s.status == 0 {
+		return http.StatusBadGateway
+	}
+	return s.status
+}
+
+// flipReader flips the byte at offset at of the stream.
+type flipReader struct {
+	rc  io.ReadCloser
+	at  int64
+	off int64
+}
+
+func (f *flipReader) Read(p []byte) (int, error) {
+	n, err := f.rc.Read(p)
+	if f.at >= f.off && f.at < f.off+int64(n) {
+		p[f.at-f.off] ^= 0x5a
+	}
+	f.off += int64(n)
+	return n, err
+}
+
+func (f *flipReader) Close() error { return f.rc.Close() }
+
+// cutReader yields left bytes, then fails as a connection cut mid-body would.
+type cutReader struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (c *cutReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, io.ErrUnexpectedEOF
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.rc.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
+
+func (c *cutReader) Close() error { return c.rc.Close() }
