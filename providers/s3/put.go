@@ -12,7 +12,6 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -418,54 +417,4 @@ func (s *Store) afterPut(ctx context.Context, key, fk string, size int64, sent s
 		return o, fmt.Errorf("s3: put %s: server reports crc32c %s, the bytes sent have %x: %w", uri, c, sent.crc32c, providers.ErrChecksum)
 	}
 	return o, nil
-}
-
-// maxDirs bounds the cache of known directories.
-const maxDirs = 100000
-
-// checkShape refuses, on MinIO, a key that would sit next to an object named like
-// one of its parents ("a/b" next to "a"), or an object named like a prefix of
-// existing keys ("a" over "a/b"): MinIO stores both but lists only one of them, so
-// the other would be invisible to every listing. It costs a LIST per Put and a HEAD
-// per directory not seen before. Writers racing through other clients can still
-// create such a pair; ferry's own writes cannot.
-func (s *Store) checkShape(ctx context.Context, fk string) error {
-	uri := s.uriFull(fk)
-	for i := 0; i < len(fk); i++ {
-		if fk[i] != '/' {
-			continue
-		}
-		parent := fk[:i]
-		s.dirsMu.Lock()
-		known := s.dirs[parent]
-		s.dirsMu.Unlock()
-		if known || parent == "" {
-			continue
-		}
-		_, err := s.head(ctx, parent, "")
-		switch {
-		case err == nil:
-			return fmt.Errorf("s3: put %s: %s is an object, so this server cannot also hold keys under it: %w", uri, s.uriFull(parent), providers.ErrAlreadyExists)
-		case !errors.Is(err, providers.ErrNotFound):
-			return fmt.Errorf("s3: put %s: checking the parent: %w", uri, err)
-		}
-		s.dirsMu.Lock()
-		if s.dirs == nil || len(s.dirs) >= maxDirs {
-			s.dirs = map[string]bool{}
-		}
-		s.dirs[parent] = true
-		s.dirsMu.Unlock()
-	}
-	if strings.HasSuffix(fk, "/") {
-		return nil // a directory marker may have keys under it
-	}
-	out, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(fk + "/"), MaxKeys: aws.Int32(1),
-		EncodingType: types.EncodingTypeUrl})
-	if err != nil {
-		return fail("put (checking for keys under it)", uri, err)
-	}
-	if len(out.Contents) > 0 {
-		return fmt.Errorf("s3: put %s: keys exist under %s/, so this server cannot also hold it as an object: %w", uri, uri, providers.ErrAlreadyExists)
-	}
-	return nil
 }

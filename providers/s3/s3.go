@@ -44,7 +44,8 @@
 //     If-None-Match on CopyObject. Version ids make deletes in versioned buckets
 //     race-free on every server.
 //   - MinIO stores "a" next to "a/b" but then lists only one of them: Put checks
-//     first (checkShape). versitygw refuses such pairs itself. Objects a MinIO
+//     first (checkShape, against a cache of each directory listed once: shape.go).
+//     versitygw refuses such pairs itself. Objects a MinIO
 //     source already hides this way are invisible to its own listing, so to ferry.
 //   - versitygw ignores EncodingType=url (see Keys), starts a version listing page
 //     at its marker when the marker names a key's latest entry (the duplicate is
@@ -147,9 +148,8 @@ type Store struct {
 	regionMu  sync.Mutex
 	regionVal string
 
-	// dirs caches bucket keys known not to be objects (MinIO's shape guard).
-	dirsMu sync.Mutex
-	dirs   map[string]bool
+	// shape is MinIO's shape guard's cache (shape.go).
+	shape shapeCache
 
 	// beforeDelete, when set (tests), runs between the HEAD that checks an object
 	// and the request that deletes it.
@@ -627,6 +627,7 @@ func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, providers.
 // Delete removes key unconditionally: ErrNotFound if it is absent. In a versioned
 // bucket it leaves a delete marker (the versions stay).
 func (s *Store) Delete(ctx context.Context, key string) error {
+	defer s.mutating()()
 	fk, err := s.full(key)
 	if err != nil {
 		return err
