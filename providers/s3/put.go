@@ -27,7 +27,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Put writes size bytes from r under key.
 //
-// Up to singleMax bytes it is one PutObject carrying x-amz-checksum-sha256, so the
+// Up to the part size it is one PutObject carrying x-amz-checksum-sha256, so the
 // server refuses bytes that do not hash to it. The body is always seekable so the
 // SDK can retry: a reader that is an io.ReaderAt and io.Seeker is read in place,
 // any other is read into a buffer first (hashed on the way in). When the caller
@@ -35,7 +35,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // versitygw), that SHA-256 is sent as is and the bytes are not hashed here: the
 // server refuses a mismatch (ErrChecksum) and stores nothing.
 //
-// Above singleMax it is a multipart upload with the CRC32C checksum algorithm and
+// Above the part size it is a multipart upload with the CRC32C checksum algorithm and
 // the FULL_OBJECT checksum type: each part carries its CRC32C, the completion
 // carries the whole object's, and the server then reports that whole-object CRC32C.
 // At most uploadParallelism parts are in flight, each in a pooled buffer (memory is
@@ -69,7 +69,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, op
 	}
 	var sent sentSums
 	var w written
-	if size <= s.singleMax {
+	if size <= s.partSize {
 		sent, w, err = s.putSingle(ctx, fk, r, size, want, opts.Metadata)
 	} else {
 		sent, w, err = s.putMultipart(ctx, fk, r, size, want, opts.Metadata)

@@ -89,11 +89,9 @@ import (
 )
 
 const (
-	// DefaultPartSize is the multipart part size when the spec gives none; objects
-	// up to DefaultSingleMax are then written with a single PutObject. A part size
-	// given in the config is both (objects up to one part are one PutObject).
-	DefaultPartSize  = 16 << 20
-	DefaultSingleMax = 64 << 20
+	// DefaultPartSize is the multipart part size when the spec gives none. Objects
+	// up to one part are written with a single PutObject.
+	DefaultPartSize = 16 << 20
 	// MinPartSize and MaxPartSize are S3's limits for a part (but the last).
 	MinPartSize = 5 << 20
 	MaxPartSize = 5 << 30
@@ -131,7 +129,6 @@ type Store struct {
 	region    string // configured
 	awsHosted bool   // no custom endpoint: AWS itself
 	partSize  int64
-	singleMax int64 // objects up to this size are one PutObject
 	kmsKeyID  string
 
 	server     string // "minio", "versitygw", or "" (AWS or another), from the Server header at open
@@ -224,25 +221,24 @@ func New(ctx context.Context, cfg providers.Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	partSize, singleMax := cfg.PartSize, cfg.PartSize
+	partSize := cfg.PartSize
 	switch {
 	case partSize == 0:
-		partSize, singleMax = DefaultPartSize, DefaultSingleMax
+		partSize = DefaultPartSize
 	case partSize < MinPartSize || partSize > MaxPartSize:
 		return nil, errf("part size %d outside S3's limits (%d to %d bytes)", partSize, MinPartSize, MaxPartSize)
 	}
 	s := &Store{
 		name: name, bucket: bucket, prefix: prefix,
 		region: cfg.Region, awsHosted: cfg.Endpoint == "",
-		partSize: partSize, singleMax: singleMax, kmsKeyID: cfg.KMSKeyID,
+		partSize: partSize, kmsKeyID: cfg.KMSKeyID,
 		pageSize: 1000,
 	}
 	// Memory for buffered bodies, shared by all uploads through this store: two
-	// uploads' parts in flight, or two of the largest single PutObjects, bounded
-	// whatever the caller's concurrency. Parts are small (16 MiB), so many uploads
-	// still proceed side by side; peak memory stays near this figure because part
-	// buffers are reused, not left to the garbage collector.
-	s.memLimit = max(2*uploadParallelism*partSize, 2*singleMax)
+	// uploads' parts in flight (128 MiB of 16 MiB parts), bounded whatever the
+	// caller's concurrency. Peak memory stays near this figure because part buffers
+	// are reused, not left to the garbage collector.
+	s.memLimit = 2 * uploadParallelism * partSize
 	s.mem = semaphore.NewWeighted(s.memLimit)
 	if err := s.setQuarantine(cfg.Quarantine, cfg.Migration); err != nil {
 		return nil, errf("%v", err)
