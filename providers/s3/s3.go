@@ -249,6 +249,7 @@ func New(ctx context.Context, cfg providers.Config) (*Store, error) {
 		return nil, errf("%v", err)
 	}
 	s.client = s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		o.EndpointResolverV2 = newEndpointCache(s3.NewDefaultEndpointResolverV2())
 		o.UsePathStyle = cfg.PathStyle
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
