@@ -19,8 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/providers"
 )
@@ -98,8 +96,7 @@ func (m *Migration) Copy(ctx context.Context) (*CopyResult, error) {
 	batch := checkpoints.NewBatcher(m.State, 256, 500*time.Millisecond)
 	var copied, skipped, failed, nbytes, retries atomic.Int64
 	var failMu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(m.Spec.Copy.Concurrency)
+	g, gctx := newWorkers(ctx, m.Spec.Copy.Concurrency)
 	err = m.State.Records(ctx, q, func(r checkpoints.Record) error {
 		if gctx.Err() != nil {
 			return gctx.Err()
@@ -275,13 +272,18 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 		buf := bufPool.Get().(*bytes.Buffer)
 		defer func() { buf.Reset(); bufPool.Put(buf) }()
 		buf.Reset()
-		n, err = io.Copy(io.MultiWriter(buf, sha, crc), io.LimitReader(rc, obj.Size+1))
+		// Read into the buffer's own storage (no 32 KiB copy buffer per record),
+		// then hash what was read.
+		buf.Grow(int(obj.Size) + bytes.MinRead)
+		n, err = buf.ReadFrom(io.LimitReader(rc, obj.Size+1))
 		if err != nil {
 			return false, fmt.Errorf("read %s at %s: %w", src.SiteKey, src.Site, err)
 		}
 		if n != obj.Size {
 			return false, fmt.Errorf("read %s at %s: got %d bytes, expected %d", src.SiteKey, src.Site, n, obj.Size)
 		}
+		sha.Write(buf.Bytes())
+		crc.Write(buf.Bytes())
 		opts.SHA256 = hex.EncodeToString(sha.Sum(nil))
 		opts.CRC32C = crcHex(crc)
 		opts.Metadata["ferry-sha256"] = opts.SHA256

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/providers"
 )
@@ -79,8 +77,7 @@ func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, err
 	if conc <= 0 {
 		conc = m.Spec.Copy.Concurrency
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(conc)
+	g, gctx := newWorkers(ctx, conc)
 	err = m.State.Records(ctx, q, func(r checkpoints.Record) error {
 		if gctx.Err() != nil {
 			return gctx.Err()
