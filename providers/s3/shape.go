@@ -39,8 +39,9 @@ import (
 const (
 	// maxDirNames bounds one directory's listing for the guard.
 	maxDirNames = 10000
-	// maxShapeNames bounds all the names the guard holds; past it the cache is dropped.
-	maxShapeNames = 1000000
+	// maxShapeNames bounds all the names the guard holds (about 25 MB); past it the
+	// cache is dropped and directories are listed again as Puts reach them.
+	maxShapeNames = 250000
 )
 
 type shapeCache struct {
