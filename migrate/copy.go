@@ -268,6 +268,7 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 	}}
 	var put providers.Object
 	var n int64
+	var unchanged chan error // the source's re-check, once the bytes are read
 	if obj.Size <= bufferMax {
 		buf := bufPool.Get().(*bytes.Buffer)
 		defer func() { buf.Reset(); bufPool.Put(buf) }()
@@ -287,6 +288,10 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 		opts.SHA256 = hex.EncodeToString(sha.Sum(nil))
 		opts.CRC32C = crcHex(crc)
 		opts.Metadata["ferry-sha256"] = opts.SHA256
+		// Every byte is read: check that the source did not change under the read
+		// while the target write runs (a round trip less per record).
+		unchanged = make(chan error, 1)
+		go func() { unchanged <- sourceUnchanged(ctx, store, src, obj) }()
 		put, err = m.Target.Put(ctx, r.TargetKey, bytes.NewReader(buf.Bytes()), n, opts)
 	} else {
 		cr := &countingReader{r: io.TeeReader(io.LimitReader(rc, obj.Size+1), io.MultiWriter(sha, crc))}
@@ -297,14 +302,20 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 		}
 	}
 	if err != nil {
+		if unchanged != nil {
+			<-unchanged // no request outlives the attempt
+		}
 		return false, fmt.Errorf("put %s: %w", r.TargetKey, err)
 	}
 	gotSHA, gotCRC := hex.EncodeToString(sha.Sum(nil)), crcHex(crc)
-	// The source must not have changed while it was read.
-	if now, err := store.Stat(ctx, src.SiteKey); err != nil {
-		return false, fmt.Errorf("re-stat %s at %s: %w", src.SiteKey, src.Site, err)
-	} else if !now.SameVersion(obj) {
-		return false, fmt.Errorf("%s at %s changed during the copy; retrying", src.SiteKey, src.Site)
+	// The source must not have changed while it was read. A streamed record is
+	// read until the Put ends, so it is checked now.
+	if unchanged == nil {
+		unchanged = make(chan error, 1)
+		unchanged <- sourceUnchanged(ctx, store, src, obj)
+	}
+	if err := <-unchanged; err != nil {
+		return false, err
 	}
 	// The target's own report must agree with what was read.
 	if put.Size != n {
@@ -321,6 +332,19 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 	src.SHA256 = gotSHA
 	src.LastError = ""
 	return false, nil
+}
+
+// sourceUnchanged checks that the source replica is still the version obj that
+// was read.
+func sourceUnchanged(ctx context.Context, store providers.Store, src *checkpoints.Replica, obj providers.Object) error {
+	now, err := store.Stat(ctx, src.SiteKey)
+	if err != nil {
+		return fmt.Errorf("re-stat %s at %s: %w", src.SiteKey, src.Site, err)
+	}
+	if !now.SameVersion(obj) {
+		return fmt.Errorf("%s at %s changed during the copy; retrying", src.SiteKey, src.Site)
+	}
+	return nil
 }
 
 func crcHex(h hash.Hash32) string {
