@@ -248,7 +248,14 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 			return true, nil
 		}
 	}
-	rc, obj, err := store.Open(ctx, src.SiteKey)
+	// Where the store would check the bytes against its own checksum while they are
+	// read, copy checks them itself against the hashes it computes anyway (below):
+	// the same proof without hashing every byte twice.
+	open := store.Open
+	if u, ok := store.(providers.UncheckedOpener); ok {
+		open = u.OpenUnchecked
+	}
+	rc, obj, err := open(ctx, src.SiteKey)
 	if err != nil {
 		if errors.Is(err, providers.ErrNotFound) {
 			src.State = checkpoints.Missing
@@ -285,6 +292,9 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 		}
 		sha.Write(buf.Bytes())
 		crc.Write(buf.Bytes())
+		if err := sourceSums(src, obj, sha, crc); err != nil {
+			return false, err
+		}
 		opts.SHA256 = hex.EncodeToString(sha.Sum(nil))
 		opts.CRC32C = crcHex(crc)
 		opts.Metadata["ferry-sha256"] = opts.SHA256
@@ -294,7 +304,10 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 		go func() { unchanged <- sourceUnchanged(ctx, store, src, obj) }()
 		put, err = m.Target.Put(ctx, r.TargetKey, bytes.NewReader(buf.Bytes()), n, opts)
 	} else {
-		cr := &countingReader{r: io.TeeReader(io.LimitReader(rc, obj.Size+1), io.MultiWriter(sha, crc))}
+		// At the end of the stream the sums are checked before the reader reports
+		// it, so the Put fails and stores nothing when they do not match.
+		cr := &countingReader{r: &sumCheck{r: io.TeeReader(io.LimitReader(rc, obj.Size+1), io.MultiWriter(sha, crc)),
+			check: func() error { return sourceSums(src, obj, sha, crc) }}}
 		put, err = m.Target.Put(ctx, r.TargetKey, cr, obj.Size, opts)
 		n = cr.n
 		if err == nil && n != obj.Size {
@@ -332,6 +345,39 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 	src.SHA256 = gotSHA
 	src.LastError = ""
 	return false, nil
+}
+
+// sourceSums checks the hashes of the bytes read against the checksums the source
+// reported with them (an ErrChecksum is retried: a read corrupted in flight).
+func sourceSums(src *checkpoints.Replica, obj providers.Object, sha hash.Hash, crc hash.Hash32) error {
+	if want := obj.Checksums.SHA256; want != "" {
+		if got := hex.EncodeToString(sha.Sum(nil)); got != want {
+			return fmt.Errorf("%w: %s at %s: the bytes read hash to sha256 %s, the site reports %s", providers.ErrChecksum, src.SiteKey, src.Site, short(got), short(want))
+		}
+	}
+	if want := obj.Checksums.CRC32C; want != "" {
+		if got := crcHex(crc); got != want {
+			return fmt.Errorf("%w: %s at %s: the bytes read have crc32c %s, the site reports %s", providers.ErrChecksum, src.SiteKey, src.Site, got, want)
+		}
+	}
+	return nil
+}
+
+// sumCheck runs check when the reader ends, and fails the read instead of ending
+// it when check fails.
+type sumCheck struct {
+	r     io.Reader
+	check func() error
+}
+
+func (c *sumCheck) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err == io.EOF {
+		if cerr := c.check(); cerr != nil {
+			return n, cerr
+		}
+	}
+	return n, err
 }
 
 // sourceUnchanged checks that the source replica is still the version obj that

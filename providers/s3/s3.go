@@ -82,6 +82,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	smithymiddleware "github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"golang.org/x/sync/semaphore"
 
@@ -163,6 +164,7 @@ var (
 	_ providers.SoftDeleter        = (*Store)(nil)
 	_ providers.Featurer           = (*Store)(nil)
 	_ providers.Regioner           = (*Store)(nil)
+	_ providers.UncheckedOpener    = (*Store)(nil)
 )
 
 // ParseURL splits s3://bucket/prefix into the bucket and the prefix ("" or ending
@@ -608,11 +610,25 @@ func (s *Store) Stat(ctx context.Context, key string) (providers.Object, error) 
 // response headers). With checksum mode enabled the SDK checks a whole-object
 // checksum while the body is read and fails the read on a mismatch.
 func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, providers.Object, error) {
+	return s.open(ctx, key)
+}
+
+// OpenUnchecked is Open without the SDK's check of the body against the checksum
+// in the response (providers.UncheckedOpener): the Object still carries that
+// checksum, for the caller to compare with its own hash of the bytes.
+func (s *Store) OpenUnchecked(ctx context.Context, key string) (io.ReadCloser, providers.Object, error) {
+	return s.open(ctx, key, s3.WithAPIOptions(func(st *smithymiddleware.Stack) error {
+		st.Deserialize.Remove("AWSChecksum:ValidateOutputPayloadChecksum") // absent: nothing to skip
+		return nil
+	}))
+}
+
+func (s *Store) open(ctx context.Context, key string, optFns ...func(*s3.Options)) (io.ReadCloser, providers.Object, error) {
 	fk, err := s.full(key)
 	if err != nil {
 		return nil, providers.Object{}, err
 	}
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &fk, ChecksumMode: types.ChecksumModeEnabled})
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &fk, ChecksumMode: types.ChecksumModeEnabled}, optFns...)
 	if err != nil {
 		return nil, providers.Object{}, fail("open", s.uriFull(fk), err)
 	}
