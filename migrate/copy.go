@@ -234,7 +234,14 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 			return true, nil
 		}
 	}
-	rc, obj, err := store.Open(ctx, src.SiteKey)
+	// Where the store would check the bytes against its own checksum while they are
+	// read, copy checks them itself against the hashes it computes anyway (below):
+	// the same proof without hashing every byte twice.
+	open := store.Open
+	if u, ok := store.(providers.UncheckedOpener); ok {
+		open = u.OpenUnchecked
+	}
+	rc, obj, err := open(ctx, src.SiteKey)
 	if err != nil {
 		if errors.Is(err, providers.ErrNotFound) {
 			src.State = checkpoints.Missing
@@ -254,23 +261,39 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 	}}
 	var put providers.Object
 	var n int64
+	var unchanged chan error // the source's re-check, once the bytes are read
 	if obj.Size <= bufferMax {
 		buf := bufPool.Get().(*bytes.Buffer)
 		defer func() { buf.Reset(); bufPool.Put(buf) }()
 		buf.Reset()
-		n, err = io.Copy(io.MultiWriter(buf, sha, crc), io.LimitReader(rc, obj.Size+1))
+		// Read into the buffer's own storage (no 32 KiB copy buffer per record),
+		// then hash what was read.
+		buf.Grow(int(obj.Size) + bytes.MinRead)
+		n, err = buf.ReadFrom(io.LimitReader(rc, obj.Size+1))
 		if err != nil {
 			return false, fmt.Errorf("read %s at %s: %w", src.SiteKey, src.Site, err)
 		}
 		if n != obj.Size {
 			return false, fmt.Errorf("read %s at %s: got %d bytes, expected %d", src.SiteKey, src.Site, n, obj.Size)
 		}
+		sha.Write(buf.Bytes())
+		crc.Write(buf.Bytes())
+		if err := sourceSums(src, obj, sha, crc); err != nil {
+			return false, err
+		}
 		opts.SHA256 = hex.EncodeToString(sha.Sum(nil))
 		opts.CRC32C = crcHex(crc)
 		opts.Metadata["ferry-sha256"] = opts.SHA256
+		// Every byte is read: check that the source did not change under the read
+		// while the target write runs (a round trip less per record).
+		unchanged = make(chan error, 1)
+		go func() { unchanged <- sourceUnchanged(ctx, store, src, obj) }()
 		put, err = m.Target.Put(ctx, r.TargetKey, bytes.NewReader(buf.Bytes()), n, opts)
 	} else {
-		cr := &countingReader{r: io.TeeReader(io.LimitReader(rc, obj.Size+1), io.MultiWriter(sha, crc))}
+		// At the end of the stream the sums are checked before the reader reports
+		// it, so the Put fails and stores nothing when they do not match.
+		cr := &countingReader{r: &sumCheck{r: io.TeeReader(io.LimitReader(rc, obj.Size+1), io.MultiWriter(sha, crc)),
+			check: func() error { return sourceSums(src, obj, sha, crc) }}}
 		put, err = m.Target.Put(ctx, r.TargetKey, cr, obj.Size, opts)
 		n = cr.n
 		if err == nil && n != obj.Size {
@@ -278,15 +301,21 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 		}
 	}
 	if err != nil {
+		if unchanged != nil {
+			<-unchanged // no request outlives the attempt
+		}
 		return false, fmt.Errorf("put %s: %w", r.TargetKey, err)
 	}
 	failpoint("copy-after-put")
 	gotSHA, gotCRC := hex.EncodeToString(sha.Sum(nil)), crcHex(crc)
-	// The source must not have changed while it was read.
-	if now, err := store.Stat(ctx, src.SiteKey); err != nil {
-		return false, fmt.Errorf("re-stat %s at %s: %w", src.SiteKey, src.Site, err)
-	} else if !now.SameVersion(obj) {
-		return false, fmt.Errorf("%s at %s changed during the copy; retrying", src.SiteKey, src.Site)
+	// The source must not have changed while it was read. A streamed record is
+	// read until the Put ends, so it is checked now.
+	if unchanged == nil {
+		unchanged = make(chan error, 1)
+		unchanged <- sourceUnchanged(ctx, store, src, obj)
+	}
+	if err := <-unchanged; err != nil {
+		return false, err
 	}
 	// The target's own report must agree with what was read.
 	if put.Size != n {
@@ -303,6 +332,52 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 	src.SHA256 = gotSHA
 	src.LastError = ""
 	return false, nil
+}
+
+// sourceSums checks the hashes of the bytes read against the checksums the source
+// reported with them (an ErrChecksum is retried: a read corrupted in flight).
+func sourceSums(src *checkpoints.Replica, obj providers.Object, sha hash.Hash, crc hash.Hash32) error {
+	if want := obj.Checksums.SHA256; want != "" {
+		if got := hex.EncodeToString(sha.Sum(nil)); got != want {
+			return fmt.Errorf("%w: %s at %s: the bytes read hash to sha256 %s, the site reports %s", providers.ErrChecksum, src.SiteKey, src.Site, short(got), short(want))
+		}
+	}
+	if want := obj.Checksums.CRC32C; want != "" {
+		if got := crcHex(crc); got != want {
+			return fmt.Errorf("%w: %s at %s: the bytes read have crc32c %s, the site reports %s", providers.ErrChecksum, src.SiteKey, src.Site, got, want)
+		}
+	}
+	return nil
+}
+
+// sumCheck runs check when the reader ends, and fails the read instead of ending
+// it when check fails.
+type sumCheck struct {
+	r     io.Reader
+	check func() error
+}
+
+func (c *sumCheck) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err == io.EOF {
+		if cerr := c.check(); cerr != nil {
+			return n, cerr
+		}
+	}
+	return n, err
+}
+
+// sourceUnchanged checks that the source replica is still the version obj that
+// was read.
+func sourceUnchanged(ctx context.Context, store providers.Store, src *checkpoints.Replica, obj providers.Object) error {
+	now, err := store.Stat(ctx, src.SiteKey)
+	if err != nil {
+		return fmt.Errorf("re-stat %s at %s: %w", src.SiteKey, src.Site, err)
+	}
+	if !now.SameVersion(obj) {
+		return fmt.Errorf("%s at %s changed during the copy; retrying", src.SiteKey, src.Site)
+	}
+	return nil
 }
 
 func crcHex(h hash.Hash32) string {

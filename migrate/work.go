@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/ferrymigrate/ferry/checkpoints"
 )
 
@@ -262,8 +260,7 @@ func (m *Migration) eachRecord(ctx context.Context, scope string, q checkpoints.
 	fn func(ctx context.Context, r checkpoints.Record) ([]checkpoints.Record, error)) error {
 	if m.worker == nil {
 		batch := checkpoints.NewBatcher(m.State, 256, 500*time.Millisecond)
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(conc)
+		g, gctx := newPool(ctx, conc)
 		err := m.State.Records(ctx, q, func(r checkpoints.Record) error {
 			if gctx.Err() != nil {
 				return gctx.Err()
@@ -296,8 +293,7 @@ func (m *Migration) eachRecord(ctx context.Context, scope string, q checkpoints.
 		rq.After, rq.Through = c.Lo, c.Hi
 		var mu sync.Mutex
 		var saved []checkpoints.Record
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(conc)
+		g, gctx := newPool(ctx, conc)
 		err := m.State.Records(ctx, rq, func(r checkpoints.Record) error {
 			if gctx.Err() != nil {
 				return gctx.Err()

@@ -165,6 +165,16 @@ type RangeLister interface {
 	SplitKeys(ctx context.Context, parts int) ([]string, error)
 }
 
+// UncheckedOpener is implemented by stores whose Open checks the bytes against the
+// checksum the store holds while they are read (S3 with checksum mode). OpenUnchecked
+// is Open without that check, for a caller that hashes every byte itself and compares
+// the result with the returned Object's Checksums: the same proof without hashing the
+// bytes twice. It is a read capability but is asserted on the store itself, so a
+// decorator that must see every read (fault injection) is never bypassed.
+type UncheckedOpener interface {
+	OpenUnchecked(ctx context.Context, key string) (io.ReadCloser, Object, error)
+}
+
 // Regioner reports the region the store actually lives in, for residency checks.
 type Regioner interface {
 	Region(ctx context.Context) (string, error)

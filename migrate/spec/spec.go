@@ -58,7 +58,7 @@ const (
 	DefaultStateFile   = "ferry.db"
 	DefaultConcurrency = 16
 	MaxConcurrency     = 1024
-	DefaultPartSize    = 64 << 20 // 64 MiB
+	DefaultPartSize    = 16 << 20 // 16 MiB: bounded buffers, many parts in flight
 	MinPartSize        = 5 << 20  // 5 MiB: the S3 minimum for all parts but the last
 	MaxPartSize        = 5 << 30  // 5 GiB: the S3 maximum part size
 	DefaultRetries     = 5
@@ -207,7 +207,7 @@ type Records struct {
 // Copy tunes the copy phase.
 type Copy struct {
 	Concurrency int   `json:"concurrency"` // default 16, 1..1024
-	PartSize    int64 `json:"part_size"`   // bytes; default 64 MiB, 5 MiB..5 GiB
+	PartSize    int64 `json:"part_size"`   // bytes; default 16 MiB, 5 MiB..5 GiB
 	Retries     int   `json:"retries"`     // default 5, 0..100
 }
 

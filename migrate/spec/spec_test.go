@@ -129,7 +129,7 @@ func TestFullSpec(t *testing.T) {
 		len(r.Exclude) != 0 || r.Conflicts != ConflictFail {
 		t.Errorf("records = %+v", r)
 	}
-	if s.Copy != (Copy{Concurrency: 32, PartSize: 64 << 20, Retries: 5}) {
+	if s.Copy != (Copy{Concurrency: 32, PartSize: 16 << 20, Retries: 5}) {
 		t.Errorf("copy = %+v", s.Copy)
 	}
 	if s.Verify != (Verify{Reread: false, Concurrency: 32}) {
@@ -192,7 +192,7 @@ func TestDefaults(t *testing.T) {
 		s.Records.Conflicts != ConflictFail {
 		t.Errorf("records = %+v", s.Records)
 	}
-	if s.Copy != (Copy{Concurrency: 16, PartSize: 64 << 20, Retries: 5}) {
+	if s.Copy != (Copy{Concurrency: 16, PartSize: 16 << 20, Retries: 5}) {
 		t.Errorf("copy = %+v", s.Copy)
 	}
 	if s.Verify != (Verify{Concurrency: 16}) {

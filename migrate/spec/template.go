@@ -57,7 +57,7 @@ sources:
     # credentials: {profile: va-migrator}
     #   or {access_key_env: VA_ACCESS_KEY_ID, secret_key_env: VA_SECRET_ACCESS_KEY}
     # quarantine: .ferry-quarantine   # soft deletes go here when the store keeps no versions
-    # part_size: 64MiB                # multipart part size for this site (default copy.part_size)
+    # part_size: 16MiB                # multipart part size for this site (default copy.part_size)
   - name: singapore
     role: backup
     url: file://./data/singapore
@@ -88,7 +88,7 @@ records:
 
 copy:
   concurrency: 16             # parallel transfers, 1..1024
-  part_size: 64MiB            # multipart part size, 5MiB..5GiB
+  part_size: 16MiB            # multipart part size, 5MiB..5GiB
   retries: 5                  # attempts per record after the first, 0..100
 
 verify:

@@ -29,6 +29,7 @@ const batchHeads = 16
 // wrapping ErrNotFound, ErrPrecondition, ErrInvalidKey, ... as DeleteIf would. The
 // returned error is for the whole call (a cancelled context).
 func (s *Store) DeleteIfBatch(ctx context.Context, items []providers.Object) ([]error, error) {
+	defer s.mutating()()
 	errs := make([]error, len(items))
 	type cand struct {
 		i   int

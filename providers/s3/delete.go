@@ -42,6 +42,7 @@ import (
 
 // DeleteIf deletes key only if it is still the version expect describes.
 func (s *Store) DeleteIf(ctx context.Context, key string, expect providers.Object) error {
+	defer s.mutating()()
 	fk, err := s.full(key)
 	if err != nil {
 		return err
@@ -164,6 +165,7 @@ func (s *Store) handle(fk, h string) (quarantine, version string, err error) {
 
 // SoftDelete removes key from view, keeping its bytes (see above).
 func (s *Store) SoftDelete(ctx context.Context, key string, expect providers.Object) (string, error) {
+	defer s.mutating()()
 	fk, err := s.full(key)
 	if err != nil {
 		return "", err
@@ -233,6 +235,7 @@ func (s *Store) softDeleteQuarantine(ctx context.Context, key, fk, q string, cur
 
 // Restore puts the kept bytes back under key.
 func (s *Store) Restore(ctx context.Context, key, handle string) error {
+	defer s.mutating()()
 	fk, err := s.full(key)
 	if err != nil {
 		return err
@@ -352,6 +355,7 @@ func (s *Store) restoreVersion(ctx context.Context, fk, ref string) error {
 
 // Purge removes the kept bytes for good.
 func (s *Store) Purge(ctx context.Context, key, handle string) error {
+	defer s.mutating()()
 	fk, err := s.full(key)
 	if err != nil {
 		return err

@@ -12,10 +12,10 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sync/errgroup"
@@ -30,15 +30,22 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Up to the part size it is one PutObject carrying x-amz-checksum-sha256, so the
 // server refuses bytes that do not hash to it. The body is always seekable so the
 // SDK can retry: a reader that is an io.ReaderAt and io.Seeker is read in place,
-// any other is read into a buffer first (hashed on the way in).
+// any other is read into a buffer first (hashed on the way in). When the caller
+// gives opts.SHA256 and the server is one known to check the header (AWS, MinIO,
+// versitygw), that SHA-256 is sent as is and the bytes are not hashed here: the
+// server refuses a mismatch (ErrChecksum) and stores nothing.
 //
-// Above the part size it is a multipart upload with the CRC32C checksum algorithm
-// and the FULL_OBJECT checksum type: each part carries its CRC32C, the completion
+// Above the part size it is a multipart upload with the CRC32C checksum algorithm and
+// the FULL_OBJECT checksum type: each part carries its CRC32C, the completion
 // carries the whole object's, and the server then reports that whole-object CRC32C.
-// At most uploadParallelism parts are in flight, each in its own buffer (memory is
+// At most uploadParallelism parts are in flight, each in a pooled buffer (memory is
 // bounded per store, however many uploads run), and the SDK retries each part on
 // its own. opts.SHA256 is checked locally before completing. Any failure aborts the
 // upload, so no parts are left behind.
+//
+// Bodies are sent as UNSIGNED-PAYLOAD: the signed x-amz-checksum-* header already
+// makes the server check every byte, so the SigV4 payload hash (a second SHA-256 of
+// the body, which the SDK computes over plain http) would only repeat that.
 //
 // The result is what the server reports of the write (see afterPut), checked
 // against what was sent.
@@ -203,24 +210,35 @@ type written struct {
 
 func (s *Store) putSingle(ctx context.Context, fk string, r io.Reader, size int64, want wantSums, meta map[string]string) (sentSums, written, error) {
 	uri := s.uriFull(fk)
-	sha, crc := sha256.New(), crc32.New(castagnoli)
+	// With the expected SHA-256 in hand and a server that checks the header, the
+	// server's check is the only hash of the bytes.
+	trust := want.sha256 != nil && s.checksHeader()
+	var sha hash.Hash
+	var crc hash.Hash32
+	var hw io.Writer = io.Discard
+	if !trust {
+		sha, crc = sha256.New(), crc32.New(castagnoli)
+		hw = io.MultiWriter(sha, crc)
+	}
 	var body io.ReadSeeker
 	ra, off, ok, err := inPlace(r, size)
 	if err != nil {
 		return sentSums{}, written{}, fmt.Errorf("s3: put %s: %w", uri, err)
 	}
 	if ok {
-		if _, err := io.Copy(io.MultiWriter(sha, crc), io.NewSectionReader(ra, off, size)); err != nil {
-			return sentSums{}, written{}, fmt.Errorf("s3: put %s: read: %w", uri, err)
+		if !trust {
+			if _, err := io.Copy(hw, io.NewSectionReader(ra, off, size)); err != nil {
+				return sentSums{}, written{}, fmt.Errorf("s3: put %s: read: %w", uri, err)
+			}
 		}
 		body = io.NewSectionReader(ra, off, size)
 	} else {
-		if err := s.mem.Acquire(ctx, size); err != nil {
+		buf, release, err := s.getBuf(ctx, size)
+		if err != nil {
 			return sentSums{}, written{}, err
 		}
-		defer s.mem.Release(size)
-		buf := make([]byte, size)
-		if err := readExact(ctx, io.TeeReader(r, io.MultiWriter(sha, crc)), buf); err != nil {
+		defer release()
+		if err := readExact(ctx, io.TeeReader(r, hw), buf); err != nil {
 			return sentSums{}, written{}, fmt.Errorf("s3: put %s: read: %w", uri, err)
 		}
 		if err := readEnd(r, size); err != nil {
@@ -228,9 +246,14 @@ func (s *Store) putSingle(ctx context.Context, fk string, r io.Reader, size int6
 		}
 		body = bytes.NewReader(buf)
 	}
-	sent := sentSums{sha256: sha.Sum(nil), crc32c: crcBytes(crc)}
-	if err := want.check(uri, sent); err != nil {
-		return sent, written{}, err
+	var sent sentSums
+	if trust {
+		sent = sentSums{sha256: want.sha256, crc32c: want.crc32c}
+	} else {
+		sent = sentSums{sha256: sha.Sum(nil), crc32c: crcBytes(crc)}
+		if err := want.check(uri, sent); err != nil {
+			return sent, written{}, err
+		}
 	}
 	in := &s3.PutObjectInput{
 		Bucket: &s.bucket, Key: &fk, Body: body, ContentLength: aws.Int64(size),
@@ -241,7 +264,7 @@ func (s *Store) putSingle(ctx context.Context, fk string, r io.Reader, size int6
 	if s.kmsKeyID != "" {
 		in.ServerSideEncryption, in.SSEKMSKeyId = types.ServerSideEncryptionAwsKms, &s.kmsKeyID
 	}
-	out, err := s.client.PutObject(ctx, in)
+	out, err := s.client.PutObject(ctx, in, unsignedPayload)
 	if err != nil {
 		return sent, written{}, fail("put", uri, err)
 	}
@@ -252,6 +275,40 @@ func (s *Store) putSingle(ctx context.Context, fk string, r io.Reader, size int6
 	return sent, written{etag: etag, version: aws.ToString(out.VersionId), rep: reported{
 		etag: etag, sha256: aws.ToString(out.ChecksumSHA256), crc32c: aws.ToString(out.ChecksumCRC32C),
 		ctype: out.ChecksumType, sse: out.ServerSideEncryption, ssec: aws.ToString(out.SSECustomerAlgorithm)}}, nil
+}
+
+// unsignedPayload sends a request body as UNSIGNED-PAYLOAD (see Put).
+var unsignedPayload = s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
+
+// checksHeader reports whether the server is known to check x-amz-checksum-sha256
+// on PutObject and refuse a mismatch (tests pin it for MinIO and versitygw).
+func (s *Store) checksHeader() bool {
+	return s.awsHosted || s.server == "minio" || s.server == "versitygw"
+}
+
+// getBuf returns a buffer of n bytes counted against the store's memory for
+// buffers, and the function that gives it back. Buffers of a whole part are reused.
+func (s *Store) getBuf(ctx context.Context, n int64) ([]byte, func(), error) {
+	pooled := n > s.partSize/2 && n <= s.partSize
+	charge := n
+	if pooled {
+		charge = s.partSize
+	}
+	// A part grown past the limit (an object of more than 10,000 parts) takes all
+	// of it: one such part at a time.
+	charge = min(charge, s.memLimit)
+	if err := s.mem.Acquire(ctx, charge); err != nil {
+		return nil, nil, err
+	}
+	if !pooled {
+		return make([]byte, n), func() { s.mem.Release(charge) }, nil
+	}
+	p, _ := s.bufs.Get().(*[]byte)
+	if p == nil || int64(cap(*p)) != s.partSize {
+		b := make([]byte, s.partSize)
+		p = &b
+	}
+	return (*p)[:n], func() { s.bufs.Put(p); s.mem.Release(charge) }, nil
 }
 
 // partPlan returns the part size to use for size bytes: the store's, grown when
@@ -268,7 +325,7 @@ func (s *Store) partPlan(size int64) (partSize int64, parts int) {
 func (s *Store) putMultipart(ctx context.Context, fk string, r io.Reader, size int64, want wantSums, meta map[string]string) (sent sentSums, w written, err error) {
 	uri := s.uriFull(fk)
 	partSize, nparts := s.partPlan(size)
-	if partSize > MaxPartSize || partSize > s.memLimit {
+	if partSize > MaxPartSize {
 		return sent, written{}, fmt.Errorf("s3: put %s: %d bytes is more than S3 takes in one object", uri, size)
 	}
 	ra, base, inplace, err := inPlace(r, size)
@@ -300,7 +357,15 @@ func (s *Store) putMultipart(ctx context.Context, fk string, r io.Reader, size i
 		}
 	}()
 
-	sha, crc := sha256.New(), crc32.New(castagnoli)
+	// The whole object's SHA-256 is only needed to check opts.SHA256: the server
+	// reports no SHA-256 for a multipart object.
+	crc := crc32.New(castagnoli)
+	var sha hash.Hash
+	hw := io.Writer(crc)
+	if want.sha256 != nil {
+		sha = sha256.New()
+		hw = io.MultiWriter(sha, crc)
+	}
 	parts := make([]types.CompletedPart, nparts)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(uploadParallelism)
@@ -315,19 +380,19 @@ func (s *Store) putMultipart(ctx context.Context, fk string, r io.Reader, size i
 		var body io.ReadSeeker
 		release := func() {}
 		if inplace {
-			if _, err := io.Copy(io.MultiWriter(sha, crc, pcrc), io.NewSectionReader(ra, base+off, n)); err != nil {
+			if _, err := io.Copy(io.MultiWriter(hw, pcrc), io.NewSectionReader(ra, base+off, n)); err != nil {
 				readErr = err
 				break
 			}
 			body = io.NewSectionReader(ra, base+off, n)
 		} else {
-			if err := s.mem.Acquire(gctx, n); err != nil {
+			buf, rel, err := s.getBuf(gctx, n)
+			if err != nil {
 				readErr = err
 				break
 			}
-			release = func() { s.mem.Release(n) }
-			buf := make([]byte, n)
-			if err := readExact(gctx, io.TeeReader(r, io.MultiWriter(sha, crc, pcrc)), buf); err != nil {
+			release = rel
+			if err := readExact(gctx, io.TeeReader(r, io.MultiWriter(hw, pcrc)), buf); err != nil {
 				release()
 				readErr = err
 				break
@@ -340,7 +405,7 @@ func (s *Store) putMultipart(ctx context.Context, fk string, r io.Reader, size i
 			out, err := s.client.UploadPart(gctx, &s3.UploadPartInput{
 				Bucket: &s.bucket, Key: &fk, UploadId: uploadID, PartNumber: &num,
 				Body: body, ContentLength: aws.Int64(n), ChecksumCRC32C: b64(psum),
-			})
+			}, unsignedPayload)
 			if err != nil {
 				return fail(fmt.Sprintf("upload part %d of %d to", num, nparts), uri, err)
 			}
@@ -363,7 +428,10 @@ func (s *Store) putMultipart(ctx context.Context, fk string, r io.Reader, size i
 			return sent, written{}, fmt.Errorf("s3: put %s: read: %w", uri, err)
 		}
 	}
-	sent = sentSums{sha256: sha.Sum(nil), crc32c: crcBytes(crc)}
+	sent = sentSums{crc32c: crcBytes(crc)}
+	if sha != nil {
+		sent.sha256 = sha.Sum(nil)
+	}
 	if err := want.check(uri, sent); err != nil {
 		return sent, written{}, err
 	}
@@ -411,61 +479,11 @@ func (s *Store) afterPut(ctx context.Context, key, fk string, size int64, sent s
 	if o.Size != size {
 		return o, fmt.Errorf("s3: put %s: server reports %d bytes, %d were sent: %w", uri, o.Size, size, providers.ErrChecksum)
 	}
-	if c := o.Checksums.SHA256; c != "" && c != hex.EncodeToString(sent.sha256) {
+	if c := o.Checksums.SHA256; c != "" && sent.sha256 != nil && c != hex.EncodeToString(sent.sha256) {
 		return o, fmt.Errorf("s3: put %s: server reports sha256 %s, the bytes sent have %x: %w", uri, c, sent.sha256, providers.ErrChecksum)
 	}
-	if c := o.Checksums.CRC32C; c != "" && c != hex.EncodeToString(sent.crc32c) {
+	if c := o.Checksums.CRC32C; c != "" && sent.crc32c != nil && c != hex.EncodeToString(sent.crc32c) {
 		return o, fmt.Errorf("s3: put %s: server reports crc32c %s, the bytes sent have %x: %w", uri, c, sent.crc32c, providers.ErrChecksum)
 	}
 	return o, nil
-}
-
-// maxDirs bounds the cache of known directories.
-const maxDirs = 100000
-
-// checkShape refuses, on MinIO, a key that would sit next to an object named like
-// one of its parents ("a/b" next to "a"), or an object named like a prefix of
-// existing keys ("a" over "a/b"): MinIO stores both but lists only one of them, so
-// the other would be invisible to every listing. It costs a LIST per Put and a HEAD
-// per directory not seen before. Writers racing through other clients can still
-// create such a pair; ferry's own writes cannot.
-func (s *Store) checkShape(ctx context.Context, fk string) error {
-	uri := s.uriFull(fk)
-	for i := 0; i < len(fk); i++ {
-		if fk[i] != '/' {
-			continue
-		}
-		parent := fk[:i]
-		s.dirsMu.Lock()
-		known := s.dirs[parent]
-		s.dirsMu.Unlock()
-		if known || parent == "" {
-			continue
-		}
-		_, err := s.head(ctx, parent, "")
-		switch {
-		case err == nil:
-			return fmt.Errorf("s3: put %s: %s is an object, so this server cannot also hold keys under it: %w", uri, s.uriFull(parent), providers.ErrAlreadyExists)
-		case !errors.Is(err, providers.ErrNotFound):
-			return fmt.Errorf("s3: put %s: checking the parent: %w", uri, err)
-		}
-		s.dirsMu.Lock()
-		if s.dirs == nil || len(s.dirs) >= maxDirs {
-			s.dirs = map[string]bool{}
-		}
-		s.dirs[parent] = true
-		s.dirsMu.Unlock()
-	}
-	if strings.HasSuffix(fk, "/") {
-		return nil // a directory marker may have keys under it
-	}
-	out, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(fk + "/"), MaxKeys: aws.Int32(1),
-		EncodingType: types.EncodingTypeUrl})
-	if err != nil {
-		return fail("put (checking for keys under it)", uri, err)
-	}
-	if len(out.Contents) > 0 {
-		return fmt.Errorf("s3: put %s: keys exist under %s/, so this server cannot also hold it as an object: %w", uri, uri, providers.ErrAlreadyExists)
-	}
-	return nil
 }

@@ -44,7 +44,8 @@
 //     If-None-Match on CopyObject. Version ids make deletes in versioned buckets
 //     race-free on every server.
 //   - MinIO stores "a" next to "a/b" but then lists only one of them: Put checks
-//     first (checkShape). versitygw refuses such pairs itself. Objects a MinIO
+//     first (checkShape, against a cache of each directory listed once: shape.go).
+//     versitygw refuses such pairs itself. Objects a MinIO
 //     source already hides this way are invisible to its own listing, so to ferry.
 //   - versitygw ignores EncodingType=url (see Keys), starts a version listing page
 //     at its marker when the marker names a key's latest entry (the duplicate is
@@ -81,6 +82,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	smithymiddleware "github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"golang.org/x/sync/semaphore"
 
@@ -90,7 +92,7 @@ import (
 const (
 	// DefaultPartSize is the multipart part size when the spec gives none. Objects
 	// up to one part are written with a single PutObject.
-	DefaultPartSize = 64 << 20
+	DefaultPartSize = 16 << 20
 	// MinPartSize and MaxPartSize are S3's limits for a part (but the last).
 	MinPartSize = 5 << 20
 	MaxPartSize = 5 << 30
@@ -140,6 +142,7 @@ type Store struct {
 
 	mem      *semaphore.Weighted // bytes of part buffers in memory
 	memLimit int64
+	bufs     sync.Pool // *[]byte of partSize bytes
 
 	retries   atomic.Int64
 	noIfMatch atomic.Bool // the server refused If-Match on DELETE as not implemented
@@ -147,9 +150,8 @@ type Store struct {
 	regionMu  sync.Mutex
 	regionVal string
 
-	// dirs caches bucket keys known not to be objects (MinIO's shape guard).
-	dirsMu sync.Mutex
-	dirs   map[string]bool
+	// shape is MinIO's shape guard's cache (shape.go).
+	shape shapeCache
 
 	// beforeDelete, when set (tests), runs between the HEAD that checks an object
 	// and the request that deletes it.
@@ -162,6 +164,7 @@ var (
 	_ providers.SoftDeleter        = (*Store)(nil)
 	_ providers.Featurer           = (*Store)(nil)
 	_ providers.Regioner           = (*Store)(nil)
+	_ providers.UncheckedOpener    = (*Store)(nil)
 )
 
 // ParseURL splits s3://bucket/prefix into the bucket and the prefix ("" or ending
@@ -233,9 +236,11 @@ func New(ctx context.Context, cfg providers.Config) (*Store, error) {
 		partSize: partSize, kmsKeyID: cfg.KMSKeyID,
 		pageSize: 1000,
 	}
-	// Memory for part buffers, shared by all uploads through this store: enough for
-	// several uploads' parts in flight, bounded whatever the caller's concurrency.
-	s.memLimit = max(4*uploadParallelism*partSize, 256<<20)
+	// Memory for buffered bodies, shared by all uploads through this store: two
+	// uploads' parts in flight (128 MiB of 16 MiB parts), bounded whatever the
+	// caller's concurrency. Peak memory stays near this figure because part buffers
+	// are reused, not left to the garbage collector.
+	s.memLimit = 2 * uploadParallelism * partSize
 	s.mem = semaphore.NewWeighted(s.memLimit)
 	if err := s.setQuarantine(cfg.Quarantine, cfg.Migration); err != nil {
 		return nil, errf("%v", err)
@@ -246,6 +251,7 @@ func New(ctx context.Context, cfg providers.Config) (*Store, error) {
 		return nil, errf("%v", err)
 	}
 	s.client = s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		o.EndpointResolverV2 = newEndpointCache(s3.NewDefaultEndpointResolverV2())
 		o.UsePathStyle = cfg.PathStyle
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
@@ -604,11 +610,25 @@ func (s *Store) Stat(ctx context.Context, key string) (providers.Object, error) 
 // response headers). With checksum mode enabled the SDK checks a whole-object
 // checksum while the body is read and fails the read on a mismatch.
 func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, providers.Object, error) {
+	return s.open(ctx, key)
+}
+
+// OpenUnchecked is Open without the SDK's check of the body against the checksum
+// in the response (providers.UncheckedOpener): the Object still carries that
+// checksum, for the caller to compare with its own hash of the bytes.
+func (s *Store) OpenUnchecked(ctx context.Context, key string) (io.ReadCloser, providers.Object, error) {
+	return s.open(ctx, key, s3.WithAPIOptions(func(st *smithymiddleware.Stack) error {
+		st.Deserialize.Remove("AWSChecksum:ValidateOutputPayloadChecksum") // absent: nothing to skip
+		return nil
+	}))
+}
+
+func (s *Store) open(ctx context.Context, key string, optFns ...func(*s3.Options)) (io.ReadCloser, providers.Object, error) {
 	fk, err := s.full(key)
 	if err != nil {
 		return nil, providers.Object{}, err
 	}
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &fk, ChecksumMode: types.ChecksumModeEnabled})
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &fk, ChecksumMode: types.ChecksumModeEnabled}, optFns...)
 	if err != nil {
 		return nil, providers.Object{}, fail("open", s.uriFull(fk), err)
 	}
@@ -627,6 +647,7 @@ func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, providers.
 // Delete removes key unconditionally: ErrNotFound if it is absent. In a versioned
 // bucket it leaves a delete marker (the versions stay).
 func (s *Store) Delete(ctx context.Context, key string) error {
+	defer s.mutating()()
 	fk, err := s.full(key)
 	if err != nil {
 		return err
