@@ -355,44 +355,56 @@ func TestWorkersKillAndPause(t *testing.T) {
 	killed, waitKilled := ferryProc(t, bin, dir, pg, args...)
 	paused, waitPaused := ferryProc(t, bin, dir, pg, args...)
 	_, waitSteady := ferryProc(t, bin, dir, pg, args...)
-	started := func(p *exec.Cmd) {
-		// Wait until the worker holds a range (status lists a claim for it).
-		for range 200 {
-			time.Sleep(50 * time.Millisecond)
-			var st struct {
-				Workers []struct {
-					PID    int   `json:"pid"`
-					Claims int64 `json:"claims"`
-				} `json:"workers"`
-			}
-			cmd := exec.Command(bin, "-c", filepath.Join(dir, "ferry.yaml"), "--state", pg, "--json", "status")
-			out, err := cmd.Output()
-			if err != nil {
-				continue
-			}
-			var env struct {
-				Result json.RawMessage `json:"result"`
-			}
-			if json.Unmarshal(out, &env) != nil || json.Unmarshal(env.Result, &st) != nil {
-				continue
-			}
-			for _, w := range st.Workers {
-				if w.PID == p.Process.Pid && w.Claims > 0 {
-					return
-				}
+	// claims reports how many ranges the worker with pid holds, as status shows it.
+	claims := func(pid int) (int64, bool) {
+		var st struct {
+			Workers []struct {
+				PID    int   `json:"pid"`
+				Claims int64 `json:"claims"`
+			} `json:"workers"`
+		}
+		cmd := exec.Command(bin, "-c", filepath.Join(dir, "ferry.yaml"), "--state", pg, "--json", "status")
+		out, err := cmd.Output()
+		if err != nil {
+			return 0, false
+		}
+		var env struct {
+			Result json.RawMessage `json:"result"`
+		}
+		if json.Unmarshal(out, &env) != nil || json.Unmarshal(env.Result, &st) != nil {
+			return 0, false
+		}
+		for _, w := range st.Workers {
+			if w.PID == pid {
+				return w.Claims, true
 			}
 		}
-		t.Fatalf("worker pid %d never held a range", p.Process.Pid)
+		return 0, false
 	}
-	started(killed)
-	started(paused)
+	// await polls until cond holds for the worker with pid.
+	await := func(what string, pid int, cond func(int64) bool) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Minute)
+		for time.Now().Before(deadline) {
+			if n, ok := claims(pid); ok && cond(n) {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("worker pid %d: %s never happened", pid, what)
+	}
+	held := func(n int64) bool { return n > 0 }
+	await("holding a range", killed.Process.Pid, held)
+	await("holding a range", paused.Process.Pid, held)
 	if err := killed.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	if err := paused.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(6 * time.Second) // twice the lease
+	// Paused past its lease until another worker has taken its range over (a worker
+	// that is stopped cannot give it back).
+	await("losing its range while paused", paused.Process.Pid, func(n int64) bool { return n == 0 })
 	if err := paused.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
