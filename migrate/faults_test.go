@@ -252,6 +252,8 @@ func TestFaultCorruptionS3(t *testing.T) {
 				t.Fatal(err)
 			}
 			rule := &s3test.Rule{Op: c.op, Bucket: px.buckets[c.store], Fraction: 0.3, Fault: c.fault}
+			sure := &s3test.Rule{Op: c.op, Bucket: px.buckets[c.store], After: 1, Times: 1, Fault: c.fault} // fires whatever the dice say
+			px.proxy.Inject(sure)
 			px.proxy.Inject(rule)
 			// Under the fault: copy and verify, as often as an operator would rerun them.
 			for range 3 {
@@ -261,8 +263,8 @@ func TestFaultCorruptionS3(t *testing.T) {
 				m.Verify(ctx, false)
 				notVerifiedUnlessIntact(t, m, px.direct["target"], recs)
 			}
-			if rule.Fired() == 0 {
-				t.Fatal("the fault never fired")
+			if sure.Fired() != 1 {
+				t.Fatalf("the fault fired %d times for certain, want once", sure.Fired())
 			}
 			// Without the fault the migration completes, every record intact.
 			px.proxy.Clear()
@@ -423,11 +425,18 @@ func TestFaultStormOCITarget(t *testing.T) {
 		{Op: "PutObject", Fraction: share * 0.3, Fault: ocitest.Fault{CorruptRequest: true}},
 		{Op: "GetObject", Fraction: share * 0.3, Fault: ocitest.Fault{CorruptBody: true}},
 	}
+	// Each kind of fault also fires once for certain (the third request it matches),
+	// so the test never passes on a run whose dice spared one kind.
+	var sure []*ocitest.Rule
+	for _, r := range append(append([]*ocitest.Rule(nil), storm...), corrupt...) {
+		sure = append(sure, &ocitest.Rule{Op: r.Op, After: 2, Times: 1, Fault: r.Fault})
+	}
 	inject := func(rules []*ocitest.Rule) {
 		for _, r := range rules {
 			srv.Inject(r)
 		}
 	}
+	inject(sure)
 	inject(storm)
 	inject(corrupt)
 	m := h.open()
@@ -466,10 +475,12 @@ func TestFaultStormOCITarget(t *testing.T) {
 	}
 	srv.ClearFaults()
 	fired := 0
-	for _, r := range append(storm, corrupt...) {
-		if r.Fired() == 0 && r.Fraction >= 0.04 {
-			t.Errorf("fault %+v never fired", r.Fault)
+	for _, r := range sure {
+		if r.Fired() != 1 {
+			t.Errorf("fault %+v fired %d times, want once for certain", r.Fault, r.Fired())
 		}
+	}
+	for _, r := range append(append(storm, corrupt...), sure...) {
 		fired += r.Fired()
 	}
 	checkTargetIntact(t, h.raw["target"], recs)
