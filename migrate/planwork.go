@@ -87,7 +87,7 @@ func (m *Migration) planShared(ctx context.Context, res *PlanResult) (*PlanResul
 		if st.Finished() {
 			break
 		}
-		idle = min(idle+200*time.Millisecond, w.lease/4)
+		idle = w.nextIdle(idle)
 		if !sleep(ctx, idle) {
 			return nil, phaseErr("plan", ctx.Err())
 		}

@@ -139,6 +139,13 @@ func (w *worker) heartbeat() {
 	}
 }
 
+// nextIdle is how long a worker with nothing to claim waits before it looks again:
+// a little longer each time, never more than a second (or a quarter lease), so a
+// round's end or a lapsed lease is noticed soon without hammering the state.
+func (w *worker) nextIdle(prev time.Duration) time.Duration {
+	return min(prev+100*time.Millisecond, time.Second, w.lease/4)
+}
+
 // leave stops the heartbeat and says goodbye (opening anything still held).
 func (w *worker) leave(ctx context.Context) error {
 	close(w.stop)
@@ -219,7 +226,7 @@ func (m *Migration) shared(ctx context.Context, scope string, q checkpoints.Quer
 				return nil
 			}
 			// Others hold the rest: wait, and take over whatever they let lapse.
-			idle = min(idle+200*time.Millisecond, w.lease/4)
+			idle = w.nextIdle(idle)
 			if !sleep(ctx, idle) {
 				return ctx.Err()
 			}
