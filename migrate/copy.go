@@ -123,7 +123,13 @@ func (m *Migration) Copy(ctx context.Context) (*CopyResult, error) {
 		return res, phaseErr("copy", err)
 	}
 	if res.Failed > 0 {
-		return res, Errorf(ExitIncomplete, "copy finished: %d records failed (rerun to retry them)", res.Failed)
+		// Name one failure: a cause shared by every record (no permission, a wrong
+		// endpoint) should not hide in the per-record warnings.
+		first := ""
+		if len(res.Failures) > 0 {
+			first = fmt.Sprintf("; for example %q: %s", res.Failures[0].Key, res.Failures[0].Reason)
+		}
+		return res, Errorf(ExitIncomplete, "copy finished: %d records failed (rerun to retry them)%s", res.Failed, first)
 	}
 	if res.Conflicts = st.Records[checkpoints.Conflict].N; res.Conflicts > 0 {
 		return res, Errorf(ExitIncomplete, "copy finished: %d records in conflict were not copied", res.Conflicts)

@@ -129,6 +129,14 @@ func ValidConfirm(confirm, digest string) error {
 // delCounts are a delete run's outcomes, counted by concurrent workers.
 type delCounts struct {
 	deleted, already, skipped, changed, errs atomic.Int64
+	example                                  atomic.Pointer[string] // one failed delete, for the final message
+}
+
+// failed counts a failed delete of key and keeps the first as the example.
+func (n *delCounts) failed(key, msg string) {
+	n.errs.Add(1)
+	ex := fmt.Sprintf("%q: %s", key, msg)
+	n.example.CompareAndSwap(nil, &ex)
 }
 
 type delUnit struct {
@@ -264,7 +272,11 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 	}
 	if res.Errors > 0 {
 		res.State = StageRunning
-		return res, Errorf(ExitRuntime, "stage %q: %d deletes failed; rerun the same command to resume", stageName, res.Errors)
+		example := ""
+		if ex := n.example.Load(); ex != nil {
+			example = "; for example " + *ex
+		}
+		return res, Errorf(ExitRuntime, "stage %q: %d deletes failed; rerun the same command to resume%s", stageName, res.Errors, example)
 	}
 	after, err := m.stageScope(ctx, stageName, false, nil)
 	if err != nil {
@@ -323,7 +335,7 @@ func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUn
 				p := &u.rec.Replicas[i]
 				if p.State == checkpoints.Intent {
 					if err := m.resolveIntent(gctx, p); err != nil {
-						n.errs.Add(1)
+						n.failed(u.rec.Key, err.Error())
 						p.LastError = errString(err)
 						problem(u.rec.Key, err.Error())
 					}
@@ -396,7 +408,7 @@ func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUn
 					problem(u.rec.Key, "replica at "+p.Site+" was already gone before the delete (anomaly)")
 					m.log.Warn("delete anomaly: replica already absent", "key", u.rec.Key, "site", p.Site)
 				default:
-					n.errs.Add(1)
+					n.failed(u.rec.Key, "replica at "+p.Site+": "+err.Error())
 					p.LastError = errString(err)
 					problem(u.rec.Key, "replica at "+p.Site+": "+err.Error())
 				}
