@@ -21,16 +21,12 @@ func (s *Postgres) liveWorker(ctx context.Context, tx pgx.Tx, now time.Time, exc
 		return Worker{}, false, err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var x workerScan
-		if err := rows.Scan(x.dest()...); err != nil {
-			return Worker{}, false, err
-		}
-		if w := x.worker(); w.Alive(now) && (except == "" || w.Phase != except) {
-			return w, true, nil
-		}
+	ws, err := scanWorkers(rows, false)
+	if err != nil {
+		return Worker{}, false, err
 	}
-	return Worker{}, false, rows.Err()
+	w, ok := liveOf(ws, now, except)
+	return w, ok, nil
 }
 
 func (s *Postgres) Join(ctx context.Context, w Worker, lease time.Duration) error {
@@ -82,14 +78,8 @@ func (s *Postgres) Heartbeat(ctx context.Context, id string, lease time.Duration
 			return err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			c, err := scanClaim(rows)
-			if err != nil {
-				return err
-			}
-			held = append(held, c)
-		}
-		return rows.Err()
+		held, err = scanClaims(rows)
+		return err
 	})
 	return held, s.wrap("heartbeat", err)
 }
@@ -112,35 +102,19 @@ func (s *Postgres) Workers(ctx context.Context) ([]Worker, error) {
 		return nil, s.wrap("workers", err)
 	}
 	defer rows.Close()
-	var out []Worker
-	for rows.Next() {
-		var x workerScan
-		if err := rows.Scan(append(x.dest(), &x.claims)...); err != nil {
-			return nil, s.wrap("workers", err)
-		}
-		out = append(out, x.worker())
-	}
-	return out, s.wrap("workers", rows.Err())
+	ws, err := scanWorkers(rows, true)
+	return ws, s.wrap("workers", err)
 }
 
 func (s *Postgres) round(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 }, scope string, round int64) (RoundStatus, error) {
-	st := RoundStatus{Round: round}
 	rows, err := q.Query(ctx, s.sql("SELECT state, count(*) FROM @.claims WHERE scope = $1 AND round = $2 GROUP BY state"), scope, round)
 	if err != nil {
-		return st, err
+		return RoundStatus{Round: round}, err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var state string
-		var n int64
-		if err := rows.Scan(&state, &n); err != nil {
-			return st, err
-		}
-		st.add(state, n)
-	}
-	return st, rows.Err()
+	return scanRound(rows, round)
 }
 
 func (s *Postgres) Round(ctx context.Context, scope string, round int64) (RoundStatus, error) {

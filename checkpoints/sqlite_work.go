@@ -37,16 +37,12 @@ func liveWorker(ctx context.Context, tx *sql.Tx, now time.Time, except string) (
 		return Worker{}, false, err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var x workerScan
-		if err := rows.Scan(x.dest()...); err != nil {
-			return Worker{}, false, err
-		}
-		if w := x.worker(); w.Alive(now) && (except == "" || w.Phase != except) {
-			return w, true, nil
-		}
+	ws, err := scanWorkers(rows, false)
+	if err != nil {
+		return Worker{}, false, err
 	}
-	return Worker{}, false, rows.Err()
+	w, ok := liveOf(ws, now, except)
+	return w, ok, nil
 }
 
 func (s *SQLite) Join(ctx context.Context, w Worker, lease time.Duration) error {
@@ -121,35 +117,19 @@ func (s *SQLite) Workers(ctx context.Context) ([]Worker, error) {
 		return nil, wrap("workers", err)
 	}
 	defer rows.Close()
-	var out []Worker
-	for rows.Next() {
-		var x workerScan
-		if err := rows.Scan(append(x.dest(), &x.claims)...); err != nil {
-			return nil, wrap("workers", err)
-		}
-		out = append(out, x.worker())
-	}
-	return out, wrap("workers", rows.Err())
+	ws, err := scanWorkers(rows, true)
+	return ws, wrap("workers", err)
 }
 
 func sqliteRound(ctx context.Context, q interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 }, scope string, round int64) (RoundStatus, error) {
-	st := RoundStatus{Round: round}
 	rows, err := q.QueryContext(ctx, "SELECT state, count(*) FROM claims WHERE scope = ? AND round = ? GROUP BY state", scope, round)
 	if err != nil {
-		return st, err
+		return RoundStatus{Round: round}, err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var state string
-		var n int64
-		if err := rows.Scan(&state, &n); err != nil {
-			return st, err
-		}
-		st.add(state, n)
-	}
-	return st, rows.Err()
+	return scanRound(rows, round)
 }
 
 func (r *RoundStatus) add(state string, n int64) {
@@ -226,15 +206,7 @@ func sqliteClaims(ctx context.Context, tx *sql.Tx, where string, args ...any) ([
 		return nil, err
 	}
 	defer rows.Close()
-	var out []Claim
-	for rows.Next() {
-		c, err := scanClaim(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return scanClaims(rows)
 }
 
 func (s *SQLite) Claim(ctx context.Context, scope string, round int64, worker string, lease time.Duration) (Claim, bool, error) {

@@ -179,3 +179,65 @@ type WorkStore interface {
 	// Round counts the ranges of a round by state.
 	Round(ctx context.Context, scope string, round int64) (RoundStatus, error)
 }
+
+// resultRows is what database/sql's and pgx's result sets have in common, so both
+// stores read workers, claims and round counts with the same code.
+type resultRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanWorkers reads rows of workerCols (and a held-claims count, with claims).
+func scanWorkers(rows resultRows, claims bool) ([]Worker, error) {
+	var out []Worker
+	for rows.Next() {
+		var x workerScan
+		dest := x.dest()
+		if claims {
+			dest = append(dest, &x.claims)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		out = append(out, x.worker())
+	}
+	return out, rows.Err()
+}
+
+// liveOf finds a live worker among ws (of a phase other than except, if set).
+func liveOf(ws []Worker, now time.Time, except string) (Worker, bool) {
+	for _, w := range ws {
+		if w.Alive(now) && (except == "" || w.Phase != except) {
+			return w, true
+		}
+	}
+	return Worker{}, false
+}
+
+// scanRound reads (state, count) rows into a round's counts.
+func scanRound(rows resultRows, round int64) (RoundStatus, error) {
+	st := RoundStatus{Round: round}
+	for rows.Next() {
+		var state string
+		var n int64
+		if err := rows.Scan(&state, &n); err != nil {
+			return st, err
+		}
+		st.add(state, n)
+	}
+	return st, rows.Err()
+}
+
+// scanClaims reads rows of claimCols.
+func scanClaims(rows resultRows) ([]Claim, error) {
+	var out []Claim
+	for rows.Next() {
+		c, err := scanClaim(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
