@@ -75,8 +75,18 @@ type harness struct {
 	faults map[string]*faulty.Store
 	spec   string
 	logs   *bytes.Buffer
+	logMu  sync.Mutex // several migrations (workers) may log into logs at once
 	mu     sync.Mutex
 	now    time.Time
+}
+
+// logWriter serialises writes to the harness's log buffer.
+type logWriter struct{ h *harness }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.h.logMu.Lock()
+	defer w.h.logMu.Unlock()
+	return w.h.logs.Write(p)
 }
 
 const sitesYAML = `migration: test-migration
@@ -150,7 +160,7 @@ func (h *harness) options(dry bool) Options {
 	return Options{
 		SpecPath: filepath.Join(h.dir, "ferry.yaml"),
 		DryRun:   dry,
-		Logger:   slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:   slog.New(slog.NewTextHandler(logWriter{h}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:      h.clock,
 		OpenStore: func(ctx context.Context, cfg providers.Config) (providers.Store, error) {
 			f, ok := h.faults[cfg.Name]
