@@ -622,13 +622,12 @@ func (s *Postgres) Lock(ctx context.Context, holder LockInfo, lease time.Duratio
 			if err != nil {
 				return err
 			}
-			if ok && HolderAlive(cur, fromNanos(now)) {
-				return &LockedError{Holder: cur}
-			}
-			if w, ok, err := s.liveWorker(ctx, tx, fromNanos(now), ""); err != nil {
+			ws, err := s.activeWorkers(ctx, tx)
+			if err != nil {
 				return err
-			} else if ok {
-				return &LockedError{Holder: w.lockInfo()}
+			}
+			if err := excluded(cur, ok, ws, fromNanos(now), ""); err != nil {
+				return err
 			}
 			var acq, till int64
 			if ok {

@@ -15,18 +15,14 @@ import (
 // lockKey is the advisory lock that serialises the migration lock and Join.
 func (s *Postgres) lockKey() int64 { return pgLockKey(s.schema) ^ 0x6c6f636b }
 
-func (s *Postgres) liveWorker(ctx context.Context, tx pgx.Tx, now time.Time, except string) (Worker, bool, error) {
+// activeWorkers reads the workers that have not left.
+func (s *Postgres) activeWorkers(ctx context.Context, tx pgx.Tx) ([]Worker, error) {
 	rows, err := tx.Query(ctx, s.sql("SELECT "+workerCols+" FROM @.workers WHERE left_at = 0"))
 	if err != nil {
-		return Worker{}, false, err
+		return nil, err
 	}
 	defer rows.Close()
-	ws, err := scanWorkers(rows, false)
-	if err != nil {
-		return Worker{}, false, err
-	}
-	w, ok := liveOf(ws, now, except)
-	return w, ok, nil
+	return scanWorkers(rows, false)
 }
 
 func (s *Postgres) Join(ctx context.Context, w Worker, lease time.Duration) error {
@@ -42,13 +38,12 @@ func (s *Postgres) Join(ctx context.Context, w Worker, lease time.Duration) erro
 		if err != nil {
 			return err
 		}
-		if ok && HolderAlive(cur, fromNanos(now)) {
-			return &LockedError{Holder: cur}
-		}
-		if other, ok, err := s.liveWorker(ctx, tx, fromNanos(now), w.Phase); err != nil {
+		ws, err := s.activeWorkers(ctx, tx)
+		if err != nil {
 			return err
-		} else if ok {
-			return &LockedError{Holder: other.lockInfo()}
+		}
+		if err := excluded(cur, ok, ws, fromNanos(now), w.Phase); err != nil {
+			return err
 		}
 		_, err = tx.Exec(ctx, s.sql(`INSERT INTO @.workers(`+workerCols+`)
 			SELECT $1, $2, $3, $4, $5, n.now, n.now, n.now + $6, 0, 0, 0, 0 FROM (SELECT `+pgNow+` AS now) n

@@ -256,13 +256,12 @@ func (s *SQLite) Lock(ctx context.Context, holder LockInfo, lease time.Duration)
 		return nil, wrap("lock", err)
 	}
 	now := time.Now()
-	if ok && HolderAlive(cur, now) {
-		return nil, &LockedError{Holder: cur}
-	}
-	if w, ok, err := liveWorker(ctx, tx, now, ""); err != nil {
+	ws, err := activeWorkers(ctx, tx)
+	if err != nil {
 		return nil, wrap("lock", err)
-	} else if ok {
-		return nil, &LockedError{Holder: w.lockInfo()}
+	}
+	if err := excluded(cur, ok, ws, now, ""); err != nil {
+		return nil, err
 	}
 	holder.Acquired = now
 	holder.LeaseTill = now.Add(lease)

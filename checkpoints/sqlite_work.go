@@ -30,19 +30,14 @@ func (x *workerScan) worker() Worker {
 	return w
 }
 
-// liveWorker finds a live worker (of a phase other than except, if except is set).
-func liveWorker(ctx context.Context, tx *sql.Tx, now time.Time, except string) (Worker, bool, error) {
+// activeWorkers reads the workers that have not left.
+func activeWorkers(ctx context.Context, tx *sql.Tx) ([]Worker, error) {
 	rows, err := tx.QueryContext(ctx, "SELECT "+workerCols+" FROM workers WHERE left_at = 0")
 	if err != nil {
-		return Worker{}, false, err
+		return nil, err
 	}
 	defer rows.Close()
-	ws, err := scanWorkers(rows, false)
-	if err != nil {
-		return Worker{}, false, err
-	}
-	w, ok := liveOf(ws, now, except)
-	return w, ok, nil
+	return scanWorkers(rows, false)
 }
 
 func (s *SQLite) Join(ctx context.Context, w Worker, lease time.Duration) error {
@@ -56,13 +51,12 @@ func (s *SQLite) Join(ctx context.Context, w Worker, lease time.Duration) error 
 	if err != nil {
 		return wrap("join", err)
 	}
-	if ok && HolderAlive(cur, now) {
-		return &LockedError{Holder: cur}
-	}
-	if other, ok, err := liveWorker(ctx, tx, now, w.Phase); err != nil {
+	ws, err := activeWorkers(ctx, tx)
+	if err != nil {
 		return wrap("join", err)
-	} else if ok {
-		return &LockedError{Holder: other.lockInfo()}
+	}
+	if err := excluded(cur, ok, ws, now, w.Phase); err != nil {
+		return err
 	}
 	_, err = tx.ExecContext(ctx, "INSERT OR REPLACE INTO workers("+workerCols+") VALUES(?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0)",
 		w.ID, w.Host, w.PID, w.Start, w.Phase, now.UnixNano(), now.UnixNano(), now.Add(lease).UnixNano())

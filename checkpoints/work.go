@@ -205,6 +205,19 @@ func scanWorkers(rows resultRows, claims bool) ([]Worker, error) {
 	return out, rows.Err()
 }
 
+// excluded is the one rule between the migration lock and workers: a live lock
+// holder excludes everyone; a live worker excludes the lock (phase "") and workers of
+// any other phase than its own.
+func excluded(cur LockInfo, locked bool, ws []Worker, now time.Time, phase string) error {
+	if locked && HolderAlive(cur, now) {
+		return &LockedError{Holder: cur}
+	}
+	if w, ok := liveOf(ws, now, phase); ok {
+		return &LockedError{Holder: w.lockInfo()}
+	}
+	return nil
+}
+
 // liveOf finds a live worker among ws (of a phase other than except, if set).
 func liveOf(ws []Worker, now time.Time, except string) (Worker, bool) {
 	for _, w := range ws {

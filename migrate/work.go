@@ -267,28 +267,14 @@ func (m *Migration) eachRecord(ctx context.Context, scope string, q checkpoints.
 	fn func(ctx context.Context, r checkpoints.Record) ([]checkpoints.Record, error)) error {
 	if m.worker == nil {
 		batch := checkpoints.NewBatcher(m.State, 256, 500*time.Millisecond)
-		g, gctx := newPool(ctx, conc)
-		err := m.State.Records(ctx, q, func(r checkpoints.Record) error {
-			if gctx.Err() != nil {
-				return gctx.Err()
-			}
-			g.Go(func() error {
-				out, err := fn(gctx, r)
-				if err != nil {
+		err := m.runRecords(ctx, q, conc, fn, func(ctx context.Context, out []checkpoints.Record) error {
+			for _, o := range out {
+				if err := batch.Add(ctx, o); err != nil {
 					return err
 				}
-				for _, o := range out {
-					if err := batch.Add(gctx, o); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
+			}
 			return nil
 		})
-		if werr := g.Wait(); err == nil || werr != nil && errors.Is(err, context.Canceled) {
-			err = werr
-		}
 		// Durable before the phase reports (I4).
 		if cerr := batch.Close(context.WithoutCancel(ctx)); err == nil {
 			err = cerr
@@ -300,30 +286,42 @@ func (m *Migration) eachRecord(ctx context.Context, scope string, q checkpoints.
 		rq.After, rq.Through = c.Lo, c.Hi
 		var mu sync.Mutex
 		var saved []checkpoints.Record
-		g, gctx := newPool(ctx, conc)
-		err := m.State.Records(ctx, rq, func(r checkpoints.Record) error {
-			if gctx.Err() != nil {
-				return gctx.Err()
+		err := m.runRecords(ctx, rq, conc, fn, func(_ context.Context, out []checkpoints.Record) error {
+			mu.Lock()
+			saved = append(saved, out...)
+			mu.Unlock()
+			m.worker.records.Add(1)
+			if len(out) > 0 {
+				m.worker.bytes.Add(out[0].Size)
 			}
-			g.Go(func() error {
-				out, err := fn(gctx, r)
-				if err != nil {
-					return err
-				}
-				mu.Lock()
-				saved = append(saved, out...)
-				mu.Unlock()
-				m.worker.records.Add(1)
-				if len(out) > 0 {
-					m.worker.bytes.Add(out[0].Size)
-				}
-				return nil
-			})
 			return nil
 		})
-		if werr := g.Wait(); err == nil || werr != nil && errors.Is(err, context.Canceled) {
-			err = werr
-		}
-		return saved, err
+		return saved, err // saved with the range's fenced Finish
 	})
+}
+
+// runRecords runs fn over the records q selects on a pool of conc goroutines and
+// hands what each call returns to keep. The first error stops the rest and is
+// returned (the real one, not the cancellation it caused).
+func (m *Migration) runRecords(ctx context.Context, q checkpoints.Query, conc int,
+	fn func(ctx context.Context, r checkpoints.Record) ([]checkpoints.Record, error),
+	keep func(ctx context.Context, out []checkpoints.Record) error) error {
+	g, gctx := newPool(ctx, conc)
+	err := m.State.Records(ctx, q, func(r checkpoints.Record) error {
+		if gctx.Err() != nil {
+			return gctx.Err()
+		}
+		g.Go(func() error {
+			out, err := fn(gctx, r)
+			if err != nil {
+				return err
+			}
+			return keep(gctx, out)
+		})
+		return nil
+	})
+	if werr := g.Wait(); err == nil || werr != nil && errors.Is(err, context.Canceled) {
+		err = werr
+	}
+	return err
 }
