@@ -74,7 +74,7 @@ bench: tools postgres $(TOOLS)/rclone
 	$(GO) run ./cmd/ferrybench -tools $(TOOLS) $(BENCH_FLAGS)
 	$(GO) test -run '^$$' -bench 'Pipeline' -benchtime 3x -timeout 60m ./migrate/
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./checkpoints/
-	$(GO) test -run '^$$' -bench WorkersScaling -benchtime 1x -v -timeout 30m ./migrate/
+	FERRY_REQUIRE_SERVERS=1 $(GO) test -run '^$$' -bench WorkersScaling -benchtime 1x -v -timeout 30m ./migrate/
 	FERRY_BIG_PLAN=1000000 $(GO) test -run '^$$' -bench PlanMemory -benchtime 1x -timeout 60m ./migrate/
 
 bench-quick: tools $(TOOLS)/rclone

@@ -24,48 +24,9 @@ import (
 // trust auth on 127.0.0.1:5432, database test). Each test works in its own schema,
 // dropped when it ends.
 
-const pgDefaultTestDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
-var pgProbe struct {
-	once sync.Once
-	err  error
-}
-
-func pgEnvDSN() string {
-	if dsn := os.Getenv("FERRY_TEST_POSTGRES"); dsn != "" {
-		return dsn
-	}
-	return pgDefaultTestDSN
-}
-
-// pgProbeErr reports whether the test server answers (asked once).
-func pgProbeErr() error {
-	pgProbe.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, pgEnvDSN())
-		if err == nil {
-			err = c.Ping(ctx)
-			c.Close(ctx)
-		}
-		pgProbe.err = err
-	})
-	return pgProbe.err
-}
-
 // pgTestDSN returns the test server's DSN, or skips the test when it does not answer
 // (fails under CI or FERRY_REQUIRE_SERVERS=1: `make test` starts the server).
-func pgTestDSN(t testing.TB) string {
-	t.Helper()
-	if err := pgProbeErr(); err != nil {
-		msg := fmt.Sprintf("PostgreSQL at FERRY_TEST_POSTGRES (default %s) does not answer: %v; `make test` starts it", pgDefaultTestDSN, err)
-		if os.Getenv("CI") == "true" || os.Getenv("FERRY_REQUIRE_SERVERS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return pgEnvDSN()
-}
+func pgTestDSN(t testing.TB) string { return storetest.PostgresServer(t) }
 
 // withParam returns dsn with a query parameter set.
 func withParam(t testing.TB, dsn, k, v string) string {
@@ -398,10 +359,10 @@ func TestPostgresPasswordRedacted(t *testing.T) {
 		"postgres://ferry:" + pw + "@db.example:5432/ferry?connect_timeout=5",
 	}
 	roOnly := "" // a DSN to open read-only only
-	if pgProbeErr() == nil {
+	if storetest.PostgresProbe() == nil {
 		// The live server, with a password (trust auth ignores it): a missing
 		// database, and a read-only open of a missing schema.
-		u, err := url.Parse(pgEnvDSN())
+		u, err := url.Parse(storetest.PostgresDSN())
 		if err != nil {
 			t.Fatal(err)
 		}

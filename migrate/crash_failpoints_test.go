@@ -140,20 +140,11 @@ func TestCrashAtFailpoints(t *testing.T) {
 	}
 
 	for _, stage := range []string{"canary", "backups", "primary"} {
-		var d struct {
-			Scope struct {
-				Digest   string `json:"digest"`
-				Replicas int    `json:"replicas"`
-			} `json:"scope"`
-		}
-		ferryJSON(t, bin, dir, &d, "delete", "--stage", stage, "--dry-run")
-		if d.Scope.Replicas == 0 {
-			t.Fatalf("stage %s has an empty scope", stage)
-		}
-		args := []string{"delete", "--stage", stage, "--confirm", d.Scope.Digest[:16]}
+		digest, replicas := dryScope(t, bin, dir, stage)
+		args := []string{"delete", "--stage", stage, "--confirm", digest[:16]}
 		fail("delete-after-intent", 1, nil, args...)
 		for range 3 {
-			fail("delete-after-call", d.Scope.Replicas/2, nil, args...)
+			fail("delete-after-call", int(replicas/2), nil, args...)
 		}
 		kills += killLoop(t, bin, dir, rng, 200*time.Millisecond, args...)
 		crashOracle(t, dir, recs, sets, "after stage "+stage)

@@ -112,6 +112,23 @@ func ferryJSON(t *testing.T, bin, dir string, v any, args ...string) {
 	}
 }
 
+// dryScope asks ferry (a dry run) for a stage's scope digest and size; an empty scope
+// fails the test, which would prove nothing.
+func dryScope(t *testing.T, bin, dir, stage string) (digest string, replicas int64) {
+	t.Helper()
+	var d struct {
+		Scope struct {
+			Digest   string `json:"digest"`
+			Replicas int64  `json:"replicas"`
+		} `json:"scope"`
+	}
+	ferryJSON(t, bin, dir, &d, "delete", "--stage", stage, "--dry-run")
+	if d.Scope.Replicas == 0 {
+		t.Fatalf("stage %s has an empty scope", stage)
+	}
+	return d.Scope.Digest, d.Scope.Replicas
+}
+
 func listDir(t *testing.T, dir string) map[string]providers.Object {
 	t.Helper()
 	s, err := file.New(dir, file.Options{})
@@ -185,17 +202,8 @@ func TestCrashConverges(t *testing.T) {
 
 	// Every stage under kills, then purge under kills.
 	for _, stage := range []string{"canary", "backups", "primary"} {
-		var d struct {
-			Scope struct {
-				Digest   string `json:"digest"`
-				Replicas int64  `json:"replicas"`
-			} `json:"scope"`
-		}
-		ferryJSON(t, bin, dir, &d, "delete", "--stage", stage, "--dry-run")
-		if d.Scope.Replicas == 0 {
-			t.Fatalf("stage %s has an empty scope", stage)
-		}
-		kills += killLoop(t, bin, dir, rng, 300*time.Millisecond, "delete", "--stage", stage, "--confirm", d.Scope.Digest[:16])
+		digest, _ := dryScope(t, bin, dir, stage)
+		kills += killLoop(t, bin, dir, rng, 300*time.Millisecond, "delete", "--stage", stage, "--confirm", digest[:16])
 		if stage != "primary" {
 			kills += killLoop(t, bin, dir, rng, 100*time.Millisecond, "delete", "--stage", stage, "--purge")
 		}

@@ -3,7 +3,6 @@ package migrate
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/checkpoints/storetest"
 	"github.com/ferrymigrate/ferry/migrate/synth"
 	"github.com/ferrymigrate/ferry/providers"
 	"github.com/ferrymigrate/ferry/providers/faulty"
@@ -495,30 +495,15 @@ func TestStatusReportsRetries(t *testing.T) {
 // The pipeline on the shared PostgreSQL state store (the one many workers use),
 // with its own schema.
 func TestPipelinePostgresState(t *testing.T) {
-	dsn := os.Getenv("FERRY_TEST_POSTGRES")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	schema := fmt.Sprintf("ferry_migrate_test_%d", time.Now().UnixNano())
-	dsn += "&schema=" + schema
 	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
 	recs := h.standardData(5)
 	opts := h.options(false)
-	opts.StateDSN = dsn
+	opts.StateDSN = storetest.PostgresState(t, "ferry_migrate_test_")
 	m, err := Open(context.Background(), opts)
 	if err != nil {
-		if os.Getenv("CI") == "" && os.Getenv("FERRY_REQUIRE_SERVERS") == "" {
-			t.Skipf("PostgreSQL not reachable (make test starts it): %v", err)
-		}
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		m.Close()
-		if db, err := sql.Open("pgx", strings.TrimSuffix(dsn, "&schema="+schema)); err == nil {
-			db.Exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE")
-			db.Close()
-		}
-	})
+	t.Cleanup(func() { m.Close() }) // before the schema is dropped (cleanups run last first)
 	runThroughVerify(t, m)
 	for _, st := range m.Spec.Delete.Stages {
 		if _, err := deleteStage(t, m, st.Name); err != nil {

@@ -229,18 +229,15 @@ func (m *Migration) listClaimed(ctx context.Context, c checkpoints.Claim) error 
 	if err == nil {
 		err = m.State.Finish(cctx, c, nil)
 	}
-	switch {
-	case err == nil:
+	if err == nil {
 		m.debug("listed range", "claim", c.String())
-		return nil
-	case errors.Is(err, checkpoints.ErrFenced) || (cctx.Err() != nil && ctx.Err() == nil):
-		w.lost.Add(1)
-		m.log.Warn("listing range lost to another worker: it lists it again", "claim", c.String(), "err", err)
+	}
+	switch err := m.settleClaim(ctx, cctx, c, err); {
+	case err == nil:
 		return nil
 	case ctx.Err() != nil:
 		return phaseErr("plan", ctx.Err())
 	default:
-		_ = m.State.Release(context.WithoutCancel(ctx), c)
 		return Errorf(ExitRuntime, "site %s: listing %s failed, plan not changed: %w", c.Site, fmt.Sprint(c.Range), err)
 	}
 }

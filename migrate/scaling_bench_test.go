@@ -2,8 +2,6 @@ package migrate
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"strconv"
@@ -12,8 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/ferrymigrate/ferry/checkpoints/storetest"
 	"github.com/ferrymigrate/ferry/providers"
 	"github.com/ferrymigrate/ferry/providers/faulty"
 )
@@ -34,10 +31,6 @@ func BenchmarkWorkersScaling(b *testing.B) {
 		}
 		latency = d
 	}
-	base := os.Getenv("FERRY_TEST_POSTGRES")
-	if base == "" {
-		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
 	rates := map[int]float64{}
 	counts := []int{1, 2, 4, 8}
 	for _, workers := range counts {
@@ -56,7 +49,7 @@ func BenchmarkWorkersScaling(b *testing.B) {
 						return nil
 					})
 				}
-				dsn := scaleSchema(b, base)
+				dsn := storetest.PostgresState(b, "ferry_scale_")
 				opts := func(worker bool) Options {
 					return Options{SpecPath: e.dir + "/ferry.yaml", StateDSN: dsn, Worker: worker, RangeSize: 25,
 						OpenStore: func(ctx context.Context, cfg providers.Config) (providers.Store, error) {
@@ -114,26 +107,6 @@ type noClose struct{ providers.Store }
 func (noClose) Close() error { return nil }
 
 func (n noClose) Unwrap() providers.Store { return n.Store }
-
-// scaleSchema is a fresh schema of the PostgreSQL server, dropped afterwards.
-func scaleSchema(b *testing.B, base string) string {
-	ctx := context.Background()
-	c, err := pgx.Connect(ctx, base)
-	if err != nil {
-		b.Fatalf("PostgreSQL does not answer (make test starts it): %v", err)
-	}
-	c.Close(ctx)
-	r := make([]byte, 5)
-	_, _ = rand.Read(r)
-	schema := "ferry_scale_" + hex.EncodeToString(r)
-	b.Cleanup(func() {
-		if c, err := pgx.Connect(ctx, base); err == nil {
-			c.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-			c.Close(ctx)
-		}
-	})
-	return base + "&schema=" + schema
-}
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {

@@ -33,7 +33,6 @@ type worker struct {
 	lease time.Duration
 
 	records, bytes atomic.Int64
-	lost           atomic.Int64 // ranges taken from us (fenced)
 
 	mu   sync.Mutex
 	held map[string]context.CancelFunc // claim key -> cancel of its work
@@ -242,21 +241,28 @@ func (m *Migration) shared(ctx context.Context, scope string, q checkpoints.Quer
 			err = m.State.Finish(ctx, c, recs)
 		}
 		release()
-		switch {
-		case err == nil:
-		case errors.Is(err, checkpoints.ErrFenced) || (cctx.Err() != nil && ctx.Err() == nil):
-			w.lost.Add(1)
-			m.log.Warn("range lost to another worker: its results were rejected", "claim", c.String(), "err", err)
-			if rerr := m.State.Release(ctx, c); rerr != nil { // a no-op unless it is still ours
-				return rerr
-			}
-		default:
-			// Hand the range back at once rather than at the end of its lease.
-			if rerr := m.State.Release(context.WithoutCancel(ctx), c); rerr != nil {
-				m.log.Warn("releasing a range", "claim", c.String(), "err", rerr)
-			}
+		if err := m.settleClaim(ctx, cctx, c, err); err != nil {
 			return err
 		}
+	}
+}
+
+// settleClaim decides what an attempt at a claimed range came to: done (err nil);
+// lost to another worker (logged, handed back if it is somehow still ours, and nil:
+// the successor redoes the range); or failed (handed back at once rather than at the
+// end of its lease, and the error returned).
+func (m *Migration) settleClaim(ctx, cctx context.Context, c checkpoints.Claim, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, checkpoints.ErrFenced) || (cctx.Err() != nil && ctx.Err() == nil):
+		m.log.Warn("range lost to another worker: its results were rejected", "claim", c.String(), "err", err)
+		return m.State.Release(ctx, c) // a no-op unless it is still ours
+	default:
+		if rerr := m.State.Release(context.WithoutCancel(ctx), c); rerr != nil {
+			m.log.Warn("releasing a range", "claim", c.String(), "err", rerr)
+		}
+		return err
 	}
 }
 

@@ -34,23 +34,55 @@ func (h *harness) workers(n int, state string, rangeSize int, fn func(m *Migrati
 	return errs
 }
 
+// phasesByWorkers runs each phase in turn in n workers sharing state; any error fails.
+func (h *harness) phasesByWorkers(n int, state string, rangeSize int, phases ...string) {
+	h.t.Helper()
+	for _, phase := range phases {
+		for i, err := range h.workers(n, state, rangeSize, func(m *Migration) error {
+			var err error
+			switch phase {
+			case "plan":
+				_, err = m.Plan(context.Background())
+			case "copy":
+				_, err = m.Copy(context.Background())
+			case "verify":
+				_, err = m.Verify(context.Background(), false)
+			default:
+				err = fmt.Errorf("no phase %q", phase)
+			}
+			return err
+		}) {
+			if err != nil {
+				h.t.Fatalf("%s worker %d: %v", phase, i, err)
+			}
+		}
+	}
+}
+
+// planAlone plans in one process on a state of its own, for comparison.
+func (h *harness) planAlone() *PlanResult {
+	h.t.Helper()
+	opts := h.options(false)
+	opts.StateDSN = filepath.Join(h.dir, "one.db")
+	m, err := Open(context.Background(), opts)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer m.Close()
+	res, err := m.Plan(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return res
+}
+
 // A plan listed by three workers, range by range, stores the same inventory (the same
 // plan digest) as a plan listed by one process; so does the next plan, cut from the
 // inventory the first one stored.
 func TestSharedPlanMatchesOneProcess(t *testing.T) {
 	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
 	recs := h.standardData(60)
-	one := h.options(false)
-	one.StateDSN = filepath.Join(h.dir, "one.db")
-	m, err := Open(context.Background(), one)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := m.Plan(context.Background())
-	m.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := h.planAlone()
 	shared := filepath.Join(h.dir, "shared.db")
 	for round := 1; round <= 2; round++ {
 		var mu sync.Mutex
@@ -98,25 +130,7 @@ func TestSharedCopyVerify(t *testing.T) {
 	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
 	recs := h.standardData(40)
 	state := filepath.Join(h.dir, "shared.db")
-	for _, phase := range []string{"plan", "copy", "verify"} {
-		errs := h.workers(3, state, 16, func(m *Migration) error {
-			var err error
-			switch phase {
-			case "plan":
-				_, err = m.Plan(context.Background())
-			case "copy":
-				_, err = m.Copy(context.Background())
-			case "verify":
-				_, err = m.Verify(context.Background(), false)
-			}
-			return err
-		})
-		for i, err := range errs {
-			if err != nil {
-				t.Fatalf("%s worker %d: %v", phase, i, err)
-			}
-		}
-	}
+	h.phasesByWorkers(3, state, 16, "plan", "copy", "verify")
 	opts := h.options(false)
 	opts.StateDSN = state
 	m, err := Open(context.Background(), opts)
@@ -148,17 +162,7 @@ func TestSharedCopyVerify(t *testing.T) {
 func TestSharedPlanResumesARange(t *testing.T) {
 	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
 	h.standardData(30)
-	one := h.options(false)
-	one.StateDSN = filepath.Join(h.dir, "one.db")
-	m, err := Open(context.Background(), one)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := m.Plan(context.Background())
-	m.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := h.planAlone()
 
 	// A worker cuts the plan, claims the first range and lists part of it, then dies.
 	shared := filepath.Join(h.dir, "shared.db")
@@ -173,7 +177,7 @@ func TestSharedPlanResumesARange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, ok, err := dead.State.Claim(ctx, planScope, rs.Round, "dead-worker", 200*time.Millisecond)
+	c, ok, err := dead.State.Claim(ctx, planScope, rs.Round, "dead-worker", time.Second)
 	if err != nil || !ok || c.Site == "" {
 		t.Fatalf("claim: %+v %v %v", c, ok, err)
 	}
@@ -192,7 +196,7 @@ func TestSharedPlanResumesARange(t *testing.T) {
 		t.Fatal(err)
 	}
 	dead.Close()
-	time.Sleep(300 * time.Millisecond) // its lease runs out
+	time.Sleep(1200 * time.Millisecond) // its lease runs out
 
 	errs := h.workers(2, shared, 4, func(m *Migration) error {
 		res, err := m.Plan(context.Background())
@@ -219,24 +223,7 @@ func TestSharedDeleteGuards(t *testing.T) {
 	h := newHarness(t, storeKinds[1], strings.Replace(fmt.Sprintf(sitesYAML, "fail"), "mode: soft\n", "mode: soft\n  max_delete: 50%\n", 1))
 	h.standardData(20)
 	state := filepath.Join(h.dir, "shared.db")
-	for _, phase := range []string{"plan", "copy", "verify"} {
-		for i, err := range h.workers(2, state, 8, func(m *Migration) error {
-			var err error
-			switch phase {
-			case "plan":
-				_, err = m.Plan(context.Background())
-			case "copy":
-				_, err = m.Copy(context.Background())
-			default:
-				_, err = m.Verify(context.Background(), false)
-			}
-			return err
-		}) {
-			if err != nil {
-				t.Fatalf("%s worker %d: %v", phase, i, err)
-			}
-		}
-	}
+	h.phasesByWorkers(2, state, 8, "plan", "copy", "verify")
 	before := map[string]int{}
 	for _, site := range []string{"virginia", "singapore", "archive"} {
 		before[site] = len(h.listing(site))

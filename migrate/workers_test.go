@@ -3,8 +3,6 @@ package migrate_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,9 +17,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/checkpoints/storetest"
 	"github.com/ferrymigrate/ferry/migrate/synth"
 	"github.com/ferrymigrate/ferry/providers/s3"
 	"github.com/ferrymigrate/ferry/providers/s3/s3test"
@@ -53,32 +51,7 @@ delete:
 `
 
 // pgStateDSN is a PostgreSQL state in a schema of its own, dropped after the test.
-func pgStateDSN(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("FERRY_TEST_POSTGRES")
-	if base == "" {
-		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	ctx := context.Background()
-	c, err := pgx.Connect(ctx, base)
-	if err != nil {
-		if os.Getenv("CI") == "true" || os.Getenv("FERRY_REQUIRE_SERVERS") == "1" {
-			t.Fatalf("PostgreSQL does not answer (make test starts it): %v", err)
-		}
-		t.Skipf("PostgreSQL does not answer (make test starts it): %v", err)
-	}
-	c.Close(ctx)
-	b := make([]byte, 5)
-	_, _ = rand.Read(b)
-	schema := "ferry_workers_" + hex.EncodeToString(b)
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(ctx, base); err == nil {
-			c.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-			c.Close(ctx)
-		}
-	})
-	return base + "&schema=" + schema
-}
+func pgStateDSN(t *testing.T) string { return storetest.PostgresState(t, "ferry_workers_") }
 
 // workersSetup writes the spec for three fresh MinIO buckets (the target versioned, so
 // that every PUT leaves a version to count) and fills the sites.
