@@ -3,6 +3,7 @@ package migrate
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -384,7 +385,11 @@ func TestStatusUser(t *testing.T) {
 
 var _ = providers.ErrNotFound
 
-// A source that changes while it is being copied is not recorded as copied.
+// A source that changes while it is being copied is never recorded as its new
+// version. A store whose reads are snapshots (providers.Features.SnapshotReads)
+// hands copy exactly the planned version, which copy records; verify then finds the
+// replica changed and it is never deleted. On any other store copy stats the source
+// again after the read and does not record the copy.
 func TestCopySourceChangedDuringCopy(t *testing.T) {
 	eachKind(t, func(t *testing.T, k storeKind) {
 		h := newHarness(t, k, fmt.Sprintf(sitesYAML, "fail"))
@@ -394,22 +399,60 @@ func TestCopySourceChangedDuringCopy(t *testing.T) {
 		if _, err := m.Plan(ctx); err != nil {
 			t.Fatal(err)
 		}
-		// Copy re-stats the source after reading it: overwrite it just before that.
+		snapshot := providers.FeaturesOf(h.raw["virginia"]).SnapshotReads
 		var once sync.Once
-		h.faults["virginia"].Before(func(_ context.Context, c faulty.Call) error {
-			if c.Method == faulty.Stat && c.Key == "u1/doc" {
-				once.Do(func() { h.put("virginia", "u1/doc", []byte("second version!")) })
-			}
-			return nil
-		})
+		overwrite := func() { once.Do(func() { h.put("virginia", "u1/doc", []byte("second version!")) }) }
+		if snapshot {
+			// The source is read whole before the target write starts.
+			h.faults["target"].Before(func(_ context.Context, c faulty.Call) error {
+				if c.Method == faulty.Put && c.Key == "u1/doc" {
+					overwrite()
+				}
+				return nil
+			})
+		} else {
+			// Copy re-stats the source after reading it: overwrite it just before that.
+			h.faults["virginia"].Before(func(_ context.Context, c faulty.Call) error {
+				if c.Method == faulty.Stat && c.Key == "u1/doc" {
+					overwrite()
+				}
+				return nil
+			})
+		}
 		_, err := m.Copy(ctx)
-		mustCode(t, err, ExitIncomplete)
-		r := record(t, m, "u1/doc")
-		if r.State == checkpoints.Copied || r.State == checkpoints.Verified {
-			t.Fatalf("a source that changed during the copy was recorded as %s", r.State)
+		if snapshot {
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := record(t, m, "u1/doc")
+			if want := fmt.Sprintf("%x", sha256.Sum256([]byte("first version"))); r.State != checkpoints.Copied || r.SHA256 != want {
+				t.Fatalf("a snapshot read of the planned version: record %s with sha256 %s, want copied with %s", r.State, r.SHA256, want)
+			}
+			if got := h.read("target", "u1/doc"); string(got) != "first version" {
+				t.Fatalf("target holds %q", got)
+			}
+			// The replica changed after it was read: verify must not prove it.
+			_, err := m.Verify(ctx, false)
+			mustCode(t, err, ExitIncomplete)
+			r = record(t, m, "u1/doc")
+			for _, p := range r.Replicas {
+				if p.Site == "virginia" && p.State != checkpoints.Divergent {
+					t.Fatalf("a replica rewritten after the copy is %s, want divergent", p.State)
+				}
+			}
+		} else {
+			mustCode(t, err, ExitIncomplete)
+			r := record(t, m, "u1/doc")
+			if r.State == checkpoints.Copied || r.State == checkpoints.Verified {
+				t.Fatalf("a source that changed during the copy was recorded as %s", r.State)
+			}
+		}
+		if got := h.read("virginia", "u1/doc"); string(got) != "second version!" {
+			t.Fatalf("the source holds %q", got)
 		}
 		// A new plan sees the new version and the copy then takes it.
 		h.faults["virginia"].Clear()
+		h.faults["target"].Clear()
 		if _, err := m.Plan(ctx); err != nil {
 			t.Fatal(err)
 		}

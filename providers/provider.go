@@ -195,6 +195,13 @@ type Features struct {
 	PrefixAndChild bool
 	// TrustedSHA256: Stat/List report a SHA-256 the pipeline may trust without re-reading.
 	TrustedSHA256 bool
+	// SnapshotReads: Open returns the bytes of exactly the version its Object
+	// describes, whole, even while the key is overwritten or deleted during the read
+	// (an S3 or OCI GET streams one version; mem hands out immutable bytes). A read
+	// can fail then, but it never mixes versions. Copy trusts Open's own description
+	// of what it read and needs no second look at the source; a store without it (a
+	// file can be rewritten in place under a reader) is stat'ed again after the read.
+	SnapshotReads bool
 }
 
 // Featurer is implemented by stores that declare Features.

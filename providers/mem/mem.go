@@ -133,9 +133,10 @@ func (s *Store) Name() string { return s.name }
 // URI names key for reports.
 func (s *Store) URI(key string) string { return "mem://" + s.name + "/" + key }
 
-// Features: an object store with a trusted SHA-256.
+// Features: an object store with a trusted SHA-256; Open hands out a version's
+// bytes, which a later Put replaces but never changes.
 func (s *Store) Features() providers.Features {
-	return providers.Features{DirMarkers: true, PrefixAndChild: true, TrustedSHA256: true}
+	return providers.Features{DirMarkers: true, PrefixAndChild: true, TrustedSHA256: true, SnapshotReads: true}
 }
 
 // Region returns the region given by WithRegion, or ErrNotSupported without one.

@@ -527,9 +527,10 @@ func (s *Store) URI(key string) string {
 
 // Features: object-store shapes; the SHA-256 is reported only for single puts made
 // with the SHA256 checksum algorithm, and never in listings, so it is not trusted
-// store-wide.
+// store-wide. A GET streams one version and names it (ETag) in its response, so
+// reads are snapshots.
 func (s *Store) Features() providers.Features {
-	return providers.Features{DirMarkers: true, PrefixAndChild: true}
+	return providers.Features{DirMarkers: true, PrefixAndChild: true, SnapshotReads: true}
 }
 
 // Region returns the region the store's endpoint serves: the spec's region, or the

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ferrymigrate/ferry/providers"
 )
@@ -41,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) providers.Store) {
 	t.Run("PutShortReader", func(t *testing.T) { testShortReader(t, open(t)) })
 	t.Run("PutReaderFails", func(t *testing.T) { testReaderFails(t, open(t)) })
 	t.Run("PutAtomicUnderConcurrency", func(t *testing.T) { testConcurrentOverwrite(t, open(t)) })
+	t.Run("SnapshotReads", func(t *testing.T) { testSnapshotReads(t, open(t)) })
 	t.Run("Delete", func(t *testing.T) { testDelete(t, open(t)) })
 	t.Run("FeatureShapes", func(t *testing.T) { testFeatureShapes(t, open(t)) })
 	t.Run("URI", func(t *testing.T) { testURI(t, open(t)) })
@@ -419,6 +421,53 @@ func testOverwrite(t *testing.T, s providers.Store) {
 	if got := list(t, s); len(got) != 1 {
 		t.Errorf("List after overwrite shows %d objects, want 1", len(got))
 	}
+}
+
+// testSnapshotReads checks the promise of Features.SnapshotReads, on which copy
+// relies to skip its second look at a source: a read that has begun returns the
+// version Open described, whole, while the key is overwritten under it (or fails).
+// A store that does not declare it promises nothing here.
+func testSnapshotReads(t *testing.T, s providers.Store) {
+	if !providers.FeaturesOf(s).SnapshotReads {
+		t.Logf("%T does not declare SnapshotReads: copy re-stats its sources", s)
+		return
+	}
+	const size = 8 << 20 // larger than any socket buffer: the server is still sending
+	v1, v2 := Bytes(31, size), Bytes(32, size)
+	p1 := put(t, s, "snap", v1)
+	rc, o, err := s.Open(t.Context(), "snap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if !o.SameVersion(p1) {
+		t.Fatalf("Open describes %+v, not the version put %+v", o, p1)
+	}
+	head := make([]byte, 64<<10)
+	if _, err := io.ReadFull(rc, head); err != nil {
+		t.Fatal(err)
+	}
+	putDone := make(chan error, 1)
+	go func() {
+		_, err := s.Put(t.Context(), "snap", bytes.NewReader(v2), size, providers.PutOptions{SHA256: sha(v2)})
+		putDone <- err
+	}()
+	// Give the overwrite time to land (or to wait for the reader, as MinIO's lock does).
+	select {
+	case err := <-putDone:
+		putDone <- err
+	case <-time.After(300 * time.Millisecond):
+	}
+	rest, rerr := io.ReadAll(rc)
+	rc.Close()
+	got := append(head, rest...)
+	if rerr == nil && !bytes.Equal(got, v1) {
+		t.Errorf("a read overwritten under it returned %d bytes that are not the version Open described (sha256 %s, want %s)", len(got), sha(got)[:12], sha(v1)[:12])
+	}
+	if err := <-putDone; err != nil {
+		t.Fatalf("overwrite: %v", err)
+	}
+	wantContent(t, s, "snap", v2)
 }
 
 // onlyReader hides every method but Read: Put must not need to seek.

@@ -460,8 +460,10 @@ func (s *Store) uriFull(full string) string { return "s3://" + s.bucket + "/" + 
 // "a/b" next to an object "a" (and "a" over "a/b"), and MinIO accepts both but then
 // lists only one of them. On those servers PrefixAndChild is false and Put refuses
 // such a pair with ErrAlreadyExists (on MinIO by checking before the write).
+// A GET streams one version and names it (ETag, version id) in its response, so
+// reads are snapshots.
 func (s *Store) Features() providers.Features {
-	return providers.Features{DirMarkers: true, PrefixAndChild: s.server == ""}
+	return providers.Features{DirMarkers: true, PrefixAndChild: s.server == "", SnapshotReads: true}
 }
 
 // Close drops idle connections.
