@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"reflect"
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -87,7 +89,13 @@ func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
 	return m.reconcilePlan(ctx, res)
 }
 
-// listSites lists every site at once into the state's staged listing.
+// listParts is how many ranges of one site plan lists at once, where the store can
+// list by range (providers.RangeLister): a listing is a chain of page requests, and
+// one chain leaves the server and ferry mostly waiting on each other.
+const listParts = 4
+
+// listSites lists every site at once into the state's staged listing; a site that
+// can be listed by range is listed in listParts ranges at once.
 func (m *Migration) listSites(ctx context.Context, res *PlanResult) error {
 	tr := m.progress("list", 0, 0)
 	var mu sync.Mutex
@@ -96,40 +104,84 @@ func (m *Migration) listSites(ctx context.Context, res *PlanResult) error {
 		name := site.Name
 		store := m.Sites[name]
 		g.Go(func() error {
-			var batch []checkpoints.Listed
-			var n, bytes int64
-			flush := func() error {
-				if err := m.State.AddListed(gctx, batch); err != nil {
-					return err
+			var n, bytes atomic.Int64
+			// each stages one part's listing a batch at a time.
+			each := func(list func(fn func(providers.Object) error) error) error {
+				var batch []checkpoints.Listed
+				flush := func() error {
+					if err := m.State.AddListed(gctx, batch); err != nil {
+						return err
+					}
+					tr.Add(int64(len(batch)), 0)
+					batch = batch[:0]
+					return nil
 				}
-				tr.Add(int64(len(batch)), 0)
-				batch = batch[:0]
-				return nil
+				err := list(func(o providers.Object) error {
+					n.Add(1)
+					bytes.Add(o.Size)
+					batch = append(batch, listed(name, o))
+					if len(batch) >= listBatch {
+						return flush()
+					}
+					return nil
+				})
+				if err == nil {
+					err = flush()
+				}
+				return err
 			}
-			err := store.List(gctx, func(o providers.Object) error {
-				n++
-				bytes += o.Size
-				batch = append(batch, listed(name, o))
-				if len(batch) >= listBatch {
-					return flush()
-				}
-				return nil
-			})
-			if err == nil {
-				err = flush()
+			err := listByRanges(gctx, store, &n, each)
+			if errors.Is(err, providers.ErrNotSupported) {
+				err = each(func(fn func(providers.Object) error) error { return store.List(gctx, fn) })
 			}
 			if err != nil {
 				return Errorf(ExitRuntime, "site %s: listing failed, plan not changed: %w", name, err)
 			}
 			mu.Lock()
-			res.Sites[name] = SiteListing{Objects: n, Bytes: bytes}
+			res.Sites[name] = SiteListing{Objects: n.Load(), Bytes: bytes.Load()}
 			mu.Unlock()
-			m.log.Info("listed", "site", name, "objects", n, "bytes", bytes)
+			m.log.Info("listed", "site", name, "objects", n.Load(), "bytes", bytes.Load())
 			return nil
 		})
 	}
 	err := g.Wait()
 	tr.Finish()
+	return err
+}
+
+// listByRanges lists store in listParts ranges at once, cut at its own first-level
+// keys, through each. The ranges (-inf, k1], (k1, k2], ..., (kn, +inf) cover every key
+// exactly once, and any range's failure fails the whole listing (I6). It returns
+// ErrNotSupported, having listed nothing (n still 0), when the store cannot list by
+// range or has no cuts to offer; the caller then lists the store whole.
+func listByRanges(ctx context.Context, store providers.Store, n *atomic.Int64, each func(func(func(providers.Object) error) error) error) error {
+	rl, ok := store.(providers.RangeLister)
+	if !ok {
+		return providers.ErrNotSupported
+	}
+	cuts, err := rl.SplitKeys(ctx, listParts)
+	if err != nil {
+		return err
+	}
+	if len(cuts) == 0 {
+		return providers.ErrNotSupported
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	bounds := append([]string{""}, cuts...)
+	for i, after := range bounds {
+		through := ""
+		if i+1 < len(bounds) {
+			through = bounds[i+1]
+		}
+		g.Go(func() error {
+			return each(func(fn func(providers.Object) error) error { return rl.ListRange(gctx, after, through, fn) })
+		})
+	}
+	err = g.Wait()
+	if errors.Is(err, providers.ErrNotSupported) && n.Load() > 0 {
+		// Some range listed objects before another refused: never mix the two ways.
+		return fmt.Errorf("listing by range refused part way (%v)", err)
+	}
 	return err
 }
 
