@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
 )
@@ -60,6 +61,37 @@ func benchSave(b *testing.B, s checkpoints.Store) {
 		}
 	}
 	perSecond(b, n)
+}
+
+// BenchmarkSaveUpdate: one durable Save of 256 records already stored, as copy and
+// verify write them: the record's state and one replica change, the others do not.
+func BenchmarkSaveUpdate(b *testing.B) { benchSaveUpdate(b, benchStore(b)) }
+
+func benchSaveUpdate(b *testing.B, s checkpoints.Store) {
+	const n, batch = 20000, 256
+	fill(b, s, n)
+	ctx := context.Background()
+	b.ReportAllocs()
+	done, i := 0, 0
+	for b.Loop() {
+		b.StopTimer()
+		recs := make([]checkpoints.Record, batch)
+		for j := range recs {
+			k := i % n
+			r := rec(fmt.Sprintf("u%03d/%07d", k%100, k), k)
+			r.State = checkpoints.Verified
+			r.VerifiedAt = time.Unix(1700000000, int64(i)).UTC()
+			r.Replicas[1].State = checkpoints.Deleted
+			recs[j] = r
+			i++
+		}
+		b.StartTimer()
+		if err := s.Save(ctx, recs); err != nil {
+			b.Fatal(err)
+		}
+		done += batch
+	}
+	perSecond(b, done)
 }
 
 // BenchmarkRecordsScan: a full Records scan (with replicas) of 20,000 records, what

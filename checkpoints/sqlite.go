@@ -642,30 +642,60 @@ func (s *SQLite) Save(ctx context.Context, recs []Record) error {
 	return wrap("save", tx.Commit())
 }
 
-// saveTx upserts recs with their replicas inside tx.
+// saveTx upserts recs with their replicas inside tx. A row is written only where it
+// changed (an upsert's WHERE), and a record's replicas that recs no longer hold are
+// deleted: a Save of a record that changed only its state touches one row and one
+// index entry, not every row and index of the record.
 func saveTx(ctx context.Context, tx *sql.Tx, recs []Record) error {
-	recSt, err := tx.PrepareContext(ctx, "INSERT OR REPLACE INTO records("+recCols+") VALUES("+placeholders(16)+")")
+	recSt, err := tx.PrepareContext(ctx, recUpsert)
 	if err != nil {
 		return wrap("save", err)
 	}
 	defer recSt.Close()
-	delSt, err := tx.PrepareContext(ctx, "DELETE FROM replicas WHERE key = ?")
-	if err != nil {
-		return wrap("save", err)
-	}
-	defer delSt.Close()
-	repSt, err := tx.PrepareContext(ctx, "INSERT OR REPLACE INTO replicas("+repCols+") VALUES("+placeholders(18)+")")
+	repSt, err := tx.PrepareContext(ctx, repUpsert)
 	if err != nil {
 		return wrap("save", err)
 	}
 	defer repSt.Close()
+	var dropSt [4]*sql.Stmt // DELETE of the replicas not among n sites, by n
+	defer func() {
+		for _, st := range dropSt {
+			if st != nil {
+				st.Close()
+			}
+		}
+	}()
 	now := time.Now().UnixNano()
+	args := make([]any, 0, 8)
 	for _, r := range recs {
 		if _, err := recSt.ExecContext(ctx, r.Key, r.User, r.Size, string(r.State), r.SHA256, r.CRC32C, r.Source, r.TargetKey, r.TargetETag, r.TargetVersion,
 			nanos(r.CopiedAt), nanos(r.VerifiedAt), r.Attempts, r.LastError, r.Conflict, now); err != nil {
 			return wrap("save", err)
 		}
-		if _, err := delSt.ExecContext(ctx, r.Key); err != nil {
+		n := len(r.Replicas)
+		args = append(args[:0], r.Key)
+		for _, p := range r.Replicas {
+			args = append(args, p.Site)
+		}
+		var drop *sql.Stmt
+		if n < len(dropSt) {
+			if dropSt[n] == nil {
+				q := "DELETE FROM replicas WHERE key = ?"
+				if n > 0 {
+					q += " AND site NOT IN (" + placeholders(n) + ")"
+				}
+				if dropSt[n], err = tx.PrepareContext(ctx, q); err != nil {
+					return wrap("save", err)
+				}
+			}
+			drop = dropSt[n]
+		}
+		if drop != nil {
+			_, err = drop.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, "DELETE FROM replicas WHERE key = ? AND site NOT IN ("+placeholders(n)+")", args...)
+		}
+		if err != nil {
 			return wrap("save", err)
 		}
 		for _, p := range r.Replicas {
@@ -676,6 +706,37 @@ func saveTx(ctx context.Context, tx *sql.Tx, recs []Record) error {
 		}
 	}
 	return nil
+}
+
+// recUpsert and repUpsert write a record or replica row, leaving a row that would not
+// change as it is (updated_at aside, a record row always changes when it is saved).
+var (
+	recUpsert = upsert("records", recCols, "key", "updated_at")
+	repUpsert = upsert("replicas", repCols, "key, site", "")
+)
+
+// upsert builds an INSERT of cols into table that, on a conflict on the key columns,
+// updates the other columns only where one of them differs (ignoring the column
+// ignore for that comparison).
+func upsert(table, cols, key, ignore string) string {
+	var set, differ []string
+	keys := map[string]bool{}
+	for _, k := range strings.Split(key, ",") {
+		keys[strings.TrimSpace(k)] = true
+	}
+	list := strings.Split(cols, ",")
+	for _, c := range list {
+		c = strings.TrimSpace(c)
+		if keys[c] {
+			continue
+		}
+		set = append(set, c+" = excluded."+c)
+		if c != ignore {
+			differ = append(differ, table+"."+c+" IS NOT excluded."+c)
+		}
+	}
+	return "INSERT INTO " + table + "(" + cols + ") VALUES(" + placeholders(len(list)) + ") ON CONFLICT(" + key + ") DO UPDATE SET " +
+		strings.Join(set, ", ") + " WHERE " + strings.Join(differ, " OR ")
 }
 
 // ---- stages ----
