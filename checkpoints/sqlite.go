@@ -709,7 +709,8 @@ func saveTx(ctx context.Context, tx *sql.Tx, recs []Record) error {
 }
 
 // recUpsert and repUpsert write a record or replica row, leaving a row that would not
-// change as it is (updated_at aside, a record row always changes when it is saved).
+// change as it is: a record's updated_at is not compared, so it tells when the record
+// last changed, not when it was last saved.
 var (
 	recUpsert = upsert("records", recCols, "key", "updated_at")
 	repUpsert = upsert("replicas", repCols, "key, site", "")

@@ -153,18 +153,18 @@ func (m *Migration) listSites(ctx context.Context, res *PlanResult) error {
 // keys, through each. The ranges (-inf, k1], (k1, k2], ..., (kn, +inf) cover every key
 // exactly once, and any range's failure fails the whole listing (I6). It returns
 // ErrNotSupported, having listed nothing (n still 0), when the store cannot list by
-// range or has no cuts to offer; the caller then lists the store whole.
+// range, has no cuts to offer or fails to cut; the caller then lists the store whole.
+//
+// The store itself must be a RangeLister: a decorator that must see every listing
+// (fault injection, a dry run's guard) is never looked through.
 func listByRanges(ctx context.Context, store providers.Store, n *atomic.Int64, each func(func(func(providers.Object) error) error) error) error {
 	rl, ok := store.(providers.RangeLister)
 	if !ok {
 		return providers.ErrNotSupported
 	}
 	cuts, err := rl.SplitKeys(ctx, listParts)
-	if err != nil {
-		return err
-	}
-	if len(cuts) == 0 {
-		return providers.ErrNotSupported
+	if err != nil || len(cuts) == 0 || !ascending(cuts) {
+		return providers.ErrNotSupported // the whole listing tells the real trouble, if any
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	bounds := append([]string{""}, cuts...)
@@ -183,6 +183,17 @@ func listByRanges(ctx context.Context, store providers.Store, n *atomic.Int64, e
 		return fmt.Errorf("listing by range refused part way (%v)", err)
 	}
 	return err
+}
+
+// ascending reports whether cuts are non-empty keys in strictly ascending order, so
+// that the ranges they bound are disjoint.
+func ascending(cuts []string) bool {
+	for i, c := range cuts {
+		if c == "" || (i > 0 && cuts[i-1] >= c) {
+			return false
+		}
+	}
+	return true
 }
 
 func listed(site string, o providers.Object) checkpoints.Listed {

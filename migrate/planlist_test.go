@@ -19,10 +19,16 @@ type rangedStore struct {
 	rl        providers.RangeLister
 	ranges    atomic.Int64
 	failAfter *string
+	failWith  error                                   // what the failing range returns (default: a reset connection)
+	split     func([]string, error) ([]string, error) // rewrites SplitKeys' answer
 }
 
 func (s *rangedStore) SplitKeys(ctx context.Context, parts int) ([]string, error) {
-	return s.rl.SplitKeys(ctx, parts)
+	cuts, err := s.rl.SplitKeys(ctx, parts)
+	if s.split != nil {
+		return s.split(cuts, err)
+	}
+	return cuts, err
 }
 
 func (s *rangedStore) ListRange(ctx context.Context, after, through string, fn func(providers.Object) error) error {
@@ -30,6 +36,9 @@ func (s *rangedStore) ListRange(ctx context.Context, after, through string, fn f
 	n := 0
 	return s.rl.ListRange(ctx, after, through, func(o providers.Object) error {
 		if n++; s.failAfter != nil && *s.failAfter == after && n == 2 {
+			if s.failWith != nil {
+				return s.failWith
+			}
 			return errors.New("connection reset by peer")
 		}
 		return fn(o)
@@ -51,7 +60,7 @@ func TestPlanListsRangesAtOnce(t *testing.T) {
 	m0.Close()
 
 	stores := map[string]*rangedStore{}
-	rangedOpen := func(failAfter *string) *Migration {
+	rangedOpen := func(failAfter *string, tweak ...func(*rangedStore)) *Migration {
 		opts := h.options(false)
 		opts.OpenStore = func(ctx context.Context, cfg providers.Config) (providers.Store, error) {
 			f := h.faults[cfg.Name]
@@ -60,6 +69,9 @@ func TestPlanListsRangesAtOnce(t *testing.T) {
 				return nil, fmt.Errorf("%s cannot list by range", cfg.Name)
 			}
 			s := &rangedStore{nopClose: nopClose{f}, rl: rl, failAfter: failAfter}
+			for _, t := range tweak {
+				t(s)
+			}
 			stores[cfg.Name] = s
 			return s, nil
 		}
@@ -118,11 +130,51 @@ func TestPlanListsRangesAtOnce(t *testing.T) {
 		t.Fatal("the failing plan did not list by range")
 	}
 	m.Close()
-	again, err := rangedOpen(nil).Plan(ctx)
+	m = rangedOpen(nil)
+	again, err := m.Plan(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if again.Digest != whole.Digest {
 		t.Fatalf("after a failed listing the plan's digest is %s, want %s", again.Digest, whole.Digest)
+	}
+	m.Close()
+
+	// A store whose cuts fail or make no sense is listed whole; one that refuses
+	// ranges after listing part of one fails the plan rather than mixing the two.
+	for _, c := range []struct {
+		name   string
+		tweak  func(*rangedStore)
+		failOK bool
+	}{
+		{"split fails", func(s *rangedStore) {
+			s.split = func([]string, error) ([]string, error) { return nil, errors.New("503 Slow Down") }
+		}, true},
+		{"cuts out of order", func(s *rangedStore) {
+			s.split = func(c []string, err error) ([]string, error) { return []string{"u9", "u1"}, err }
+		}, true},
+		{"empty cut", func(s *rangedStore) {
+			s.split = func(c []string, err error) ([]string, error) { return append([]string{""}, c...), err }
+		}, true},
+		{"refused part way", func(s *rangedStore) {
+			s.failAfter, s.failWith = &cuts[0], fmt.Errorf("no: %w", providers.ErrNotSupported)
+		}, false},
+	} {
+		m := rangedOpen(nil, c.tweak)
+		res, err := m.Plan(ctx)
+		if c.failOK {
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if res.Digest != whole.Digest || stores["virginia"].ranges.Load() != 0 {
+				t.Fatalf("%s: digest %s (want %s), %d ranges listed (want the whole listing)", c.name, res.Digest, whole.Digest, stores["virginia"].ranges.Load())
+			}
+		} else {
+			mustCode(t, err, ExitRuntime)
+			if after := inventory(m); after != before {
+				t.Fatalf("%s: %d records after a failed listing, %d before", c.name, after, before)
+			}
+		}
+		m.Close()
 	}
 }

@@ -163,7 +163,11 @@ func (m *Migration) listBounds(ctx context.Context, site string) ([]string, erro
 		return nil, err
 	}
 	if n == 0 {
-		return rl.SplitKeys(ctx, 16)
+		cuts, err := rl.SplitKeys(ctx, 16)
+		if errors.Is(err, providers.ErrNotSupported) {
+			return nil, nil // listed whole, by one worker
+		}
+		return cuts, err
 	}
 	sort.Strings(bounds)
 	return slices.Compact(bounds), nil

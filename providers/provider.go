@@ -159,7 +159,9 @@ type SoftDeleter interface {
 //
 // SplitKeys returns keys that divide the store's key space into parts of roughly
 // similar size, from one cheap listing of its first level (S3: the common prefixes
-// under the root), in ascending order; none when the store cannot tell.
+// under the root), in ascending order; none when the store cannot tell, and
+// ErrNotSupported when it cannot list by range in its current configuration. A store
+// that refuses ranges does so before listing anything.
 type RangeLister interface {
 	ListRange(ctx context.Context, after, through string, fn func(Object) error) error
 	SplitKeys(ctx context.Context, parts int) ([]string, error)
@@ -201,6 +203,10 @@ type Features struct {
 	// can fail then, but it never mixes versions. Copy trusts Open's own description
 	// of what it read and needs no second look at the source; a store without it (a
 	// file can be rewritten in place under a reader) is stat'ed again after the read.
+	// On an object store that second look could not see more than the read's own
+	// response: it compares ETags, and a write through the store's API makes a new
+	// one, while a write behind the API (a gateway's files changed in place) keeps
+	// it, so neither the GET nor a HEAD would tell. Verify compares checksums later.
 	SnapshotReads bool
 }
 

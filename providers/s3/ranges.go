@@ -17,6 +17,10 @@ var _ providers.RangeLister = (*Store)(nil)
 
 var errPastRange = errors.New("past the end of the range")
 
+// splitSample bounds the first-level entries SplitKeys holds (a site with a million
+// users has a million of them).
+const splitSample = 4096
+
 // ListRange lists the keys in (after, through] of an unversioned bucket with
 // ListObjectsV2 from StartAfter, which S3 returns in UTF-8 byte order, stopping at
 // the first key past through. A versioned bucket's listing (current versions) is
@@ -44,13 +48,32 @@ func (s *Store) ListRange(ctx context.Context, after, through string, fn func(pr
 
 // SplitKeys lists the first level under the prefix (Delimiter "/") and returns up to
 // parts-1 of its entries at even intervals: each a key or a common prefix, so ranges
-// cut there follow the site's own folders.
+// cut there follow the site's own folders. It keeps an even sample of at most
+// splitSample entries, however many the first level holds. A versioned bucket cannot
+// be listed by range (ListRange): ErrNotSupported, without a request.
 func (s *Store) SplitKeys(ctx context.Context, parts int) ([]string, error) {
+	if s.versioned {
+		return nil, fmt.Errorf("s3: split %s: %w (versioned bucket)", s.URI(""), providers.ErrNotSupported)
+	}
 	var prefix *string
 	if s.prefix != "" {
 		prefix = &s.prefix
 	}
 	var first []string
+	stride, seen := 1, 0 // keep every stride-th entry; halve the sample when it is full
+	keep := func(k string) {
+		if seen++; (seen-1)%stride != 0 {
+			return
+		}
+		first = append(first, k)
+		if len(first) >= splitSample {
+			half := first[:0]
+			for i := 0; i < len(first); i += 2 {
+				half = append(half, first[i])
+			}
+			first, stride = half, stride*2
+		}
+	}
 	var token *string
 	for page := 1; page <= 1000; page++ {
 		out, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
@@ -67,7 +90,7 @@ func (s *Store) SplitKeys(ctx context.Context, parts int) ([]string, error) {
 				return nil, s.incomplete(page, err)
 			}
 			if !s.skip(full) && full != s.prefix {
-				first = append(first, s.rel(full))
+				keep(s.rel(full))
 			}
 		}
 		for _, c := range out.Contents {
@@ -76,7 +99,7 @@ func (s *Store) SplitKeys(ctx context.Context, parts int) ([]string, error) {
 				return nil, s.incomplete(page, err)
 			}
 			if !s.skip(full) {
-				first = append(first, s.rel(full))
+				keep(s.rel(full))
 			}
 		}
 		if !aws.ToBool(out.IsTruncated) || aws.ToString(out.NextContinuationToken) == "" {
