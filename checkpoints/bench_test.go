@@ -94,6 +94,23 @@ func benchSaveUpdate(b *testing.B, s checkpoints.Store) {
 	perSecond(b, done)
 }
 
+// BenchmarkStats: Stats over 100,000 records with 3 replicas each, what status and
+// every phase's start and end read.
+func BenchmarkStats(b *testing.B) {
+	s := benchStore(b)
+	fill(b, s, 100000)
+	b.ReportAllocs()
+	for b.Loop() {
+		st, err := s.Stats(context.Background(), time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.Records[checkpoints.Copied].N != 100000 {
+			b.Fatalf("stats %+v", st.Records)
+		}
+	}
+}
+
 // BenchmarkRecordsScan: a full Records scan (with replicas) of 20,000 records, what
 // every phase does.
 func BenchmarkRecordsScan(b *testing.B) { benchRecordsScan(b, benchStore(b)) }

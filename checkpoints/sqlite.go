@@ -60,8 +60,8 @@ CREATE TABLE IF NOT EXISTS replicas(
 	last_error TEXT NOT NULL DEFAULT '',
 	PRIMARY KEY(key, site)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS replicas_stage ON replicas(stage, state, key);
-CREATE INDEX IF NOT EXISTS replicas_site ON replicas(site, state);
+DROP INDEX IF EXISTS replicas_stage;
+DROP INDEX IF EXISTS replicas_site;
 CREATE TABLE IF NOT EXISTS listing(
 	key TEXT NOT NULL,
 	site TEXT NOT NULL,
