@@ -21,3 +21,18 @@ func (d *dryStore) Put(context.Context, string, io.Reader, int64, providers.PutO
 }
 func (d *dryStore) Delete(context.Context, string) error { return errDryRun }
 func (d *dryStore) Unwrap() providers.Store              { return d.Store }
+
+// dryRangeStore is a dryStore over a store that lists by range, so that a dry-run
+// plan lists as fast as a real one (listing is a read).
+type dryRangeStore struct {
+	dryStore
+	rl providers.RangeLister
+}
+
+func (d *dryRangeStore) ListRange(ctx context.Context, after, through string, fn func(providers.Object) error) error {
+	return d.rl.ListRange(ctx, after, through, fn)
+}
+
+func (d *dryRangeStore) SplitKeys(ctx context.Context, parts int) ([]string, error) {
+	return d.rl.SplitKeys(ctx, parts)
+}

@@ -115,6 +115,9 @@ func OpenSpec(ctx context.Context, sp *spec.Spec, opts Options) (*Migration, err
 
 func (m *Migration) guard(s providers.Store) providers.Store {
 	if m.Opts.DryRun {
+		if rl, ok := s.(providers.RangeLister); ok {
+			return &dryRangeStore{dryStore{Store: s}, rl}
+		}
 		return &dryStore{Store: s}
 	}
 	return s

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -60,8 +61,9 @@ func TestPlanListsRangesAtOnce(t *testing.T) {
 	m0.Close()
 
 	stores := map[string]*rangedStore{}
+	dry := false
 	rangedOpen := func(failAfter *string, tweak ...func(*rangedStore)) *Migration {
-		opts := h.options(false)
+		opts := h.options(dry)
 		opts.OpenStore = func(ctx context.Context, cfg providers.Config) (providers.Store, error) {
 			f := h.faults[cfg.Name]
 			rl, ok := h.raw[cfg.Name].(providers.RangeLister)
@@ -96,7 +98,25 @@ func TestPlanListsRangesAtOnce(t *testing.T) {
 		}
 		return n
 	}
+	// A dry run lists by range too (a read), and writes nothing.
+	dry = true
 	m := rangedOpen(nil)
+	dryRes, err := m.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dryRes.Digest != whole.Digest || stores["virginia"].ranges.Load() < 2 {
+		t.Fatalf("dry-run plan by ranges: digest %s (want %s), %d ranges", dryRes.Digest, whole.Digest, stores["virginia"].ranges.Load())
+	}
+	if _, err := m.Sites["virginia"].Put(ctx, "u1/new", strings.NewReader("x"), 1, providers.PutOptions{}); !errors.Is(err, errDryRun) {
+		t.Fatalf("a dry run's ranged store let a Put through: %v", err)
+	}
+	if _, ok := m.Sites["virginia"].(providers.ConditionalDeleter); ok {
+		t.Fatal("a dry run's ranged store offers a conditional delete")
+	}
+	m.Close()
+	dry = false
+	m = rangedOpen(nil)
 	ranged, err := m.Plan(ctx)
 	if err != nil {
 		t.Fatal(err)
