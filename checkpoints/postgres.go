@@ -222,6 +222,14 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (*Postgres, err
 	if opts.ReadOnly && !opts.Scratch {
 		rp["default_transaction_read_only"] = "on"
 	}
+	// A process frozen inside a transaction (SIGSTOP, a paused VM, a debugger) keeps
+	// its row locks, and workers claim with SKIP LOCKED: a range it holds could never
+	// be taken over, and every other worker would wait for it. The server ends such a
+	// session after this long idle in a transaction (ferry's transactions wait on
+	// nothing but the database), and writeTx runs the transaction again.
+	if rp["idle_in_transaction_session_timeout"] == "" {
+		rp["idle_in_transaction_session_timeout"] = idleInTxTimeout
+	}
 	if rp["application_name"] == "" {
 		rp["application_name"] = "ferry"
 	}
@@ -554,13 +562,19 @@ func (s *Postgres) readTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
 }
 
+// idleInTxTimeout is how long the server lets a ferry session sit idle inside a
+// transaction before it ends it (unless the DSN sets it).
+const idleInTxTimeout = "30s"
+
 // writeTx runs fn in a read-write transaction, again when PostgreSQL reports a
-// deadlock or serialization failure (every write of the store is idempotent).
+// deadlock or serialization failure, or ended the session because it sat idle in
+// the transaction (the process was frozen): none of those committed anything, and
+// every write of the store is idempotent.
 func (s *Postgres) writeTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, fn)
 		var pe *pgconn.PgError
-		if err == nil || attempt == 5 || !errors.As(err, &pe) || (pe.Code != "40P01" && pe.Code != "40001") {
+		if err == nil || attempt == 5 || !errors.As(err, &pe) || (pe.Code != "40P01" && pe.Code != "40001" && pe.Code != "25P03") {
 			return err
 		}
 		select {

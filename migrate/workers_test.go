@@ -329,6 +329,7 @@ func TestWorkersKillAndPause(t *testing.T) {
 	paused, waitPaused := ferryProc(t, bin, dir, pg, args...)
 	_, waitSteady := ferryProc(t, bin, dir, pg, args...)
 	// claims reports how many ranges the worker with pid holds, as status shows it.
+	var lastStatus string // for the failure message
 	claims := func(pid int) (int64, bool) {
 		var st struct {
 			Workers []struct {
@@ -338,6 +339,7 @@ func TestWorkersKillAndPause(t *testing.T) {
 		}
 		cmd := exec.Command(bin, "-c", filepath.Join(dir, "ferry.yaml"), "--state", pg, "--json", "status")
 		out, err := cmd.Output()
+		lastStatus = fmt.Sprintf("%s(%v)", out, err)
 		if err != nil {
 			return 0, false
 		}
@@ -364,7 +366,7 @@ func TestWorkersKillAndPause(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		t.Fatalf("worker pid %d: %s never happened", pid, what)
+		t.Fatalf("worker pid %d: %s never happened; the last status:\n%s", pid, what, lastStatus)
 	}
 	held := func(n int64) bool { return n > 0 }
 	await("holding a range", killed.Process.Pid, held)
@@ -372,8 +374,22 @@ func TestWorkersKillAndPause(t *testing.T) {
 	if err := killed.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if err := paused.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
+	// Stop the worker while it holds a range: it may finish one between the look
+	// and the signal, so look again once it is stopped, and retry until it was.
+	for attempt := 1; ; attempt++ {
+		if err := paused.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		if n, ok := claims(paused.Process.Pid); ok && n > 0 {
+			break
+		}
+		if attempt == 50 {
+			t.Fatalf("worker pid %d was never stopped while it held a range; the last status:\n%s", paused.Process.Pid, lastStatus)
+		}
+		if err := paused.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		await("holding a range", paused.Process.Pid, held)
 	}
 	// Paused past its lease until another worker has taken its range over (a worker
 	// that is stopped cannot give it back).
