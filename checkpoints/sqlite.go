@@ -657,12 +657,10 @@ func saveTx(ctx context.Context, tx *sql.Tx, recs []Record) error {
 		return wrap("save", err)
 	}
 	defer repSt.Close()
-	var dropSt [4]*sql.Stmt // DELETE of the replicas not among n sites, by n
+	drops := map[int]*sql.Stmt{} // by n: DELETE of a record's replicas at sites other than its n
 	defer func() {
-		for _, st := range dropSt {
-			if st != nil {
-				st.Close()
-			}
+		for _, st := range drops {
+			st.Close()
 		}
 	}()
 	now := time.Now().UnixNano()
@@ -677,25 +675,18 @@ func saveTx(ctx context.Context, tx *sql.Tx, recs []Record) error {
 		for _, p := range r.Replicas {
 			args = append(args, p.Site)
 		}
-		var drop *sql.Stmt
-		if n < len(dropSt) {
-			if dropSt[n] == nil {
-				q := "DELETE FROM replicas WHERE key = ?"
-				if n > 0 {
-					q += " AND site NOT IN (" + placeholders(n) + ")"
-				}
-				if dropSt[n], err = tx.PrepareContext(ctx, q); err != nil {
-					return wrap("save", err)
-				}
+		drop, ok := drops[n]
+		if !ok {
+			q := "DELETE FROM replicas WHERE key = ?"
+			if n > 0 {
+				q += " AND site NOT IN (" + placeholders(n) + ")"
 			}
-			drop = dropSt[n]
+			if drop, err = tx.PrepareContext(ctx, q); err != nil {
+				return wrap("save", err)
+			}
+			drops[n] = drop
 		}
-		if drop != nil {
-			_, err = drop.ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, "DELETE FROM replicas WHERE key = ? AND site NOT IN ("+placeholders(n)+")", args...)
-		}
-		if err != nil {
+		if _, err := drop.ExecContext(ctx, args...); err != nil {
 			return wrap("save", err)
 		}
 		for _, p := range r.Replicas {

@@ -156,7 +156,8 @@ func (m *Migration) listSites(ctx context.Context, res *PlanResult) error {
 // range, has no cuts to offer or fails to cut; the caller then lists the store whole.
 //
 // The store itself must be a RangeLister: a decorator that must see every listing
-// (fault injection, a dry run's guard) is never looked through.
+// (fault injection) is never looked through; one that lets ranges through offers
+// them itself (the dry run's dryRangeStore).
 func listByRanges(ctx context.Context, store providers.Store, n *atomic.Int64, each func(func(func(providers.Object) error) error) error) error {
 	rl, ok := store.(providers.RangeLister)
 	if !ok {
