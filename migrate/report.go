@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/migrate/certificate"
@@ -26,9 +28,12 @@ var errStopIter = errors.New("stop")
 
 // manifestLine turns a record into its manifest line.
 func (m *Migration) manifestLine(r checkpoints.Record) certificate.ManifestLine {
-	l := certificate.ManifestLine{Key: r.Key, User: r.User, Size: r.Size, SHA256: r.SHA256, Status: string(r.State)}
+	// A key that is not UTF-8 is carried byte for byte (key_hex); its URIs and user,
+	// which JSON cannot hold either, are written escaped (see certificate.EscapeKey).
+	odd := !utf8.ValidString(r.Key)
+	l := certificate.ManifestLine{Key: r.Key, User: certificate.EscapeKey(r.User), Size: r.Size, SHA256: r.SHA256, Status: string(r.State)}
 	if r.State == checkpoints.Copied || r.State == checkpoints.Verified {
-		l.Target = certificate.TargetRef{URI: m.Target.URI(r.TargetKey), Version: r.TargetVersion, ETag: r.TargetETag}
+		l.Target = certificate.TargetRef{URI: storeURI(m.Target, r.TargetKey, odd), Version: r.TargetVersion, ETag: r.TargetETag}
 		if r.State == checkpoints.Verified {
 			l.Target.VerifiedAt = certificate.FormatTime(r.VerifiedAt)
 		}
@@ -36,7 +41,7 @@ func (m *Migration) manifestLine(r checkpoints.Record) certificate.ManifestLine 
 	allGone, allPurged, intent := len(r.Replicas) > 0, len(r.Replicas) > 0, false
 	l.Replicas = []certificate.ReplicaRef{}
 	for _, p := range r.Replicas {
-		ref := certificate.ReplicaRef{Site: p.Site, URI: m.Sites[p.Site].URI(p.SiteKey), State: string(p.State), ConfirmedAbsent: p.ConfirmedAbsent}
+		ref := certificate.ReplicaRef{Site: p.Site, URI: storeURI(m.Sites[p.Site], p.SiteKey, odd), State: string(p.State), ConfirmedAbsent: p.ConfirmedAbsent}
 		if gone(p.State) && p.State != checkpoints.Intent {
 			ref.DeletedAt, ref.Mode = certificate.FormatTime(p.DeletedAt), p.Mode
 		}
@@ -57,6 +62,32 @@ func (m *Migration) manifestLine(r checkpoints.Record) certificate.ManifestLine 
 		}
 	}
 	return l
+}
+
+// storeURI is the manifest's URI of key at s. For a record whose key is not UTF-8
+// (escape), the key part is escaped with certificate.EscapeKeyBytes, so the URI is valid
+// UTF-8 and uriKey gives the exact key back.
+func storeURI(s providers.Store, key string, escape bool) string {
+	u := s.URI(key)
+	if !escape && utf8.ValidString(u) {
+		return u
+	}
+	root := s.URI("")
+	if rest, ok := strings.CutPrefix(u, root); ok {
+		return root + certificate.EscapeKeyBytes(rest)
+	}
+	return certificate.EscapeKeyBytes(u)
+}
+
+// uriKey is the store key of a manifest URI under root (storeURI's inverse); escaped
+// says the line's key is not UTF-8 (its URIs are escaped).
+func uriKey(uri, root string, escaped bool) (string, bool) {
+	key, ok := strings.CutPrefix(uri, root)
+	if !ok || !escaped {
+		return key, ok
+	}
+	key, err := certificate.UnescapeKey(key)
+	return key, err == nil
 }
 
 // Report writes manifest.jsonl, certificate.json (signed), certificate.html and
