@@ -41,7 +41,10 @@ func (m *Migration) manifestLine(r checkpoints.Record) certificate.ManifestLine 
 	allGone, allPurged, intent := len(r.Replicas) > 0, len(r.Replicas) > 0, false
 	l.Replicas = []certificate.ReplicaRef{}
 	for _, p := range r.Replicas {
-		ref := certificate.ReplicaRef{Site: p.Site, URI: storeURI(m.Sites[p.Site], p.SiteKey, odd), State: string(p.State), ConfirmedAbsent: p.ConfirmedAbsent}
+		ref := certificate.ReplicaRef{Site: p.Site, URI: storeURI(m.Sites[p.Site], p.SiteKey, odd), Size: p.Size, State: string(p.State), ConfirmedAbsent: p.ConfirmedAbsent}
+		if isSHA256Hex(p.SHA256) {
+			ref.SHA256 = p.SHA256 // the replica's own hash: a divergent one differs from the record's
+		}
 		if gone(p.State) && p.State != checkpoints.Intent {
 			ref.DeletedAt, ref.Mode = certificate.FormatTime(p.DeletedAt), p.Mode
 		}
@@ -62,6 +65,19 @@ func (m *Migration) manifestLine(r checkpoints.Record) certificate.ManifestLine 
 		}
 	}
 	return l
+}
+
+// isSHA256Hex reports whether s is 64 lowercase hex digits (the manifest's spelling).
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // storeURI is the manifest's URI of key at s. For a record whose key is not UTF-8

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -112,4 +114,68 @@ func TestNonUTF8KeyCertified(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDivergentReplicaOwnSize: a replica that differs from the record and stays at its
+// site is certified with its own size and hash, not the primary's, and the per-site
+// byte counts (shown in the HTML and PDF) add up the replicas' own sizes.
+func TestDivergentReplicaOwnSize(t *testing.T) {
+	h := newHarness(t, storeKinds[0], fmt.Sprintf(sitesYAML, "prefer-primary"))
+	a := []byte("the primary's version")
+	b := []byte("the backup's other, longer version")
+	h.put("virginia", "u1/doc", a)
+	h.put("singapore", "u1/doc", b)
+	h.put("virginia", "u2/doc", []byte("AAAA"))
+	h.put("singapore", "u2/doc", []byte("BBBB"))
+	m := h.open()
+	runThroughVerify(t, m)
+	dir := t.TempDir()
+	rep, err := m.Report(context.Background(), dir)
+	if err != nil && ExitCode(err) != ExitIncomplete {
+		t.Fatal(err)
+	}
+	mf, err := os.ReadFile(filepath.Join(dir, certificate.ManifestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]byte{"u1/doc": b, "u2/doc": []byte("BBBB")}
+	prim := map[string][]byte{"u1/doc": a, "u2/doc": []byte("AAAA")}
+	var sgBytes int64
+	sc := bufio.NewScanner(bytes.NewReader(mf))
+	for sc.Scan() {
+		l, err := certificate.ParseLine(sc.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range l.Replicas {
+			switch r.Site {
+			case "singapore":
+				sgBytes += r.Size
+				if r.Size != int64(len(want[l.Key])) {
+					t.Errorf("%s at singapore: size %d, want its own %d (record size %d)", l.Key, r.Size, len(want[l.Key]), l.Size)
+				}
+				if r.SHA256 != "" && r.SHA256 != sha256Hex(want[l.Key]) {
+					t.Errorf("%s at singapore: sha256 %s is not the replica's own", l.Key, r.SHA256)
+				}
+				if r.State != certificate.ReplicaDivergent {
+					t.Errorf("%s at singapore: state %s, want divergent", l.Key, r.State)
+				}
+			case "virginia":
+				if r.Size != int64(len(prim[l.Key])) || r.SHA256 != sha256Hex(prim[l.Key]) {
+					t.Errorf("%s at virginia: size %d sha %s, want %d %s", l.Key, r.Size, r.SHA256, len(prim[l.Key]), sha256Hex(prim[l.Key]))
+				}
+			}
+		}
+	}
+	if sgBytes != int64(len(b)+4) {
+		t.Fatalf("singapore replica bytes %d, want %d", sgBytes, len(b)+4)
+	}
+	if got := rep.Summary.Counts.BySite["singapore"]; got.Bytes != sgBytes || got.RemainingBytes != sgBytes {
+		t.Fatalf("singapore counts %+v, want bytes and remaining bytes %d", got, sgBytes)
+	}
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }

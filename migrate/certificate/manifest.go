@@ -94,10 +94,13 @@ type TargetRef struct {
 	VerifiedAt string `json:"verified_at"` // TimeLayout, "" if not verified
 }
 
-// ReplicaRef is one original of the record at one site.
+// ReplicaRef is one original of the record at one site. Size and SHA256 are the
+// replica's own, which differ from the record's for a divergent replica.
 type ReplicaRef struct {
 	Site            string `json:"site"`             // site name from the spec
 	URI             string `json:"uri"`              // full URI of the original
+	Size            int64  `json:"size"`             // the replica's own size in bytes
+	SHA256          string `json:"sha256"`           // the replica's own content hash (lowercase hex), "" if never read
 	DeletedAt       string `json:"deleted_at"`       // TimeLayout, "" if not deleted
 	Mode            string `json:"mode"`             // "soft", "hard", or "" if not deleted
 	ConfirmedAbsent bool   `json:"confirmed_absent"` // a read after the delete found it gone
@@ -194,6 +197,12 @@ func (l *ManifestLine) Validate() error {
 		if !replicaStates[r.State] {
 			return errf("replica at site %q: unknown state %q", truncate(r.Site, 40), truncate(r.State, 40))
 		}
+		if r.Size < 0 || r.Size >= maxSafeInteger {
+			return errf("replica at site %q: size %d out of range [0, 2^53)", truncate(r.Site, 40), r.Size)
+		}
+		if r.SHA256 != "" && !isLowerHex(r.SHA256, 64) {
+			return errf("replica at site %q: sha256 is not 64 lowercase hex digits", truncate(r.Site, 40))
+		}
 		if r.Mode != "" && r.Mode != ModeSoft && r.Mode != ModeHard {
 			return errf("replica at site %q: mode %q is not soft or hard", truncate(r.Site, 40), truncate(r.Mode, 40))
 		}
@@ -245,8 +254,12 @@ func MarshalLine(l ManifestLine) ([]byte, error) {
 		writeJCSString(&b, r.DeletedAt)
 		b.WriteString(`,"mode":`)
 		writeJCSString(&b, r.Mode)
+		b.WriteString(`,"sha256":`)
+		writeJCSString(&b, r.SHA256)
 		b.WriteString(`,"site":`)
 		writeJCSString(&b, r.Site)
+		b.WriteString(`,"size":`)
+		b.WriteString(strconv.FormatInt(r.Size, 10))
 		b.WriteString(`,"state":`)
 		writeJCSString(&b, r.State)
 		b.WriteString(`,"uri":`)
@@ -321,7 +334,7 @@ type Tally struct {
 	Bytes   int64 `json:"bytes"`
 }
 
-// SiteTally summarises the replicas at one site.
+// SiteTally summarises the replicas at one site. Bytes are the replicas' own sizes.
 type SiteTally struct {
 	Replicas        int64            `json:"replicas"`         // replicas of manifest records at this site
 	Bytes           int64            `json:"bytes"`            // their bytes
@@ -362,22 +375,22 @@ func (c *Counts) add(l *ManifestLine) {
 			s.ByState = map[string]Tally{}
 		}
 		s.Replicas++
-		s.Bytes += l.Size
+		s.Bytes += r.Size
 		st := s.ByState[r.State]
 		st.Records++
-		st.Bytes += l.Size
+		st.Bytes += r.Size
 		s.ByState[r.State] = st
 		switch replicaDisposition(r) {
 		case dispErased:
 			s.Erased++
-			s.ErasedBytes += l.Size
+			s.ErasedBytes += r.Size
 		case dispSoft:
 			s.SoftDeleted++
 		case dispMissing:
 			s.Missing++
 		default:
 			s.Remaining++
-			s.RemainingBytes += l.Size
+			s.RemainingBytes += r.Size
 		}
 		if r.ConfirmedAbsent {
 			s.ConfirmedAbsent++

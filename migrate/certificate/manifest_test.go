@@ -23,8 +23,8 @@ func goldenLine() ManifestLine {
 		SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
 		Target: TargetRef{URI: "oci://ns/us-users/users/u42/photos/ça \"va\"\\été\t😀.jpg", Version: "9f1c-01", ETag: "\"abc123\"", VerifiedAt: "2024-06-03T14:05:09Z"},
 		Replicas: []ReplicaRef{
-			{Site: "virginia", URI: "s3://legacy-users/users/u42/photos/x.jpg", DeletedAt: "2024-06-05T16:05:09Z", Mode: ModeHard, ConfirmedAbsent: true, State: StatusDeleted},
-			{Site: "archive", URI: "file:///mnt/archive/users/u42/photos/x.jpg", State: ReplicaIdentical},
+			{Site: "virginia", URI: "s3://legacy-users/users/u42/photos/x.jpg", Size: 1234567, SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", DeletedAt: "2024-06-05T16:05:09Z", Mode: ModeHard, ConfirmedAbsent: true, State: StatusDeleted},
+			{Site: "archive", URI: "file:///mnt/archive/users/u42/photos/x.jpg", Size: 1234567, SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", State: ReplicaIdentical},
 			{Site: "singapore", URI: "s3://backup-users/2022-06/users/u42/photos/x.jpg", DeletedAt: "2024-06-04T16:05:09Z", Mode: ModeSoft, ConfirmedAbsent: true, State: StatusPurged},
 		},
 		Status: StatusDeleteIntent,
@@ -137,7 +137,9 @@ func TestParseLineStrict(t *testing.T) {
 		"two objects":         s + s,
 		"not an object":       `[]`,
 		"empty":               ``,
-		"mode without delete": strings.Replace(s, `"mode":"","site":"archive"`, `"mode":"soft","site":"archive"`, 1),
+		"mode without delete": strings.Replace(s, `"mode":"","sha256"`, `"mode":"soft","sha256"`, 1),
+		"replica size < 0":    strings.Replace(s, `"size":1234567,"state":"identical"`, `"size":-1,"state":"identical"`, 1),
+		"replica sha short":   strings.Replace(s, `"sha256":"","site":"singapore"`, `"sha256":"abc","site":"singapore"`, 1),
 	} {
 		if _, err := ParseLine([]byte(in)); err == nil {
 			t.Errorf("%s: ParseLine accepted %s", name, in)

@@ -3,6 +3,7 @@ package certificate
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +20,7 @@ func incompleteExample() ([]ManifestLine, Predicate) {
 	for i := range lines {
 		l := &lines[i]
 		// primary stage not run: virginia replicas still there
-		l.Replicas[0] = ReplicaRef{Site: "virginia", URI: l.Replicas[0].URI, State: ReplicaIdentical}
+		l.Replicas[0] = ReplicaRef{Site: "virginia", URI: l.Replicas[0].URI, Size: l.Size, SHA256: l.SHA256, State: ReplicaIdentical}
 		// backups not purged: soft-deleted only
 		for j := 1; j < len(l.Replicas); j++ {
 			l.Replicas[j].State = StatusDeleted
@@ -31,13 +32,14 @@ func incompleteExample() ([]ManifestLine, Predicate) {
 			l.SHA256 = ""
 			l.Target = TargetRef{}
 			for j := range l.Replicas {
-				l.Replicas[j] = ReplicaRef{Site: l.Replicas[j].Site, URI: l.Replicas[j].URI, State: ReplicaDivergent}
+				// each divergent replica has its own size and hash
+				l.Replicas[j] = ReplicaRef{Site: l.Replicas[j].Site, URI: l.Replicas[j].URI, Size: l.Size + int64(1000*(j+1)), SHA256: hexSum(fmt.Sprint(l.Key, j)), State: ReplicaDivergent}
 			}
 		case 20:
 			l.Status = StatusFailed
 			l.Target = TargetRef{}
 			for j := range l.Replicas {
-				l.Replicas[j] = ReplicaRef{Site: l.Replicas[j].Site, URI: l.Replicas[j].URI, State: ReplicaPresent}
+				l.Replicas[j] = ReplicaRef{Site: l.Replicas[j].Site, URI: l.Replicas[j].URI, Size: l.Size, State: ReplicaPresent}
 			}
 		}
 	}
