@@ -19,8 +19,13 @@ FUZZTIME     ?= 3s
 
 all: build
 
+# The version certificates and --version name; the commit comes from the build info
+# (vcs.revision), which go build records by itself.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION) -X github.com/ferrymigrate/ferry/migrate.Version=$(VERSION)
+
 build:
-	$(GO) build -o bin/ferry ./cmd/ferry
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ferry ./cmd/ferry
 
 # PostgreSQL: start it if it is not answering (the machine's command), then the tests.
 postgres:

@@ -3,9 +3,11 @@ package migrate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -15,12 +17,48 @@ import (
 	"github.com/ferrymigrate/ferry/providers"
 )
 
-// Version is ferry's version, named in certificates (set by the CLI).
-var Version = "dev"
+// Version is ferry's version, named in certificates. `make build` stamps it with
+// -ldflags "-X github.com/ferrymigrate/ferry/migrate.Version=..."; when it is not
+// stamped, the module version the go command recorded in the binary is used.
+var Version = ""
+
+// ToolVersion returns the version and the VCS commit of this binary, as certificates
+// name them: Version, else the main module's version from the build info, else
+// "(devel)"; the commit is vcs.revision ("+modified" for a dirty tree), "" if unknown.
+func ToolVersion() (version, commit string) {
+	version = Version
+	bi, ok := debug.ReadBuildInfo()
+	if ok {
+		if version == "" || version == "dev" {
+			if v := bi.Main.Version; v != "" && v != "(devel)" {
+				version = v
+			}
+		}
+		dirty := false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if commit != "" && dirty {
+			commit += "+modified"
+		}
+	}
+	if version == "" || version == "dev" {
+		version = "(devel)"
+	}
+	return version, commit
+}
 
 // ReportResult is what `ferry report` reports.
 type ReportResult struct {
 	DryRun bool `json:"dry_run"`
+	// Warnings are things the certificate cannot vouch for that the operator can fix
+	// (report.signer not set).
+	Warnings []string `json:"warnings,omitempty"`
 	*certificate.ReportResult
 }
 
@@ -128,6 +166,11 @@ func (m *Migration) Report(ctx context.Context, dir string) (*ReportResult, erro
 		dir = filepath.Join(m.Spec.Dir, "report")
 	}
 	res := &ReportResult{DryRun: m.Opts.DryRun}
+	if m.Spec.Report.Signer == "" {
+		w := fmt.Sprintf("%s: report.signer is not set: the certificate names no signer (it says \"signer: (not set)\"); set report.signer to the person or office that signs", m.Spec.Path)
+		res.Warnings = append(res.Warnings, w)
+		m.log.Warn("report.signer is not set", "spec", m.Spec.Path)
+	}
 	if m.Opts.DryRun {
 		// Write into a scratch folder: the real report folder is left alone.
 		tmp, err := os.MkdirTemp("", "ferry-report-dryrun-")
@@ -175,11 +218,12 @@ func (m *Migration) predicate(ctx context.Context) (certificate.Predicate, error
 	p := certificate.Predicate{
 		Migration:  sp.Migration,
 		SpecDigest: sp.Digest(),
-		Tool:       certificate.Tool{Name: "ferry", Version: Version},
+		Tool:       certificate.Tool{Name: "ferry"},
 		Signer:     certificate.Party{Name: sp.Report.Signer},
 		Target:     certificate.Target{URI: sp.Target.URL, Region: sp.Target.Region, KMSKeyID: sp.Target.KMSKeyID},
 		Residency:  certificate.Residency{AllowedRegions: sp.Target.Residency},
 	}
+	p.Tool.Version, p.Tool.Commit = ToolVersion()
 	if r, ok := providers.As[providers.Regioner](m.Target); ok {
 		if region, err := r.Region(ctx); err == nil && region != "" {
 			p.Target.Region = region

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,4 +179,26 @@ func TestDivergentReplicaOwnSize(t *testing.T) {
 func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// TestReportNamesToolAndSigner: the certificate names the stamped version (not "dev"),
+// and a spec without report.signer makes report warn.
+func TestReportNamesToolAndSigner(t *testing.T) {
+	old := Version
+	Version = "v1.2.3-test"
+	t.Cleanup(func() { Version = old })
+	h := newHarness(t, storeKinds[0], strings.Replace(fmt.Sprintf(sitesYAML, "fail"), "  signer: Test Data Protection Office\n", "", 1))
+	h.put("virginia", "u1/doc", []byte("x"))
+	m := h.open()
+	runThroughVerify(t, m)
+	rep, err := m.Report(context.Background(), t.TempDir())
+	if rep == nil || rep.ReportResult == nil {
+		t.Fatalf("report: %v", err)
+	}
+	if v := rep.Statement.Predicate.Tool.Version; v != "v1.2.3-test" {
+		t.Errorf("tool version %q", v)
+	}
+	if len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "report.signer is not set") {
+		t.Errorf("warnings %q", rep.Warnings)
+	}
 }

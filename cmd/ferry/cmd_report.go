@@ -42,6 +42,9 @@ purged) is certified as incomplete, with the reasons, and report exits 3.`,
 				return m.Report(ctx, out)
 			}, func(w io.Writer, r any) {
 				res := r.(*migrate.ReportResult)
+				for _, w2 := range res.Warnings {
+					fmt.Fprintf(w, "warning: %s\n", w2)
+				}
 				if res.ReportResult == nil {
 					return
 				}

@@ -26,7 +26,7 @@ func WritePDF(w io.Writer, env *Envelope) error {
 	if err != nil {
 		return err
 	}
-	d := newPDFDoc()
+	d := newPDFDoc(v.GeneratedAt)
 	d.summaryPage(v)
 	d.detailPages(v)
 	if err := d.f.Error(); err != nil {
@@ -120,12 +120,14 @@ var (
 	colBad   = [3]int{163, 38, 27}
 )
 
-func newPDFDoc() *pdfDoc {
+// newPDFDoc starts a document dated at the certificate's generation time (so the
+// output stays deterministic for a given envelope; the zero time if it has none).
+func newPDFDoc(generated time.Time) *pdfDoc {
 	f := fpdf.New("P", "mm", "A4", "")
 	f.SetMargins(pdfMargin, 12, pdfMargin)
 	f.SetAutoPageBreak(false, 0)
-	f.SetCreationDate(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)) // deterministic output
-	f.SetModificationDate(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
+	f.SetCreationDate(generated)
+	f.SetModificationDate(generated)
 	f.SetCatalogSort(true)
 	f.SetCompression(true)
 	f.AliasNbPages("{nb}")
@@ -334,7 +336,7 @@ func (d *pdfDoc) summaryPage(v *view) {
 	d.addPage("", v.Migration)
 	f.SetTitle(toPDFText("Certificate of Migration and Deletion - "+v.Migration), false)
 	f.SetSubject(toPDFText("Migration "+v.Migration+", Merkle root "+v.Root), false)
-	f.SetCreator("ferry", false)
+	f.SetCreator(toPDFText(orDash(v.Tool)), false)
 	f.SetAuthor(toPDFText(v.PerformedBy), false)
 
 	// Title block.

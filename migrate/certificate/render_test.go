@@ -170,3 +170,40 @@ func TestToPDFText(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderSignerDateTool: an unset signer is shown as "(not set)" (never a blank);
+// the PDF is dated at the certificate's generation time (not 2000-01-01) and names
+// the tool with its version and commit.
+func TestRenderSignerDateTool(t *testing.T) {
+	p := examplePredicate(nil)
+	p.Signer.Name = ""
+	p.Tool = Tool{Name: "ferry", Version: "v1.4.2", Commit: "0123456789abcdef0123456789abcdef01234567+modified"}
+	now := fixtureTime.Add(120 * time.Hour)
+	res, err := WriteReport(seqOf(exampleLines(9)), ReportOptions{Dir: t.TempDir(), Predicate: p, Key: testKey(1), Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	html, err := os.ReadFile(res.HTMLPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(html, []byte("(not set)")) {
+		t.Error("the HTML does not say the signer is not set")
+	}
+	if !bytes.Contains(html, []byte("ferry v1.4.2 (commit 0123456789ab&#43;modified)")) {
+		t.Error("the HTML does not name the tool's version and commit")
+	}
+	pdf, err := os.ReadFile(res.PDFPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "/CreationDate (D:" + now.UTC().Format("20060102150405") + ")"; !bytes.Contains(pdf, []byte(want)) {
+		t.Errorf("the PDF has no %s", want)
+	}
+	if bytes.Contains(pdf, []byte("D:20000101")) {
+		t.Error("the PDF is dated 2000-01-01")
+	}
+	if !bytes.Contains(pdf, []byte(`/Creator (ferry v1.4.2 \(commit 0123456789ab+modified\))`)) {
+		t.Error("the PDF's creator does not name the tool's version and commit")
+	}
+}
