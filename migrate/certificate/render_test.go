@@ -213,6 +213,15 @@ func TestRenderSignerDateTool(t *testing.T) {
 	if want := "/CreationDate (D:" + now.UTC().Format("20060102150405") + ")"; !bytes.Contains(pdf, []byte(want)) {
 		t.Errorf("the PDF has no %s", want)
 	}
+	// The Go fonts are embedded (TrueType subsets, Identity-H), not the core fonts.
+	for _, want := range []string{"/FontFile2", "/BaseFont /utf8go", "/Encoding /Identity-H"} {
+		if !bytes.Contains(pdf, []byte(want)) {
+			t.Errorf("the PDF lacks %s", want)
+		}
+	}
+	if bytes.Contains(pdf, []byte("/Helvetica")) || bytes.Contains(pdf, []byte("/Courier")) {
+		t.Error("the PDF still uses a core font")
+	}
 	if bytes.Contains(pdf, []byte("D:20000101")) {
 		t.Error("the PDF is dated 2000-01-01")
 	}
