@@ -19,10 +19,11 @@ FUZZTIME     ?= 3s
 
 all: build
 
-# The version certificates and --version name; the commit comes from the build info
-# (vcs.revision), which go build records by itself.
+# The version and commit certificates and --version name (the go command's own
+# vcs.revision is missing under -buildvcs=false, so the commit is stamped too).
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X main.version=$(VERSION) -X github.com/ferrymigrate/ferry/migrate.Version=$(VERSION)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +modified)
+LDFLAGS := -X main.version=$(VERSION) -X github.com/ferrymigrate/ferry/migrate.Version=$(VERSION) -X github.com/ferrymigrate/ferry/migrate.Commit=$(COMMIT)
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ferry ./cmd/ferry

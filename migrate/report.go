@@ -22,6 +22,10 @@ import (
 // stamped, the module version the go command recorded in the binary is used.
 var Version = ""
 
+// Commit is the VCS revision ferry was built from, stamped by `make build` (-X) for
+// builds where the go command records no vcs.revision (-buildvcs=false).
+var Commit = ""
+
 // ToolVersion returns the version and the VCS commit of this binary, as certificates
 // name them: Version, else the main module's version from the build info, else
 // "(devel)"; the commit is vcs.revision ("+modified" for a dirty tree), "" if unknown.
@@ -46,6 +50,9 @@ func ToolVersion() (version, commit string) {
 		if commit != "" && dirty {
 			commit += "+modified"
 		}
+	}
+	if commit == "" {
+		commit = Commit
 	}
 	if version == "" || version == "dev" {
 		version = "(devel)"
