@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"iter"
@@ -190,6 +191,12 @@ func (m *Migration) Report(ctx context.Context, dir string) (*ReportResult, erro
 	pred, err := m.predicate(ctx)
 	if err != nil {
 		return nil, err
+	}
+	operator := certificate.KeyID(key.Public().(ed25519.PublicKey))
+	for _, a := range pred.Approvers {
+		if a.KeyID == operator {
+			return nil, Errorf(ExitUsage, "report.approvers %q: that is the operator's own key (report.signing_key): an approver countersigns with a key of their own", a.Name)
+		}
 	}
 	records := func(yield func(certificate.ManifestLine, error) bool) {
 		err := m.State.Records(ctx, checkpoints.Query{}, func(r checkpoints.Record) error {

@@ -202,3 +202,18 @@ func TestReportNamesToolAndSigner(t *testing.T) {
 		t.Errorf("warnings %q", rep.Warnings)
 	}
 }
+
+// TestReportRefusesOperatorAsApprover: an approver declared with the operator's own key
+// would be a countersignature by nobody new; report refuses it with a clear message
+// (it failed deep inside signing with "keyid declared twice").
+func TestReportRefusesOperatorAsApprover(t *testing.T) {
+	h := newHarness(t, storeKinds[0], fmt.Sprintf(sitesYAML, "fail")+"  approvers:\n    - {name: Self, public_key: keys/ferry.pub}\n")
+	h.put("virginia", "u1/doc", []byte("x"))
+	m := h.open()
+	runThroughVerify(t, m)
+	_, err := m.Report(context.Background(), t.TempDir())
+	mustCode(t, err, ExitUsage)
+	if !strings.Contains(err.Error(), "operator's own key") {
+		t.Fatalf("err %v", err)
+	}
+}
