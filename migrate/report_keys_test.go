@@ -36,6 +36,8 @@ func TestNonUTF8KeyCertified(t *testing.T) {
 				h.put(site, odd, data)
 				h.put(site, "alice/plain.txt", []byte("plain"))
 			}
+			// A user id that is not UTF-8 either: written escaped, still provable.
+			h.put("virginia", "bo\xffb/doc", []byte("bob's"))
 			ctx := context.Background()
 			m := h.open()
 			runThroughVerify(t, m)
@@ -106,6 +108,12 @@ func TestNonUTF8KeyCertified(t *testing.T) {
 				}
 				if pr.Record == nil || (pr.Record.Key != odd && pr.Record.Key != "alice/plain.txt") {
 					t.Fatalf("proof %d proves %+v", p.LeafIndex, pr.Record)
+				}
+			}
+			for _, u := range []string{"bo\xffb", "bo%FFb"} {
+				ps, err := certificate.ProveUser(bytes.NewReader(mf), u, env)
+				if err != nil || len(ps) != 1 {
+					t.Fatalf("prove user %q: %d proofs, err %v; want 1", u, len(ps), err)
 				}
 			}
 			// The live check reads the target copy by its exact key.
