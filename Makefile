@@ -19,8 +19,14 @@ FUZZTIME     ?= 3s
 
 all: build
 
+# The version and commit certificates and --version name (the go command's own
+# vcs.revision is missing under -buildvcs=false, so the commit is stamped too).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +modified)
+LDFLAGS := -X main.version=$(VERSION) -X github.com/ferrymigrate/ferry/migrate.Version=$(VERSION) -X github.com/ferrymigrate/ferry/migrate.Commit=$(COMMIT)
+
 build:
-	$(GO) build -o bin/ferry ./cmd/ferry
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ferry ./cmd/ferry
 
 # PostgreSQL: start it if it is not answering (the machine's command), then the tests.
 postgres:

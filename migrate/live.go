@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
+	"unicode/utf8"
 
 	"github.com/ferrymigrate/ferry/migrate/certificate"
 	"github.com/ferrymigrate/ferry/migrate/spec"
@@ -41,7 +41,7 @@ func (m *Migration) LiveCheck(ctx context.Context, manifest io.Reader, sample fl
 		}
 		res.Checked++
 		if l.Target.VerifiedAt != "" {
-			key, ok := strings.CutPrefix(l.Target.URI, targetRoot)
+			key, ok := uriKey(l.Target.URI, targetRoot, !utf8.ValidString(l.Key))
 			if !ok {
 				problem(l.Key, "target uri "+l.Target.URI+" is not under "+targetRoot)
 			} else if obj, err := m.Target.Stat(ctx, key); err != nil {
@@ -65,7 +65,7 @@ func (m *Migration) LiveCheck(ctx context.Context, manifest io.Reader, sample fl
 				problem(l.Key, "the spec has no site "+r.Site)
 				continue
 			}
-			key, ok := strings.CutPrefix(r.URI, site.URI(""))
+			key, ok := uriKey(r.URI, site.URI(""), !utf8.ValidString(l.Key))
 			if !ok {
 				problem(l.Key, "replica uri "+r.URI+" is not under site "+r.Site)
 				continue

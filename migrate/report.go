@@ -2,23 +2,71 @@ package migrate
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"iter"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/migrate/certificate"
 	"github.com/ferrymigrate/ferry/providers"
 )
 
-// Version is ferry's version, named in certificates (set by the CLI).
-var Version = "dev"
+// Version is ferry's version, named in certificates. `make build` stamps it with
+// -ldflags "-X github.com/ferrymigrate/ferry/migrate.Version=..."; when it is not
+// stamped, the module version the go command recorded in the binary is used.
+var Version = ""
+
+// Commit is the VCS revision ferry was built from, stamped by `make build` (-X) for
+// builds where the go command records no vcs.revision (-buildvcs=false).
+var Commit = ""
+
+// ToolVersion returns the version and the VCS commit of this binary, as certificates
+// name them: Version, else the main module's version from the build info, else
+// "(devel)"; the commit is vcs.revision ("+modified" for a dirty tree), "" if unknown.
+func ToolVersion() (version, commit string) {
+	version = Version
+	bi, ok := debug.ReadBuildInfo()
+	if ok {
+		if version == "" || version == "dev" {
+			if v := bi.Main.Version; v != "" && v != "(devel)" {
+				version = v
+			}
+		}
+		dirty := false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if commit != "" && dirty {
+			commit += "+modified"
+		}
+	}
+	if commit == "" {
+		commit = Commit
+	}
+	if version == "" || version == "dev" {
+		version = "(devel)"
+	}
+	return version, commit
+}
 
 // ReportResult is what `ferry report` reports.
 type ReportResult struct {
 	DryRun bool `json:"dry_run"`
+	// Warnings are things the certificate cannot vouch for that the operator can fix
+	// (report.signer not set).
+	Warnings []string `json:"warnings,omitempty"`
 	*certificate.ReportResult
 }
 
@@ -26,9 +74,12 @@ var errStopIter = errors.New("stop")
 
 // manifestLine turns a record into its manifest line.
 func (m *Migration) manifestLine(r checkpoints.Record) certificate.ManifestLine {
-	l := certificate.ManifestLine{Key: r.Key, User: r.User, Size: r.Size, SHA256: r.SHA256, Status: string(r.State)}
+	// A key that is not UTF-8 is carried byte for byte (key_hex); its URIs and user,
+	// which JSON cannot hold either, are written escaped (see certificate.EscapeKey).
+	odd := !utf8.ValidString(r.Key)
+	l := certificate.ManifestLine{Key: r.Key, User: certificate.EscapeKey(r.User), Size: r.Size, SHA256: r.SHA256, Status: string(r.State)}
 	if r.State == checkpoints.Copied || r.State == checkpoints.Verified {
-		l.Target = certificate.TargetRef{URI: m.Target.URI(r.TargetKey), Version: r.TargetVersion, ETag: r.TargetETag}
+		l.Target = certificate.TargetRef{URI: storeURI(m.Target, r.TargetKey, odd), Version: r.TargetVersion, ETag: r.TargetETag}
 		if r.State == checkpoints.Verified {
 			l.Target.VerifiedAt = certificate.FormatTime(r.VerifiedAt)
 		}
@@ -36,7 +87,10 @@ func (m *Migration) manifestLine(r checkpoints.Record) certificate.ManifestLine 
 	allGone, allPurged, intent := len(r.Replicas) > 0, len(r.Replicas) > 0, false
 	l.Replicas = []certificate.ReplicaRef{}
 	for _, p := range r.Replicas {
-		ref := certificate.ReplicaRef{Site: p.Site, URI: m.Sites[p.Site].URI(p.SiteKey), State: string(p.State), ConfirmedAbsent: p.ConfirmedAbsent}
+		ref := certificate.ReplicaRef{Site: p.Site, URI: storeURI(m.Sites[p.Site], p.SiteKey, odd), Size: p.Size, State: string(p.State), ConfirmedAbsent: p.ConfirmedAbsent}
+		if isSHA256Hex(p.SHA256) {
+			ref.SHA256 = p.SHA256 // the replica's own hash: a divergent one differs from the record's
+		}
 		if gone(p.State) && p.State != checkpoints.Intent {
 			ref.DeletedAt, ref.Mode = certificate.FormatTime(p.DeletedAt), p.Mode
 		}
@@ -57,6 +111,45 @@ func (m *Migration) manifestLine(r checkpoints.Record) certificate.ManifestLine 
 		}
 	}
 	return l
+}
+
+// isSHA256Hex reports whether s is 64 lowercase hex digits (the manifest's spelling).
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// storeURI is the manifest's URI of key at s. For a record whose key is not UTF-8
+// (escape), the key part is escaped with certificate.EscapeKeyBytes, so the URI is valid
+// UTF-8 and uriKey gives the exact key back.
+func storeURI(s providers.Store, key string, escape bool) string {
+	u := s.URI(key)
+	if !escape && utf8.ValidString(u) {
+		return u
+	}
+	root := s.URI("")
+	if rest, ok := strings.CutPrefix(u, root); ok {
+		return root + certificate.EscapeKeyBytes(rest)
+	}
+	return certificate.EscapeKeyBytes(u)
+}
+
+// uriKey is the store key of a manifest URI under root (storeURI's inverse); escaped
+// says the line's key is not UTF-8 (its URIs are escaped).
+func uriKey(uri, root string, escaped bool) (string, bool) {
+	key, ok := strings.CutPrefix(uri, root)
+	if !ok || !escaped {
+		return key, ok
+	}
+	key, err := certificate.UnescapeKey(key)
+	return key, err == nil
 }
 
 // Report writes manifest.jsonl, certificate.json (signed), certificate.html and
@@ -81,6 +174,11 @@ func (m *Migration) Report(ctx context.Context, dir string) (*ReportResult, erro
 		dir = filepath.Join(m.Spec.Dir, "report")
 	}
 	res := &ReportResult{DryRun: m.Opts.DryRun}
+	if m.Spec.Report.Signer == "" {
+		w := fmt.Sprintf("%s: report.signer is not set: the certificate names no signer (it says \"signer: (not set)\"); set report.signer to the person or office that signs", m.Spec.Path)
+		res.Warnings = append(res.Warnings, w)
+		m.log.Warn("report.signer is not set", "spec", m.Spec.Path)
+	}
 	if m.Opts.DryRun {
 		// Write into a scratch folder: the real report folder is left alone.
 		tmp, err := os.MkdirTemp("", "ferry-report-dryrun-")
@@ -93,6 +191,12 @@ func (m *Migration) Report(ctx context.Context, dir string) (*ReportResult, erro
 	pred, err := m.predicate(ctx)
 	if err != nil {
 		return nil, err
+	}
+	operator := certificate.KeyID(key.Public().(ed25519.PublicKey))
+	for _, a := range pred.Approvers {
+		if a.KeyID == operator {
+			return nil, Errorf(ExitUsage, "report.approvers %q: that is the operator's own key (report.signing_key): an approver countersigns with a key of their own", a.Name)
+		}
 	}
 	records := func(yield func(certificate.ManifestLine, error) bool) {
 		err := m.State.Records(ctx, checkpoints.Query{}, func(r checkpoints.Record) error {
@@ -128,11 +232,12 @@ func (m *Migration) predicate(ctx context.Context) (certificate.Predicate, error
 	p := certificate.Predicate{
 		Migration:  sp.Migration,
 		SpecDigest: sp.Digest(),
-		Tool:       certificate.Tool{Name: "ferry", Version: Version},
+		Tool:       certificate.Tool{Name: "ferry"},
 		Signer:     certificate.Party{Name: sp.Report.Signer},
 		Target:     certificate.Target{URI: sp.Target.URL, Region: sp.Target.Region, KMSKeyID: sp.Target.KMSKeyID},
 		Residency:  certificate.Residency{AllowedRegions: sp.Target.Residency},
 	}
+	p.Tool.Version, p.Tool.Commit = ToolVersion()
 	if r, ok := providers.As[providers.Regioner](m.Target); ok {
 		if region, err := r.Region(ctx); err == nil && region != "" {
 			p.Target.Region = region

@@ -42,6 +42,9 @@ purged) is certified as incomplete, with the reasons, and report exits 3.`,
 				return m.Report(ctx, out)
 			}, func(w io.Writer, r any) {
 				res := r.(*migrate.ReportResult)
+				for _, w2 := range res.Warnings {
+					fmt.Fprintf(w, "warning: %s\n", w2)
+				}
 				if res.ReportResult == nil {
 					return
 				}
@@ -74,7 +77,12 @@ func newReportSignCmd(g *globals) *cobra.Command {
 		Short: "Add a second signature (an approver's) to a certificate",
 		Long: `sign adds the approver's Ed25519 signature to certificate.json (the DSSE envelope
 keeps every signature) and renders certificate.html and certificate.pdf again beside
-it so they list every signer.`,
+it so they list every signer.
+
+Only a key the certificate declares as an approver (the spec's report.approvers, when
+the report was written) may sign; any other key is refused with exit 5 and the
+certificate is left unchanged. The signed certificate is verified before it replaces
+the file, so sign never leaves a certificate that does not verify.`,
 		Example: `  ferry report sign report/certificate.json --key approver/ferry.key`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -108,29 +116,34 @@ func loadPubkeys(paths []string) ([]ed25519.PublicKey, error) {
 	return keys, nil
 }
 
+// printCheckReport prints every check and the verdict line, which is a plain
+// "VERIFIED" only when every check passed (see certificate.Report.Verdict).
 func printCheckReport(w io.Writer, rep *certificate.Report) {
 	for _, c := range rep.Checks {
 		fmt.Fprintf(w, "  %-5s %s: %s\n", c.Status, c.Name, c.Message)
 	}
-	if rep.OK() {
-		fmt.Fprintln(w, "VERIFIED")
-	} else {
-		fmt.Fprintln(w, "NOT VERIFIED")
-	}
+	fmt.Fprintln(w, rep.Verdict())
 }
 
 func newReportVerifyCmd(g *globals) *cobra.Command {
 	var manifest string
 	var pubkeys []string
-	var live bool
+	var live, requireApprovals bool
 	var sample float64
 	c := &cobra.Command{
-		Use:   "verify CERT [--manifest FILE] [--pubkey FILE]... [--live]",
+		Use:   "verify CERT [--manifest FILE] [--pubkey FILE]... [--live] [--require-approvals]",
 		Short: "Check a certificate's signatures, its manifest digest and Merkle root (offline), or the stores (--live)",
 		Long: `verify checks every signature of the certificate (at least one must be by a key given
 with --pubkey, when any is given), and with --manifest the manifest's SHA-256 against
 the certificate and its RFC 6962 Merkle root, tree size and counts recomputed from the
 lines. It needs no access to any store. Exit 0 when everything verifies, 4 otherwise.
+
+The last line is the verdict. It is a plain "VERIFIED" only when every check passed;
+what was not proven is named after it and still exits 0: "VERIFIED (signature not
+pinned: pass --pubkey)" without --pubkey, "manifest not checked" without --manifest,
+"1 of 2 approvals pending" when declared approvers have not signed (exit 4 with
+--require-approvals), and a certificate that states the migration is INCOMPLETE.
+A failed check, or a problem found with --live, gives "NOT VERIFIED: ..." and exit 4.
 
 With --live -c ferry.yaml it also checks, with read-only access, that every target
 copy is present with its recorded checksum and every deleted replica is absent
@@ -156,35 +169,54 @@ copy is present with its recorded checksum and every deleted replica is absent
 				defer f.Close()
 				mf = f
 			}
+			if live && manifest == "" {
+				return usagef("--live needs --manifest")
+			}
 			rep, err := certificate.VerifyCertificate(env, mf, keys)
+			if requireApprovals {
+				rep.Require(certificate.CheckApprovals)
+			}
 			if err == nil {
 				err = rep.Err()
 			}
 			err = verifyErr(err)
 			res := map[string]any{"report": rep}
+			if live && err != nil && rep.Statement != nil {
+				rep.AddCheck(checkLive, certificate.Skip, "not run: the certificate did not verify offline")
+			}
 			if err == nil && live {
-				if manifest == "" {
-					return usagef("--live needs --manifest")
-				}
 				lr, lerr := g.liveCheck(cmd.Context(), manifest, sample)
 				res["live"] = lr
+				switch {
+				case lr != nil && len(lr.Problems) > 0:
+					rep.AddCheck(checkLive, certificate.Fail, fmt.Sprintf("%d problems in %d records checked (first: %s: %s)", len(lr.Problems), lr.Checked, lr.Problems[0].Key, lr.Problems[0].Reason))
+				case lerr != nil:
+					rep.AddCheck(checkLive, certificate.Fail, "could not check the stores: "+lerr.Error())
+				default:
+					rep.AddCheck(checkLive, certificate.Pass, fmt.Sprintf("%d records checked: %d target copies present with their checksums, %d deleted replicas absent", lr.Checked, lr.TargetOK, lr.Absent))
+				}
 				err = lerr
 			}
+			res["verdict"] = rep.Verdict()
 			return g.finish(cmd, res, err, func(w io.Writer) {
-				printCheckReport(w, rep)
 				if l, ok := res["live"].(*migrate.LiveResult); ok && l != nil {
 					fmt.Fprintf(w, "live: %d records checked, %d target copies ok, %d replicas confirmed absent, %d problems\n", l.Checked, l.TargetOK, l.Absent, len(l.Problems))
 					printProblems(w, "live", l.Problems)
 				}
+				printCheckReport(w, rep)
 			})
 		},
 	}
 	c.Flags().StringVar(&manifest, "manifest", "", "manifest.jsonl to check against the certificate")
 	c.Flags().StringSliceVar(&pubkeys, "pubkey", nil, "trusted public key (PKIX PEM); repeatable")
 	c.Flags().BoolVar(&live, "live", false, "also check the stores named by the spec (-c), read-only")
+	c.Flags().BoolVar(&requireApprovals, "require-approvals", false, "fail (exit 4) while a declared approver has not signed")
 	c.Flags().Float64Var(&sample, "sample", 1, "with --live: share of records to check (0 < P <= 1)")
 	return c
 }
+
+// checkLive names the --live check in the report.
+const checkLive = "live stores"
 
 func (g *globals) liveCheck(ctx context.Context, manifest string, sample float64) (*migrate.LiveResult, error) {
 	o := g.options()

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -21,36 +25,52 @@ type initResult struct {
 	PublicKey  string   `json:"public_key"`
 	KeyID      string   `json:"keyid"`
 	DataDirs   []string `json:"data_dirs"`
+	Signer     string   `json:"signer"` // report.signer written into the spec, "" if left unset
 }
 
+// signerLine is the template's placeholder for report.signer; init replaces it with
+// the --signer it is given.
+const signerLine = "  # signer: Data Protection Office"
+
 func newInitCmd(g *globals) *cobra.Command {
-	var migration string
+	var migration, signer string
 	c := &cobra.Command{
 		Use:   "init [DIR]",
 		Short: "Write an annotated ferry.yaml and a signing key pair",
 		Long: `init writes DIR/ferry.yaml (DIR defaults to the current folder), an annotated spec
 whose local file:// sites run out of the box, creates their folders, and generates
 the Ed25519 key pair that signs the certificate (keys/ferry.key, mode 0600, and
-keys/ferry.pub). It never overwrites an existing file.`,
-		Example: `  ferry init ./us-users-2022 --migration us-users-2022`,
+keys/ferry.pub). It never overwrites an existing file.
+
+--signer names the person or office that signs the certificate (report.signer).
+Without it the spec keeps a commented placeholder, init says so, and every report
+warns until it is set: the certificate then says "signer: (not set)".`,
+		Example: `  ferry init ./us-users-2022 --migration us-users-2022 --signer "Data Protection Office"`,
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "."
 			if len(args) == 1 {
 				dir = args[0]
 			}
-			res, err := initDir(dir, migration)
+			res, err := initDir(dir, migration, signer)
 			return g.finish(cmd, res, err, func(w io.Writer) {
-				fmt.Fprintf(w, "wrote %s\nsigning key %s (keyid %s), public key %s\nsites: %v\nnext: edit the spec, then `ferry validate -c %s`\n",
-					res.Spec, res.PrivateKey, res.KeyID, res.PublicKey, res.DataDirs, res.Spec)
+				fmt.Fprintf(w, "wrote %s\nsigning key %s (keyid %s), public key %s\nsites: %v\n",
+					res.Spec, res.PrivateKey, res.KeyID, res.PublicKey, res.DataDirs)
+				if res.Signer == "" {
+					fmt.Fprintf(w, "signer: not set: name the person or office that signs the certificate in report.signer (or init --signer); until then the certificate says \"signer: (not set)\"\n")
+				} else {
+					fmt.Fprintf(w, "signer: %s\n", res.Signer)
+				}
+				fmt.Fprintf(w, "next: edit the spec, then `ferry validate -c %s`\n", res.Spec)
 			})
 		},
 	}
 	c.Flags().StringVar(&migration, "migration", "example-migration", "the migration id written into the spec")
+	c.Flags().StringVar(&signer, "signer", "", "the person or office that signs the certificate (report.signer)")
 	return c
 }
 
-func initDir(dir, migration string) (*initResult, error) {
+func initDir(dir, migration, signer string) (*initResult, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -59,11 +79,24 @@ func initDir(dir, migration string) (*initResult, error) {
 		return nil, usagef("%s exists: init never overwrites a spec", path)
 	}
 	data := spec.Template(migration)
+	if signer = strings.TrimSpace(signer); signer != "" {
+		if !bytes.Contains(data, []byte(signerLine+"\n")) {
+			return nil, errors.New("the built-in template has no report.signer placeholder (a bug)")
+		}
+		q, err := json.Marshal(signer) // a JSON string is a YAML double-quoted scalar
+		if err != nil {
+			return nil, usagef("--signer: %v", err)
+		}
+		data = bytes.Replace(data, []byte(signerLine+"\n"), []byte("  signer: "+string(q)+"\n"), 1)
+	}
 	sp, err := spec.Parse(data, path)
 	if err != nil {
+		if signer != "" {
+			return nil, usagef("--signer %q: %v", signer, err)
+		}
 		return nil, fmt.Errorf("the built-in template does not parse (a bug): %w", err)
 	}
-	res := &initResult{Spec: path}
+	res := &initResult{Spec: path, Signer: sp.Report.Signer}
 	// Keys first: an existing key refuses the init before anything is created.
 	keyDir := filepath.Join(dir, "keys")
 	if sp.Report.SigningKey != "" {

@@ -22,8 +22,12 @@
 // manifest.jsonl: one line per record in strictly increasing key order (byte order),
 // each the RFC 8785 canonical JSON of a ManifestLine with every field present, each
 // ending in "\n" (the last one too). Timestamps are RFC 3339 UTC with whole seconds
-// (TimeLayout), "" when unset. Keys must be valid UTF-8: JSON cannot carry other bytes
-// exactly, so MarshalLine refuses them rather than alter them.
+// (TimeLayout), "" when unset. Each replica carries its own size and sha256 (a divergent
+// replica's differ from the record's), and per-site byte counts add those up. A key
+// that is not valid UTF-8 (file names are bytes; JSON cannot carry them) is written as
+// "key": EscapeKey(key) (invalid bytes as %HH, '%' as %25) plus "key_hex": the exact
+// bytes, the only field not present in every line; its URIs and user id are escaped
+// the same way. ParseLine gives back the exact bytes.
 //
 // Merkle tree: RFC 6962 over the lines without their newlines, in file order; the empty
 // tree's root is SHA-256(""). Builder computes the root in O(log n) memory.
@@ -37,6 +41,10 @@
 // declared signature (integrity) and says that the key was not pinned (a warning), and
 // a verifier with --pubkey checks that one signature is by a pinned key (trust). A
 // signature by a key that is neither declared nor pinned fails verification.
+// AddSignature (`report sign`) accepts only a key the predicate declares as an approver.
+// Report.Verdict is the one-line verdict: a plain "VERIFIED" only when every check
+// passed; what is unproven (no pinned key, no manifest, approvals pending, a statement
+// of INCOMPLETE) is named after it.
 //
 // Proof: JSON {version, migration, manifest_sha256, tree_size, root, leaf_index, leaf,
 // audit_path}; the leaf is the manifest line itself, so a proof shows one record's

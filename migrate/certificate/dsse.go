@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // PayloadType is the DSSE payload type of an in-toto Statement.
@@ -21,6 +22,10 @@ const maxEnvelopeBytes = 64 << 20
 
 // ErrDuplicateSigner is returned by AddSignature when the key has already signed.
 var ErrDuplicateSigner = errors.New("this key has already signed the certificate")
+
+// ErrNotApprover is returned by AddSignature for a key the certificate does not declare
+// as an approver: its signature would make the certificate fail verification.
+var ErrNotApprover = errors.New("the key is not a declared approver of this certificate")
 
 // Envelope is a DSSE envelope (https://github.com/secure-systems-lab/dsse, envelope.md).
 // Payload and each Sig are standard base64 with padding.
@@ -90,10 +95,13 @@ func Sign(stmt Statement, key ed25519.PrivateKey) (*Envelope, error) {
 	}, nil
 }
 
-// AddSignature adds key's signature (an approver's countersignature) to env. It refuses
-// a key that has already signed (ErrDuplicateSigner), a payload that is not a valid
-// certificate, and an envelope whose existing signatures by keys the predicate declares
-// do not verify: an approver never countersigns a tampered certificate.
+// AddSignature adds key's signature (an approver's countersignature) to env. Only a key
+// the signed predicate declares as an approver may sign (ErrNotApprover otherwise: the
+// approvers come from the spec's report.approvers, and a signature by any other key
+// would leave a certificate that no longer verifies). It refuses a key that has already
+// signed (ErrDuplicateSigner), a payload that is not a valid certificate, and an envelope
+// with a signature that is not by a declared key or does not verify: an approver never
+// countersigns a tampered certificate.
 func AddSignature(env *Envelope, key ed25519.PrivateKey) error {
 	if len(key) != ed25519.PrivateKeySize {
 		return errors.New("add signature: not an Ed25519 private key")
@@ -112,11 +120,26 @@ func AddSignature(env *Envelope, key ed25519.PrivateKey) error {
 	if err != nil {
 		return fmt.Errorf("add signature: %w", err)
 	}
+	approver := false
+	var names []string
+	for _, a := range stmt.Predicate.Approvers {
+		approver = approver || a.KeyID == keyID
+		names = append(names, fmt.Sprintf("%s (keyid %s)", a.Name, a.KeyID))
+	}
+	if !approver {
+		if keyID == stmt.Predicate.Signer.KeyID {
+			return fmt.Errorf("add signature: %w (keyid %s)", ErrDuplicateSigner, keyID)
+		}
+		if len(names) == 0 {
+			return fmt.Errorf("add signature: %w: keyid %s; the certificate declares no approvers (name them in the spec's report.approvers and run ferry report again)", ErrNotApprover, keyID)
+		}
+		return fmt.Errorf("add signature: %w: keyid %s; declared approvers: %s", ErrNotApprover, keyID, strings.Join(names, ", "))
+	}
 	pae := PAE(env.PayloadType, payload)
 	for _, s := range env.Signatures {
 		pub, ok := declared[s.KeyID]
 		if !ok {
-			continue // an undeclared co-signer: nothing to check it against here
+			return fmt.Errorf("add signature: the certificate already carries a signature by keyid %s, which it does not declare: it does not verify; refusing to countersign", s.KeyID)
 		}
 		sig, err := base64.StdEncoding.Strict().DecodeString(s.Sig)
 		if err != nil || !ed25519.Verify(pub, pae, sig) {

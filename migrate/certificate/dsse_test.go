@@ -218,10 +218,16 @@ func TestAddSignature(t *testing.T) {
 		t.Errorf("approvals: %+v", c)
 	}
 
-	// An undeclared co-signer: unknown key fails unless its key is given.
-	if err := AddSignature(env, stranger); err != nil {
-		t.Fatal(err)
+	// An undeclared co-signer is refused (issue 13 class 11): its signature would leave a
+	// certificate that does not verify. One added by hand (an edited file) fails
+	// verification unless its key is given.
+	before := len(env.Signatures)
+	if err := AddSignature(env, stranger); !errors.Is(err, ErrNotApprover) || len(env.Signatures) != before {
+		t.Fatalf("undeclared key: %v, %d signatures; want ErrNotApprover and none added", err, len(env.Signatures))
 	}
+	payloadBytes, _ := base64.StdEncoding.DecodeString(env.Payload)
+	env.Signatures = append(env.Signatures, Signature{KeyID: KeyID(pubOf(stranger)),
+		Sig: base64.StdEncoding.EncodeToString(ed25519.Sign(stranger, PAE(env.PayloadType, payloadBytes)))})
 	rep, err = VerifyCertificate(env, nil, []ed25519.PublicKey{pubOf(operator)})
 	if !errors.Is(err, ErrVerification) || findCheck(rep, CheckSignatures).Status != Fail {
 		t.Errorf("unknown keyid should fail: %v", err)

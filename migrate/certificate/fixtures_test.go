@@ -50,13 +50,13 @@ func exampleLines(n int) []ManifestLine {
 				VerifiedAt: ts(time.Duration(i) * time.Second),
 			},
 			Replicas: []ReplicaRef{
-				{Site: "virginia", URI: "s3://legacy-users/users/" + key, DeletedAt: ts(50 * time.Hour), Mode: ModeHard, ConfirmedAbsent: true, State: StatusDeleted},
-				{Site: "singapore", URI: "s3://backup-users/2022-06/users/" + key, DeletedAt: ts(26 * time.Hour), Mode: ModeSoft, ConfirmedAbsent: true, State: StatusPurged},
+				{Site: "virginia", URI: "s3://legacy-users/users/" + key, Size: int64(1000 + i*37), SHA256: hexSum(key), DeletedAt: ts(50 * time.Hour), Mode: ModeHard, ConfirmedAbsent: true, State: StatusDeleted},
+				{Site: "singapore", URI: "s3://backup-users/2022-06/users/" + key, Size: int64(1000 + i*37), SHA256: hexSum(key), DeletedAt: ts(26 * time.Hour), Mode: ModeSoft, ConfirmedAbsent: true, State: StatusPurged},
 			},
 			Status: StatusPurged,
 		}
 		if i%2 == 0 {
-			l.Replicas = append(l.Replicas, ReplicaRef{Site: "archive", URI: "file:///mnt/archive/users/" + key, DeletedAt: ts(27 * time.Hour), Mode: ModeSoft, ConfirmedAbsent: true, State: StatusPurged})
+			l.Replicas = append(l.Replicas, ReplicaRef{Site: "archive", URI: "file:///mnt/archive/users/" + key, Size: int64(1000 + i*37), SHA256: hexSum(key), DeletedAt: ts(27 * time.Hour), Mode: ModeSoft, ConfirmedAbsent: true, State: StatusPurged})
 		}
 		out = append(out, l)
 	}

@@ -71,9 +71,13 @@ var knownStates = map[string]bool{
 }
 
 // ManifestLine is one record of manifest.jsonl. Every field is always present in the
-// encoded line (empty strings and false included), so all lines share one shape.
+// encoded line (empty strings and false included), so all lines share one shape, with
+// one exception: a key that is not valid UTF-8 (file names are bytes) is written as
+// "key": EscapeKey(key) plus "key_hex": the exact bytes in lowercase hex. JSON cannot
+// carry such bytes, and refusing them only at report time, after their replicas were
+// deleted, would leave a migration that can never be certified.
 type ManifestLine struct {
-	Key      string       `json:"key"`      // relative key, exact bytes (must be valid UTF-8)
+	Key      string       `json:"key"`      // relative key, exact bytes (see EscapeKey for keys that are not UTF-8)
 	User     string       `json:"user"`     // owner, from the spec's records.user regex
 	Size     int64        `json:"size"`     // bytes
 	SHA256   string       `json:"sha256"`   // lowercase hex of the content; "" only while unknown (planned, conflict, failed, excluded)
@@ -90,10 +94,13 @@ type TargetRef struct {
 	VerifiedAt string `json:"verified_at"` // TimeLayout, "" if not verified
 }
 
-// ReplicaRef is one original of the record at one site.
+// ReplicaRef is one original of the record at one site. Size and SHA256 are the
+// replica's own, which differ from the record's for a divergent replica.
 type ReplicaRef struct {
 	Site            string `json:"site"`             // site name from the spec
 	URI             string `json:"uri"`              // full URI of the original
+	Size            int64  `json:"size"`             // the replica's own size in bytes
+	SHA256          string `json:"sha256"`           // the replica's own content hash (lowercase hex), "" if never read
 	DeletedAt       string `json:"deleted_at"`       // TimeLayout, "" if not deleted
 	Mode            string `json:"mode"`             // "soft", "hard", or "" if not deleted
 	ConfirmedAbsent bool   `json:"confirmed_absent"` // a read after the delete found it gone
@@ -142,14 +149,14 @@ func (l *ManifestLine) Validate() error {
 	if l.Key == "" {
 		return errors.New("manifest line: empty key")
 	}
-	if !utf8.ValidString(l.Key) || !utf8.ValidString(l.User) || !utf8.ValidString(l.Target.URI) ||
+	if !utf8.ValidString(l.User) || !utf8.ValidString(l.Target.URI) ||
 		!utf8.ValidString(l.Target.Version) || !utf8.ValidString(l.Target.ETag) {
 		for _, f := range []struct{ name, v string }{
-			{"key", l.Key}, {"user", l.User}, {"target.uri", l.Target.URI},
+			{"user", l.User}, {"target.uri", l.Target.URI},
 			{"target.version", l.Target.Version}, {"target.etag", l.Target.ETag},
 		} {
 			if err := checkString(f.name, f.v); err != nil {
-				return fmt.Errorf("manifest line %q: %w", strings.ToValidUTF8(truncate(l.Key, 200), "\ufffd"), err)
+				return fmt.Errorf("manifest line %q: %w", truncate(EscapeKey(l.Key), 200), err)
 			}
 		}
 	}
@@ -190,6 +197,12 @@ func (l *ManifestLine) Validate() error {
 		if !replicaStates[r.State] {
 			return errf("replica at site %q: unknown state %q", truncate(r.Site, 40), truncate(r.State, 40))
 		}
+		if r.Size < 0 || r.Size >= maxSafeInteger {
+			return errf("replica at site %q: size %d out of range [0, 2^53)", truncate(r.Site, 40), r.Size)
+		}
+		if r.SHA256 != "" && !isLowerHex(r.SHA256, 64) {
+			return errf("replica at site %q: sha256 is not 64 lowercase hex digits", truncate(r.Site, 40))
+		}
 		if r.Mode != "" && r.Mode != ModeSoft && r.Mode != ModeHard {
 			return errf("replica at site %q: mode %q is not soft or hard", truncate(r.Site, 40), truncate(r.Mode, 40))
 		}
@@ -222,7 +235,14 @@ func MarshalLine(l ManifestLine) ([]byte, error) {
 	b.Grow(256 + len(l.Key) + 128*len(reps))
 	// Member names below are ASCII, so byte order is UTF-16 order.
 	b.WriteString(`{"key":`)
-	writeJCSString(&b, l.Key)
+	if utf8.ValidString(l.Key) {
+		writeJCSString(&b, l.Key)
+	} else {
+		writeJCSString(&b, EscapeKey(l.Key))
+		b.WriteString(`,"key_hex":"`)
+		b.WriteString(hex.EncodeToString([]byte(l.Key)))
+		b.WriteByte('"')
+	}
 	b.WriteString(`,"replicas":[`)
 	for i, r := range reps {
 		if i > 0 {
@@ -234,8 +254,12 @@ func MarshalLine(l ManifestLine) ([]byte, error) {
 		writeJCSString(&b, r.DeletedAt)
 		b.WriteString(`,"mode":`)
 		writeJCSString(&b, r.Mode)
+		b.WriteString(`,"sha256":`)
+		writeJCSString(&b, r.SHA256)
 		b.WriteString(`,"site":`)
 		writeJCSString(&b, r.Site)
+		b.WriteString(`,"size":`)
+		b.WriteString(strconv.FormatInt(r.Size, 10))
 		b.WriteString(`,"state":`)
 		writeJCSString(&b, r.State)
 		b.WriteString(`,"uri":`)
@@ -266,14 +290,30 @@ func MarshalLine(l ManifestLine) ([]byte, error) {
 // fields, wrong types, invalid values, and any spelling other than the canonical one
 // (re-encoding must give the same bytes) are errors.
 func ParseLine(b []byte) (ManifestLine, error) {
-	var l ManifestLine
+	var w struct {
+		ManifestLine
+		KeyHex *string `json:"key_hex"`
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&l); err != nil {
+	if err := dec.Decode(&w); err != nil {
 		return ManifestLine{}, fmt.Errorf("manifest line: %w", err)
 	}
 	if dec.More() || dec.InputOffset() != int64(len(b)) {
 		return ManifestLine{}, errors.New("manifest line: data after the JSON object")
+	}
+	l := w.ManifestLine
+	if w.KeyHex != nil {
+		raw, err := hex.DecodeString(*w.KeyHex)
+		switch {
+		case err != nil || !isLowerHex(*w.KeyHex, len(*w.KeyHex)):
+			return ManifestLine{}, fmt.Errorf("manifest line %q: key_hex is not lowercase hex", truncate(l.Key, 200))
+		case utf8.Valid(raw):
+			return ManifestLine{}, fmt.Errorf("manifest line %q: key_hex is only for keys that are not valid UTF-8", truncate(l.Key, 200))
+		case EscapeKey(string(raw)) != l.Key:
+			return ManifestLine{}, fmt.Errorf("manifest line %q: key does not match key_hex (want %q)", truncate(l.Key, 200), truncate(EscapeKey(string(raw)), 200))
+		}
+		l.Key = string(raw)
 	}
 	if l.Replicas == nil {
 		return ManifestLine{}, errors.New(`manifest line: "replicas" must be an array`)
@@ -283,7 +323,7 @@ func ParseLine(b []byte) (ManifestLine, error) {
 		return ManifestLine{}, err
 	}
 	if !bytes.Equal(out, b) {
-		return ManifestLine{}, fmt.Errorf("manifest line %q: %w: expected %s", truncate(l.Key, 200), ErrNotCanonical, truncate(string(out), 300))
+		return ManifestLine{}, fmt.Errorf("manifest line %q: %w: expected %s", truncate(EscapeKey(l.Key), 200), ErrNotCanonical, truncate(string(out), 300))
 	}
 	return l, nil
 }
@@ -294,7 +334,7 @@ type Tally struct {
 	Bytes   int64 `json:"bytes"`
 }
 
-// SiteTally summarises the replicas at one site.
+// SiteTally summarises the replicas at one site. Bytes are the replicas' own sizes.
 type SiteTally struct {
 	Replicas        int64            `json:"replicas"`         // replicas of manifest records at this site
 	Bytes           int64            `json:"bytes"`            // their bytes
@@ -335,22 +375,22 @@ func (c *Counts) add(l *ManifestLine) {
 			s.ByState = map[string]Tally{}
 		}
 		s.Replicas++
-		s.Bytes += l.Size
+		s.Bytes += r.Size
 		st := s.ByState[r.State]
 		st.Records++
-		st.Bytes += l.Size
+		st.Bytes += r.Size
 		s.ByState[r.State] = st
 		switch replicaDisposition(r) {
 		case dispErased:
 			s.Erased++
-			s.ErasedBytes += l.Size
+			s.ErasedBytes += r.Size
 		case dispSoft:
 			s.SoftDeleted++
 		case dispMissing:
 			s.Missing++
 		default:
 			s.Remaining++
-			s.RemainingBytes += l.Size
+			s.RemainingBytes += r.Size
 		}
 		if r.ConfirmedAbsent {
 			s.ConfirmedAbsent++
@@ -558,4 +598,59 @@ func ReadManifest(r io.Reader, maxErrors int, fn func(index uint64, raw []byte, 
 		Root:     hex.EncodeToString(root[:]),
 		Counts:   counts,
 	}, problems, nProblems, nil
+}
+
+// EscapeKey renders a key that is not valid UTF-8 as valid UTF-8 text: every byte that
+// is not part of a valid UTF-8 sequence becomes %HH (uppercase hex) and every '%' becomes
+// %25, so UnescapeKey gives back the exact bytes. A valid UTF-8 key is returned as it
+// is: the escaping applies only where the manifest says so (key_hex present), so a UTF-8
+// key that happens to contain "%FF" keeps its meaning.
+func EscapeKey(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return EscapeKeyBytes(s)
+}
+
+// EscapeKeyBytes is EscapeKey without the exception for valid UTF-8: '%' and invalid
+// bytes are always escaped. The key part of the URIs of a line with key_hex is written
+// this way, so UnescapeKey recovers the store's key from any of them.
+func EscapeKeyBytes(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 16)
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, "%%%02X", s[i])
+		case r == '%':
+			b.WriteString("%25")
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// UnescapeKey reverses EscapeKey for a rendering of a key that was not valid UTF-8.
+func UnescapeKey(s string) (string, error) {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", fmt.Errorf("escaped key %q: %% at offset %d is not followed by two hex digits", truncate(s, 200), i)
+		}
+		v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", fmt.Errorf("escaped key %q: %% at offset %d is not followed by two hex digits", truncate(s, 200), i)
+		}
+		b.WriteByte(byte(v))
+		i += 2
+	}
+	return b.String(), nil
 }

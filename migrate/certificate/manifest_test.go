@@ -2,6 +2,7 @@ package certificate
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // goldenLine has every field set, replicas out of order, and a key that needs escaping.
@@ -21,8 +23,8 @@ func goldenLine() ManifestLine {
 		SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
 		Target: TargetRef{URI: "oci://ns/us-users/users/u42/photos/ça \"va\"\\été\t😀.jpg", Version: "9f1c-01", ETag: "\"abc123\"", VerifiedAt: "2024-06-03T14:05:09Z"},
 		Replicas: []ReplicaRef{
-			{Site: "virginia", URI: "s3://legacy-users/users/u42/photos/x.jpg", DeletedAt: "2024-06-05T16:05:09Z", Mode: ModeHard, ConfirmedAbsent: true, State: StatusDeleted},
-			{Site: "archive", URI: "file:///mnt/archive/users/u42/photos/x.jpg", State: ReplicaIdentical},
+			{Site: "virginia", URI: "s3://legacy-users/users/u42/photos/x.jpg", Size: 1234567, SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", DeletedAt: "2024-06-05T16:05:09Z", Mode: ModeHard, ConfirmedAbsent: true, State: StatusDeleted},
+			{Site: "archive", URI: "file:///mnt/archive/users/u42/photos/x.jpg", Size: 1234567, SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", State: ReplicaIdentical},
 			{Site: "singapore", URI: "s3://backup-users/2022-06/users/u42/photos/x.jpg", DeletedAt: "2024-06-04T16:05:09Z", Mode: ModeSoft, ConfirmedAbsent: true, State: StatusPurged},
 		},
 		Status: StatusDeleteIntent,
@@ -135,7 +137,9 @@ func TestParseLineStrict(t *testing.T) {
 		"two objects":         s + s,
 		"not an object":       `[]`,
 		"empty":               ``,
-		"mode without delete": strings.Replace(s, `"mode":"","site":"archive"`, `"mode":"soft","site":"archive"`, 1),
+		"mode without delete": strings.Replace(s, `"mode":"","sha256"`, `"mode":"soft","sha256"`, 1),
+		"replica size < 0":    strings.Replace(s, `"size":1234567,"state":"identical"`, `"size":-1,"state":"identical"`, 1),
+		"replica sha short":   strings.Replace(s, `"sha256":"","site":"singapore"`, `"sha256":"abc","site":"singapore"`, 1),
 	} {
 		if _, err := ParseLine([]byte(in)); err == nil {
 			t.Errorf("%s: ParseLine accepted %s", name, in)
@@ -153,7 +157,6 @@ func TestParseLineStrict(t *testing.T) {
 func TestValidateLine(t *testing.T) {
 	for name, mut := range map[string]func(*ManifestLine){
 		"empty key":         func(l *ManifestLine) { l.Key = "" },
-		"invalid utf-8 key": func(l *ManifestLine) { l.Key = "a\xffb" },
 		"invalid utf-8 uri": func(l *ManifestLine) { l.Replicas[0].URI = "\xc3" },
 		"size too big":      func(l *ManifestLine) { l.Size = maxSafeInteger },
 		"short sha":         func(l *ManifestLine) { l.SHA256 = "abc" },
@@ -312,4 +315,64 @@ func FuzzParseLine(f *testing.F) {
 			t.Fatalf("parsed line is not its own canonical form:\n in %q\nout %q", b, out)
 		}
 	})
+}
+
+// TestNonUTF8KeyRoundTrip: a key that is not valid UTF-8 is written as an escaped
+// rendering plus key_hex, and parses back to the exact bytes; any disagreement between
+// the two fields, or key_hex on a UTF-8 key, is refused.
+func TestNonUTF8KeyRoundTrip(t *testing.T) {
+	for _, key := range []string{"a\xffb", "u42/caf\xe9 100%.txt", "\xc3", "u42/%FF\xff", "\xed\xa0\x80surrogate"} {
+		l := goldenLine()
+		l.Key = key
+		b, err := MarshalLine(l)
+		if err != nil {
+			t.Fatalf("%q: %v", key, err)
+		}
+		if !utf8.Valid(b) || !bytes.Contains(b, []byte(`"key_hex":"`+hex.EncodeToString([]byte(key))+`"`)) {
+			t.Fatalf("%q: line %s", key, b)
+		}
+		got, err := ParseLine(b)
+		if err != nil {
+			t.Fatalf("%q: %v", key, err)
+		}
+		if got.Key != key {
+			t.Fatalf("round trip: %q, want %q", got.Key, key)
+		}
+		if un, err := UnescapeKey(EscapeKey(key)); err != nil || un != key {
+			t.Fatalf("UnescapeKey(EscapeKey(%q)) = %q, %v", key, un, err)
+		}
+	}
+	l := goldenLine()
+	l.Key = "u42/\xff"
+	b, err := MarshalLine(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	if !strings.HasPrefix(s, `{"key":"u42/%FF","key_hex":"7534322fff","replicas":`) {
+		t.Fatalf("line %s", s)
+	}
+	for name, in := range map[string]string{
+		"key mismatch":       strings.Replace(s, `"key":"u42/%FF"`, `"key":"u42/%FE"`, 1),
+		"uppercase hex":      strings.Replace(s, `7534322fff`, `7534322FFF`, 1),
+		"hex of utf-8 key":   strings.Replace(strings.Replace(s, `7534322fff`, `7534322f41`, 1), `u42/%FF`, `u42/A`, 1),
+		"empty hex":          strings.Replace(s, `"key_hex":"7534322fff"`, `"key_hex":""`, 1),
+		"null hex":           strings.Replace(s, `"key_hex":"7534322fff"`, `"key_hex":null`, 1),
+		"odd hex":            strings.Replace(s, `7534322fff`, `7534322ff`, 1),
+		"unescaped percent":  strings.Replace(strings.Replace(s, `u42/%FF`, `%u42/%FF`, 1), `7534322fff`, `257534322fff`, 1),
+		"key_hex after repl": strings.Replace(strings.Replace(s, `,"key_hex":"7534322fff"`, ``, 1), `,"sha256"`, `,"key_hex":"7534322fff","sha256"`, 1),
+	} {
+		if _, err := ParseLine([]byte(in)); err == nil {
+			t.Errorf("%s: ParseLine accepted %s", name, in)
+		}
+	}
+	// A UTF-8 key that looks escaped keeps its meaning: no key_hex, no unescaping.
+	l.Key = "u42/%FF"
+	b, err = MarshalLine(l)
+	if err != nil || bytes.Contains(b, []byte("key_hex")) {
+		t.Fatalf("UTF-8 key %q: %s, %v", l.Key, b, err)
+	}
+	if got, err := ParseLine(b); err != nil || got.Key != "u42/%FF" {
+		t.Fatalf("UTF-8 key %q parsed as %q, %v", l.Key, got.Key, err)
+	}
 }

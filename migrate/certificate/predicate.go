@@ -72,6 +72,23 @@ type Predicate struct {
 type Tool struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
+	Commit  string `json:"commit,omitempty"` // the VCS revision it was built from, if known
+}
+
+// String is "name version (commit C)", the commit shortened to 12 digits.
+func (t Tool) String() string {
+	s := strings.TrimSpace(t.Name + " " + t.Version)
+	if c := t.Commit; c != "" {
+		rest := ""
+		if i := strings.IndexByte(c, '+'); i >= 0 {
+			c, rest = c[:i], c[i:]
+		}
+		if len(c) > 12 {
+			c = c[:12]
+		}
+		s += " (commit " + c + rest + ")"
+	}
+	return s
 }
 
 // Party is a person or office that signs. PublicKey is the base64 (standard, padded)
@@ -308,7 +325,7 @@ func fillSanitization(p *Predicate) {
 		}
 	}
 	if s.Tool == "" {
-		s.Tool = strings.TrimSpace(p.Tool.Name + " " + p.Tool.Version)
+		s.Tool = p.Tool.String()
 	}
 	if s.VerificationMethod == "" {
 		s.VerificationMethod = "Full: every deleted original was read back and found absent; every target copy matched the record's SHA-256 before any delete."

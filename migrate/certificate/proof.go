@@ -36,6 +36,8 @@ type Proof struct {
 // (digest and root) and the proofs carry its migration id; the envelope's signatures are
 // not checked here (VerifyProof does that). It returns an error wrapping
 // ErrUserNotFound when the user has no record, and refuses a manifest with bad lines.
+// A user id that is not UTF-8 is matched by its escaped rendering (EscapeKey), which is
+// how the manifest writes it.
 func ProveUser(manifest io.Reader, user string, env *Envelope) ([]Proof, error) {
 	if user == "" {
 		return nil, errors.New("prove: empty user id")
@@ -53,7 +55,7 @@ func ProveUser(manifest io.Reader, user string, env *Envelope) ([]Proof, error) 
 	var lines []string
 	sum, problems, _, err := ReadManifest(manifest, 1, func(i uint64, raw []byte, l *ManifestLine) error {
 		leaves = append(leaves, LeafHash(raw))
-		if l != nil && l.User == user {
+		if l != nil && (l.User == user || l.User == EscapeKey(user)) {
 			indexes = append(indexes, i)
 			lines = append(lines, string(raw))
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
 // The renderings (HTML and PDF) share this view of a certificate: what a person reads,
@@ -38,6 +39,7 @@ type siteDetail struct {
 type view struct {
 	Migration        string
 	Generated        string
+	GeneratedAt      time.Time // the PDF's creation date
 	Tool             string
 	Complete         bool
 	Headline         string
@@ -108,6 +110,21 @@ func tableTime(s string) string {
 	return t.Format("2006-01-02 15:04")
 }
 
+func parseTimeOrZero(s string) time.Time {
+	t, _ := ParseTime(s)
+	return t
+}
+
+// notSet is how the renderings show a signer the spec did not name (report.signer).
+const notSet = "(not set)"
+
+func signerName(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return notSet
+	}
+	return s
+}
+
 func orDash(s string) string {
 	if strings.TrimSpace(s) == "" {
 		return "—"
@@ -174,7 +191,8 @@ func buildView(env *Envelope) (*view, error) {
 	v := &view{
 		Migration:     p.Migration,
 		Generated:     humanTime(p.GeneratedAt),
-		Tool:          strings.TrimSpace(p.Tool.Name + " " + p.Tool.Version),
+		GeneratedAt:   parseTimeOrZero(p.GeneratedAt),
+		Tool:          p.Tool.String(),
 		Complete:      p.Complete,
 		Reasons:       p.IncompleteReasons,
 		VerifyCommand: verifyCommand,
@@ -212,6 +230,7 @@ func buildView(env *Envelope) (*view, error) {
 		{"Residency policy", residency},
 		{"Records", fmt.Sprintf("%s, %s", FormatCount(c.Records), FormatBytes(c.Bytes))},
 		{"Tool", orDash(v.Tool)},
+		{"Signer", signerName(p.Signer.Name)},
 	}
 	v.Integrity = []kv{
 		{"Manifest SHA-256", st.ManifestDigest()},
@@ -294,7 +313,7 @@ func buildView(env *Envelope) (*view, error) {
 		mediaSource = strings.Join(sourceNames, ", ") + " (locations and regions under Sites)"
 	}
 	v.SanitizationLong = []kv{
-		{"Performed by", person(z.PerformedBy)},
+		{"Performed by", signerName(strings.Trim(person(z.PerformedBy), "—"))},
 		{"Technique", z.Technique},
 		{"Verification", z.VerificationMethod},
 		{"Media type", z.MediaType},
@@ -315,7 +334,7 @@ func buildView(env *Envelope) (*view, error) {
 		row := signerRow{KeyID: s.KeyID, State: "signed"}
 		switch {
 		case s.KeyID == p.Signer.KeyID:
-			row.Name, row.Role = party.Name, "Operator"
+			row.Name, row.Role = signerName(party.Name), "Operator"
 		case ok:
 			row.Name, row.Role = party.Name, "Approver"
 		default:
@@ -349,7 +368,7 @@ func buildView(env *Envelope) (*view, error) {
 	v.PerformedBy = orDash(z.PerformedBy.Name)
 	v.PerformedTitle = z.PerformedBy.Title
 	if v.PerformedBy == "—" {
-		v.PerformedBy = orDash(p.Signer.Name)
+		v.PerformedBy = signerName(p.Signer.Name)
 	}
 	if z.VerifiedBy.Name != "" {
 		v.ApprovedBy, v.ApprovedTitle = z.VerifiedBy.Name, z.VerifiedBy.Title

@@ -4,11 +4,15 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
 	"github.com/go-pdf/fpdf"
-	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/image/font/gofont/gobold"
+	"golang.org/x/image/font/gofont/gomono"
+	"golang.org/x/image/font/gofont/goregular"
+	"golang.org/x/image/font/sfnt"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -18,15 +22,18 @@ func RenderPDF(path string, env *Envelope) error {
 }
 
 // WritePDF writes the PDF rendering of env to w: an A4 summary page a compliance officer
-// signs, then the per-site tables. It uses the PDF core fonts only (nothing embedded), so
-// text outside Windows-1252 is transliterated ("Łódź" -> "Lodz") or, failing that,
-// written as <U+XXXX>. The output is deterministic for a given envelope.
+// signs, then the per-site tables. Its text is set in the Go fonts (Go, Go Bold, Go
+// Mono; golang.org/x/image/font/gofont), embedded as subsets, so every character of
+// the Latin, Greek and Cyrillic scripts (the WGL4 set) prints as it is; a character
+// the fonts lack (CJK, Arabic, Hebrew, emoji, ...) is decomposed and stripped of
+// accents if that helps, else written as <U+XXXX>, so nothing is lost silently. The
+// output is deterministic for a given envelope.
 func WritePDF(w io.Writer, env *Envelope) error {
 	v, err := buildView(env)
 	if err != nil {
 		return err
 	}
-	d := newPDFDoc()
+	d := newPDFDoc(v.GeneratedAt)
 	d.summaryPage(v)
 	d.detailPages(v)
 	if err := d.f.Error(); err != nil {
@@ -35,9 +42,40 @@ func WritePDF(w io.Writer, env *Envelope) error {
 	return d.f.Output(w)
 }
 
-// toPDFText maps s to Windows-1252 bytes (the encoding of the core fonts): characters
-// the code page has are kept, others are decomposed and stripped of accents, a few are
-// spelled out, and the rest become <U+XXXX>. Control characters become spaces.
+// pdfFonts are the parsed embedded fonts, for their glyph coverage.
+var pdfFonts = sync.OnceValues(func() ([]*sfnt.Font, error) {
+	var out []*sfnt.Font
+	for _, ttf := range [][]byte{goregular.TTF, gobold.TTF, gomono.TTF} {
+		f, err := sfnt.Parse(ttf)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+})
+
+// pdfCovered reports whether every embedded font has a glyph for r.
+func pdfCovered(r rune) bool {
+	if r > 0xffff || r < 0x20 {
+		return false
+	}
+	fonts, err := pdfFonts()
+	if err != nil {
+		return false
+	}
+	var buf sfnt.Buffer
+	for _, f := range fonts {
+		if g, err := f.GlyphIndex(&buf, r); err != nil || g == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// toPDFText maps s to the text the embedded fonts can print: characters they have are
+// kept, others are decomposed and stripped of accents, a few are spelled out, and the
+// rest become <U+XXXX>. Control characters become spaces.
 func toPDFText(s string) string {
 	var b strings.Builder
 	for _, r := range s {
@@ -45,11 +83,11 @@ func toPDFText(s string) string {
 			b.WriteByte(' ')
 			continue
 		}
-		if c, ok := charmap.Windows1252.EncodeRune(r); ok {
-			b.WriteByte(c)
+		if pdfCovered(r) {
+			b.WriteRune(r)
 			continue
 		}
-		if t, ok := pdfTranslit[r]; ok {
+		if t, ok := pdfTranslit[r]; ok && allCovered(t) {
 			b.WriteString(t)
 			continue
 		}
@@ -59,16 +97,15 @@ func toPDFText(s string) string {
 			if unicode.Is(unicode.Mn, x) {
 				continue
 			}
-			c, ok := charmap.Windows1252.EncodeRune(x)
-			if !ok {
-				if t, ok := pdfTranslit[x]; ok {
+			if !pdfCovered(x) {
+				if t, ok := pdfTranslit[x]; ok && allCovered(t) {
 					base.WriteString(t)
 					continue
 				}
 				allOK = false
 				break
 			}
-			base.WriteByte(c)
+			base.WriteRune(x)
 		}
 		if allOK && base.Len() > 0 {
 			b.WriteString(base.String())
@@ -77,6 +114,27 @@ func toPDFText(s string) string {
 		fmt.Fprintf(&b, "<U+%04X>", r)
 	}
 	return b.String()
+}
+
+// pdfInfo sets a document information field: plain ASCII as is, anything else as
+// UTF-16 (PDF text strings hold either PDFDocEncoding or UTF-16).
+func pdfInfo(set func(string, bool), s string) {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			set(s, true)
+			return
+		}
+	}
+	set(s, false)
+}
+
+func allCovered(s string) bool {
+	for _, r := range s {
+		if !pdfCovered(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // pdfTranslit spells letters that have no decomposition into Latin-1 letters.
@@ -120,12 +178,17 @@ var (
 	colBad   = [3]int{163, 38, 27}
 )
 
-func newPDFDoc() *pdfDoc {
+// newPDFDoc starts a document dated at the certificate's generation time (so the
+// output stays deterministic for a given envelope; the zero time if it has none).
+func newPDFDoc(generated time.Time) *pdfDoc {
 	f := fpdf.New("P", "mm", "A4", "")
 	f.SetMargins(pdfMargin, 12, pdfMargin)
 	f.SetAutoPageBreak(false, 0)
-	f.SetCreationDate(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)) // deterministic output
-	f.SetModificationDate(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
+	f.AddUTF8FontFromBytes("go", "", goregular.TTF)
+	f.AddUTF8FontFromBytes("go", "B", gobold.TTF)
+	f.AddUTF8FontFromBytes("gomono", "", gomono.TTF)
+	f.SetCreationDate(generated)
+	f.SetModificationDate(generated)
 	f.SetCatalogSort(true)
 	f.SetCompression(true)
 	f.AliasNbPages("{nb}")
@@ -137,9 +200,9 @@ func (d *pdfDoc) color(c [3]int) { d.f.SetTextColor(c[0], c[1], c[2]) }
 func (d *pdfDoc) fill(c [3]int)  { d.f.SetFillColor(c[0], c[1], c[2]) }
 func (d *pdfDoc) draw(c [3]int)  { d.f.SetDrawColor(c[0], c[1], c[2]) }
 func (d *pdfDoc) font(style string, size float64) {
-	d.f.SetFont("Helvetica", style, size)
+	d.f.SetFont("go", style, size)
 }
-func (d *pdfDoc) mono(size float64) { d.f.SetFont("Courier", "", size) }
+func (d *pdfDoc) mono(size float64) { d.f.SetFont("gomono", "", size) }
 
 func (d *pdfDoc) addPage(title, migration string) {
 	d.f.AddPage()
@@ -183,15 +246,13 @@ func (d *pdfDoc) section(title string) {
 	d.f.Ln(0.5)
 }
 
-// lines wraps text (already Windows-1252) to width w in the current font.
+// lines wraps text (already mapped by toPDFText) to width w in the current font.
 func (d *pdfDoc) lines(text string, w float64) []string {
 	if text == "" {
 		return []string{""}
 	}
 	var out []string
-	for _, l := range d.f.SplitLines([]byte(text), w) {
-		out = append(out, string(l))
-	}
+	out = append(out, d.f.SplitText(text, w)...)
 	if len(out) == 0 {
 		out = []string{""}
 	}
@@ -332,10 +393,10 @@ func (d *pdfDoc) sectionFits(h float64, migration string) {
 func (d *pdfDoc) summaryPage(v *view) {
 	f := d.f
 	d.addPage("", v.Migration)
-	f.SetTitle(toPDFText("Certificate of Migration and Deletion - "+v.Migration), false)
-	f.SetSubject(toPDFText("Migration "+v.Migration+", Merkle root "+v.Root), false)
-	f.SetCreator("ferry", false)
-	f.SetAuthor(toPDFText(v.PerformedBy), false)
+	pdfInfo(f.SetTitle, "Certificate of Migration and Deletion - "+v.Migration)
+	pdfInfo(f.SetSubject, "Migration "+v.Migration+", Merkle root "+v.Root)
+	pdfInfo(f.SetCreator, orDash(v.Tool))
+	pdfInfo(f.SetAuthor, v.PerformedBy)
 
 	// Title block.
 	d.font("B", 18)
@@ -398,7 +459,7 @@ func (d *pdfDoc) summaryPage(v *view) {
 			f.SetX(d.left + 4)
 			bullet := ""
 			if k == 0 {
-				bullet = "\x95"
+				bullet = "•"
 			}
 			f.CellFormat(4, lh, bullet, "", 0, "L", false, 0, "")
 			f.CellFormat(textW-4, lh, l, "", 2, "L", false, 0, "")
@@ -417,7 +478,7 @@ func (d *pdfDoc) summaryPage(v *view) {
 	// Sites.
 	d.sectionFits(25, v.Migration)
 	d.section("Sites (originals)")
-	sw := []float64{16, 12, 47, 20, 13, 15, 12, 13, 15, 19}
+	sw := []float64{16, 12, 44, 20, 14, 15, 12, 13, 17, 19}
 	siteCols := []pdfCol{
 		{"Site", sw[0], "L", false, true}, {"Role", sw[1], "L", false, false}, {"Location", sw[2], "L", true, false},
 		{"Region", sw[3], "L", false, false}, {"Replicas", sw[4], "R", false, false}, {"Bytes", sw[5], "R", false, false},
@@ -596,7 +657,7 @@ func (d *pdfDoc) detailPages(v *view) {
 		for _, r := range v.Reasons {
 			d.ensure(8, v.Migration)
 			f.SetX(d.left)
-			f.CellFormat(4, 3.8, "\x95", "", 0, "L", false, 0, "")
+			f.CellFormat(4, 3.8, "•", "", 0, "L", false, 0, "")
 			f.MultiCell(d.width-4, 3.8, toPDFText(r), "", "L", false)
 		}
 	}

@@ -3,6 +3,7 @@ package certificate
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +20,7 @@ func incompleteExample() ([]ManifestLine, Predicate) {
 	for i := range lines {
 		l := &lines[i]
 		// primary stage not run: virginia replicas still there
-		l.Replicas[0] = ReplicaRef{Site: "virginia", URI: l.Replicas[0].URI, State: ReplicaIdentical}
+		l.Replicas[0] = ReplicaRef{Site: "virginia", URI: l.Replicas[0].URI, Size: l.Size, SHA256: l.SHA256, State: ReplicaIdentical}
 		// backups not purged: soft-deleted only
 		for j := 1; j < len(l.Replicas); j++ {
 			l.Replicas[j].State = StatusDeleted
@@ -31,13 +32,14 @@ func incompleteExample() ([]ManifestLine, Predicate) {
 			l.SHA256 = ""
 			l.Target = TargetRef{}
 			for j := range l.Replicas {
-				l.Replicas[j] = ReplicaRef{Site: l.Replicas[j].Site, URI: l.Replicas[j].URI, State: ReplicaDivergent}
+				// each divergent replica has its own size and hash
+				l.Replicas[j] = ReplicaRef{Site: l.Replicas[j].Site, URI: l.Replicas[j].URI, Size: l.Size + int64(1000*(j+1)), SHA256: hexSum(fmt.Sprint(l.Key, j)), State: ReplicaDivergent}
 			}
 		case 20:
 			l.Status = StatusFailed
 			l.Target = TargetRef{}
 			for j := range l.Replicas {
-				l.Replicas[j] = ReplicaRef{Site: l.Replicas[j].Site, URI: l.Replicas[j].URI, State: ReplicaPresent}
+				l.Replicas[j] = ReplicaRef{Site: l.Replicas[j].Site, URI: l.Replicas[j].URI, Size: l.Size, State: ReplicaPresent}
 			}
 		}
 	}
@@ -152,19 +154,78 @@ func writeKey(t *testing.T, dir string, k []byte) string {
 	return p
 }
 
+// TestToPDFText: with the Go fonts embedded, Latin, Greek and Cyrillic text is kept as
+// it is (it was transliterated to Windows-1252 with the core fonts); what the fonts
+// lack is decomposed if that helps, else shown as <U+XXXX>, never dropped.
 func TestToPDFText(t *testing.T) {
 	for in, want := range map[string]string{
 		"plain ASCII":     "plain ASCII",
-		"Zürich café":     "Z\xfcrich caf\xe9",
-		"Łódź Kraków":     "L\xf3dz Krak\xf3w",
-		"Đorđe Ħal":       "Dorde Hal",
-		"Škoda – “quote”": "\x8akoda \x96 \x93quote\x94",
-		"山":               "<U+5C71>",
-		"tab\there":       "tab here",
-		"ǅ":               "Dz", // NFKD: D, z, combining caron
+		"Zürich café":     "Zürich café",
+		"Łódź Kraków":     "Łódź Kraków",
+		"Đorđe Ħal":       "Đorđe Ħal",
+		"Škoda – “quote”": "Škoda – “quote”",
+		"Αθήνα Ελλάδα":    "Αθήνα Ελλάδα",
+		"Москва, Україна, Беларусь": "Москва, Україна, Беларусь",
+		"Türkçe İstanbul ğüşöç":     "Türkçe İstanbul ğüşöç",
+		"Tiếng Việt":                "Tieng Viet", // stacked diacritics are not in WGL4: accents stripped
+		"山":                         "<U+5C71>",
+		"שלום":                      "<U+05E9><U+05DC><U+05D5><U+05DD>",
+		"😀":                         "<U+1F600>",
+		"tab\there":                 "tab here",
+		"ﬁ":                         "fi", // NFKD of the ligature, if the fonts lack it
 	} {
-		if got := toPDFText(in); got != want {
+		got := toPDFText(in)
+		if in == "ﬁ" && got == "ﬁ" {
+			continue // the fonts have the ligature itself
+		}
+		if got != want {
 			t.Errorf("toPDFText(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestRenderSignerDateTool: an unset signer is shown as "(not set)" (never a blank);
+// the PDF is dated at the certificate's generation time (not 2000-01-01) and names
+// the tool with its version and commit.
+func TestRenderSignerDateTool(t *testing.T) {
+	p := examplePredicate(nil)
+	p.Signer.Name = ""
+	p.Tool = Tool{Name: "ferry", Version: "v1.4.2", Commit: "0123456789abcdef0123456789abcdef01234567+modified"}
+	now := fixtureTime.Add(120 * time.Hour)
+	res, err := WriteReport(seqOf(exampleLines(9)), ReportOptions{Dir: t.TempDir(), Predicate: p, Key: testKey(1), Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	html, err := os.ReadFile(res.HTMLPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(html, []byte("(not set)")) {
+		t.Error("the HTML does not say the signer is not set")
+	}
+	if !bytes.Contains(html, []byte("ferry v1.4.2 (commit 0123456789ab&#43;modified)")) {
+		t.Error("the HTML does not name the tool's version and commit")
+	}
+	pdf, err := os.ReadFile(res.PDFPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "/CreationDate (D:" + now.UTC().Format("20060102150405") + ")"; !bytes.Contains(pdf, []byte(want)) {
+		t.Errorf("the PDF has no %s", want)
+	}
+	// The Go fonts are embedded (TrueType subsets, Identity-H), not the core fonts.
+	for _, want := range []string{"/FontFile2", "/BaseFont /utf8go", "/Encoding /Identity-H"} {
+		if !bytes.Contains(pdf, []byte(want)) {
+			t.Errorf("the PDF lacks %s", want)
+		}
+	}
+	if bytes.Contains(pdf, []byte("/Helvetica")) || bytes.Contains(pdf, []byte("/Courier")) {
+		t.Error("the PDF still uses a core font")
+	}
+	if bytes.Contains(pdf, []byte("D:20000101")) {
+		t.Error("the PDF is dated 2000-01-01")
+	}
+	if !bytes.Contains(pdf, []byte(`/Creator (ferry v1.4.2 \(commit 0123456789ab+modified\))`)) {
+		t.Error("the PDF's creator does not name the tool's version and commit")
 	}
 }

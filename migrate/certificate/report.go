@@ -162,11 +162,16 @@ func WriteReport(records iter.Seq2[ManifestLine, error], opt ReportOptions) (*Re
 }
 
 // ApproveFile is `ferry report sign CERT --key FILE`: it loads the approver's key, adds
-// its signature to the certificate (see AddSignature) and rewrites the file atomically.
-// The caller may then re-render the HTML and PDF with RenderFiles so they list the new
-// signer.
+// its signature to the certificate (see AddSignature: only a declared approver may sign),
+// checks that the signed envelope verifies, and replaces the file atomically; it reads
+// the file back and, should that copy not verify, puts the previous bytes back. The
+// caller may then re-render the HTML and PDF with RenderFiles so they list the new signer.
 func ApproveFile(certPath, keyPath string) (env *Envelope, keyID string, err error) {
 	key, err := LoadPrivateKey(keyPath)
+	if err != nil {
+		return nil, "", err
+	}
+	orig, err := os.ReadFile(certPath)
 	if err != nil {
 		return nil, "", err
 	}
@@ -177,10 +182,31 @@ func ApproveFile(certPath, keyPath string) (env *Envelope, keyID string, err err
 	if err := AddSignature(env, key); err != nil {
 		return nil, "", err
 	}
+	if err := envelopeVerifies(env); err != nil {
+		return nil, "", fmt.Errorf("add signature: the signed certificate would not verify, left unchanged: %w", err)
+	}
 	if err := WriteEnvelope(certPath, env); err != nil {
 		return nil, "", err
 	}
+	back, err := ReadEnvelope(certPath)
+	if err == nil {
+		err = envelopeVerifies(back)
+	}
+	if err != nil {
+		if rerr := writeFileAtomic(certPath, orig, 0o644); rerr != nil {
+			return nil, "", fmt.Errorf("add signature: the written certificate does not verify (%v) and restoring it failed: %w", err, rerr)
+		}
+		return nil, "", fmt.Errorf("add signature: the written certificate does not verify, previous file restored: %w", err)
+	}
 	return env, KeyID(key.Public().(ed25519.PublicKey)), nil
+}
+
+// envelopeVerifies runs the envelope checks (no manifest, no pinned key) and returns the
+// failed ones as an error.
+func envelopeVerifies(env *Envelope) error {
+	r := &Report{}
+	verifyEnvelope(r, env, nil)
+	return r.Err()
 }
 
 // RenderFiles writes certificate.html and certificate.pdf for env into dir.

@@ -75,6 +75,10 @@ type Report struct {
 	Root              string            `json:"root"`
 	Signatures        []SignatureResult `json:"signatures"`
 	Checks            []Check           `json:"checks"`
+	// Approvers is the number of approvers the certificate declares; ApprovalsPending
+	// names those who have not signed.
+	Approvers        int      `json:"approvers"`
+	ApprovalsPending []string `json:"approvals_pending"`
 	// Record is the proven manifest line (VerifyProof only).
 	Record *ManifestLine `json:"record,omitempty"`
 	// Statement is the decoded payload, when it decoded.
@@ -89,6 +93,61 @@ func (r *Report) OK() bool {
 		}
 	}
 	return true
+}
+
+// AddCheck records a check made outside this package (the CLI's live check of the
+// stores), so the verdict reflects it.
+func (r *Report) AddCheck(name string, status CheckStatus, msg string) {
+	r.Checks = append(r.Checks, Check{Name: name, Status: status, Message: msg})
+}
+
+// Require turns the named checks' warnings into failures (`report verify
+// --require-approvals` requires every declared approver's signature).
+func (r *Report) Require(names ...string) {
+	for i, c := range r.Checks {
+		for _, n := range names {
+			if c.Name == n && c.Status == Warn {
+				r.Checks[i].Status = Fail
+			}
+		}
+	}
+}
+
+// Verdict is the one line that sums the report up. A failed check gives "NOT VERIFIED:"
+// and the failed checks' names. Otherwise it is "VERIFIED", and plainly so only when
+// every check passed: whatever was not proven (no pinned key, the manifest not checked,
+// approvals pending, a check that did not run) and a certificate that itself states the
+// migration is INCOMPLETE are named in parentheses after it.
+func (r *Report) Verdict() string {
+	if failed := r.Failed(); len(failed) > 0 {
+		var names []string
+		for _, c := range failed {
+			names = append(names, c.Name)
+		}
+		return "NOT VERIFIED: " + strings.Join(names, ", ") + " failed"
+	}
+	var notes []string
+	for _, c := range r.Checks {
+		switch {
+		case c.Status == Warn && c.Name == CheckTrust:
+			notes = append(notes, "signature not pinned: pass --pubkey")
+		case c.Status == Warn && c.Name == CheckApprovals:
+			notes = append(notes, fmt.Sprintf("%d of %d approvals pending", len(r.ApprovalsPending), r.Approvers))
+		case c.Status == Skip && c.Name == CheckManifest:
+			notes = append(notes, "manifest not checked: pass --manifest")
+		case c.Status == Warn:
+			notes = append(notes, c.Name+": "+c.Message)
+		case c.Status == Skip:
+			notes = append(notes, c.Name+" not checked")
+		}
+	}
+	if r.Statement != nil && !r.Complete {
+		notes = append(notes, "the certificate states the migration is INCOMPLETE")
+	}
+	if len(notes) == 0 {
+		return "VERIFIED"
+	}
+	return "VERIFIED (" + strings.Join(notes, "; ") + ")"
 }
 
 // Failed returns the failed checks.
@@ -146,7 +205,7 @@ func (e *VerificationError) Unwrap() error { return ErrVerification }
 // when everything verified; a *VerificationError (errors.Is ErrVerification: exit 4) when
 // a check failed; any other error when the manifest could not be read (exit 1).
 func VerifyCertificate(env *Envelope, manifest io.Reader, trusted []ed25519.PublicKey) (*Report, error) {
-	r := &Report{IncompleteReasons: []string{}, Signatures: []SignatureResult{}}
+	r := &Report{IncompleteReasons: []string{}, Signatures: []SignatureResult{}, ApprovalsPending: []string{}}
 	if env == nil {
 		r.add(CheckStatement, Fail, "no certificate")
 		return r, r.Err()
@@ -332,12 +391,13 @@ func verifyEnvelope(r *Report, env *Envelope, trusted []ed25519.PublicKey) *Stat
 			pending = append(pending, fmt.Sprintf("%s (keyid %s)", a.Name, a.KeyID))
 		}
 	}
+	r.Approvers, r.ApprovalsPending = len(p.Approvers), append([]string{}, pending...)
 	switch {
 	case len(p.Approvers) == 0:
 	case len(pending) == 0:
 		r.add(CheckApprovals, Pass, "every declared approver has signed")
 	default:
-		r.add(CheckApprovals, Warn, "approval pending from %s", strings.Join(pending, ", "))
+		r.add(CheckApprovals, Warn, "%d of %d approvals pending: %s", len(pending), len(p.Approvers), strings.Join(pending, ", "))
 	}
 
 	if reasons := Assess(p); p.Complete && len(reasons) > 0 {

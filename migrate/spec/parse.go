@@ -1238,6 +1238,7 @@ func (p *parser) report(n *yaml.Node, r *Report) {
 			p.add(seq, "report.approvers", "must be a list of {name, public_key}")
 			return
 		}
+		seenName, seenKey := map[string]int{}, map[string]int{}
 		for i, item := range seq.Content {
 			path := fmt.Sprintf("report.approvers[%d]", i)
 			am, ok := p.fields(item, path, "name", "public_key")
@@ -1257,7 +1258,17 @@ func (p *parser) report(n *yaml.Node, r *Report) {
 					p.add(k.val, path+".public_key", "must be the path of a key file, not key material")
 				} else {
 					a.PublicKey = resolvePath(p.dir, v)
+					if j, dup := seenKey[a.PublicKey]; dup {
+						p.add(k.val, path+".public_key", "is the same key file as report.approvers[%d]: each approver signs with a key of their own", j)
+					}
+					seenKey[a.PublicKey] = i
 				}
+			}
+			if a.Name != "" {
+				if j, dup := seenName[a.Name]; dup {
+					p.add(am["name"].val, path+".name", "%q is already report.approvers[%d]", a.Name, j)
+				}
+				seenName[a.Name] = i
 			}
 			r.Approvers = append(r.Approvers, a)
 		}

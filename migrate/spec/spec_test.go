@@ -989,6 +989,8 @@ func TestApprovers(t *testing.T) {
 		"report: {approvers: [{public_key: k.pub}]}\n",
 		"report: {approvers: {name: Legal}}\n",
 		"report: {approvers: [{name: Legal, public_key: k.pub, key: x}]}\n",
+		"report: {approvers: [{name: Legal, public_key: k.pub}, {name: Audit, public_key: ./k.pub}]}\n",
+		"report: {approvers: [{name: Legal, public_key: k.pub}, {name: Legal, public_key: j.pub}]}\n",
 	} {
 		_, err := Parse([]byte(base+bad), "/srv/m/ferry.yaml")
 		if err == nil || !strings.Contains(err.Error(), "report.approvers") {
