@@ -55,6 +55,24 @@ var (
 	ErrRegionResidency = errors.New("region outside residency policy")
 )
 
+type listSkipKey struct{}
+
+// WithListSkip returns a context under which a listing may leave out an entry it
+// cannot represent as an object (a symlink, a FIFO at a file store) when skip says
+// its key is not wanted anyway (records.exclude): such an entry would never be a
+// record, so leaving it out keeps the listing complete. Regular objects are listed
+// regardless; an entry that cannot be an object and is not skipped still fails the
+// listing.
+func WithListSkip(ctx context.Context, skip func(key string) bool) context.Context {
+	return context.WithValue(ctx, listSkipKey{}, skip)
+}
+
+// ListSkipped reports whether the caller of a listing under ctx does not want key.
+func ListSkipped(ctx context.Context, key string) bool {
+	skip, _ := ctx.Value(listSkipKey{}).(func(string) bool)
+	return skip != nil && skip(key)
+}
+
 // Checksums a store reports for an object. Each field is lowercase hex (CRC32C: the 8
 // hex digits of the big-endian Castagnoli value), or empty when
 // the store does not report it or it cannot be trusted as a content checksum (an S3

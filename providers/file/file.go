@@ -380,6 +380,8 @@ func (s *Store) walk(ctx context.Context, rel string, fn func(providers.Object) 
 				if err := fn(object(key, a)); err != nil {
 					return err
 				}
+			case providers.ListSkipped(ctx, key):
+				continue // not an object, and excluded by the caller: it would never be a record
 			case t&fs.ModeSymlink != 0:
 				return fmt.Errorf("file: list: %q is a symlink; ferry does not follow symlinks, and skipping it would make the listing partial: %w",
 					key, providers.ErrIncompleteList)

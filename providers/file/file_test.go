@@ -203,6 +203,27 @@ func TestSymlinkEscape(t *testing.T) {
 	}
 }
 
+// A symlink the caller excludes (providers.WithListSkip) is left out of the listing;
+// one it does not exclude still fails it, naming it.
+func TestListSkipsExcludedSymlinkOnly(t *testing.T) {
+	s, root := newStore(t)
+	put(t, s, "u/a", "a")
+	if err := os.Symlink("a", filepath.Join(root, "u/link")); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	ctx := providers.WithListSkip(t.Context(), func(k string) bool { return k == "u/link" })
+	err := s.List(ctx, func(o providers.Object) error { keys = append(keys, o.Key); return nil })
+	if err != nil || !slices.Equal(keys, []string{"u/a"}) {
+		t.Errorf("List with u/link excluded = %q, %v; want [u/a]", keys, err)
+	}
+	ctx = providers.WithListSkip(t.Context(), func(k string) bool { return k == "u/a" })
+	err = s.List(ctx, func(o providers.Object) error { return nil })
+	if !errors.Is(err, providers.ErrIncompleteList) || !strings.Contains(err.Error(), "u/link") {
+		t.Errorf("List with u/link not excluded: %v, want ErrIncompleteList naming it", err)
+	}
+}
+
 // User files whose names look like ferry's temporary files are user data: only
 // ferry's own marked directory at the root is skipped, and only while it holds nothing
 // but ferry's temporary files (issue 13 class 10).
