@@ -100,6 +100,9 @@ func OpenSpec(ctx context.Context, sp *spec.Spec, opts Options) (*Migration, err
 		store, err := opts.OpenStore(ctx, s.ProviderConfig(sp.Migration))
 		if err != nil {
 			m.Close()
+			if ferr := m.stopFatal("", blame(s.Name, err)); ferr != nil {
+				return nil, ferr
+			}
 			return nil, Errorf(ExitRuntime, "site %s: %w", s.Name, err)
 		}
 		m.Sites[s.Name] = m.guard(store)
@@ -107,6 +110,9 @@ func OpenSpec(ctx context.Context, sp *spec.Spec, opts Options) (*Migration, err
 	target, err := opts.OpenStore(ctx, sp.Target.ProviderConfig(sp.Migration))
 	if err != nil {
 		m.Close()
+		if ferr := m.stopFatal("", blame(spec.TargetName, err)); ferr != nil {
+			return nil, ferr
+		}
 		return nil, Errorf(ExitRuntime, "target: %w", err)
 	}
 	m.Target = m.guard(target)

@@ -142,6 +142,9 @@ func (m *Migration) listSites(ctx context.Context, res *PlanResult) error {
 				err = each(func(fn func(providers.Object) error) error { return store.List(gctx, fn) })
 			}
 			if err != nil {
+				if ferr := m.stopFatal("plan", blame(name, err)); ferr != nil {
+					return ferr
+				}
 				return Errorf(ExitRuntime, "site %s: listing failed, plan not changed: %w", name, err)
 			}
 			mu.Lock()

@@ -53,7 +53,34 @@ var (
 	ErrNotSupported    = errors.New("not supported by this store")
 	ErrAlreadyExists   = errors.New("already exists")
 	ErrRegionResidency = errors.New("region outside residency policy")
+
+	// Errors that retrying cannot fix, for any key of the store (see Fatal).
+	// ErrAccessDenied and ErrCredentials are also ErrPermission.
+	ErrAccessDenied error = &subErr{"access denied", ErrPermission}
+	ErrCredentials  error = &subErr{"credentials rejected", ErrPermission}
+	ErrNoBucket           = errors.New("bucket or container does not exist")
+	ErrNoSpace            = errors.New("no space left on the store")
+	ErrReadOnly           = errors.New("the store is read-only")
 )
+
+// subErr is a portable error that is also a more general one.
+type subErr struct {
+	msg    string
+	parent error
+}
+
+func (e *subErr) Error() string        { return e.msg }
+func (e *subErr) Is(target error) bool { return target == e.parent }
+
+// Fatal reports whether err is one that retrying cannot fix and that concerns the
+// store as a whole, not one key: credentials or a signature the store rejects, access
+// denied, a missing bucket or container, a full or read-only disk. A phase stops at
+// the first one instead of retrying every record. A plain ErrPermission (one file a
+// file store may not read) is not fatal: it concerns that key only.
+func Fatal(err error) bool {
+	return errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrCredentials) ||
+		errors.Is(err, ErrNoBucket) || errors.Is(err, ErrNoSpace) || errors.Is(err, ErrReadOnly)
+}
 
 type listSkipKey struct{}
 

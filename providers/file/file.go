@@ -261,6 +261,10 @@ func fail(op, key string, err error) error {
 		portable = providers.ErrInvalidKey
 	case errors.Is(err, syscall.ELOOP):
 		portable = providers.ErrNotSupported
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EFBIG):
+		portable = providers.ErrNoSpace
+	case errors.Is(err, syscall.EROFS):
+		portable = providers.ErrReadOnly
 	}
 	if portable == nil {
 		return fmt.Errorf("file: %s %q: %w", op, key, err)
@@ -478,6 +482,10 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, op
 	}
 	n, err := io.Copy(w, io.LimitReader(ctxReader{ctx, r}, size))
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) && pe.Path == f.Name() {
+			return providers.Object{}, fail("put", key, err) // the write failed: a full or read-only disk
+		}
 		return providers.Object{}, fmt.Errorf("file: put %q: %w", key, err)
 	}
 	if n != size {

@@ -19,8 +19,7 @@ import (
 // then statuses.
 
 var codeErrors = map[string]error{
-	// Absent objects and versions. NoSuchBucket is deliberately not here: a
-	// missing bucket is a misconfiguration, never evidence that an object is gone.
+	// Absent objects and versions.
 	"NoSuchKey":     providers.ErrNotFound,
 	"NotFound":      providers.ErrNotFound,
 	"NoSuchVersion": providers.ErrNotFound,
@@ -28,14 +27,19 @@ var codeErrors = map[string]error{
 	"PreconditionFailed":         providers.ErrPrecondition,
 	"ConditionalRequestConflict": providers.ErrPrecondition,
 
-	"AccessDenied":          providers.ErrPermission,
-	"Forbidden":             providers.ErrPermission,
-	"InvalidAccessKeyId":    providers.ErrPermission,
-	"SignatureDoesNotMatch": providers.ErrPermission,
-	"AllAccessDisabled":     providers.ErrPermission,
-	"InvalidToken":          providers.ErrPermission,
-	"ExpiredToken":          providers.ErrPermission,
-	"AccountProblem":        providers.ErrPermission,
+	"AccessDenied":          providers.ErrAccessDenied,
+	"Forbidden":             providers.ErrAccessDenied,
+	"AllAccessDisabled":     providers.ErrAccessDenied,
+	"AccountProblem":        providers.ErrAccessDenied,
+	"InvalidAccessKeyId":    providers.ErrCredentials,
+	"SignatureDoesNotMatch": providers.ErrCredentials,
+	"InvalidToken":          providers.ErrCredentials,
+	"ExpiredToken":          providers.ErrCredentials,
+	"TokenRefreshRequired":  providers.ErrCredentials,
+
+	// A missing bucket is a misconfiguration, never evidence that an object is
+	// gone: ErrNoBucket, not ErrNotFound.
+	"NoSuchBucket": providers.ErrNoBucket,
 
 	"BadDigest":                   providers.ErrChecksum,
 	"InvalidDigest":               providers.ErrChecksum,
@@ -57,7 +61,8 @@ var codeErrors = map[string]error{
 }
 
 var statusErrors = map[int]error{
-	403: providers.ErrPermission,
+	403: providers.ErrAccessDenied, // a HEAD's 403 has no code: denied, or a bad signature
+	507: providers.ErrNoSpace,      // MinIO: XMinioStorageFull is 507 too
 	404: providers.ErrNotFound,
 	412: providers.ErrPrecondition,
 	501: providers.ErrNotSupported,
@@ -82,9 +87,6 @@ func portable(err error) error {
 		return nil
 	}
 	code, status := errorCode(err)
-	if code == "NoSuchBucket" {
-		return nil
-	}
 	if p, ok := codeErrors[code]; ok {
 		return p
 	}

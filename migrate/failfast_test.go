@@ -1,0 +1,158 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/migrate/synth"
+	"github.com/ferrymigrate/ferry/providers"
+	"github.com/ferrymigrate/ferry/providers/faulty"
+	"github.com/ferrymigrate/ferry/providers/mem"
+	"github.com/ferrymigrate/ferry/providers/s3"
+	"github.com/ferrymigrate/ferry/providers/s3/s3test"
+)
+
+// failFastYAML: one mem site, a MinIO target whose credentials are named in the spec
+// (bucket, endpoint, access key env, secret key env).
+const failFastYAML = `migration: test-migration
+sources:
+  - {name: virginia, role: primary, url: file://./stores/virginia}
+target:
+  url: s3://%s/users/
+  endpoint: %s
+  region: us-east-1
+  path_style: true
+  credentials: {access_key_env: %s, secret_key_env: %s}
+records:
+  user: '^(?P<user>[^/]+)/'
+copy:
+  concurrency: 4
+  retries: 5
+delete:
+  stages:
+    - {name: primary, sites: [virginia]}
+`
+
+const wrongSecretEnv = "FERRY_TEST_WRONG_SECRET"
+
+// failFastHarness puts about 60 records at a mem site for a MinIO target opened with cfg
+// changed by edit, and returns the harness and the target's S3 store.
+func failFastHarness(t *testing.T, edit func(cfg *providers.Config)) (*harness, *s3.Store, string) {
+	srv := s3test.Shared(t, s3test.MinIO)
+	bucket := srv.Bucket(t, false)
+	t.Setenv(wrongSecretEnv, "not-"+strings.Repeat("x", 32))
+	var target *s3.Store
+	k := storeKind{"mem+s3", func(t *testing.T, h *harness, name string) providers.Store {
+		if name != "target" {
+			n := fmt.Sprintf("%s-%s", strings.ReplaceAll(t.Name(), "/", "_"), name)
+			mem.Reset(n)
+			t.Cleanup(func() { mem.Reset(n) })
+			return mem.New(n)
+		}
+		cfg := srv.Config(bucket, "users/")
+		cfg.Name = name
+		edit(&cfg)
+		st, err := s3.New(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		target = st
+		return st
+	}}
+	h := newHarness(t, k, fmt.Sprintf(failFastYAML, bucket, srv.Endpoint, srv.AccessKeyEnv, wrongSecretEnv))
+	h.populate("virginia", synth.Records(synth.Options{Users: 12, RecordsPerUser: 5, Seed: 3}))
+	return h, target, bucket
+}
+
+// checkStoppedOnce: copy stopped with exit 1 and one message naming the target and
+// what to check, having tried no more records than run at once, each once, and the
+// SDK retried none of the rejected requests; no record is marked failed.
+func checkStoppedOnce(t *testing.T, h *harness, m *Migration, target *s3.Store, err error, says ...string) {
+	t.Helper()
+	mustCode(t, err, ExitRuntime)
+	msg := err.Error()
+	for _, s := range says {
+		if !strings.Contains(msg, s) {
+			t.Errorf("message does not say %q:\n%s", s, msg)
+		}
+	}
+	if strings.Contains(msg, wrongSecretEnv) && strings.Contains(msg, "not-xxxx") {
+		t.Errorf("the message carries the secret: %s", msg)
+	}
+	conc := m.Spec.Copy.Concurrency
+	if n := h.faults["target"].Calls(faulty.Put); n < 1 || n > conc {
+		t.Errorf("%d Put calls to the target, want 1..%d (one per record in flight, no retries)", n, conc)
+	}
+	if n := target.Retries(); n != 0 {
+		t.Errorf("the SDK retried %d rejected requests", n)
+	}
+	st, serr := m.State.Stats(context.Background(), m.now())
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	if f := st.Records[checkpoints.Failed].N; f != 0 {
+		t.Errorf("%d records marked failed: a store-wide error is not the records' fault", f)
+	}
+	if p, all := st.Records[checkpoints.Planned].N, int64(len(h.listing("virginia"))); p != all {
+		t.Errorf("%d records still planned, want all %d", p, all)
+	}
+	if c := strings.Count(h.logs.String(), "copy failed"); c != 0 {
+		t.Errorf("%d per-record failures logged, want none", c)
+	}
+}
+
+// Wrong (rotated) secret key at the target: copy stops at once with one message
+// naming the target and its credential setting (issue 13 extras, issue 16 item 5).
+func TestFailFastWrongSecretS3(t *testing.T) {
+	h, target, _ := failFastHarness(t, func(cfg *providers.Config) { cfg.Credentials["secret_key_env"] = wrongSecretEnv })
+	m := h.open()
+	ctx := context.Background()
+	if _, err := m.Plan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m.Copy(ctx)
+	checkStoppedOnce(t, h, m, target, err, "target: credentials rejected", "secret_key_env: "+wrongSecretEnv, "copy stopped")
+}
+
+// The target bucket removed under a migration: copy stops at once naming the url.
+func TestFailFastMissingBucketS3(t *testing.T) {
+	h, target, bucket := failFastHarness(t, func(cfg *providers.Config) {})
+	m := h.open()
+	ctx := context.Background()
+	if _, err := m.Plan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := s3test.Shared(t, s3test.MinIO)
+	if _, err := srv.Client().DeleteBucket(ctx, &awss3.DeleteBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m.Copy(ctx)
+	checkStoppedOnce(t, h, m, target, err, "target: the bucket or container does not exist", "s3://"+bucket+"/users/", "copy stopped")
+}
+
+// A missing target bucket when the migration is opened: one message naming the url.
+func TestFailFastMissingBucketAtOpen(t *testing.T) {
+	srv := s3test.Shared(t, s3test.MinIO)
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(failFastYAML, "ferry-no-such-bucket", srv.Endpoint, srv.AccessKeyEnv, srv.SecretKeyEnv))
+	opts := h.options(false)
+	opts.OpenStore = func(ctx context.Context, cfg providers.Config) (providers.Store, error) {
+		if cfg.Name == "target" {
+			return providers.Open(ctx, cfg)
+		}
+		return h.faults[cfg.Name], nil
+	}
+	_, err := Open(context.Background(), opts)
+	mustCode(t, err, ExitRuntime)
+	for _, s := range []string{"target: the bucket or container does not exist", "s3://ferry-no-such-bucket/users/"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("message does not say %q:\n%v", s, err)
+		}
+	}
+}
