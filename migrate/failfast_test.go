@@ -156,3 +156,48 @@ func TestFailFastMissingBucketAtOpen(t *testing.T) {
 		}
 	}
 }
+
+// The target bucket removed after verify: the delete stage's re-check and verify
+// stop at once, naming it; no replica is deleted and no record is sent back to be
+// copied (a HEAD's bare 404 on a missing bucket is not a missing object).
+func TestFailFastTargetBucketGoneAtDeleteAndVerify(t *testing.T) {
+	h, _, bucket := failFastHarness(t, func(cfg *providers.Config) {})
+	m := h.open()
+	ctx := context.Background()
+	runThroughVerify(t, m)
+	srv := s3test.Shared(t, s3test.MinIO)
+	c := srv.Client()
+	out, err := c.ListObjectsV2(ctx, &awss3.ListObjectsV2Input{Bucket: aws.String(bucket)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range out.Contents {
+		if _, err := c.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String(bucket), Key: o.Key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.DeleteBucket(ctx, &awss3.DeleteBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(h.listing("virginia"))
+	_, err = deleteStage(t, m, "primary")
+	mustCode(t, err, ExitRuntime)
+	if !strings.Contains(err.Error(), "target: the bucket or container does not exist") || !strings.Contains(err.Error(), "delete stopped") {
+		t.Errorf("delete stage: %v", err)
+	}
+	if n := len(h.listing("virginia")); n != before {
+		t.Fatalf("%d replicas deleted with the target bucket gone", before-n)
+	}
+	_, err = m.Verify(ctx, false)
+	mustCode(t, err, ExitRuntime)
+	if !strings.Contains(err.Error(), "verify stopped") {
+		t.Errorf("verify: %v", err)
+	}
+	st, err := m.State.Stats(ctx, m.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := st.Records[checkpoints.Verified].N; v != int64(before) {
+		t.Errorf("%d of %d records still verified: the missing bucket was taken for missing copies (%+v)", v, before, st.Records)
+	}
+}

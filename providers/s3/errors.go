@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 
@@ -112,4 +114,24 @@ func isStatus(err error, statuses ...int) bool {
 		}
 	}
 	return false
+}
+
+// noBucket turns a HEAD's bare 404 into ErrNoBucket when the bucket itself is gone:
+// a HEAD response has no body, so S3 cannot say NoSuchBucket there, and a missing
+// bucket must never pass for a missing object (a target copy "gone" would send its
+// record back to be copied, or into conflict). It costs one HeadBucket per bare 404,
+// which the pipeline meets rarely (a target copy gone, a replica gone, copy's check
+// of a target that a source with a known checksum may already hold).
+func (s *Store) noBucket(ctx context.Context, err error) error {
+	if !errors.Is(err, providers.ErrNotFound) {
+		return err
+	}
+	if code, _ := errorCode(err); code != "" && code != "NotFound" {
+		return err // NoSuchKey, NoSuchVersion: the bucket answered
+	}
+	_, herr := s.client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: &s.bucket})
+	if isStatus(herr, 404) {
+		return fmt.Errorf("s3: bucket %s does not exist: %w: %w", s.bucket, providers.ErrNoBucket, herr)
+	}
+	return err // the bucket is there, or could not be checked: the object's 404 stands
 }

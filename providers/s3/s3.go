@@ -590,7 +590,7 @@ func (s *Store) head(ctx context.Context, full, version string) (*s3.HeadObjectO
 			// HEAD of a delete marker's version id: not an object.
 			return nil, fmt.Errorf("s3: stat %s version %s: a delete marker: %w", s.uriFull(full), version, providers.ErrNotFound)
 		}
-		return nil, fail("stat", s.uriFull(full), err)
+		return nil, s.noBucket(ctx, fail("stat", s.uriFull(full), err))
 	}
 	return out, nil
 }
