@@ -14,6 +14,8 @@ import (
 	"github.com/ferrymigrate/ferry/providers"
 	"github.com/ferrymigrate/ferry/providers/faulty"
 	"github.com/ferrymigrate/ferry/providers/mem"
+	"github.com/ferrymigrate/ferry/providers/oci"
+	"github.com/ferrymigrate/ferry/providers/oci/ocitest"
 	"github.com/ferrymigrate/ferry/providers/s3"
 	"github.com/ferrymigrate/ferry/providers/s3/s3test"
 )
@@ -199,5 +201,48 @@ func TestFailFastTargetBucketGoneAtDeleteAndVerify(t *testing.T) {
 	}
 	if v := st.Records[checkpoints.Verified].N; v != int64(before) {
 		t.Errorf("%d of %d records still verified: the missing bucket was taken for missing copies (%+v)", v, before, st.Records)
+	}
+}
+
+// The target's signing key revoked (OCI emulator: 401 on every request): copy stops
+// at once naming the target, each record in flight tried once, none marked failed.
+func TestFailFastRevokedKeyOCI(t *testing.T) {
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
+	srv := ocitest.Start(t, ocitest.Options{})
+	id := ocitest.NewIdentity(t)
+	srv.Trust(id)
+	if err := srv.CreateBucket("us-users", false); err != nil {
+		t.Fatal(err)
+	}
+	cfg := srv.StoreConfig(id, "us-users", "users/")
+	cfg.Name, cfg.Migration = "target", "test-migration"
+	st, err := oci.New(context.Background(), cfg, oci.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h.raw["target"] = st
+	h.faults["target"] = faulty.Wrap(st)
+	h.standardData(8)
+	m := h.open()
+	ctx := context.Background()
+	if _, err := m.Plan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.RemovePublicKey(id.KeyID())
+	_, err = m.Copy(ctx)
+	mustCode(t, err, ExitRuntime)
+	if !strings.Contains(err.Error(), "target: credentials rejected") || !strings.Contains(err.Error(), "copy stopped") {
+		t.Errorf("copy with a revoked key: %v", err)
+	}
+	if n, conc := h.faults["target"].Calls(faulty.Put), m.Spec.Copy.Concurrency; n < 1 || n > conc {
+		t.Errorf("%d Put calls to the target, want 1..%d", n, conc)
+	}
+	stats, err := m.State.Stats(ctx, m.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := stats.Records[checkpoints.Failed].N; f != 0 {
+		t.Errorf("%d records marked failed", f)
 	}
 }
