@@ -246,3 +246,47 @@ func TestFailFastRevokedKeyOCI(t *testing.T) {
 		t.Errorf("%d records marked failed", f)
 	}
 }
+
+// A site whose secret key was rotated: plan stops at its listing with one message
+// naming the site and its credential setting, and the SDK retries nothing.
+func TestFailFastWrongSecretSiteS3Plan(t *testing.T) {
+	srv := s3test.Shared(t, s3test.MinIO)
+	bucket := srv.Bucket(t, false)
+	t.Setenv(wrongSecretEnv, "not-"+strings.Repeat("x", 32))
+	var site *s3.Store
+	k := storeKind{"s3+mem", func(t *testing.T, h *harness, name string) providers.Store {
+		if name != "virginia" {
+			n := fmt.Sprintf("%s-%s", strings.ReplaceAll(t.Name(), "/", "_"), name)
+			mem.Reset(n)
+			t.Cleanup(func() { mem.Reset(n) })
+			return mem.New(n)
+		}
+		cfg := srv.Config(bucket, "users/")
+		cfg.Name = name
+		cfg.Credentials["secret_key_env"] = wrongSecretEnv
+		st, err := s3.New(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		site = st
+		return st
+	}}
+	yaml := strings.Replace(failFastYAML, "url: file://./stores/virginia}",
+		"url: \"s3://"+bucket+"/users/\", endpoint: \""+srv.Endpoint+"\", credentials: {access_key_env: AK, secret_key_env: "+wrongSecretEnv+"}}", 1)
+	h := newHarness(t, k, fmt.Sprintf(yaml, "unused-bucket", srv.Endpoint, srv.AccessKeyEnv, srv.SecretKeyEnv))
+	if _, err := srv.Client().PutObject(context.Background(), &awss3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("users/alice/a"), Body: strings.NewReader("a")}); err != nil {
+		t.Fatal(err)
+	}
+	m := h.open()
+	_, err := m.Plan(context.Background())
+	mustCode(t, err, ExitRuntime)
+	for _, s := range []string{"virginia: credentials rejected", "secret_key_env: " + wrongSecretEnv, "plan stopped"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("plan does not say %q: %v", s, err)
+		}
+	}
+	if n := site.Retries(); n != 0 {
+		t.Errorf("the SDK retried %d rejected requests", n)
+	}
+}
