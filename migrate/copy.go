@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/migrate/spec"
 	"github.com/ferrymigrate/ferry/providers"
 )
 
@@ -102,6 +103,9 @@ func (m *Migration) Copy(ctx context.Context) (*CopyResult, error) {
 			if gctx.Err() != nil {
 				return nil, gctx.Err()
 			}
+			if ferr := m.stopFatal("copy", err); ferr != nil {
+				return nil, ferr // bad credentials, no bucket, a full disk: every record would fail alike
+			}
 			failed.Add(1)
 			failMu.Lock()
 			if len(res.Failures) < 100 {
@@ -171,8 +175,8 @@ func (m *Migration) copyRecord(ctx context.Context, r checkpoints.Record) (check
 			out.CopiedAt = m.now().UTC()
 			return out, skip, tries, nil
 		}
-		if ctx.Err() != nil || errors.Is(err, errPermanent) {
-			break
+		if ctx.Err() != nil || errors.Is(err, errPermanent) || errors.Is(err, providers.ErrPermission) || providers.Fatal(err) {
+			break // retrying cannot fix these
 		}
 		m.debug("copy attempt failed", "key", r.Key, "attempt", tries, "err", err)
 		if !sleep(ctx, backoff(tries)) {
@@ -254,7 +258,7 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 			src.State = checkpoints.Missing
 			src.LastError = "gone from the site before it was copied"
 		}
-		return false, fmt.Errorf("open %s at %s: %w", src.SiteKey, src.Site, err)
+		return false, blame(src.Site, fmt.Errorf("open %s at %s: %w", src.SiteKey, src.Site, err))
 	}
 	defer rc.Close()
 	if !obj.SameVersion(replicaObject(*src)) {
@@ -278,7 +282,7 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 		buf.Grow(int(obj.Size) + bytes.MinRead)
 		n, err = buf.ReadFrom(io.LimitReader(rc, obj.Size+1))
 		if err != nil {
-			return false, fmt.Errorf("read %s at %s: %w", src.SiteKey, src.Site, err)
+			return false, blame(src.Site, fmt.Errorf("read %s at %s: %w", src.SiteKey, src.Site, err))
 		}
 		if n != obj.Size {
 			return false, fmt.Errorf("read %s at %s: got %d bytes, expected %d", src.SiteKey, src.Site, n, obj.Size)
@@ -313,7 +317,7 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 		if unchanged != nil {
 			<-unchanged // no request outlives the attempt
 		}
-		return false, fmt.Errorf("put %s: %w", r.TargetKey, err)
+		return false, blame(spec.TargetName, fmt.Errorf("put %s: %w", r.TargetKey, err))
 	}
 	failpoint("copy-after-put")
 	gotSHA, gotCRC := hex.EncodeToString(sha.Sum(nil)), crcHex(crc)
@@ -326,7 +330,7 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 	}
 	if unchanged != nil {
 		if err := <-unchanged; err != nil {
-			return false, err
+			return false, blame(src.Site, err)
 		}
 	}
 	// The target's own report must agree with what was read.

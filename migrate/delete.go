@@ -326,6 +326,9 @@ func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUn
 				if gctx.Err() != nil {
 					return gctx.Err()
 				}
+				if ferr := m.stopFatal("delete", blame(spec.TargetName, err)); ferr != nil {
+					return ferr // nothing deleted: the intents are not recorded yet
+				}
 				u.skip = true
 				n.skipped.Add(int64(len(u.idx)))
 				problem(u.rec.Key, err.Error())
@@ -335,6 +338,9 @@ func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUn
 				p := &u.rec.Replicas[i]
 				if p.State == checkpoints.Intent {
 					if err := m.resolveIntent(gctx, p); err != nil {
+						if ferr := m.stopFatal("delete", blame(p.Site, err)); ferr != nil {
+							return ferr
+						}
 						n.failed(u.rec.Key, err.Error())
 						p.LastError = errString(err)
 						problem(u.rec.Key, err.Error())
@@ -395,6 +401,9 @@ func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUn
 				err := m.deleteReplica(gctx, p, mode)
 				if gctx.Err() != nil {
 					return gctx.Err()
+				}
+				if ferr := m.stopFatal("delete", blame(p.Site, err)); ferr != nil {
+					return ferr // the intent stays: the next run settles it by looking at the site
 				}
 				switch {
 				case err == nil:
@@ -649,6 +658,10 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 				}
 			}
 			if err != nil {
+				if ferr := m.stopFatal(op, blame(p.Site, err)); ferr != nil {
+					recs = append(recs, r) // what this record's other replicas came to is saved below
+					return ferr
+				}
 				p.LastError = errString(err)
 				res.Problems = append(res.Problems, ConflictInfo{Key: r.Key, Reason: fmt.Sprintf("%s at %s: %v", op, p.Site, err)})
 				continue
@@ -665,6 +678,11 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 	})
 	if err == nil && !m.Opts.DryRun {
 		err = m.State.Save(ctx, recs)
+	} else if ExitCode(err) == ExitRuntime && !m.Opts.DryRun && len(recs) > 0 {
+		// Stopped by a store error: keep what was restored or purged before it.
+		if serr := m.State.Save(context.WithoutCancel(ctx), recs); serr != nil {
+			m.log.Error("saving the outcomes before the stop", "err", serr)
+		}
 	}
 	if err != nil {
 		return res, phaseErr(op, err)

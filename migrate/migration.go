@@ -36,6 +36,10 @@ type Options struct {
 	// (DefaultWorkerLease when zero); RangeSize how many records one claim covers.
 	WorkerLease time.Duration
 	RangeSize   int
+	// Offline: the phase needs no access to the object stores (status, report, a
+	// delete dry run). Stores are opened only if something calls them, so these
+	// work without the sites' credentials (lazy.go).
+	Offline bool
 	// OpenStore opens providers; tests substitute decorated stores. Nil: providers.Open.
 	OpenStore func(ctx context.Context, cfg providers.Config) (providers.Store, error)
 }
@@ -95,18 +99,30 @@ func OpenSpec(ctx context.Context, sp *spec.Spec, opts Options) (*Migration, err
 			return nil, err
 		}
 	}
+	openStore := opts.OpenStore
+	if opts.Offline {
+		openStore = func(ctx context.Context, cfg providers.Config) (providers.Store, error) {
+			return &lazyStore{cfg: cfg, open: opts.OpenStore}, nil
+		}
+	}
 	for i := range sp.Sources {
 		s := &sp.Sources[i]
-		store, err := opts.OpenStore(ctx, s.ProviderConfig(sp.Migration))
+		store, err := openStore(ctx, s.ProviderConfig(sp.Migration))
 		if err != nil {
 			m.Close()
+			if ferr := m.stopFatal("", blame(s.Name, err)); ferr != nil {
+				return nil, ferr
+			}
 			return nil, Errorf(ExitRuntime, "site %s: %w", s.Name, err)
 		}
 		m.Sites[s.Name] = m.guard(store)
 	}
-	target, err := opts.OpenStore(ctx, sp.Target.ProviderConfig(sp.Migration))
+	target, err := openStore(ctx, sp.Target.ProviderConfig(sp.Migration))
 	if err != nil {
 		m.Close()
+		if ferr := m.stopFatal("", blame(spec.TargetName, err)); ferr != nil {
+			return nil, ferr
+		}
 		return nil, Errorf(ExitRuntime, "target: %w", err)
 	}
 	m.Target = m.guard(target)

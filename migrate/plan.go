@@ -89,6 +89,12 @@ func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
 	return m.reconcilePlan(ctx, res)
 }
 
+// listContext lets a store leave out an entry it cannot list as an object (a symlink
+// in a file tree) when records.exclude drops its key anyway.
+func (m *Migration) listContext(ctx context.Context) context.Context {
+	return providers.WithListSkip(ctx, func(key string) bool { return !m.Spec.Match(key) })
+}
+
 // listParts is how many ranges of one site plan lists at once, where the store can
 // list by range (providers.RangeLister): a listing is a chain of page requests, and
 // one chain leaves the server and ferry mostly waiting on each other.
@@ -97,6 +103,7 @@ const listParts = 4
 // listSites lists every site at once into the state's staged listing; a site that
 // can be listed by range is listed in listParts ranges at once.
 func (m *Migration) listSites(ctx context.Context, res *PlanResult) error {
+	ctx = m.listContext(ctx)
 	tr := m.progress("list", 0, 0)
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
@@ -135,6 +142,9 @@ func (m *Migration) listSites(ctx context.Context, res *PlanResult) error {
 				err = each(func(fn func(providers.Object) error) error { return store.List(gctx, fn) })
 			}
 			if err != nil {
+				if ferr := m.stopFatal("plan", blame(name, err)); ferr != nil {
+					return ferr
+				}
 				return Errorf(ExitRuntime, "site %s: listing failed, plan not changed: %w", name, err)
 			}
 			mu.Lock()

@@ -179,6 +179,7 @@ func (m *Migration) listClaimed(ctx context.Context, c checkpoints.Claim) error 
 	w := m.worker
 	cctx, release := w.hold(ctx, c)
 	defer release()
+	cctx = m.listContext(cctx)
 	store := m.Sites[c.Site]
 	if store == nil {
 		return Errorf(ExitRuntime, "listing range %s names a site the spec does not have", c)

@@ -75,9 +75,20 @@ func (t *barTracker) Add(records, bytes int64) {
 	_ = t.bar.Add64(records)
 }
 
+// Finish ends the bar where the phase got to: full only when every record was
+// counted. A phase stopped early (Ctrl-C, a fatal error) leaves the real count on
+// screen instead of a bar jumping to 100 %.
 func (t *barTracker) Finish() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.bar.IsFinished() {
+		return
+	}
+	if st := t.bar.State(); st.Max > 0 && st.CurrentNum < st.Max {
+		_ = t.bar.RenderBlank() // the last Add may have been throttled
+		_ = t.bar.Exit()
+		return
+	}
 	_ = t.bar.Finish()
 }
 

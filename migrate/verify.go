@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/migrate/spec"
 	"github.com/ferrymigrate/ferry/providers"
 )
 
@@ -83,6 +84,9 @@ func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, err
 		if gctx.Err() != nil {
 			return nil, gctx.Err()
 		}
+		if ferr := m.stopFatal("verify", blame(spec.TargetName, terr)); ferr != nil {
+			return nil, ferr
+		}
 		var extra []checkpoints.Record
 		if terr != nil {
 			mismatched.Add(1)
@@ -99,6 +103,9 @@ func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, err
 				read.Add(n)
 				if gctx.Err() != nil {
 					return nil, gctx.Err()
+				}
+				if ferr := m.stopFatal("verify", blame(p.Site, perr)); ferr != nil {
+					return nil, ferr
 				}
 				switch {
 				case perr != nil:

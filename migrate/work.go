@@ -318,6 +318,9 @@ func (m *Migration) runRecords(ctx context.Context, q checkpoints.Query, conc in
 			return gctx.Err()
 		}
 		g.Go(func() error {
+			if gctx.Err() != nil {
+				return gctx.Err() // the phase is stopping: start no more records
+			}
 			out, err := fn(gctx, r)
 			if err != nil {
 				return err

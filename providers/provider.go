@@ -53,7 +53,52 @@ var (
 	ErrNotSupported    = errors.New("not supported by this store")
 	ErrAlreadyExists   = errors.New("already exists")
 	ErrRegionResidency = errors.New("region outside residency policy")
+
+	// Errors that retrying cannot fix, for any key of the store (see Fatal).
+	// ErrAccessDenied and ErrCredentials are also ErrPermission.
+	ErrAccessDenied error = &subErr{"access denied", ErrPermission}
+	ErrCredentials  error = &subErr{"credentials rejected", ErrPermission}
+	ErrNoBucket           = errors.New("bucket or container does not exist")
+	ErrNoSpace            = errors.New("no space left on the store")
+	ErrReadOnly           = errors.New("the store is read-only")
 )
+
+// subErr is a portable error that is also a more general one.
+type subErr struct {
+	msg    string
+	parent error
+}
+
+func (e *subErr) Error() string        { return e.msg }
+func (e *subErr) Is(target error) bool { return target == e.parent }
+
+// Fatal reports whether err is one that retrying cannot fix and that concerns the
+// store as a whole, not one key: credentials or a signature the store rejects, access
+// denied, a missing bucket or container, a full or read-only disk. A phase stops at
+// the first one instead of retrying every record. A plain ErrPermission (one file a
+// file store may not read) is not fatal: it concerns that key only.
+func Fatal(err error) bool {
+	return errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrCredentials) ||
+		errors.Is(err, ErrNoBucket) || errors.Is(err, ErrNoSpace) || errors.Is(err, ErrReadOnly)
+}
+
+type listSkipKey struct{}
+
+// WithListSkip returns a context under which a listing may leave out an entry it
+// cannot represent as an object (a symlink, a FIFO at a file store) when skip says
+// its key is not wanted anyway (records.exclude): such an entry would never be a
+// record, so leaving it out keeps the listing complete. Regular objects are listed
+// regardless; an entry that cannot be an object and is not skipped still fails the
+// listing.
+func WithListSkip(ctx context.Context, skip func(key string) bool) context.Context {
+	return context.WithValue(ctx, listSkipKey{}, skip)
+}
+
+// ListSkipped reports whether the caller of a listing under ctx does not want key.
+func ListSkipped(ctx context.Context, key string) bool {
+	skip, _ := ctx.Value(listSkipKey{}).(func(string) bool)
+	return skip != nil && skip(key)
+}
 
 // Checksums a store reports for an object. Each field is lowercase hex (CRC32C: the 8
 // hex digits of the big-endian Castagnoli value), or empty when

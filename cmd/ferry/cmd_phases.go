@@ -12,8 +12,16 @@ import (
 
 // withMigration opens the migration, runs fn and closes it.
 func (g *globals) withMigration(cmd *cobra.Command, fn func(ctx context.Context, m *migrate.Migration) (any, error), text func(io.Writer, any)) error {
+	return g.withMigrationOffline(cmd, false, fn, text)
+}
+
+// withMigrationOffline is withMigration for a phase that may need no access to the
+// stores (offline): they are opened only if used, so no site's secrets are needed.
+func (g *globals) withMigrationOffline(cmd *cobra.Command, offline bool, fn func(ctx context.Context, m *migrate.Migration) (any, error), text func(io.Writer, any)) error {
 	ctx := cmd.Context()
-	m, err := g.open(ctx)
+	o := g.options()
+	o.Offline = offline
+	m, err := migrate.Open(ctx, o)
 	if err != nil {
 		return g.finish(cmd, nil, err, nil)
 	}
@@ -127,7 +135,8 @@ period); --restore puts a soft-deleted stage back.`,
 			if (restore || purge) && confirm != "" {
 				return usagef("--confirm goes with a delete, not with --restore or --purge")
 			}
-			return g.withMigration(cmd, func(ctx context.Context, m *migrate.Migration) (any, error) {
+			// A dry run reads only the state: it needs no site's credentials.
+			return g.withMigrationOffline(cmd, g.dryRun, func(ctx context.Context, m *migrate.Migration) (any, error) {
 				switch {
 				case restore:
 					return m.Restore(ctx, stage)
@@ -170,6 +179,7 @@ while another ferry process runs. --watch redraws every few seconds.`,
 			ctx := cmd.Context()
 			o := g.options()
 			o.ReadOnlyState = true
+			o.Offline = true // the state alone: no site's credentials needed
 			m, err := migrate.Open(ctx, o)
 			if err != nil {
 				return g.finish(cmd, nil, err, nil)

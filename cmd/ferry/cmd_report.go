@@ -38,7 +38,8 @@ purged) is certified as incomplete, with the reasons, and report exits 3.`,
   ferry report verify-proof alice-proof.json --cert certificate/certificate.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.withMigration(cmd, func(ctx context.Context, m *migrate.Migration) (any, error) {
+			// The certificate comes from the state: no site's credentials needed.
+			return g.withMigrationOffline(cmd, true, func(ctx context.Context, m *migrate.Migration) (any, error) {
 				return m.Report(ctx, out)
 			}, func(w io.Writer, r any) {
 				res := r.(*migrate.ReportResult)

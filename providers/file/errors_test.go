@@ -22,10 +22,19 @@ func TestFailMapsToPortableErrors(t *testing.T) {
 		{syscall.EPERM, providers.ErrPermission},
 		{syscall.ENAMETOOLONG, providers.ErrInvalidKey},
 		{syscall.ELOOP, providers.ErrNotSupported},
+		{syscall.ENOSPC, providers.ErrNoSpace},
+		{syscall.EDQUOT, providers.ErrNoSpace},
+		{syscall.EFBIG, providers.ErrNoSpace},
+		{syscall.EROFS, providers.ErrReadOnly},
 	} {
 		err := fail("stat", "k", &os.PathError{Op: "lstat", Path: "/r/k", Err: c.errno})
 		if !errors.Is(err, c.want) || !errors.Is(err, c.errno) {
 			t.Errorf("fail(%v) = %v, want it to wrap %v and the errno", c.errno, err, c.want)
+		}
+		// A full or read-only disk stops a phase; one unreadable file does not.
+		fatal := c.want == providers.ErrNoSpace || c.want == providers.ErrReadOnly
+		if providers.Fatal(err) != fatal {
+			t.Errorf("providers.Fatal(fail(%v)) = %v, want %v", c.errno, !fatal, fatal)
 		}
 	}
 	if err := fail("stat", "k", errors.New("odd")); errors.Is(err, providers.ErrNotFound) || !strings.Contains(err.Error(), "odd") {

@@ -33,9 +33,41 @@ import (
 	"github.com/ferrymigrate/ferry/providers"
 )
 
-// TempPrefix starts the name of every temporary file Put writes. Keys with a segment
-// starting with it are reserved, and List skips such files.
-const TempPrefix = ".ferry-tmp-"
+// Temporary files. Put writes every file first into TempDir, a directory at the root
+// that ferry marks as its own with TempMarker, under a name TempPrefix followed by 16
+// hex digits, then renames it onto its key. List skips that directory only when it is
+// exactly ferry's layout (the marker, and nothing but names of that pattern), so a
+// user's file is never hidden by a name that looks like ferry's: a user directory
+// called TempDir without the marker is listed as user data, and a marked one that
+// holds anything else fails the listing. Keys under TempDir are reserved for Put only.
+const (
+	TempDir    = ".ferry-tmp"
+	TempMarker = "FERRY-TEMP-DIR"
+	TempPrefix = "put-"
+)
+
+// TempMaxAge is how long a temporary file may go unmodified before the first Put of a
+// later process takes it for the leftover of a killed copy and removes it. A Put in
+// flight writes its file continuously; one stalled longer than this fails its rename
+// and is retried, losing nothing.
+var TempMaxAge = time.Hour
+
+const tempMarkerText = "ferry keeps its temporary files here while it writes; files in this directory\n" +
+	"that are older than an hour are leftovers of an interrupted copy and are removed.\n"
+
+// isTempName reports whether name is exactly the name of one of ferry's temporary files.
+func isTempName(name string) bool {
+	hexd := strings.TrimPrefix(name, TempPrefix)
+	if len(hexd) != 16 || len(name) != len(TempPrefix)+16 {
+		return false
+	}
+	for i := 0; i < len(hexd); i++ {
+		if c := hexd[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // QuarantineSuffix names the default quarantine directory: a sibling of the root,
 // so it is on the same filesystem (rename works) and outside every listing.
@@ -74,6 +106,8 @@ type Store struct {
 
 	qmu   sync.Mutex
 	qroot *os.Root // opened on first use
+
+	cleanOnce sync.Once // leftovers of killed Puts, removed before the first Put
 }
 
 var (
@@ -179,7 +213,7 @@ func (s *Store) Close() error {
 }
 
 // checkKey enforces the key rules: relative, "/"-separated, no empty, "." or ".."
-// segment, no NUL, no trailing "/" and no reserved temp-file segment.
+// segment, no NUL, no trailing "/". Put also refuses keys under TempDir.
 func checkKey(key string) error {
 	switch {
 	case key == "":
@@ -207,8 +241,6 @@ func checkSegment(seg string) error {
 		return errors.New("NUL byte")
 	case strings.ContainsRune(seg, '/'):
 		return errors.New("contains /")
-	case strings.HasPrefix(seg, TempPrefix):
-		return fmt.Errorf("segment starts with the reserved %q", TempPrefix)
 	}
 	return nil
 }
@@ -229,6 +261,10 @@ func fail(op, key string, err error) error {
 		portable = providers.ErrInvalidKey
 	case errors.Is(err, syscall.ELOOP):
 		portable = providers.ErrNotSupported
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EFBIG):
+		portable = providers.ErrNoSpace
+	case errors.Is(err, syscall.EROFS):
+		portable = providers.ErrReadOnly
 	}
 	if portable == nil {
 		return fmt.Errorf("file: %s %q: %w", op, key, err)
@@ -322,16 +358,19 @@ func (s *Store) walk(ctx context.Context, rel string, fn func(providers.Object) 
 			}
 			switch t := e.Type(); {
 			case t.IsDir():
-				if strings.HasPrefix(name, TempPrefix) {
-					return fmt.Errorf("file: list: directory %q has a reserved name: %w", key, providers.ErrIncompleteList)
+				if key == TempDir {
+					ours, err := s.tempLayout()
+					if err != nil {
+						return err
+					}
+					if ours {
+						continue // ferry's own temporary files: in-flight or abandoned Puts
+					}
 				}
 				if err := s.walk(ctx, key, fn); err != nil {
 					return err
 				}
 			case t.IsRegular():
-				if strings.HasPrefix(name, TempPrefix) {
-					continue // an in-flight or abandoned Put
-				}
 				a, err := statAt(d, name)
 				if errors.Is(err, fs.ErrNotExist) {
 					continue // deleted since ReadDir: listing it a moment later would not show it either
@@ -345,6 +384,8 @@ func (s *Store) walk(ctx context.Context, rel string, fn func(providers.Object) 
 				if err := fn(object(key, a)); err != nil {
 					return err
 				}
+			case providers.ListSkipped(ctx, key):
+				continue // not an object, and excluded by the caller: it would never be a record
 			case t&fs.ModeSymlink != 0:
 				return fmt.Errorf("file: list: %q is a symlink; ferry does not follow symlinks, and skipping it would make the listing partial: %w",
 					key, providers.ErrIncompleteList)
@@ -410,9 +451,14 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, op
 	if err := checkKey(key); err != nil {
 		return providers.Object{}, err
 	}
+	if key == TempDir || strings.HasPrefix(key, TempDir+"/") {
+		return providers.Object{}, fmt.Errorf("file: put %q: %s/ at the root of a file store is reserved for ferry's temporary files: %w",
+			key, TempDir, providers.ErrInvalidKey)
+	}
 	if size < 0 {
 		return providers.Object{}, fmt.Errorf("file: put %q: negative size %d", key, size)
 	}
+	s.cleanOnce.Do(func() { s.cleanTemp(time.Now()) })
 	check, err := newChecker(opts)
 	if err != nil {
 		return providers.Object{}, fmt.Errorf("file: put %q: %w", key, err)
@@ -436,6 +482,10 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, op
 	}
 	n, err := io.Copy(w, io.LimitReader(ctxReader{ctx, r}, size))
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) && pe.Path == f.Name() {
+			return providers.Object{}, fail("put", key, err) // the write failed: a full or read-only disk
+		}
 		return providers.Object{}, fmt.Errorf("file: put %q: %w", key, err)
 	}
 	if n != size {
@@ -462,10 +512,24 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, op
 	if err := f.Close(); err != nil {
 		return providers.Object{}, fail("put", key, err)
 	}
-	if err := s.root.Rename(tmp, key); err != nil {
+	err = s.root.Rename(tmp, key)
+	for attempt := 0; attempt < retries && errors.Is(err, fs.ErrNotExist); attempt++ {
+		// A concurrent delete pruned key's directory, now empty but for what we are
+		// about to add: make it again. (If the temp file itself is gone, this ends
+		// in the same error.)
+		if merr := s.mkdirAll("put", key, dir); merr != nil && !errors.Is(merr, fs.ErrNotExist) {
+			return providers.Object{}, merr
+		}
+		err = s.root.Rename(tmp, key)
+	}
+	if err != nil {
 		if errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTEMPTY) {
 			return providers.Object{}, fmt.Errorf("file: put %q: a directory holds keys under it (a file store cannot have both): %w",
 				key, providers.ErrAlreadyExists)
+		}
+		if errors.Is(err, syscall.EXDEV) {
+			return providers.Object{}, fmt.Errorf("file: put %q: %s is on another filesystem than %s/%s (a mount inside the root?): %w",
+				key, dir, s.dir, TempDir, err)
 		}
 		return providers.Object{}, fail("put", key, err)
 	}
@@ -480,8 +544,8 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, op
 // directory the step had just made: each race is microseconds wide.
 const retries = 10
 
-// createTemp makes key's directory and an exclusive temp file in it. It retries when
-// a concurrent delete prunes the fresh directory or a random name collides.
+// createTemp makes key's directory, and an exclusive temp file in TempDir. It retries
+// when a concurrent delete prunes the fresh directory or a random name collides.
 func (s *Store) createTemp(key, dir string) (*os.File, string, error) {
 	for attempt := 0; ; attempt++ {
 		if err := s.mkdirAll("put", key, dir); err != nil {
@@ -490,7 +554,10 @@ func (s *Store) createTemp(key, dir string) (*os.File, string, error) {
 			}
 			return nil, "", err
 		}
-		tmp := path.Join(dir, TempPrefix+strconv.FormatUint(rand.Uint64(), 36))
+		if err := s.tempDir(); err != nil {
+			return nil, "", fail("put (temporary directory)", key, err)
+		}
+		tmp := TempDir + "/" + fmt.Sprintf("%s%016x", TempPrefix, rand.Uint64())
 		f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
 		if err == nil {
 			return f, tmp, nil
@@ -501,6 +568,94 @@ func (s *Store) createTemp(key, dir string) (*os.File, string, error) {
 		return nil, "", fail("put", key, err)
 	}
 }
+
+// tempDir makes TempDir and its marker, unless they are there already.
+func (s *Store) tempDir() error {
+	if err := s.root.Mkdir(TempDir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	f, err := s.root.OpenFile(TempDir+"/"+TempMarker, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, werr := f.WriteString(tempMarkerText)
+	if err := f.Close(); werr == nil {
+		werr = err
+	}
+	return werr
+}
+
+// tempLayout reports whether the TempDir at the root is ferry's own: it holds the
+// marker and nothing but temporary files. Without the marker it is a user's directory
+// (false); with the marker and anything else in it, ferry cannot tell whose the rest
+// is, and the listing fails rather than hide it.
+func (s *Store) tempLayout() (bool, error) {
+	fi, err := s.root.Lstat(TempDir + "/" + TempMarker)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, incomplete(TempDir, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return false, nil
+	}
+	d, err := s.root.Open(TempDir)
+	if err != nil {
+		return false, incomplete(TempDir, err)
+	}
+	defer d.Close()
+	for {
+		ents, rerr := d.ReadDir(256)
+		for _, e := range ents {
+			if e.Name() == TempMarker {
+				continue
+			}
+			if !isTempName(e.Name()) || !e.Type().IsRegular() {
+				return false, fmt.Errorf("file: list: %s/%s is in ferry's temporary directory but is not one of ferry's temporary files; "+
+					"move it out of %s/ so it can be planned: %w", TempDir, e.Name(), TempDir, providers.ErrIncompleteList)
+			}
+		}
+		if rerr == io.EOF {
+			return true, nil
+		}
+		if rerr != nil {
+			return false, incomplete(TempDir, rerr)
+		}
+	}
+}
+
+// cleanTemp removes ferry's temporary files that have not been written to for
+// TempMaxAge: what Puts of a killed process left behind. Only in ferry's own marked
+// layout, only names of ferry's pattern; best effort (a failure leaves a file that
+// List keeps skipping).
+func (s *Store) cleanTemp(now time.Time) {
+	if ours, err := s.tempLayout(); err != nil || !ours {
+		return
+	}
+	d, err := s.root.Open(TempDir)
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	ents, _ := d.ReadDir(-1)
+	for _, e := range ents {
+		if !isTempName(e.Name()) || !e.Type().IsRegular() {
+			continue
+		}
+		a, err := statAt(d, e.Name())
+		if err != nil || !a.typ.IsRegular() || now.Sub(a.mtime) < TempMaxAge {
+			continue
+		}
+		s.root.Remove(TempDir + "/" + e.Name())
+	}
+}
+
+// CleanTemp removes the leftovers of killed Puts now (Put does it once by itself).
+func (s *Store) CleanTemp() { s.cleanTemp(time.Now()) }
 
 // mkdirAll creates dir (key's parent) and explains the one common failure: an
 // ancestor that is a file.

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -60,7 +61,8 @@ func listKeys(t *testing.T, s providers.Store) ([]string, error) {
 	return keys, err
 }
 
-// tree returns every path under dir (files and directories), relative to it.
+// tree returns every path under dir (files and directories), relative to it, except
+// ferry's temporary directory and its marker (the temporary files in it are returned).
 func tree(t *testing.T, dir string) []string {
 	t.Helper()
 	var paths []string
@@ -70,6 +72,9 @@ func tree(t *testing.T, dir string) []string {
 		}
 		if p != dir {
 			rel, _ := filepath.Rel(dir, p)
+			if rel == file.TempDir || rel == file.TempDir+"/"+file.TempMarker {
+				return nil
+			}
 			paths = append(paths, rel)
 		}
 		return nil
@@ -117,7 +122,7 @@ func TestOpenerAndURLs(t *testing.T) {
 func TestFileInvalidKeys(t *testing.T) {
 	s, root := newStore(t)
 	for _, key := range []string{
-		"", "a/", "a//b", "./a", "a/.", "a/./b", "..", ".ferry-tmp-x", "d/.ferry-tmp-x", "nul\x00", "/etc/passwd",
+		"", "a/", "a//b", "./a", "a/.", "a/./b", "..", "nul\x00", "/etc/passwd",
 		strings.Repeat("n", 300),
 	} {
 		_, err := s.Stat(t.Context(), key)
@@ -198,33 +203,127 @@ func TestSymlinkEscape(t *testing.T) {
 	}
 }
 
-func TestListSkipsTempFilesOnly(t *testing.T) {
+// A symlink the caller excludes (providers.WithListSkip) is left out of the listing;
+// one it does not exclude still fails it, naming it.
+func TestListSkipsExcludedSymlinkOnly(t *testing.T) {
+	s, root := newStore(t)
+	put(t, s, "u/a", "a")
+	if err := os.Symlink("a", filepath.Join(root, "u/link")); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	ctx := providers.WithListSkip(t.Context(), func(k string) bool { return k == "u/link" })
+	err := s.List(ctx, func(o providers.Object) error { keys = append(keys, o.Key); return nil })
+	if err != nil || !slices.Equal(keys, []string{"u/a"}) {
+		t.Errorf("List with u/link excluded = %q, %v; want [u/a]", keys, err)
+	}
+	ctx = providers.WithListSkip(t.Context(), func(k string) bool { return k == "u/a" })
+	err = s.List(ctx, func(o providers.Object) error { return nil })
+	if !errors.Is(err, providers.ErrIncompleteList) || !strings.Contains(err.Error(), "u/link") {
+		t.Errorf("List with u/link not excluded: %v, want ErrIncompleteList naming it", err)
+	}
+}
+
+// User files whose names look like ferry's temporary files are user data: only
+// ferry's own marked directory at the root is skipped, and only while it holds nothing
+// but ferry's temporary files (issue 13 class 10).
+func TestListSkipsOnlyFerrysTempDir(t *testing.T) {
 	s, root := newStore(t)
 	put(t, s, "d/real", "r")
 	put(t, s, "top", "t")
-	for _, p := range []string{".ferry-tmp-abandoned", "d/.ferry-tmp-x"} {
-		if err := os.WriteFile(filepath.Join(root, p), []byte("partial"), 0o644); err != nil {
+	// The names earlier ferry versions skipped, a user directory called like ferry's
+	// (no marker), and one nested deeper: all user data.
+	for _, p := range []string{".ferry-tmp-abandoned", "d/.ferry-tmp-x", "d/.ferry-tmp/put-0123456789abcdef",
+		".hidden", "put-0123456789abcdef"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, p), []byte("user"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := os.MkdirAll(filepath.Join(root, "empty/dir"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(root, ".hidden"), []byte("h"), 0o644); err != nil {
+	// An in-flight Put's file in ferry's own directory is not.
+	leftover := filepath.Join(root, file.TempDir, file.TempPrefix+"00000000deadbeef")
+	if err := os.WriteFile(leftover, []byte("partial"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	keys, err := listKeys(t, s)
+	want := []string{".ferry-tmp-abandoned", ".hidden", "d/.ferry-tmp-x", "d/.ferry-tmp/put-0123456789abcdef", "d/real",
+		"put-0123456789abcdef", "top"}
+	check := func(want []string) {
+		t.Helper()
+		keys, err := listKeys(t, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(keys)
+		if !slices.Equal(keys, want) {
+			t.Errorf("List = %q, want %q", keys, want)
+		}
+	}
+	check(want)
+	for _, k := range want {
+		if _, err := s.Stat(t.Context(), k); err != nil {
+			t.Errorf("Stat(%q): %v", k, err)
+		}
+	}
+
+	// A user file dropped into ferry's marked directory fails the listing, naming it.
+	if err := os.WriteFile(filepath.Join(root, file.TempDir, "notes.txt"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := listKeys(t, s); !errors.Is(err, providers.ErrIncompleteList) || !strings.Contains(err.Error(), "notes.txt") {
+		t.Errorf("List with a user file in ferry's temp dir: %v, want ErrIncompleteList naming it", err)
+	}
+	os.Remove(filepath.Join(root, file.TempDir, "notes.txt"))
+
+	// Without the marker the directory is a user's: everything in it is listed.
+	if err := os.Remove(filepath.Join(root, file.TempDir, file.TempMarker)); err != nil {
+		t.Fatal(err)
+	}
+	check([]string{".ferry-tmp-abandoned", ".ferry-tmp/put-00000000deadbeef", ".hidden",
+		"d/.ferry-tmp-x", "d/.ferry-tmp/put-0123456789abcdef", "d/real", "put-0123456789abcdef", "top"})
+
+	// Put never writes into the reserved directory.
+	if _, err := s.Put(t.Context(), file.TempDir+"/x", strings.NewReader("x"), 1, providers.PutOptions{}); !errors.Is(err, providers.ErrInvalidKey) {
+		t.Errorf("Put under %s: %v, want ErrInvalidKey", file.TempDir, err)
+	}
+}
+
+// A killed copy leaves its temporary file behind; the next process's first Put
+// removes ferry's leftovers older than TempMaxAge and nothing else.
+func TestPutCleansLeftoverTempFiles(t *testing.T) {
+	s, root := newStore(t)
+	put(t, s, "a", "a") // makes the marked directory
+	tmpdir := filepath.Join(root, file.TempDir)
+	old := time.Now().Add(-2 * file.TempMaxAge)
+	stale := filepath.Join(tmpdir, file.TempPrefix+"0123456789abcdef")
+	fresh := filepath.Join(tmpdir, file.TempPrefix+"fedcba9876543210")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("partial"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+
+	s2, err := file.New(root, file.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{"d/real": true, "top": true, ".hidden": true}
-	if len(keys) != len(want) {
-		t.Errorf("List = %q, want %v", keys, want)
+	defer s2.Close()
+	put(t, s2, "b", "b")
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a killed copy's leftover is still there: %v", err)
 	}
-	for _, k := range keys {
-		if !want[k] {
-			t.Errorf("List shows %q", k)
-		}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a temporary file younger than TempMaxAge (a Put in flight) was removed: %v", err)
+	}
+	if keys, err := listKeys(t, s2); err != nil || len(keys) != 2 {
+		t.Errorf("List = %q, %v; want a and b", keys, err)
 	}
 }
 
@@ -269,7 +368,7 @@ func TestPutAtomicOnFailure(t *testing.T) {
 		t.Errorf("final name exists after a failed Put: %v", err)
 	}
 	for _, p := range tree(t, root) {
-		if strings.Contains(p, file.TempPrefix) {
+		if strings.HasPrefix(p, file.TempDir+"/") {
 			t.Errorf("temp file left behind: %s", p)
 		}
 	}
@@ -536,6 +635,7 @@ func TestNFCAndNFDAreTwoFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ents = slices.DeleteFunc(ents, func(e os.DirEntry) bool { return e.Name() == file.TempDir })
 	if len(ents) != 2 {
 		t.Fatalf("root holds %d entries, want 2", len(ents))
 	}

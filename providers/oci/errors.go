@@ -74,18 +74,20 @@ func (s *Store) fail(op, name string, err error) error {
 	var portable error
 	switch {
 	case se.Status == 401:
-		portable = providers.ErrPermission
+		portable = providers.ErrCredentials
 		hint := "the request signature was not accepted: check the key file, fingerprint, user and tenancy of the profile"
 		if se.Message != "" {
 			hint += " (" + se.Message + ")"
 		}
 		se.Message = hint
 	case se.Status == 403:
-		portable = providers.ErrPermission
+		portable = providers.ErrAccessDenied
 	case se.Status == 404 && (se.Code == "BucketNotFound" || se.Code == "NamespaceNotFound"):
 		// OCI says the same for a missing bucket and one the user may not see. Either
 		// way it is not an absent object: never ErrNotFound.
-		portable = providers.ErrPermission
+		portable = errors.Join(providers.ErrNoBucket, providers.ErrAccessDenied)
+	case se.Status == 507 || se.Code == "InsufficientStorage":
+		portable = providers.ErrNoSpace
 	case se.Status == 404:
 		portable = providers.ErrNotFound
 	case se.Status == 412 && se.Code == "IfNoneMatchFailed":

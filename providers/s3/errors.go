@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 
@@ -19,8 +21,7 @@ import (
 // then statuses.
 
 var codeErrors = map[string]error{
-	// Absent objects and versions. NoSuchBucket is deliberately not here: a
-	// missing bucket is a misconfiguration, never evidence that an object is gone.
+	// Absent objects and versions.
 	"NoSuchKey":     providers.ErrNotFound,
 	"NotFound":      providers.ErrNotFound,
 	"NoSuchVersion": providers.ErrNotFound,
@@ -28,14 +29,19 @@ var codeErrors = map[string]error{
 	"PreconditionFailed":         providers.ErrPrecondition,
 	"ConditionalRequestConflict": providers.ErrPrecondition,
 
-	"AccessDenied":          providers.ErrPermission,
-	"Forbidden":             providers.ErrPermission,
-	"InvalidAccessKeyId":    providers.ErrPermission,
-	"SignatureDoesNotMatch": providers.ErrPermission,
-	"AllAccessDisabled":     providers.ErrPermission,
-	"InvalidToken":          providers.ErrPermission,
-	"ExpiredToken":          providers.ErrPermission,
-	"AccountProblem":        providers.ErrPermission,
+	"AccessDenied":          providers.ErrAccessDenied,
+	"Forbidden":             providers.ErrAccessDenied,
+	"AllAccessDisabled":     providers.ErrAccessDenied,
+	"AccountProblem":        providers.ErrAccessDenied,
+	"InvalidAccessKeyId":    providers.ErrCredentials,
+	"SignatureDoesNotMatch": providers.ErrCredentials,
+	"InvalidToken":          providers.ErrCredentials,
+	"ExpiredToken":          providers.ErrCredentials,
+	"TokenRefreshRequired":  providers.ErrCredentials,
+
+	// A missing bucket is a misconfiguration, never evidence that an object is
+	// gone: ErrNoBucket, not ErrNotFound.
+	"NoSuchBucket": providers.ErrNoBucket,
 
 	"BadDigest":                   providers.ErrChecksum,
 	"InvalidDigest":               providers.ErrChecksum,
@@ -57,7 +63,8 @@ var codeErrors = map[string]error{
 }
 
 var statusErrors = map[int]error{
-	403: providers.ErrPermission,
+	403: providers.ErrAccessDenied, // a HEAD's 403 has no code: denied, or a bad signature
+	507: providers.ErrNoSpace,      // MinIO: XMinioStorageFull is 507 too
 	404: providers.ErrNotFound,
 	412: providers.ErrPrecondition,
 	501: providers.ErrNotSupported,
@@ -82,9 +89,6 @@ func portable(err error) error {
 		return nil
 	}
 	code, status := errorCode(err)
-	if code == "NoSuchBucket" {
-		return nil
-	}
 	if p, ok := codeErrors[code]; ok {
 		return p
 	}
@@ -110,4 +114,24 @@ func isStatus(err error, statuses ...int) bool {
 		}
 	}
 	return false
+}
+
+// noBucket turns a HEAD's bare 404 into ErrNoBucket when the bucket itself is gone:
+// a HEAD response has no body, so S3 cannot say NoSuchBucket there, and a missing
+// bucket must never pass for a missing object (a target copy "gone" would send its
+// record back to be copied, or into conflict). It costs one HeadBucket per bare 404,
+// which the pipeline meets rarely (a target copy gone, a replica gone, copy's check
+// of a target that a source with a known checksum may already hold).
+func (s *Store) noBucket(ctx context.Context, err error) error {
+	if !errors.Is(err, providers.ErrNotFound) {
+		return err
+	}
+	if code, _ := errorCode(err); code != "" && code != "NotFound" {
+		return err // NoSuchKey, NoSuchVersion: the bucket answered
+	}
+	_, herr := s.client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: &s.bucket})
+	if isStatus(herr, 404) {
+		return fmt.Errorf("s3: bucket %s does not exist: %w: %w", s.bucket, providers.ErrNoBucket, herr)
+	}
+	return err // the bucket is there, or could not be checked: the object's 404 stands
 }

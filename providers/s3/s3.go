@@ -387,7 +387,7 @@ func (s *Store) readVersioning(ctx context.Context) error {
 		code, _ := errorCode(err)
 		switch {
 		case code == "NoSuchBucket":
-			return fmt.Errorf("s3: bucket %s does not exist (or is not visible with these credentials): %w", s.bucket, err)
+			return fmt.Errorf("s3: bucket %s does not exist (or is not visible with these credentials): %w: %w", s.bucket, providers.ErrNoBucket, err)
 		case errors.Is(portable(err), providers.ErrPermission), errors.Is(portable(err), providers.ErrNotSupported):
 			// A read-only role may lack s3:GetBucketVersioning. Without it, soft
 			// deletes use the quarantine, which is safe in any bucket.
@@ -417,7 +417,7 @@ func (s *Store) Server() string { return s.server }
 func (s *Store) checkBucket(ctx context.Context) error {
 	_, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket})
 	if isStatus(err, 404) {
-		return fmt.Errorf("s3: bucket %s does not exist: %w", s.bucket, err)
+		return fmt.Errorf("s3: bucket %s does not exist: %w: %w", s.bucket, providers.ErrNoBucket, err)
 	}
 	if err != nil && !errors.Is(portable(err), providers.ErrPermission) {
 		return fail("check bucket", "s3://"+s.bucket, err)
@@ -590,7 +590,7 @@ func (s *Store) head(ctx context.Context, full, version string) (*s3.HeadObjectO
 			// HEAD of a delete marker's version id: not an object.
 			return nil, fmt.Errorf("s3: stat %s version %s: a delete marker: %w", s.uriFull(full), version, providers.ErrNotFound)
 		}
-		return nil, fail("stat", s.uriFull(full), err)
+		return nil, s.noBucket(ctx, fail("stat", s.uriFull(full), err))
 	}
 	return out, nil
 }
