@@ -15,6 +15,8 @@ import (
 	"github.com/ferrymigrate/ferry/providers"
 	"github.com/ferrymigrate/ferry/providers/faulty"
 	"github.com/ferrymigrate/ferry/providers/file"
+	"github.com/ferrymigrate/ferry/providers/oci"
+	"github.com/ferrymigrate/ferry/providers/oci/ocitest"
 )
 
 // Issue 13, classes 3, 4 and 5, and I9's "a delete stage stops at the first target
@@ -115,35 +117,38 @@ func (h *harness) rewriteInPlace(store, key string, rot bool) {
 // record back to verify; the other records are deleted.
 func TestI12RecheckProvesTargetBytes(t *testing.T) {
 	eachKind(t, func(t *testing.T, k storeKind) {
-		h := newHarness(t, k, fmt.Sprintf(recheckYAML, "hard"))
-		h.putBoth("u1/rewritten", []byte("the first user's record"))
-		h.putBoth("u2/rotted", []byte("the second user's record"))
-		h.putBoth("u3/intact", []byte("the third user's record"))
-		m := h.open()
-		runThroughVerify(t, m)
-		h.rewriteInPlace("target", "u1/rewritten", false)
-		h.rewriteInPlace("target", "u2/rotted", true)
-		d, err := deleteStage(t, m, "backups")
-		mustCode(t, err, ExitVerify)
-		if d.Skipped != 2 || d.Deleted != 1 {
-			t.Fatalf("delete: %+v; want 2 skipped, 1 deleted", d)
-		}
-		left := h.listing("singapore")
-		for _, key := range []string{"u1/rewritten", "u2/rotted"} {
-			if _, ok := left[key]; !ok {
-				t.Fatalf("I12 broken: %q deleted although its target copy's bytes changed", key)
-			}
-			if r := record(t, m, key); r.State != checkpoints.Copied {
-				t.Fatalf("%q is %s after a failed re-check, want copied", key, r.State)
-			}
-			if st := replicaState(t, m, key, "singapore"); st != checkpoints.Identical {
-				t.Fatalf("%q replica is %s after a failed re-check, want identical", key, st)
-			}
-		}
-		if _, ok := left["u3/intact"]; ok {
-			t.Fatal("the intact record's replica was not deleted")
-		}
+		recheckBytesCase(t, newHarness(t, k, fmt.Sprintf(recheckYAML, "hard")))
 	})
+}
+
+func recheckBytesCase(t *testing.T, h *harness) {
+	h.putBoth("u1/rewritten", []byte("the first user's record"))
+	h.putBoth("u2/rotted", []byte("the second user's record"))
+	h.putBoth("u3/intact", []byte("the third user's record"))
+	m := h.open()
+	runThroughVerify(t, m)
+	h.rewriteInPlace("target", "u1/rewritten", false)
+	h.rewriteInPlace("target", "u2/rotted", true)
+	d, err := deleteStage(t, m, "backups")
+	mustCode(t, err, ExitVerify)
+	if d.Skipped != 2 || d.Deleted != 1 {
+		t.Fatalf("delete: %+v; want 2 skipped, 1 deleted", d)
+	}
+	left := h.listing("singapore")
+	for _, key := range []string{"u1/rewritten", "u2/rotted"} {
+		if _, ok := left[key]; !ok {
+			t.Fatalf("I12 broken: %q deleted although its target copy's bytes changed", key)
+		}
+		if r := record(t, m, key); r.State != checkpoints.Copied {
+			t.Fatalf("%q is %s after a failed re-check, want copied", key, r.State)
+		}
+		if st := replicaState(t, m, key, "singapore"); st != checkpoints.Identical {
+			t.Fatalf("%q replica is %s after a failed re-check, want identical", key, st)
+		}
+	}
+	if _, ok := left["u3/intact"]; ok {
+		t.Fatal("the intact record's replica was not deleted")
+	}
 }
 
 // I12 for `report verify --live`: a target copy rotted after the report, with its
@@ -238,35 +243,38 @@ func TestI9DeleteStopsAtVanishedTarget(t *testing.T) {
 	for _, mode := range []string{"hard", "soft"} {
 		t.Run(mode, func(t *testing.T) {
 			eachKind(t, func(t *testing.T, k storeKind) {
-				h := newHarness(t, k, fmt.Sprintf(recheckYAML, mode))
-				for i := range 20 {
-					h.putBoth(fmt.Sprintf("u%d/doc", i), []byte(fmt.Sprintf("record %d", i)))
-				}
-				m := h.open()
-				runThroughVerify(t, m)
-				h.aliasTarget("singapore")
-				before := len(h.listing("singapore"))
-				d, err := deleteStage(t, m, "backups")
-				mustCode(t, err, ExitVerify)
-				if !strings.Contains(err.Error(), "vanished") {
-					t.Fatalf("error does not say the target copy vanished: %v", err)
-				}
-				lost := before - len(h.listing("singapore"))
-				if lost > 1 || d.Deleted > 1 {
-					t.Fatalf("I9 broken: %d replicas deleted (%d counted) after the target copies started vanishing", lost, d.Deleted)
-				}
-				if n := len(h.listing("target")); n < 19 {
-					t.Fatalf("%d of 20 target copies left", n)
-				}
-				states, err := m.stageStates(context.Background())
-				if err != nil {
-					t.Fatal(err)
-				}
-				if st := states["backups"].State; st == StageFinished {
-					t.Fatal("a stage stopped at a vanished target copy is finished")
-				}
+				vanishCase(t, newHarness(t, k, fmt.Sprintf(recheckYAML, mode)))
 			})
 		})
+	}
+}
+
+func vanishCase(t *testing.T, h *harness) {
+	for i := range 20 {
+		h.putBoth(fmt.Sprintf("u%d/doc", i), []byte(fmt.Sprintf("record %d", i)))
+	}
+	m := h.open()
+	runThroughVerify(t, m)
+	h.aliasTarget("singapore")
+	before := len(h.listing("singapore"))
+	d, err := deleteStage(t, m, "backups")
+	mustCode(t, err, ExitVerify)
+	if !strings.Contains(err.Error(), "vanished") {
+		t.Fatalf("error does not say the target copy vanished: %v", err)
+	}
+	lost := before - len(h.listing("singapore"))
+	if lost > 1 || d.Deleted > 1 {
+		t.Fatalf("I9 broken: %d replicas deleted (%d counted) after the target copies started vanishing", lost, d.Deleted)
+	}
+	if n := len(h.listing("target")); n < 19 {
+		t.Fatalf("%d of 20 target copies left", n)
+	}
+	states, err := m.stageStates(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := states["backups"].State; st == StageFinished {
+		t.Fatal("a stage stopped at a vanished target copy is finished")
 	}
 }
 
@@ -303,59 +311,62 @@ func (h *harness) kept(m *Migration, key, site string) bool {
 // kept bytes stay, and --restore still brings them back.
 func TestI12PurgeRechecksTarget(t *testing.T) {
 	eachKind(t, func(t *testing.T, k storeKind) {
-		h := newHarness(t, k, fmt.Sprintf(recheckYAML, "soft"))
-		h.putBoth("u1/changed", []byte("the first user's record"))
-		h.putBoth("u2/vanished", []byte("the second user's record"))
-		h.putBoth("u3/intact", []byte("the third user's record"))
-		m := h.open()
-		ctx := context.Background()
-		runThroughVerify(t, m)
-		if d, err := deleteStage(t, m, "backups"); err != nil || d.Deleted != 3 {
-			t.Fatalf("soft delete: %+v %v", d, err)
-		}
-		h.rewriteInPlace("target", "u1/changed", true)
-		h.advance(25 * time.Hour)
-		_, err := m.Purge(ctx, "backups")
-		mustCode(t, err, ExitVerify)
-		if !h.kept(m, "u1/changed", "singapore") {
-			t.Fatal("I12 broken: purged the kept bytes of a record whose target copy changed")
-		}
-		if h.kept(m, "u3/intact", "singapore") || h.kept(m, "u2/vanished", "singapore") {
-			t.Fatal("records with an intact target copy were not purged")
-		}
-		// Now the target copy of a kept record vanishes: the purge stops there.
-		if _, err := m.Restore(ctx, "backups"); err != nil {
-			t.Fatalf("restore after a refused purge: %v", err)
-		}
-		if got := h.read("singapore", "u1/changed"); string(got) != "the first user's record" {
-			t.Fatalf("restored %q", got)
-		}
-		h.rewriteInPlace("target", "u1/changed", true) // back to the verified bytes
-		if _, err := m.Verify(ctx, false); err != nil {
-			t.Fatal(err)
-		}
-		if d, err := deleteStage(t, m, "backups"); err != nil || d.Deleted != 1 {
-			t.Fatalf("soft delete again: %+v %v", d, err)
-		}
-		if err := h.raw["target"].Delete(ctx, "u1/changed"); err != nil {
-			t.Fatal(err)
-		}
-		h.advance(25 * time.Hour)
-		_, err = m.Purge(ctx, "backups")
-		mustCode(t, err, ExitVerify)
-		if !strings.Contains(err.Error(), "vanished") {
-			t.Fatalf("purge error does not say the target copy vanished: %v", err)
-		}
-		if !h.kept(m, "u1/changed", "singapore") {
-			t.Fatal("I12 broken: purged the kept bytes of a record whose target copy is gone")
-		}
-		if _, err := m.Restore(ctx, "backups"); err != nil {
-			t.Fatalf("restore after a stopped purge: %v", err)
-		}
-		if got := h.read("singapore", "u1/changed"); string(got) != "the first user's record" {
-			t.Fatalf("restored %q", got)
-		}
+		purgeCase(t, newHarness(t, k, fmt.Sprintf(recheckYAML, "soft")))
 	})
+}
+
+func purgeCase(t *testing.T, h *harness) {
+	h.putBoth("u1/changed", []byte("the first user's record"))
+	h.putBoth("u2/vanished", []byte("the second user's record"))
+	h.putBoth("u3/intact", []byte("the third user's record"))
+	m := h.open()
+	ctx := context.Background()
+	runThroughVerify(t, m)
+	if d, err := deleteStage(t, m, "backups"); err != nil || d.Deleted != 3 {
+		t.Fatalf("soft delete: %+v %v", d, err)
+	}
+	h.rewriteInPlace("target", "u1/changed", true)
+	h.advance(25 * time.Hour)
+	_, err := m.Purge(ctx, "backups")
+	mustCode(t, err, ExitVerify)
+	if !h.kept(m, "u1/changed", "singapore") {
+		t.Fatal("I12 broken: purged the kept bytes of a record whose target copy changed")
+	}
+	if h.kept(m, "u3/intact", "singapore") || h.kept(m, "u2/vanished", "singapore") {
+		t.Fatal("records with an intact target copy were not purged")
+	}
+	// Now the target copy of a kept record vanishes: the purge stops there.
+	if _, err := m.Restore(ctx, "backups"); err != nil {
+		t.Fatalf("restore after a refused purge: %v", err)
+	}
+	if got := h.read("singapore", "u1/changed"); string(got) != "the first user's record" {
+		t.Fatalf("restored %q", got)
+	}
+	h.rewriteInPlace("target", "u1/changed", true) // back to the verified bytes
+	if _, err := m.Verify(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := deleteStage(t, m, "backups"); err != nil || d.Deleted != 1 {
+		t.Fatalf("soft delete again: %+v %v", d, err)
+	}
+	if err := h.raw["target"].Delete(ctx, "u1/changed"); err != nil {
+		t.Fatal(err)
+	}
+	h.advance(25 * time.Hour)
+	_, err = m.Purge(ctx, "backups")
+	mustCode(t, err, ExitVerify)
+	if !strings.Contains(err.Error(), "vanished") {
+		t.Fatalf("purge error does not say the target copy vanished: %v", err)
+	}
+	if !h.kept(m, "u1/changed", "singapore") {
+		t.Fatal("I12 broken: purged the kept bytes of a record whose target copy is gone")
+	}
+	if _, err := m.Restore(ctx, "backups"); err != nil {
+		t.Fatalf("restore after a stopped purge: %v", err)
+	}
+	if got := h.read("singapore", "u1/changed"); string(got) != "the first user's record" {
+		t.Fatalf("restored %q", got)
+	}
 }
 
 // Issue 13 class 5: a file replica rewritten in place with its size and mtime kept
@@ -385,6 +396,60 @@ func TestI3FileReplicaRewrittenInPlaceNotDeleted(t *testing.T) {
 			if _, ok := h.listing("singapore")["u2/doc"]; ok {
 				t.Fatal("the unchanged replica was not deleted")
 			}
+		})
+	}
+}
+
+// ociTarget swaps the harness's target for a bucket on the OCI emulator; with
+// partSize > 0 every record above it is a multipart object, for which the store
+// reports a whole-object CRC32C and no SHA-256.
+func ociTarget(t *testing.T, h *harness, partSize int64) {
+	t.Helper()
+	srv := ocitest.Start(t, ocitest.Options{MinPartSize: partSize})
+	id := ocitest.NewIdentity(t)
+	srv.Trust(id)
+	if err := srv.CreateBucket("us-users", false); err != nil {
+		t.Fatal(err)
+	}
+	cfg := srv.StoreConfig(id, "us-users", "users/")
+	cfg.Name, cfg.Migration, cfg.PartSize = "target", "test-migration", partSize
+	st, err := oci.New(context.Background(), cfg, oci.Options{MinPartSize: partSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h.raw["target"] = st
+	h.faults["target"] = faulty.Wrap(st)
+}
+
+// The re-check, the stop at a vanished target copy and the purge's re-check with an
+// OCI target (file sites): single-part objects (opc-content-sha256) and multipart
+// objects (whole-object CRC32C only).
+func TestI12RecheckOCITarget(t *testing.T) {
+	for _, part := range []int64{0, 8} {
+		name := "single-part"
+		if part > 0 {
+			name = "multipart"
+		}
+		t.Run(name, func(t *testing.T) {
+			oh := func(t *testing.T, mode string) *harness {
+				h := newHarness(t, storeKinds[0], fmt.Sprintf(recheckYAML, mode))
+				ociTarget(t, h, part)
+				return h
+			}
+			t.Run("bytes", func(t *testing.T) {
+				h := oh(t, "hard")
+				recheckBytesCase(t, h)
+				if part > 0 {
+					o, err := h.raw["target"].Stat(context.Background(), "u3/intact")
+					if err != nil || o.Checksums.SHA256 != "" || o.Checksums.CRC32C == "" {
+						t.Fatalf("target copy is not multipart with a crc32c only: %+v %v", o, err)
+					}
+				}
+			})
+			t.Run("vanish-hard", func(t *testing.T) { vanishCase(t, oh(t, "hard")) })
+			t.Run("vanish-soft", func(t *testing.T) { vanishCase(t, oh(t, "soft")) })
+			t.Run("purge", func(t *testing.T) { purgeCase(t, oh(t, "soft")) })
 		})
 	}
 }
