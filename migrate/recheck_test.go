@@ -453,3 +453,84 @@ func TestI12RecheckOCITarget(t *testing.T) {
 		})
 	}
 }
+
+// The worker path (Delete's m.worker branch, range by range under fenced claims) uses
+// the same per-record re-check: with two workers, a rewritten file target copy keeps
+// its replica, and an aliased site loses at most one replica per worker before each
+// stops at the vanished target copy.
+func TestI12RecheckWorkers(t *testing.T) {
+	for _, k := range storeKinds[:2] { // file and mem: the stores are the same as in one process
+		t.Run(k.name, func(t *testing.T) { recheckWorkersCase(t, k) })
+	}
+}
+
+func recheckWorkersCase(t *testing.T, k storeKind) {
+	{
+		for _, alias := range []bool{false, true} {
+			t.Run(fmt.Sprintf("alias=%v", alias), func(t *testing.T) {
+				h := newHarness(t, k, fmt.Sprintf(recheckYAML, "soft"))
+				for i := range 20 {
+					h.putBoth(fmt.Sprintf("u%02d/doc", i), []byte(fmt.Sprintf("record number %d", i)))
+				}
+				state := filepath.Join(h.dir, "shared.db")
+				h.phasesByWorkers(2, state, 4, "plan", "copy", "verify")
+				if alias {
+					h.aliasTarget("singapore")
+				} else {
+					h.rewriteInPlace("target", "u07/doc", true)
+				}
+				before := len(h.listing("singapore"))
+				digest := ""
+				h.workers(1, state, 4, func(m *Migration) error {
+					sc, err := m.stageScope(context.Background(), "backups", false, nil)
+					digest = sc.Digest
+					return err
+				})
+				errs := h.workers(2, state, 4, func(m *Migration) error {
+					_, err := m.Delete(context.Background(), "backups", digest[:16])
+					return err
+				})
+				t.Logf("lost %d, errors %v", before-len(h.listing("singapore")), errs)
+				lost := before - len(h.listing("singapore"))
+				if alias {
+					stopped := 0
+					for i, err := range errs {
+						switch {
+						case ExitCode(err) == ExitVerify && strings.Contains(err.Error(), "vanished"):
+							stopped++
+						case ExitCode(err) == ExitRefused && strings.Contains(err.Error(), "scope changed"):
+							// It started after the other stopped: the scope had changed.
+						default:
+							t.Fatalf("worker %d: %v; want exit 4 naming a vanished target copy", i, err)
+						}
+					}
+					if stopped == 0 {
+						t.Fatal("no worker stopped at the vanished target copy")
+					}
+					if lost > 2 {
+						t.Fatalf("I9 broken: %d replicas deleted by two workers after target copies started vanishing", lost)
+					}
+					return
+				}
+				if _, ok := h.listing("singapore")["u07/doc"]; !ok {
+					t.Fatal("I12 broken: a worker deleted a replica whose target copy rotted")
+				}
+				if lost != 19 {
+					t.Fatalf("%d of 19 replicas deleted", lost)
+				}
+				verifyErr := false
+				for _, err := range errs {
+					// A worker that starts after the other finished the stage finds the
+					// scope changed (exit 5): the guard, not a failure.
+					if err != nil && ExitCode(err) != ExitVerify && ExitCode(err) != ExitRefused {
+						t.Fatalf("worker: %v", err)
+					}
+					verifyErr = verifyErr || err != nil
+				}
+				if !verifyErr {
+					t.Fatal("no worker reported the failed re-check (exit 4)")
+				}
+			})
+		}
+	}
+}
