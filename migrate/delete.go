@@ -140,10 +140,10 @@ func (n *delCounts) failed(key, msg string) {
 }
 
 type delUnit struct {
-	rec   checkpoints.Record
-	idx   []int // replicas of rec in this stage's scope
-	fresh []int // replicas this run marked with a delete intent
-	skip  bool
+	rec     checkpoints.Record
+	idx     []int // replicas of rec in this stage's scope
+	fresh   []int // replicas this run marked with a delete intent
+	started bool  // deleteUnit ran (or is running) for it
 }
 
 // Delete deletes stage's scope: verified replicas at its sites, confirmed by digest.
@@ -378,28 +378,50 @@ func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUn
 		}
 		// The first record that deletes anything runs alone.
 		if err := m.deleteUnit(ctx, mode, u, n, problem); err != nil {
-			_ = saveUnits(context.WithoutCancel(ctx), units, save)
-			return err
+			return stopBatch(ctx, units, save, err)
 		}
 		break
 	}
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(conc)
 	for _, u := range rest {
-		g.Go(func() error { return m.deleteUnit(gctx, mode, u, n, problem) })
+		g.Go(func() error {
+			if gctx.Err() != nil {
+				return gctx.Err() // stopped: this record is not started
+			}
+			return m.deleteUnit(gctx, mode, u, n, problem)
+		})
 	}
 	if err := g.Wait(); err != nil {
-		// Outcomes of calls that did finish are still recorded.
-		_ = saveUnits(context.WithoutCancel(ctx), units, save)
-		return err
+		return stopBatch(ctx, units, save, err)
 	}
 	return saveUnits(ctx, units, save)
+}
+
+// stopBatch records the outcomes of the calls that did finish when a batch stops
+// early. A record that was never started had no delete call: its intents from this
+// run go back to identical; a started one keeps its intents, settled by the next run
+// by looking at the site (I4).
+func stopBatch(ctx context.Context, units []*delUnit, save saveFunc, err error) error {
+	for _, u := range units {
+		if u.started {
+			continue
+		}
+		for _, i := range u.fresh {
+			if p := &u.rec.Replicas[i]; p.State == checkpoints.Intent {
+				p.State, p.IntentAt, p.Mode, p.Handle = checkpoints.Identical, time.Time{}, "", ""
+			}
+		}
+	}
+	_ = saveUnits(context.WithoutCancel(ctx), units, save)
+	return err
 }
 
 // deleteUnit deletes one record's replicas in the stage: the target copy is re-checked
 // first (once per record, not per replica), and stat'ed again after the deletes. A
 // target copy that is gone, before or after, stops the stage (errVanished).
 func (m *Migration) deleteUnit(ctx context.Context, mode string, u *delUnit, n *delCounts, problem func(string, string)) error {
+	u.started = true
 	var todo []int
 	for _, i := range u.idx {
 		switch u.rec.Replicas[i].State {
@@ -423,7 +445,6 @@ func (m *Migration) deleteUnit(ctx context.Context, mode string, u *delUnit, n *
 				p.State, p.IntentAt, p.Mode, p.Handle = checkpoints.Identical, time.Time{}, "", ""
 			}
 		}
-		u.skip = true
 		n.skipped.Add(int64(len(todo)))
 		problem(u.rec.Key, err.Error())
 		if errors.Is(err, errTargetGone) {

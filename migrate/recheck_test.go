@@ -276,6 +276,16 @@ func vanishCase(t *testing.T, h *harness) {
 	if st := states["backups"].State; st == StageFinished {
 		t.Fatal("a stage stopped at a vanished target copy is finished")
 	}
+	// Records never started keep no delete intent: nothing is left to settle.
+	err = m.State.Records(context.Background(), checkpoints.Query{}, func(r checkpoints.Record) error {
+		if p := r.Replica("singapore"); p != nil && p.State == checkpoints.Intent {
+			t.Errorf("%q keeps a delete intent after the stop", r.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // keptHandle returns the soft-delete handle recorded for key's replica at site.
