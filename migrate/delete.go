@@ -140,9 +140,10 @@ func (n *delCounts) failed(key, msg string) {
 }
 
 type delUnit struct {
-	rec  checkpoints.Record
-	idx  []int // replicas of rec in this stage's scope
-	skip bool
+	rec     checkpoints.Record
+	idx     []int // replicas of rec in this stage's scope
+	fresh   []int // replicas this run marked with a delete intent
+	started bool  // deleteUnit ran (or is running) for it
 }
 
 // Delete deletes stage's scope: verified replicas at its sites, confirmed by digest.
@@ -313,27 +314,19 @@ func (m *Migration) stageNames() []string {
 	return n
 }
 
-// deleteBatch runs one batch of units through: re-check the target, make the intents
-// durable, delete conditionally, confirm absence, record the outcomes (I1, I4).
+// deleteBatch runs one batch of units through: resolve intents left by a crash, make
+// the intents durable, then record by record re-check the target (proving its bytes,
+// I12) immediately before that record's conditional deletes, confirm absence, and
+// record the outcomes (I1, I4). A target copy that is gone stops the stage at once
+// (I9): the first record runs alone, so a site that is the target under another name
+// loses at most one replica before the stop.
 func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUnit, n *delCounts, problem func(string, string), save saveFunc) error {
 	conc := m.Spec.Copy.Concurrency
-	// 1. Re-check every target copy and resolve intents left by a crash.
+	// 1. Resolve intents left by a crash, by looking at the site.
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(conc)
 	for _, u := range units {
 		g.Go(func() error {
-			if err := m.recheckTarget(gctx, &u.rec); err != nil {
-				if gctx.Err() != nil {
-					return gctx.Err()
-				}
-				if ferr := m.stopFatal("delete", blame(spec.TargetName, err)); ferr != nil {
-					return ferr // nothing deleted: the intents are not recorded yet
-				}
-				u.skip = true
-				n.skipped.Add(int64(len(u.idx)))
-				problem(u.rec.Key, err.Error())
-				return nil
-			}
 			for _, i := range u.idx {
 				p := &u.rec.Replicas[i]
 				if p.State == checkpoints.Intent {
@@ -357,11 +350,7 @@ func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUn
 	now := m.now().UTC()
 	var intents []checkpoints.Record
 	for _, u := range units {
-		if u.skip {
-			intents = append(intents, u.rec) // the record's state changed: needs verify again
-			continue
-		}
-		changed := false
+		u.fresh = u.fresh[:0]
 		for _, i := range u.idx {
 			p := &u.rec.Replicas[i]
 			if p.State == checkpoints.Identical {
@@ -369,10 +358,10 @@ func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUn
 				if mode == "soft" {
 					p.Handle = m.Sites[p.Site].(providers.SoftDeleter).SoftHandle(p.SiteKey, replicaObject(*p))
 				}
-				changed = true
+				u.fresh = append(u.fresh, i)
 			}
 		}
-		if changed {
+		if len(u.fresh) > 0 {
 			intents = append(intents, u.rec)
 		}
 	}
@@ -380,57 +369,143 @@ func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUn
 		return Errorf(ExitRuntime, "recording delete intents: %w", err)
 	}
 	failpoint("delete-after-intent")
-	// 3. Delete exactly the verified version, then confirm absence.
-	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(conc)
-	for _, u := range units {
-		if u.skip {
+	// 3. Record by record: re-check the target, delete exactly the verified versions,
+	// confirm absence, and check that the target copy survived the deletes.
+	rest := units
+	for len(rest) > 0 {
+		u := rest[0]
+		rest = rest[1:]
+		if !slices.ContainsFunc(u.idx, func(i int) bool { return u.rec.Replicas[i].State == checkpoints.Intent }) {
+			m.deleteUnit(ctx, mode, u, n, problem) // counts what is already gone
 			continue
 		}
-		for _, i := range u.idx {
-			p := &u.rec.Replicas[i]
-			switch p.State {
-			case checkpoints.Deleted, checkpoints.Purged:
-				n.already.Add(1) // by an earlier run (or settled from its intent above)
-				continue
-			case checkpoints.Intent:
-			default:
-				continue
-			}
-			g.Go(func() error {
-				err := m.deleteReplica(gctx, p, mode)
-				if gctx.Err() != nil {
-					return gctx.Err()
-				}
-				if ferr := m.stopFatal("delete", blame(p.Site, err)); ferr != nil {
-					return ferr // the intent stays: the next run settles it by looking at the site
-				}
-				switch {
-				case err == nil:
-					n.deleted.Add(1)
-				case errors.Is(err, providers.ErrPrecondition):
-					p.State, p.LastError = checkpoints.Present, "changed after verification: not deleted; verify again"
-					n.changed.Add(1)
-					problem(u.rec.Key, "replica at "+p.Site+" changed after verification: not deleted")
-				case errors.Is(err, providers.ErrNotFound):
-					p.State, p.LastError = checkpoints.Missing, "already absent when ferry came to delete it: anomaly, not a deletion"
-					problem(u.rec.Key, "replica at "+p.Site+" was already gone before the delete (anomaly)")
-					m.log.Warn("delete anomaly: replica already absent", "key", u.rec.Key, "site", p.Site)
-				default:
-					n.failed(u.rec.Key, "replica at "+p.Site+": "+err.Error())
-					p.LastError = errString(err)
-					problem(u.rec.Key, "replica at "+p.Site+": "+err.Error())
-				}
-				return nil
-			})
+		// The first record that deletes anything runs alone.
+		if err := m.deleteUnit(ctx, mode, u, n, problem); err != nil {
+			return stopBatch(ctx, units, save, err)
 		}
+		break
+	}
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(conc)
+	for _, u := range rest {
+		g.Go(func() error {
+			if gctx.Err() != nil {
+				return gctx.Err() // stopped: this record is not started
+			}
+			return m.deleteUnit(gctx, mode, u, n, problem)
+		})
 	}
 	if err := g.Wait(); err != nil {
-		// Outcomes of calls that did finish are still recorded below.
-		_ = saveUnits(context.WithoutCancel(ctx), units, save)
-		return err
+		return stopBatch(ctx, units, save, err)
 	}
 	return saveUnits(ctx, units, save)
+}
+
+// stopBatch records the outcomes of the calls that did finish when a batch stops
+// early. A record that was never started had no delete call: its intents from this
+// run go back to identical; a started one keeps its intents, settled by the next run
+// by looking at the site (I4).
+func stopBatch(ctx context.Context, units []*delUnit, save saveFunc, err error) error {
+	for _, u := range units {
+		if u.started {
+			continue
+		}
+		for _, i := range u.fresh {
+			if p := &u.rec.Replicas[i]; p.State == checkpoints.Intent {
+				p.State, p.IntentAt, p.Mode, p.Handle = checkpoints.Identical, time.Time{}, "", ""
+			}
+		}
+	}
+	_ = saveUnits(context.WithoutCancel(ctx), units, save)
+	return err
+}
+
+// deleteUnit deletes one record's replicas in the stage: the target copy is re-checked
+// first (once per record, not per replica), and stat'ed again after the deletes. A
+// target copy that is gone, before or after, stops the stage (errVanished).
+func (m *Migration) deleteUnit(ctx context.Context, mode string, u *delUnit, n *delCounts, problem func(string, string)) error {
+	u.started = true
+	var todo []int
+	for _, i := range u.idx {
+		switch u.rec.Replicas[i].State {
+		case checkpoints.Deleted, checkpoints.Purged:
+			n.already.Add(1) // by an earlier run (or settled from its intent above)
+		case checkpoints.Intent:
+			todo = append(todo, i)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	if err := m.recheckTarget(ctx, &u.rec); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// Nothing was deleted: this run's intents go back to identical.
+		for _, i := range u.fresh {
+			p := &u.rec.Replicas[i]
+			if p.State == checkpoints.Intent {
+				p.State, p.IntentAt, p.Mode, p.Handle = checkpoints.Identical, time.Time{}, "", ""
+			}
+		}
+		if ferr := m.stopFatal("delete", blame(spec.TargetName, err)); ferr != nil {
+			return ferr // the target cannot be read at all: stop, deciding nothing
+		}
+		n.skipped.Add(int64(len(todo)))
+		problem(u.rec.Key, err.Error())
+		if errors.Is(err, errTargetGone) {
+			return vanished(u.rec.Key)
+		}
+		return nil
+	}
+	for _, i := range todo {
+		p := &u.rec.Replicas[i]
+		err := m.deleteReplica(ctx, p, mode, u.rec.SHA256)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if ferr := m.stopFatal("delete", blame(p.Site, err)); ferr != nil {
+			return ferr // the intent stays: the next run settles it by looking at the site
+		}
+		switch {
+		case err == nil:
+			n.deleted.Add(1)
+		case errors.Is(err, providers.ErrPrecondition):
+			p.State, p.LastError = checkpoints.Present, "changed after verification: not deleted; verify again"
+			n.changed.Add(1)
+			problem(u.rec.Key, "replica at "+p.Site+" changed after verification: not deleted")
+		case errors.Is(err, providers.ErrNotFound):
+			p.State, p.LastError = checkpoints.Missing, "already absent when ferry came to delete it: anomaly, not a deletion"
+			problem(u.rec.Key, "replica at "+p.Site+" was already gone before the delete (anomaly)")
+			m.log.Warn("delete anomaly: replica already absent", "key", u.rec.Key, "site", p.Site)
+		default:
+			n.failed(u.rec.Key, "replica at "+p.Site+": "+err.Error())
+			p.LastError = errString(err)
+			problem(u.rec.Key, "replica at "+p.Site+": "+err.Error())
+		}
+	}
+	// A delete at a site must never touch the target: if the copy is gone now, a site
+	// is the target (or holds it) under another name.
+	if _, err := m.Target.Stat(ctx, u.rec.TargetKey); errors.Is(err, providers.ErrNotFound) {
+		u.rec.State = checkpoints.Copied
+		u.rec.LastError = "target copy vanished while its replicas were deleted: verify again"
+		problem(u.rec.Key, "target copy vanished while its replicas were deleted")
+		return vanished(u.rec.Key)
+	} else if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// errTargetGone marks a re-check that found the target copy absent.
+var errTargetGone = errors.New("target copy is gone")
+
+// vanished is the error that stops a delete stage (or a purge) at a target copy that
+// is gone (I9).
+func vanished(key string) error {
+	return Errorf(ExitVerify, "stopped: the target copy of %q vanished during the stage; the target or a site is not what the plan says "+
+		"(a site may be the target, or hold it, under another name): check site and target identity before anything else; "+
+		"replicas deleted so far are recorded; run ferry verify", key)
 }
 
 // saveFunc saves records: the state's Save in one process, a fenced Checkpoint of the
@@ -471,30 +546,76 @@ func saveUnits(ctx context.Context, units []*delUnit, save saveFunc) error {
 	return nil
 }
 
-// recheckTarget HEADs the target copy again just before a delete: present, the same
-// version that verify checked, the same size and (where reported) the same SHA-256.
-// On failure the record goes back to copied, to be verified again.
+// recheckTarget proves the target copy again just before a delete or purge (I12):
+// present, the version verify checked, and its bytes those of the record, by a
+// checksum the store computes over the content or by reading them again. On failure
+// the record goes back to copied, to be verified again; a copy that is gone answers
+// an error wrapping errTargetGone.
 func (m *Migration) recheckTarget(ctx context.Context, r *checkpoints.Record) error {
-	obj, err := m.Target.Stat(ctx, r.TargetKey)
-	bad := ""
+	obj, bad, err := m.proveTarget(ctx, r.TargetKey, r.Size, r.SHA256, r.CRC32C)
+	gone := errors.Is(err, providers.ErrNotFound)
 	switch {
-	case errors.Is(err, providers.ErrNotFound):
+	case gone:
 		bad = "target copy is gone"
 	case err != nil:
 		return fmt.Errorf("re-check target %s: %w", r.TargetKey, err)
-	case obj.Size != r.Size:
-		bad = fmt.Sprintf("target copy has %d bytes, verified %d", obj.Size, r.Size)
-	case obj.Checksums.SHA256 != "" && obj.Checksums.SHA256 != r.SHA256:
-		bad = "target copy's sha256 changed since verify"
-	case !obj.SameVersion(providers.Object{Size: r.Size, ETag: r.TargetETag, Version: r.TargetVersion, ModTime: obj.ModTime}):
+	case bad == "" && !obj.SameVersion(providers.Object{Size: r.Size, ETag: r.TargetETag, Version: r.TargetVersion, ModTime: obj.ModTime}):
 		bad = "target copy was replaced since verify"
 	}
 	if bad == "" {
 		return nil
 	}
 	r.State = checkpoints.Copied
-	r.LastError = bad + ": not deleting its replicas; verify again"
-	return errors.New(r.LastError)
+	r.LastError = bad + ": its replicas are kept; verify again"
+	return &recheckFailed{msg: r.LastError, gone: gone}
+}
+
+// recheckFailed is a re-check that looked and found the target copy not proven: gone
+// (errors.Is errTargetGone) or different.
+type recheckFailed struct {
+	msg  string
+	gone bool
+}
+
+func (e *recheckFailed) Error() string { return e.msg }
+
+func (e *recheckFailed) Is(target error) bool { return e.gone && target == errTargetGone }
+
+// proveTarget proves that key at the target holds size bytes hashing to sha256: by a
+// SHA-256 the store computes and reports, else by a whole-object CRC32C the store
+// computes, compared with the CRC32C ferry computed of the bytes at copy, else by
+// reading the bytes again. Size, mtime, inode or an ETag alone never prove bytes.
+// bad describes a mismatch; err is an access error (ErrNotFound: the copy is gone).
+func (m *Migration) proveTarget(ctx context.Context, key string, size int64, sha256, crc32c string) (obj providers.Object, bad string, err error) {
+	obj, err = m.Target.Stat(ctx, key)
+	switch {
+	case err != nil:
+		return obj, "", err
+	case obj.Size != size:
+		return obj, fmt.Sprintf("target copy has %d bytes, verified %d", obj.Size, size), nil
+	case sha256 == "":
+		return obj, "no content hash recorded for the target copy", nil
+	case obj.Checksums.SHA256 != "":
+		if obj.Checksums.SHA256 != sha256 {
+			return obj, "target copy's sha256 changed since verify", nil
+		}
+		return obj, "", nil
+	case obj.Checksums.CRC32C != "" && crc32c != "":
+		if obj.Checksums.CRC32C != crc32c {
+			return obj, "target copy's crc32c changed since verify", nil
+		}
+		return obj, "", nil
+	}
+	sum, got, _, err := m.hashObject(ctx, m.Target, key)
+	switch {
+	case err != nil:
+		return obj, "", err
+	case sum != sha256:
+		return obj, fmt.Sprintf("target copy's bytes hash to %s, verified %s", short(sum), short(sha256)), nil
+	case !got.SameVersion(obj):
+		return obj, "target copy changed while it was re-read", nil
+	}
+	return got, "", nil
 }
 
 // resolveIntent settles a delete intent left by an earlier run by looking at the site
@@ -533,10 +654,13 @@ func (m *Migration) resolveIntent(ctx context.Context, p *checkpoints.Replica) e
 }
 
 // deleteReplica deletes (or soft-deletes) exactly the verified version, then confirms
-// it is absent from plain view.
-func (m *Migration) deleteReplica(ctx context.Context, p *checkpoints.Replica, mode string) error {
+// it is absent from plain view. expect carries the record's SHA-256, the bytes the
+// replica was proven to hold: a store whose versions are not named by their content
+// (a file's size, mtime and inode survive a rewrite in place) proves it again.
+func (m *Migration) deleteReplica(ctx context.Context, p *checkpoints.Replica, mode, sha256 string) error {
 	store := m.Sites[p.Site]
 	expect := replicaObject(*p)
+	expect.Checksums.SHA256 = sha256
 	// A delete answering success proves nothing for a key already gone (S3 answers 204
 	// for any key): the replica must be there before the call, or it is an anomaly.
 	if _, err := store.Stat(ctx, p.SiteKey); err != nil {
@@ -616,8 +740,10 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 		return res, Refused("stage %q has not run: nothing to restore", stageName)
 	}
 	var recs []checkpoints.Record
+	refused := int64(0) // purges refused because the target copy failed its re-check
 	err = m.State.Records(ctx, checkpoints.Query{Stage: stageName, ReplicaStates: []checkpoints.ReplicaState{checkpoints.Deleted, checkpoints.Intent}}, func(r checkpoints.Record) error {
 		r.Replicas = slices.Clone(r.Replicas)
+		rechecked := false // once per record, not per replica
 		for i := range r.Replicas {
 			p := &r.Replicas[i]
 			if p.Stage != stageName || (p.State != checkpoints.Deleted && p.State != checkpoints.Intent) {
@@ -648,6 +774,31 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 					p.State, p.Handle, p.DeletedAt, p.ConfirmedAbsent, p.IntentAt, p.Mode = checkpoints.Restored, "", time.Time{}, false, time.Time{}, ""
 				}
 			} else {
+				// Purging destroys the last kept bytes: the target copy must prove
+				// its bytes first, as before any delete (I12).
+				if !rechecked {
+					if err := m.recheckTarget(ctx, &r); err != nil {
+						if ctx.Err() != nil {
+							return ctx.Err()
+						}
+						var rf *recheckFailed
+						if !errors.As(err, &rf) {
+							return err // could not look: nothing decided
+						}
+						refused++
+						res.Problems = append(res.Problems, ConflictInfo{Key: r.Key, Reason: "not purged at " + p.Site + ": " + err.Error()})
+						if errors.Is(err, errTargetGone) {
+							recs = append(recs, r)
+							if serr := m.State.Save(ctx, recs); serr != nil {
+								return serr
+							}
+							recs = recs[:0]
+							return vanished(r.Key)
+						}
+						break
+					}
+					rechecked = true
+				}
 				err = sd.Purge(ctx, p.SiteKey, p.Handle)
 				if errors.Is(err, providers.ErrNotFound) {
 					// Purged by an interrupted earlier run (or by hand): nothing is kept either way.
@@ -689,6 +840,9 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 	}
 	if m.Opts.DryRun {
 		return res, nil
+	}
+	if refused > 0 {
+		return res, Errorf(ExitVerify, "purge of stage %q: %d records' kept replicas were not purged: their target copy failed the re-check; run ferry verify (the kept bytes can still be restored with --restore)", stageName, refused)
 	}
 	if len(res.Problems) > 0 {
 		return res, Errorf(ExitIncomplete, "%s of stage %q: %d of %d replicas not done", op, stageName, res.Replicas-res.Done, res.Replicas)

@@ -3,7 +3,6 @@ package migrate
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"unicode/utf8"
 
@@ -21,7 +20,8 @@ type LiveResult struct {
 }
 
 // LiveCheck reads a manifest and checks, read-only, that every verified record's
-// target copy is present with its recorded size and checksum (or version), and that
+// target copy is present and holds the manifest's bytes (a SHA-256 the store computes,
+// else a re-read and re-hash: metadata never proves bytes, I12), and that
 // every replica the manifest calls deleted is absent at its site. sample (0, 1]
 // checks a deterministic share of the records.
 func (m *Migration) LiveCheck(ctx context.Context, manifest io.Reader, sample float64) (*LiveResult, error) {
@@ -44,12 +44,10 @@ func (m *Migration) LiveCheck(ctx context.Context, manifest io.Reader, sample fl
 			key, ok := uriKey(l.Target.URI, targetRoot, !utf8.ValidString(l.Key))
 			if !ok {
 				problem(l.Key, "target uri "+l.Target.URI+" is not under "+targetRoot)
-			} else if obj, err := m.Target.Stat(ctx, key); err != nil {
+			} else if obj, bad, err := m.proveTarget(ctx, key, l.Size, l.SHA256, ""); err != nil {
 				problem(l.Key, "target copy: "+err.Error())
-			} else if obj.Size != l.Size {
-				problem(l.Key, fmt.Sprintf("target copy has %d bytes, the manifest %d", obj.Size, l.Size))
-			} else if obj.Checksums.SHA256 != "" && obj.Checksums.SHA256 != l.SHA256 {
-				problem(l.Key, "target copy's sha256 differs from the manifest")
+			} else if bad != "" {
+				problem(l.Key, bad)
 			} else if obj.Checksums.SHA256 == "" && !obj.SameVersion(providers.Object{Size: l.Size, ETag: l.Target.ETag, Version: l.Target.Version, ModTime: obj.ModTime}) {
 				problem(l.Key, "target copy is not the version the manifest names")
 			} else {

@@ -240,8 +240,11 @@ func (m *Migration) shared(ctx context.Context, scope string, q checkpoints.Quer
 		if err == nil {
 			err = m.State.Finish(ctx, c, recs)
 		}
+		// Settle before release: release cancels cctx, which would make every
+		// failed range look lost to another worker and its error vanish.
+		err = m.settleClaim(ctx, cctx, c, err)
 		release()
-		if err := m.settleClaim(ctx, cctx, c, err); err != nil {
+		if err != nil {
 			return err
 		}
 	}

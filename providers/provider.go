@@ -170,6 +170,9 @@ type Store interface {
 
 // ConditionalDeleter deletes key only if it is still exactly the version expect
 // describes (S3/OCI If-Match on the ETag; file: size, mtime and inode unchanged).
+// When expect.Checksums.SHA256 is set (the bytes the caller proved), a store whose
+// version token is not derived from the content (file: a rewrite in place can keep
+// size, mtime and inode) reads the bytes again and refuses unless they hash to it.
 // It returns an error wrapping ErrPrecondition if the object changed, and ErrNotFound
 // if it is already gone: a delete of something absent is never reported as a success.
 type ConditionalDeleter interface {

@@ -293,13 +293,20 @@ type attrs struct {
 	typ   fs.FileMode // type bits only
 	size  int64
 	mtime time.Time
+	ctime int64 // status change time (ns), 0 where not read; not part of the ETag
 	dev   uint64
 	ino   uint64
 }
 
 func attrsOf(fi fs.FileInfo) attrs {
 	dev, ino := devIno(fi)
-	return attrs{typ: fi.Mode().Type(), size: fi.Size(), mtime: fi.ModTime(), dev: dev, ino: ino}
+	return attrs{typ: fi.Mode().Type(), size: fi.Size(), mtime: fi.ModTime(), ctime: ctimeOf(fi), dev: dev, ino: ino}
+}
+
+// same reports whether a and b describe one inode in one state: a write in place
+// changes the ctime even when the writer sets the mtime back.
+func (a attrs) same(b attrs) bool {
+	return a.typ == b.typ && a.size == b.size && a.mtime.Equal(b.mtime) && a.ctime == b.ctime && a.dev == b.dev && a.ino == b.ino
 }
 
 // regular turns attrs into an Object, refusing what is not a regular file. A
@@ -726,12 +733,18 @@ func (s *Store) Delete(_ context.Context, key string) error {
 }
 
 // DeleteIf removes key only if its size, mtime and inode (the ETag) are those of
-// expect.
+// expect and, when expect carries a SHA-256, its bytes still hash to it: a file
+// rewritten in place with its mtime set back keeps its ETag, so the bytes are read
+// again just before the unlink.
 func (s *Store) DeleteIf(_ context.Context, key string, expect providers.Object) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	if _, err := s.current("delete", key, expect); err != nil {
+	a, err := s.current("delete", key, expect)
+	if err != nil {
+		return err
+	}
+	if err := s.unchanged("delete", key, a); err != nil {
 		return err
 	}
 	// Race window: POSIX has no compare-and-unlink, so a writer that renames a new
@@ -745,7 +758,8 @@ func (s *Store) DeleteIf(_ context.Context, key string, expect providers.Object)
 	return nil
 }
 
-// current returns key's attrs if it is still the version expect names.
+// current returns key's attrs if it is still the version expect names, and when
+// expect carries a SHA-256, if its bytes (read now) still hash to it.
 func (s *Store) current(op, key string, expect providers.Object) (attrs, error) {
 	if expect.ETag == "" {
 		return attrs{}, fmt.Errorf("file: %s %q: the expected version has no ETag: %w", op, key, providers.ErrPrecondition)
@@ -762,7 +776,61 @@ func (s *Store) current(op, key string, expect providers.Object) (attrs, error) 
 	if cur.ETag != expect.ETag {
 		return attrs{}, fmt.Errorf("file: %s %q: now %s, expected %s: %w", op, key, cur.ETag, expect.ETag, providers.ErrPrecondition)
 	}
-	return a, nil
+	if expect.Checksums.SHA256 == "" {
+		return a, nil
+	}
+	return s.sameBytes(op, key, a, expect.Checksums.SHA256)
+}
+
+// sameBytes reads key whole and checks that it hashes to want, and that the inode
+// read is the one a describes and did not change (ctime included) during the read.
+// It returns the attrs of what was read, for unchanged to compare just before the
+// unlink or rename.
+func (s *Store) sameBytes(op, key string, a attrs, want string) (attrs, error) {
+	f, err := openNoFollow(s.root, key)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return attrs{}, symlinkErr(op, key)
+		}
+		return attrs{}, fail(op, key, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return attrs{}, fail(op, key, err)
+	}
+	before := attrsOf(fi)
+	if before.dev != a.dev || before.ino != a.ino || etag(before) != etag(a) {
+		return attrs{}, fmt.Errorf("file: %s %q: replaced while it was checked: %w", op, key, providers.ErrPrecondition)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return attrs{}, fail(op, key, err)
+	}
+	if fi, err = f.Stat(); err != nil {
+		return attrs{}, fail(op, key, err)
+	}
+	if !attrsOf(fi).same(before) {
+		return attrs{}, fmt.Errorf("file: %s %q: changed while it was read: %w", op, key, providers.ErrPrecondition)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, want) {
+		return attrs{}, fmt.Errorf("file: %s %q: its bytes hash to sha256 %.12s, expected %.12s (rewritten in place with the same size and mtime): %w",
+			op, key, got, want, providers.ErrPrecondition)
+	}
+	return before, nil
+}
+
+// unchanged checks, just before an unlink or rename of key, that it is still the
+// inode a describes, in the same state (a write since changed its ctime).
+func (s *Store) unchanged(op, key string, a attrs) error {
+	fi, err := s.root.Lstat(key)
+	if err != nil {
+		return fail(op, key, err)
+	}
+	if !attrsOf(fi).same(a) {
+		return fmt.Errorf("file: %s %q: changed since it was checked: %w", op, key, providers.ErrPrecondition)
+	}
+	return nil
 }
 
 // prune removes dir and its ancestors while they are empty, so deleting every file

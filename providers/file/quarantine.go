@@ -152,6 +152,10 @@ func (s *Store) quarantineFile(q *os.Root, key, handle string, pd *os.File, base
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fail("soft delete", handle, err)
+	} else if now, err := statAt(pd, base); err != nil {
+		return fail("soft delete", key, err)
+	} else if !now.same(cur) {
+		return fmt.Errorf("file: soft delete %q: changed since it was checked: %w", key, providers.ErrPrecondition)
 	} else if err := renameAt(pd, base, qd, qbase); err != nil {
 		if errors.Is(err, syscall.EXDEV) {
 			return fmt.Errorf("file: soft delete %q: quarantine %s is on another filesystem than %s; set a quarantine beside the root: %w",

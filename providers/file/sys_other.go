@@ -18,6 +18,8 @@ var errNoAt = errors.New("file: soft delete needs a unix system")
 
 func devIno(fs.FileInfo) (dev, ino uint64) { return 0, 0 }
 
+func ctimeOf(fs.FileInfo) int64 { return 0 }
+
 func statAt(d *os.File, name string) (attrs, error) {
 	fi, err := os.Lstat(path.Join(d.Name(), name))
 	if err != nil {

@@ -38,7 +38,7 @@ func statAt(d *os.File, name string) (attrs, error) {
 		typ = fs.ModeIrregular
 	}
 	sec, nsec := st.Mtim.Unix()
-	return attrs{typ: typ, size: st.Size, mtime: time.Unix(sec, nsec), dev: uint64(st.Dev), ino: uint64(st.Ino)}, nil
+	return attrs{typ: typ, size: st.Size, mtime: time.Unix(sec, nsec), ctime: statCtime(&st), dev: uint64(st.Dev), ino: uint64(st.Ino)}, nil
 }
 
 // openNoFollow opens key for reading without following a symlink at its last
