@@ -61,6 +61,12 @@ var (
 	ErrNoBucket           = errors.New("bucket or container does not exist")
 	ErrNoSpace            = errors.New("no space left on the store")
 	ErrReadOnly           = errors.New("the store is read-only")
+
+	// ErrRetained: the store refuses to delete this object now because a retention
+	// policy, object lock, immutability policy or hold protects it. The wrapping error
+	// names the reason. Retrying does not help before the retention ends, so the
+	// pipeline reports the replica as undeletable and never counts it as deleted.
+	ErrRetained = errors.New("retained by the store: retention policy or hold")
 )
 
 // subErr is a portable error that is also a more general one.
@@ -223,6 +229,32 @@ type RangeLister interface {
 // decorator that must see every read (fault injection) is never bypassed.
 type UncheckedOpener interface {
 	OpenUnchecked(ctx context.Context, key string) (io.ReadCloser, Object, error)
+}
+
+// Versioner is implemented by stores whose buckets can keep more than one version
+// of a key (S3 and OCI bucket versioning, GCS object versioning, Azure blob
+// versioning). On such a site every version a user had is user data.
+type Versioner interface {
+	// Versioning reports whether the bucket keeps (or may hold) older versions:
+	// versioning enabled, or suspended after having been enabled.
+	Versioning(ctx context.Context) (bool, error)
+	// Versions returns every stored version of key that is not a delete marker,
+	// newest first, each with Version set; the current one first if the key exists.
+	Versions(ctx context.Context, key string) ([]Object, error)
+}
+
+// Recoverability says whether objects deleted from a store stay recoverable by the
+// provider (a bucket soft-delete policy, account soft delete, versioning), and for how
+// long, so that the certificate can state it.
+type Recoverability struct {
+	Recoverable bool          `json:"recoverable"`
+	Mechanism   string        `json:"mechanism,omitempty"` // "soft delete policy", "blob soft delete", ...
+	Retention   time.Duration `json:"retention,omitempty"` // 0 with Recoverable: until removed by hand
+}
+
+// Recoverer is implemented by stores that can tell their Recoverability.
+type Recoverer interface {
+	Recoverability(ctx context.Context) (Recoverability, error)
 }
 
 // Regioner reports the region the store actually lives in, for residency checks.
