@@ -9,6 +9,9 @@ STATICCHECK_VERSION := v0.8.2
 MINIO_VERSION       := v0.0.0-20260212201848-7aac2a2c5b7c
 VERSITYGW_VERSION   := v1.8.0
 RCLONE_VERSION      := v1.76.0
+FAKEGCS_VERSION     := v1.56.1
+# Azurite 3.35.0 is the last that runs on Node 20.
+AZURITE_VERSION     := 3.35.0
 
 TEST_TIMEOUT ?= 25m
 # make test fuzzes every target for FUZZTIME (8 targets: about a minute in all);
@@ -36,13 +39,22 @@ postgres:
 		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
 
 # Real servers for the integration tests, pinned, installed once into .tools/bin.
-tools: $(TOOLS)/minio $(TOOLS)/versitygw
+tools: $(TOOLS)/minio $(TOOLS)/versitygw $(TOOLS)/fake-gcs-server $(TOOLS)/azurite-blob
 
 $(TOOLS)/minio:
 	GOBIN=$(TOOLS) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
 
 $(TOOLS)/versitygw:
 	GOBIN=$(TOOLS) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+$(TOOLS)/fake-gcs-server:
+	GOBIN=$(TOOLS) $(GO) install github.com/fsouza/fake-gcs-server@$(FAKEGCS_VERSION)
+
+# Azurite from the npm registry into .tools/azurite; its blob service linked into .tools/bin.
+$(TOOLS)/azurite-blob:
+	mkdir -p $(TOOLS) $(CURDIR)/.tools/azurite
+	npm install --no-audit --no-fund --prefix $(CURDIR)/.tools/azurite azurite@$(AZURITE_VERSION)
+	ln -sf $(CURDIR)/.tools/azurite/node_modules/.bin/azurite-blob $@
 
 $(TOOLS)/rclone:
 	GOBIN=$(TOOLS) $(GO) install github.com/rclone/rclone@$(RCLONE_VERSION)
