@@ -216,12 +216,15 @@ func (h *harness) put(store, key string, data []byte) {
 	}
 }
 
-// listing is the oracle: it lists a store directly, not asking ferry.
+// listing is the oracle: it lists a store directly, not asking ferry. It leaves out
+// ferry's marker objects (MarkerDir), which are never data.
 func (h *harness) listing(store string) map[string]providers.Object {
 	h.t.Helper()
 	out := map[string]providers.Object{}
 	err := h.raw[store].List(context.Background(), func(o providers.Object) error {
-		out[o.Key] = o
+		if !isMarkerKey(o.Key) { // ferry's marker at the target is not data
+			out[o.Key] = o
+		}
 		return nil
 	})
 	if err != nil {
