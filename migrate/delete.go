@@ -186,7 +186,7 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 	if err := ValidConfirm(confirm, res.Scope.Digest); err != nil {
 		return res, err
 	}
-	if err := m.checkIdentity(ctx, "delete stage "+stageName); err != nil {
+	if err := m.checkIdentity(ctx, "delete"); err != nil {
 		return res, err // a site that is the target under another name (identity.go)
 	}
 	// Every site of the stage must support the delete the mode needs.
@@ -740,7 +740,7 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 			return res, Refused("stage %q is in its grace period until %s: purge after that", stageName, until.UTC().Format(time.RFC3339))
 		}
 		if !m.Opts.DryRun {
-			if err := m.checkIdentity(ctx, "purge stage "+stageName); err != nil {
+			if err := m.checkIdentity(ctx, "purge"); err != nil {
 				return res, err // a site that is the target under another name (identity.go)
 			}
 		}

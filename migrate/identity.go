@@ -66,6 +66,12 @@ func (m *Migration) checkIdentity(ctx context.Context, phase string) error {
 		return nil
 	}
 	key, err := m.ensureMarker(ctx, phase)
+	if phase == "validate" && errors.Is(err, providers.ErrPermission) {
+		// Read-only credentials (an auditor's): validate stays a probe; copy writes
+		// the marker, and every delete and purge looks for it.
+		m.log.Warn("validate could not write ferry's marker to the target (read-only credentials?); copy will", "err", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -170,7 +176,13 @@ func (m *Migration) ensureMarker(ctx context.Context, phase string) (string, err
 			return "", Errorf(ExitRuntime, "%w", err)
 		}
 	}
-	_, err = m.Target.Stat(ctx, key)
+	// Copy writes to the target anyway, so it (re)writes the marker at once: its
+	// error then says what a first record's would. Delete and purge, whose
+	// credentials may only read the target, write it only if it is missing.
+	err = providers.ErrNotFound
+	if phase != "copy" {
+		_, err = m.Target.Stat(ctx, key)
+	}
 	if err == nil {
 		return key, nil
 	}

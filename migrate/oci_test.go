@@ -96,7 +96,7 @@ func TestOCICorruptUploadNeverVerified(t *testing.T) {
 	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
 	srv := useOCITarget(t, h, false)
 	h.put("virginia", "u1/doc", []byte("bytes that must arrive intact"))
-	rule := &ocitest.Rule{Op: "PutObject", Fault: ocitest.Fault{CorruptRequest: true}}
+	rule := &ocitest.Rule{Op: "PutObject", Path: "u1/doc", Fault: ocitest.Fault{CorruptRequest: true}}
 	remove := srv.Inject(rule)
 	m := h.open()
 	ctx := context.Background()

@@ -76,7 +76,7 @@ func (m *Migration) Validate(ctx context.Context) (*ValidateResult, error) {
 	if err := m.checkResidency(ctx); err != nil {
 		return res, err
 	}
-	if err := m.checkIdentity(ctx, "go on"); err != nil {
+	if err := m.checkIdentity(ctx, "validate"); err != nil {
 		return res, err
 	}
 	if m.State != nil && !m.Opts.DryRun {
