@@ -176,17 +176,16 @@ func (m *Migration) ensureMarker(ctx context.Context, phase string) (string, err
 			return "", Errorf(ExitRuntime, "%w", err)
 		}
 	}
-	// Copy writes to the target anyway, so it (re)writes the marker at once: its
-	// error then says what a first record's would. Delete and purge, whose
-	// credentials may only read the target, write it only if it is missing.
-	err = providers.ErrNotFound
-	if phase != "copy" {
-		_, err = m.Target.Stat(ctx, key)
-	}
+	// Written only when missing: nothing reaches the target once every record is
+	// verified, and delete and purge work with credentials that only read it. Copy
+	// writes to the target anyway: when the marker cannot even be looked at, its
+	// Put says why in the words a record's Put would (a HEAD's bare 403 cannot tell
+	// rejected credentials from a denied action).
+	_, err = m.Target.Stat(ctx, key)
 	if err == nil {
 		return key, nil
 	}
-	if errors.Is(err, providers.ErrNotFound) {
+	if errors.Is(err, providers.ErrNotFound) || (phase == "copy" && providers.Fatal(err)) {
 		body, _ := json.Marshal(map[string]string{
 			"what":      "ferry's target marker: ferry looks for this object at every site to prove no site is this target under another name; it is not user data",
 			"migration": m.Spec.Migration,
