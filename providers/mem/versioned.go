@@ -70,7 +70,6 @@ func (s *Store) Versions(_ context.Context, key string) ([]providers.Object, err
 	return out, nil
 }
 
-
 // versionLocked finds version id of key.
 func (s *Store) versionLocked(key, id string) (int, *entry) {
 	for i, e := range s.d.versions[key] {
