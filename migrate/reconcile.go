@@ -30,10 +30,11 @@ func live(s checkpoints.ReplicaState) bool {
 	return false
 }
 
-// gone reports whether ferry has deleted (or is deleting) the replica.
+// gone reports whether ferry has deleted (or is deleting) the replica, or its
+// verified version (retained: other versions remain, so it is not deleted).
 func gone(s checkpoints.ReplicaState) bool {
 	switch s {
-	case checkpoints.Intent, checkpoints.Deleted, checkpoints.Purged:
+	case checkpoints.Intent, checkpoints.Deleted, checkpoints.Purged, checkpoints.Retained:
 		return true
 	}
 	return false
