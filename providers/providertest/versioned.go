@@ -31,7 +31,9 @@ func RunVersioned(t *testing.T, open func(t *testing.T) providers.Store) {
 		o2 := put(t, s, "u/k", []byte("version two!"))
 		o3 := put(t, s, "u/k", []byte("version three"))
 		put(t, s, "u/k2", []byte("another key"))
-		put(t, s, "u/k/below", []byte("a key below"))
+		if providers.FeaturesOf(s).PrefixAndChild {
+			put(t, s, "u/k/below", []byte("a key below"))
+		}
 		vs, err := v.Versions(t.Context(), "u/k")
 		if err != nil {
 			t.Fatal(err)
