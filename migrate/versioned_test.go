@@ -355,3 +355,7 @@ func TestVersionedSoftDelete(t *testing.T) {
 		wantBytes(t, h, "target", "u1/doc", newerBytes)
 	})
 }
+
+// olderText is what the tests write as an older version of key at site: shorter
+// than any synthetic record (512 bytes at least), so a listed size tells it apart.
+func olderText(site, key string) []byte { return []byte("older at " + site + ": " + key) }
