@@ -14,7 +14,11 @@ type Probe struct {
 	OK     bool   `json:"ok"`
 	Empty  bool   `json:"empty"`
 	Region string `json:"region,omitempty"`
-	Error  string `json:"error,omitempty"`
+	// Versioning is "on" for a store whose bucket keeps versions (enabled, or
+	// suspended after it was: older versions may remain), "unknown" when it cannot
+	// tell, "" otherwise. On a versioned site every version is user data (I10).
+	Versioning string `json:"versioning,omitempty"`
+	Error      string `json:"error,omitempty"`
 }
 
 // ValidateResult is what `ferry validate` reports.
@@ -55,6 +59,7 @@ func (m *Migration) Validate(ctx context.Context) (*ValidateResult, error) {
 			}
 			p.Region = region
 		}
+		p.Versioning = versioningOf(ctx, s)
 		p.OK = true
 		return p
 	}

@@ -166,6 +166,9 @@ line and key: exit 2), then reaches every site and the target with read-only pro
 					if p.Region != "" {
 						status += ", region " + p.Region
 					}
+					if p.Versioning != "" {
+						status += ", versioning " + p.Versioning + " (every version is user data: a replica is deleted only when no other version remains)"
+					}
 					fmt.Fprintf(w, "  %-10s %s: %s\n", p.Name, p.URL, status)
 				}
 			})
