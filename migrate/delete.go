@@ -190,6 +190,9 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 	if err := ValidConfirm(confirm, res.Scope.Digest); err != nil {
 		return res, err
 	}
+	if err := m.checkIdentity(ctx, "delete"); err != nil {
+		return res, err // a site that is the target under another name (identity.go)
+	}
 	// Every site of the stage must support the delete the mode needs.
 	for _, site := range st.Sites {
 		s := m.Sites[site]
@@ -753,6 +756,11 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 		until := ss.FinishedAt.Add(m.Spec.Delete.Grace)
 		if m.now().Before(until) {
 			return res, Refused("stage %q is in its grace period until %s: purge after that", stageName, until.UTC().Format(time.RFC3339))
+		}
+		if !m.Opts.DryRun {
+			if err := m.checkIdentity(ctx, "purge"); err != nil {
+				return res, err // a site that is the target under another name (identity.go)
+			}
 		}
 	case op == "restore" && ss.State == StagePending:
 		return res, Refused("stage %q has not run: nothing to restore", stageName)

@@ -60,6 +60,7 @@ type Migration struct {
 	lockStop  chan struct{}
 	lockDone  chan struct{}
 	worker    *worker // set while this process works a shared phase
+	markers   markerSightings
 	versioned versionedSites
 }
 
