@@ -168,6 +168,19 @@ func TestVersionedSiteOlderVersionRetained(t *testing.T) {
 		populateVersioned(h)
 		m := h.open()
 		ctx := context.Background()
+		// validate names the versioned sites.
+		v, err := m.Validate(ctx)
+		if err != nil {
+			t.Fatalf("validate: %v", err)
+		}
+		for _, p := range v.Sites {
+			if p.Versioning == "" {
+				t.Fatalf("validate does not report site %s as versioned: %+v", p.Name, p)
+			}
+		}
+		if v.Target.Versioning != "" {
+			t.Fatalf("validate reports the unversioned target as versioned %q", v.Target.Versioning)
+		}
 		runThroughVerify(t, m)
 		wantBytes(t, h, "target", "u1/doc", newerBytes)
 
