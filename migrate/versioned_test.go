@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -16,7 +17,11 @@ import (
 	"github.com/ferrymigrate/ferry/providers/mem"
 	"github.com/ferrymigrate/ferry/providers/oci"
 	"github.com/ferrymigrate/ferry/providers/oci/ocitest"
+	"github.com/ferrymigrate/ferry/providers/s3"
 	"github.com/ferrymigrate/ferry/providers/s3/s3test"
+
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
 // Issue 13 class 2, DESIGN.md I10: a versioned source bucket with older versions.
@@ -163,6 +168,19 @@ func TestVersionedSiteOlderVersionRetained(t *testing.T) {
 		populateVersioned(h)
 		m := h.open()
 		ctx := context.Background()
+		// validate names the versioned sites.
+		v, err := m.Validate(ctx)
+		if err != nil {
+			t.Fatalf("validate: %v", err)
+		}
+		for _, p := range v.Sites {
+			if p.Versioning == "" {
+				t.Fatalf("validate does not report site %s as versioned: %+v", p.Name, p)
+			}
+		}
+		if v.Target.Versioning != "" {
+			t.Fatalf("validate reports the unversioned target as versioned %q", v.Target.Versioning)
+		}
 		runThroughVerify(t, m)
 		wantBytes(t, h, "target", "u1/doc", newerBytes)
 
@@ -359,3 +377,67 @@ func TestVersionedSoftDelete(t *testing.T) {
 // olderText is what the tests write as an older version of key at site: shorter
 // than any synthetic record (512 bytes at least), so a listed size tells it apart.
 func olderText(site, key string) []byte { return []byte("older at " + site + ": " + key) }
+
+// TestVersionedSuspendedS3: a MinIO bucket whose versioning was enabled and then
+// suspended. Listings name no version ids, and the current object is the "null"
+// version written after the suspension; deleting it makes the older version (kept
+// from when versioning was on) current. The replica is retained, not deleted.
+func TestVersionedSuspendedS3(t *testing.T) {
+	srv := s3test.Shared(t, s3test.MinIO)
+	ctx := context.Background()
+	k := storeKind{"s3-suspended", func(t *testing.T, h *harness, name string) providers.Store {
+		if name == "target" {
+			return openS3(t, srv, false, name)
+		}
+		bucket := srv.Bucket(t, true)
+		key := "users/u1/doc"
+		if name == "virginia" {
+			if _, err := srv.Client().PutObject(ctx, &awss3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(olderBytes)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := srv.Client().PutBucketVersioning(ctx, &awss3.PutBucketVersioningInput{Bucket: &bucket,
+			VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusSuspended}}); err != nil {
+			t.Fatal(err)
+		}
+		cfg := srv.Config(bucket, "users/")
+		cfg.Name, cfg.Migration = name, "test-migration"
+		st, err := s3.New(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}}
+	h := newHarness(t, k, fmt.Sprintf(versionedYAML, "hard"))
+	if got := versioningOf(ctx, h.raw["virginia"]); got != "suspended" {
+		t.Fatalf("validate would report versioning %q, want suspended", got)
+	}
+	h.put("virginia", "u1/doc", newerBytes) // the "null" version, on top of the older one
+	h.put("singapore", "u1/doc", newerBytes)
+	m := h.open()
+	runThroughVerify(t, m)
+	if _, err := deleteStage(t, m, "backups"); err != nil {
+		t.Fatal(err)
+	}
+	d, err := deleteStage(t, m, "primary")
+	mustCode(t, err, ExitIncomplete)
+	if d.Retained != 1 {
+		t.Fatalf("primary: %+v, want 1 retained", d)
+	}
+	// The older version is kept (current, or below a "null" delete marker: MinIO
+	// deletes a suspended bucket's null version by leaving a null marker).
+	if vs := h.versions("virginia", "u1/doc"); len(vs) != 1 || vs[0].Size != int64(len(olderBytes)) {
+		t.Fatalf("versions left %+v, want the older one", vs)
+	}
+	if _, err := m.Plan(ctx); err != nil && ExitCode(err) != ExitIncomplete {
+		t.Fatal(err)
+	}
+	if _, err := m.Copy(ctx); err != nil && ExitCode(err) != ExitIncomplete {
+		t.Fatal(err)
+	}
+	wantBytes(t, h, "target", "u1/doc", newerBytes)
+	if p := record(t, m, "u1/doc").Replicas; p[1].Site != "virginia" || p[1].State != checkpoints.Retained {
+		t.Fatalf("after re-plan: %+v, want virginia retained", p)
+	}
+}
