@@ -97,6 +97,9 @@ type Stats struct {
 	WaitedBytes    time.Duration `json:"waited_bytes_ns"`
 	// Waiting is the number of callers waiting now.
 	Waiting int64 `json:"waiting"`
+	// Throttled is the wall time during which at least one caller was waiting:
+	// how much the caps held this process back.
+	Throttled time.Duration `json:"throttled_ns"`
 }
 
 // Waited is the total time spent waiting.
@@ -115,6 +118,11 @@ type Limiter struct {
 
 	waited  [2]atomic.Int64 // ns, by Dimension
 	waiting atomic.Int64
+
+	wmu       sync.Mutex
+	waiters   int       // callers waiting now
+	since     time.Time // when waiters last went from 0 to 1
+	throttled time.Duration
 }
 
 // NewLimiter returns an unlimited Limiter; clock nil is the real clock.
@@ -177,8 +185,36 @@ func (l *Limiter) Rate() Rate {
 
 // Stats returns the counters.
 func (l *Limiter) Stats() Stats {
-	return Stats{Rate: l.Rate(), WaitedRequests: time.Duration(l.waited[Requests].Load()),
+	st := Stats{Rate: l.Rate(), WaitedRequests: time.Duration(l.waited[Requests].Load()),
 		WaitedBytes: time.Duration(l.waited[Bytes].Load()), Waiting: l.waiting.Load()}
+	l.wmu.Lock()
+	st.Throttled = l.throttled
+	if l.waiters > 0 {
+		st.Throttled += l.clock.Now().Sub(l.since)
+	}
+	l.wmu.Unlock()
+	return st
+}
+
+// waitBegins and waitEnds keep the wall time during which anyone waited.
+func (l *Limiter) waitBegins() {
+	l.waiting.Add(1)
+	l.wmu.Lock()
+	if l.waiters == 0 {
+		l.since = l.clock.Now()
+	}
+	l.waiters++
+	l.wmu.Unlock()
+}
+
+func (l *Limiter) waitEnds() {
+	l.waiting.Add(-1)
+	l.wmu.Lock()
+	l.waiters--
+	if l.waiters == 0 {
+		l.throttled += l.clock.Now().Sub(l.since)
+	}
+	l.wmu.Unlock()
 }
 
 // Wait takes n request tokens, waiting as long as the cap asks.
@@ -237,9 +273,9 @@ func (l *Limiter) take(ctx context.Context, lim *rate.Limiter, n int, d Dimensio
 	if delay <= 0 {
 		return nil
 	}
-	l.waiting.Add(1)
+	l.waitBegins()
 	err := l.clock.Sleep(ctx, delay)
-	l.waiting.Add(-1)
+	l.waitEnds()
 	if err != nil {
 		r.CancelAt(l.clock.Now())
 		l.waited[d].Add(int64(l.clock.Now().Sub(now)))

@@ -101,6 +101,7 @@ func TestRequestsPerSecond(t *testing.T) {
 	within(t, "100 requests at 10 req/s", clock.elapsed(), 10*time.Second)
 	st := lim.Stats()
 	within(t, "the wait reported", st.WaitedRequests, 10*time.Second)
+	within(t, "the time held back", st.Throttled, 10*time.Second)
 	if st.WaitedBytes != 0 || st.Waiting != 0 {
 		t.Errorf("stats %+v", st)
 	}
