@@ -349,6 +349,9 @@ func effectiveLimit(l spec.Limits, o LimitOverride, has bool, now time.Time) (sp
 			r.BytesPerSecond = *o.BytesPerSecond
 			source = "override"
 		}
+		if o.RequestsPerSecond != nil && o.BytesPerSecond != nil {
+			window = "" // the window sets nothing now
+		}
 	}
 	return r, source, window
 }
@@ -392,7 +395,9 @@ type StoreLimit struct {
 	// unlimited.
 	RequestsPerSecond float64 `json:"requests_per_second"`
 	BytesPerSecond    int64   `json:"bytes_per_second"`
-	// Source is where they come from: spec, schedule (Window names it) or override.
+	// Source is where they come from: spec, schedule (Window names it) or override
+	// (with Window set when the override names one dimension only and a window sets
+	// the other).
 	Source   string         `json:"source"`
 	Window   string         `json:"window,omitempty"`
 	Override *LimitOverride `json:"override,omitempty"`

@@ -155,7 +155,10 @@ func printLimits(w io.Writer, ls []migrate.StoreLimit) {
 	fmt.Fprintln(tw, "  store\tlimit in force\tfrom\twaited\tprocesses (waiting now)")
 	for _, l := range ls {
 		from := l.Source
-		if l.Window != "" {
+		switch {
+		case l.Window != "" && l.Source == "override":
+			from += ", schedule " + l.Window
+		case l.Window != "":
 			from += " " + l.Window
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d (%d)\n", l.Store, l.Limit(), from, seconds(l.WaitedSeconds), l.Processes, l.Waiting)
