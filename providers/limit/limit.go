@@ -110,11 +110,11 @@ func (s Stats) Waited() time.Duration { return s.WaitedRequests + s.WaitedBytes 
 type Limiter struct {
 	clock Clock
 
-	mu    sync.Mutex
-	rate  Rate
-	req   *rate.Limiter // nil: unlimited
-	bytes *rate.Limiter // nil: unlimited
-	chunk int           // largest byte charge at once (the bytes bucket's burst)
+	mu    sync.Mutex // serialises Set
+	rate  atomic.Pointer[Rate]
+	req   atomic.Pointer[rate.Limiter] // nil: unlimited
+	bytes atomic.Pointer[rate.Limiter] // nil: unlimited
+	chunk atomic.Int64                 // largest byte charge at once (the bytes bucket's burst); 0: unlimited
 
 	waited  [2]atomic.Int64 // ns, by Dimension
 	waiting atomic.Int64
@@ -150,14 +150,19 @@ func byteBurst(bps float64) int {
 func (l *Limiter) Set(r Rate) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if r == l.rate {
+	if cur := l.rate.Load(); cur != nil && *cur == r || cur == nil && r == (Rate{}) {
 		return
 	}
 	now := l.clock.Now()
-	l.rate = r
-	l.req = adjust(l.req, r.RequestsPerSecond, reqBurst(r.RequestsPerSecond), now)
-	l.bytes = adjust(l.bytes, r.BytesPerSecond, byteBurst(r.BytesPerSecond), now)
-	l.chunk = byteBurst(r.BytesPerSecond)
+	l.rate.Store(&r)
+	l.req.Store(adjust(l.req.Load(), r.RequestsPerSecond, reqBurst(r.RequestsPerSecond), now))
+	b := adjust(l.bytes.Load(), r.BytesPerSecond, byteBurst(r.BytesPerSecond), now)
+	l.bytes.Store(b)
+	if b == nil {
+		l.chunk.Store(0)
+	} else {
+		l.chunk.Store(int64(byteBurst(r.BytesPerSecond)))
+	}
 }
 
 func adjust(lim *rate.Limiter, perSecond float64, burst int, now time.Time) *rate.Limiter {
@@ -178,9 +183,10 @@ func adjust(lim *rate.Limiter, perSecond float64, burst int, now time.Time) *rat
 
 // Rate returns the caps in force.
 func (l *Limiter) Rate() Rate {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.rate
+	if r := l.rate.Load(); r != nil {
+		return *r
+	}
+	return Rate{}
 }
 
 // Stats returns the counters.
@@ -220,9 +226,7 @@ func (l *Limiter) waitEnds() {
 // Wait takes n request tokens, waiting as long as the cap asks.
 func (l *Limiter) Wait(ctx context.Context, n int) error {
 	for n > 0 {
-		l.mu.Lock()
-		lim := l.req
-		l.mu.Unlock()
+		lim := l.req.Load()
 		if lim == nil {
 			return nil
 		}
@@ -238,9 +242,7 @@ func (l *Limiter) Wait(ctx context.Context, n int) error {
 // WaitBytes takes n byte tokens, waiting as long as the cap asks.
 func (l *Limiter) WaitBytes(ctx context.Context, n int64) error {
 	for n > 0 {
-		l.mu.Lock()
-		lim := l.bytes
-		l.mu.Unlock()
+		lim := l.bytes.Load()
 		if lim == nil {
 			return nil
 		}
@@ -254,14 +256,7 @@ func (l *Limiter) WaitBytes(ctx context.Context, n int64) error {
 }
 
 // chunkSize is the largest read worth charging at once (0: unlimited).
-func (l *Limiter) chunkSize() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.bytes == nil {
-		return 0
-	}
-	return l.chunk
-}
+func (l *Limiter) chunkSize() int { return int(l.chunk.Load()) }
 
 func (l *Limiter) take(ctx context.Context, lim *rate.Limiter, n int, d Dimension) error {
 	now := l.clock.Now()
