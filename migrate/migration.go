@@ -62,7 +62,9 @@ type Migration struct {
 	lock      checkpoints.Lock
 	lockStop  chan struct{}
 	lockDone  chan struct{}
-	worker    *worker  // set while this process works a shared phase
+	worker    *worker // set while this process works a shared phase
+	markers   markerSightings
+	versioned versionedSites
 	limiter   *limiter // the stores' limits (limits.go); nil offline
 }
 

@@ -13,7 +13,7 @@
 // store makes by itself (adaptive backoff on 429/503/SlowDown) happen inside one
 // call and take no further token: backoff only ever slows ferry down further.
 // Calls that only read what the store knows of itself, once per run (Region,
-// Recoverability, Retries), are not decorated: providers.As finds them through
+// Recoverability, Identity, Retries), are not decorated: providers.As finds them through
 // Unwrap.
 //
 // Capabilities pass through honestly: the decorated store implements exactly the
