@@ -40,6 +40,9 @@ type Options struct {
 	// delete dry run). Stores are opened only if something calls them, so these
 	// work without the sites' credentials (lazy.go).
 	Offline bool
+	// LimitsInterval is how often limits, overrides and shares are re-read
+	// (DefaultLimitsInterval when zero; limits.go).
+	LimitsInterval time.Duration
 	// OpenStore opens providers; tests substitute decorated stores. Nil: providers.Open.
 	OpenStore func(ctx context.Context, cfg providers.Config) (providers.Store, error)
 }
@@ -62,6 +65,7 @@ type Migration struct {
 	worker    *worker // set while this process works a shared phase
 	markers   markerSightings
 	versioned versionedSites
+	limiter   *limiter // the stores' limits (limits.go); nil offline
 }
 
 // Open loads the spec, opens the checkpoint state and every store. In a dry run the
@@ -117,6 +121,9 @@ func OpenSpec(ctx context.Context, sp *spec.Spec, opts Options) (*Migration, err
 			}
 			return nil, Errorf(ExitRuntime, "site %s: %w", s.Name, err)
 		}
+		if !opts.Offline {
+			store = m.limitStore(s.Name, store, s.Limits, s.PartSize)
+		}
 		m.Sites[s.Name] = m.guard(store)
 	}
 	target, err := openStore(ctx, sp.Target.ProviderConfig(sp.Migration))
@@ -127,7 +134,13 @@ func OpenSpec(ctx context.Context, sp *spec.Spec, opts Options) (*Migration, err
 		}
 		return nil, Errorf(ExitRuntime, "target: %w", err)
 	}
+	if !opts.Offline {
+		target = m.limitStore(spec.TargetName, target, sp.Target.Limits, sp.Target.PartSize)
+	}
 	m.Target = m.guard(target)
+	if m.limiter != nil {
+		m.limiter.start(ctx)
+	}
 	return m, nil
 }
 
@@ -165,6 +178,9 @@ func (m *Migration) Close() error {
 
 func (m *Migration) close() error {
 	var errs []error
+	if m.limiter != nil {
+		m.limiter.close(context.Background())
+	}
 	if m.State != nil {
 		m.saveRetries(context.Background())
 		errs = append(errs, m.Unlock(context.Background()))
@@ -252,7 +268,7 @@ func (m *Migration) progress(phase string, records, bytes int64) Tracker {
 	if m.Opts.Progress == nil {
 		return nopTracker{}
 	}
-	return m.Opts.Progress(phase, records, bytes)
+	return m.trackLimits(m.Opts.Progress(phase, records, bytes))
 }
 
 // checkResidency asks a target that knows its region whether it is allowed (exit 5).

@@ -57,22 +57,42 @@ type barTracker struct {
 	bytes      int64
 	totalBytes int64
 	start      time.Time
+	limit      string // the limit ferry waits on now, if any
 }
 
 func (t *barTracker) Add(records, bytes int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.bytes += bytes
-	if bytes > 0 || t.totalBytes > 0 {
+	if bytes > 0 || t.totalBytes > 0 || t.limit != "" {
+		t.describe()
+	}
+	_ = t.bar.Add64(records)
+}
+
+// describe sets the bar's text: phase, bytes and rate, and the limit being waited on.
+func (t *barTracker) describe() {
+	desc := fmt.Sprintf("%-7s", t.phase)
+	if t.bytes > 0 || t.totalBytes > 0 {
 		rate := float64(t.bytes) / time.Since(t.start).Seconds()
-		desc := fmt.Sprintf("%-7s %s", t.phase, humanize.IBytes(uint64(t.bytes)))
+		desc += " " + humanize.IBytes(uint64(t.bytes))
 		if t.totalBytes > 0 {
 			desc += "/" + humanize.IBytes(uint64(t.totalBytes))
 		}
 		desc += fmt.Sprintf(" %s/s", humanize.IBytes(uint64(rate)))
-		t.bar.Describe(desc)
 	}
-	_ = t.bar.Add64(records)
+	if t.limit != "" {
+		desc += " [waiting: " + t.limit + "]"
+	}
+	t.bar.Describe(desc)
+}
+
+// LimitWait names the limit ferry waits on ("" when none).
+func (t *barTracker) LimitWait(desc string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.limit = desc
+	t.describe()
 }
 
 // Finish ends the bar where the phase got to: full only when every record was
@@ -110,7 +130,11 @@ type logTracker struct {
 	start                time.Time
 	stop, done           chan struct{}
 	once                 sync.Once
+	limit                atomic.Pointer[string] // the limit ferry waits on now, if any
 }
+
+// LimitWait names the limit ferry waits on ("" when none) in the next lines.
+func (t *logTracker) LimitWait(desc string) { t.limit.Store(&desc) }
 
 func (t *logTracker) Add(records, bytes int64) {
 	t.records.Add(records)
@@ -134,6 +158,9 @@ func (t *logTracker) line(final bool) {
 	}
 	if t.totalBytes > 0 {
 		args = append(args, "total_bytes", t.totalBytes)
+	}
+	if l := t.limit.Load(); l != nil && *l != "" && !final {
+		args = append(args, "waiting_on", *l)
 	}
 	msg := "progress"
 	if final {

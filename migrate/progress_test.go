@@ -49,3 +49,34 @@ func TestLogFinishKeepsRealCount(t *testing.T) {
 		t.Errorf("final log line: %q", buf.String())
 	}
 }
+
+// While ferry waits on a limit, the bar and the progress lines name it.
+func TestProgressNamesTheLimit(t *testing.T) {
+	var buf bytes.Buffer
+	tr := BarProgress(&buf)("copy", 10, 1000)
+	tr.(limitNoter).LimitWait("virginia limit 20 req/s")
+	tr.Add(1, 100)
+	time.Sleep(120 * time.Millisecond) // past the bar's render throttle
+	tr.Add(1, 100)
+	if !strings.Contains(buf.String(), "[waiting: virginia limit 20 req/s]") {
+		t.Errorf("the bar does not name the limit:\n%q", buf.String())
+	}
+	tr.(limitNoter).LimitWait("")
+	buf.Reset()
+	time.Sleep(120 * time.Millisecond)
+	tr.Add(1, 100)
+	if strings.Contains(buf.String(), "waiting") {
+		t.Errorf("the bar still names a limit:\n%q", buf.String())
+	}
+	tr.Finish()
+
+	buf.Reset()
+	lt := LogProgress(slog.New(slog.NewTextHandler(&buf, nil)), 20*time.Millisecond)("copy", 10, 0)
+	lt.(limitNoter).LimitWait("virginia limit 20 req/s")
+	lt.Add(1, 0)
+	time.Sleep(100 * time.Millisecond)
+	lt.Finish()
+	if !strings.Contains(buf.String(), `waiting_on="virginia limit 20 req/s"`) {
+		t.Errorf("the progress line does not name the limit:\n%s", buf.String())
+	}
+}

@@ -59,8 +59,11 @@ type StatusResult struct {
 	PerMinute map[string]int64 `json:"per_minute"`
 	// Retries counts requests the stores retried (throttling, 5xx, dropped
 	// connections), by site, over every run so far.
-	Retries map[string]int64      `json:"retries,omitempty"`
-	Lock    *checkpoints.LockInfo `json:"lock,omitempty"`
+	Retries map[string]int64 `json:"retries,omitempty"`
+	// Limits lists each store's limit in force and the time spent waiting on it
+	// (stores without limits or waits are left out).
+	Limits []StoreLimit          `json:"limits,omitempty"`
+	Lock   *checkpoints.LockInfo `json:"lock,omitempty"`
 	// Workers lists the processes that joined a shared phase, live ones first.
 	Workers []WorkerStatus `json:"workers,omitempty"`
 	User    string         `json:"user,omitempty"`
@@ -86,6 +89,9 @@ func (m *Migration) Status(ctx context.Context, user string) (*StatusResult, err
 	res.Records, res.Sites, res.PerMinute = st.Records, st.ReplicasSite, st.Recent
 	if r := m.retryTotals(ctx); len(r) > 0 {
 		res.Retries = r
+	}
+	if res.Limits, err = m.Limits(ctx); err != nil {
+		return nil, err
 	}
 	states, err := m.stageStates(ctx)
 	if err != nil {

@@ -91,6 +91,14 @@ func (m *Migration) enter(ctx context.Context, phase string) error {
 	}
 	m.worker = w
 	go w.heartbeat()
+	if l := m.limiter; l != nil {
+		// Take this worker's share now, not at the next interval.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 4*l.interval)
+			defer cancel()
+			l.refresh(ctx)
+		}()
+	}
 	m.log.Info("joined as a worker", "worker", w.id, "phase", phase, "lease", w.lease)
 	return nil
 }

@@ -202,6 +202,9 @@ func printStatus(w io.Writer, r *migrate.StatusResult) {
 		}
 		fmt.Fprintf(w, "requests retried (throttling, 5xx, dropped connections): %s\n", strings.Join(parts, ", "))
 	}
+	if len(r.Limits) > 0 {
+		printLimits(w, r.Limits)
+	}
 	if r.User != "" {
 		fmt.Fprintf(w, "user %s: %d records\n", r.User, len(r.Users))
 		for _, u := range r.Users {

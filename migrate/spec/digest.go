@@ -31,7 +31,7 @@ const DigestVersion = "ferry-spec-digest/v1"
 // It leaves out what only tunes or operates a run and may differ between operators
 // or machines without changing the outcome: state, credentials (names of profiles
 // and variables), path_style, checksum_when_required, part sizes, copy.concurrency,
-// copy.retries, verify.concurrency and report (signing key path, signer).
+// copy.retries, verify.concurrency, limits and report (signing key path, signer).
 //
 // Defaults are applied first, so leaving a key out and writing its default give the
 // same digest; whitespace, comments, key order, quoting and YAML style never matter.

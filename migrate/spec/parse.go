@@ -590,7 +590,7 @@ func parseStateURL(v string) (string, error) {
 	return v, nil
 }
 
-var siteKeys = []string{"name", "role", "url", "endpoint", "region", "path_style", "checksum_when_required", "credentials", "quarantine", "part_size"}
+var siteKeys = []string{"name", "role", "url", "endpoint", "region", "path_style", "checksum_when_required", "credentials", "quarantine", "part_size", "limits"}
 
 func (p *parser) sources(n *yaml.Node, s *Spec) {
 	ok := p.list(n, "sources", func(i int, item *yaml.Node, path string) {
@@ -637,7 +637,7 @@ func (p *parser) site(n *yaml.Node, path string, site *Site, partSize int64) {
 	p.store(m, n, path, storeFields{
 		url: &site.URL, raw: &site.RawURL, endpoint: &site.Endpoint, region: &site.Region,
 		pathStyle: &site.PathStyle, checksum: &site.ChecksumWhenRequired,
-		creds: &site.Credentials, partSize: &site.PartSize, loc: &site.loc,
+		creds: &site.Credentials, partSize: &site.PartSize, loc: &site.loc, limits: &site.Limits,
 	})
 	if e, ok := m["quarantine"]; ok && !isNull(e.val) {
 		kp := joinKey(path, "quarantine")
@@ -669,6 +669,7 @@ type storeFields struct {
 	creds                      *Credentials
 	partSize                   *int64
 	loc                        *location
+	limits                     *Limits
 }
 
 func (p *parser) store(m map[string]entry, n *yaml.Node, path string, f storeFields) {
@@ -724,6 +725,9 @@ func (p *parser) store(m map[string]entry, n *yaml.Node, path string, f storeFie
 	}
 	if e, ok := m["credentials"]; ok {
 		*f.creds = p.credentials(e.val, joinKey(path, "credentials"), f.loc.scheme)
+	}
+	if e, ok := m["limits"]; ok {
+		*f.limits = p.limits(e.val, joinKey(path, "limits")) // limits.go
 	}
 	if f.loc.scheme != "s3" && f.loc.scheme != "" {
 		if *f.pathStyle {
@@ -894,7 +898,7 @@ func (p *parser) credentials(n *yaml.Node, path, scheme string) Credentials {
 	return c
 }
 
-var targetKeys = []string{"url", "endpoint", "region", "path_style", "checksum_when_required", "credentials", "residency", "kms_key_id", "part_size"}
+var targetKeys = []string{"url", "endpoint", "region", "path_style", "checksum_when_required", "credentials", "residency", "kms_key_id", "part_size", "limits"}
 
 func (p *parser) target(n *yaml.Node, s *Spec) {
 	t := &s.Target
@@ -907,7 +911,7 @@ func (p *parser) target(n *yaml.Node, s *Spec) {
 	p.store(m, n, "target", storeFields{
 		url: &t.URL, raw: &t.RawURL, endpoint: &t.Endpoint, region: &t.Region,
 		pathStyle: &t.PathStyle, checksum: &t.ChecksumWhenRequired,
-		creds: &t.Credentials, partSize: &t.PartSize, loc: &t.loc,
+		creds: &t.Credentials, partSize: &t.PartSize, loc: &t.loc, limits: &t.Limits,
 	})
 	if e, ok := m["residency"]; ok {
 		regions, nodes, ok := p.strList(e.val, "target.residency")

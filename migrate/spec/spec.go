@@ -134,6 +134,8 @@ type Site struct {
 	Quarantine string `json:"quarantine,omitempty"`
 	// PartSize in bytes; copy.part_size unless the site sets part_size.
 	PartSize int64 `json:"part_size"`
+	// Limits cap requests and bytes per second taken from the site (limits.go).
+	Limits Limits `json:"limits,omitzero"`
 
 	loc location
 }
@@ -151,6 +153,8 @@ type Target struct {
 	Residency []string `json:"residency,omitempty"`
 	KMSKeyID  string   `json:"kms_key_id,omitempty"`
 	PartSize  int64    `json:"part_size"` // bytes; copy.part_size unless set
+	// Limits cap requests and bytes per second sent to the target (limits.go).
+	Limits Limits `json:"limits,omitzero"`
 
 	loc location
 }

@@ -58,6 +58,11 @@ sources:
     #   or {access_key_env: VA_ACCESS_KEY_ID, secret_key_env: VA_SECRET_ACCESS_KEY}
     # quarantine: .ferry-quarantine   # soft deletes go here when the store keeps no versions
     # part_size: 16MiB                # multipart part size for this site (default copy.part_size)
+    # limits:                         # cap what ferry takes from a site still in use (README "Limits")
+    #   requests_per_second: 200      # for the whole migration, shared by every worker
+    #   bytes_per_second: 50MiB
+    #   schedule:                     # first matching window wins; outside: the values above
+    #     - {days: mon-fri, hours: "08:00-20:00", zone: America/New_York, bytes_per_second: 10MiB}
   - name: singapore
     role: backup
     url: file://./data/singapore

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -104,6 +105,34 @@ type Proxy struct {
 	rng   *rand.Rand
 	// counts holds requests the server answered, by op, bucket and status class.
 	counts map[string]*atomic.Int64
+	// observers see every request the proxy forwarded untouched (Observe).
+	observers []func(Exchange)
+}
+
+// Exchange is one request the proxy forwarded to the server and its answer.
+type Exchange struct {
+	Op            Op
+	Bucket        string
+	Status        int
+	At            time.Time // when the request reached the proxy
+	RequestBytes  int64     // the request body's length (0 when none or unknown)
+	ResponseBytes int64     // the response body bytes sent to the client
+}
+
+// Observe calls fn after every request the proxy forwards without a fault (from
+// the handler's goroutine, so fn must be safe for concurrent use): a server-side
+// count of requests and bytes, for tests of rates. It returns a function that
+// stops the calls.
+func (p *Proxy) Observe(fn func(Exchange)) (remove func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	id := len(p.observers)
+	p.observers = append(p.observers, fn)
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.observers[id] = nil
+	}
 }
 
 // Proxy starts a fault-injecting proxy in front of s for the duration of t.
@@ -276,11 +305,20 @@ func (p *Proxy) faultFor(r *http.Request, op Op, bucket string) *Fault {
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	op, bucket := Classify(r)
+	at := time.Now()
 	f := p.faultFor(r, op, bucket)
 	if f == nil {
 		sw := &statusWriter{ResponseWriter: w}
 		p.rp.ServeHTTP(sw, r)
 		p.count(op, bucket, sw.code())
+		p.mu.Lock()
+		obs := slices.Clone(p.observers)
+		p.mu.Unlock()
+		for _, fn := range obs {
+			if fn != nil {
+				fn(Exchange{Op: op, Bucket: bucket, Status: sw.code(), At: at, RequestBytes: max(r.ContentLength, 0), ResponseBytes: sw.n})
+			}
+		}
 		return
 	}
 	if f.Latency > 0 {
@@ -369,6 +407,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	n      int64 // body bytes written
 }
 
 func (s *statusWriter) WriteHeader(code int) {
@@ -382,7 +421,9 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
-	return s.ResponseWriter.Write(b)
+	n, err := s.ResponseWriter.Write(b)
+	s.n += int64(n)
+	return n, err
 }
 
 func (s *statusWriter) Flush() { http.NewResponseController(s.ResponseWriter).Flush() }
