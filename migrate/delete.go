@@ -86,6 +86,9 @@ func (m *Migration) checkOrder(states map[string]checkpoints.StageState, name st
 		if s.State != StageFinished && s.State != StagePurged {
 			return Refused("stage %q must finish before stage %q (it is %s)", st.Name, name, s.State)
 		}
+		if err := m.emptyCanary(states, st); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -159,6 +162,9 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 	if err := m.needPlan(ctx); err != nil {
 		return nil, err
 	}
+	if err := m.checkPlanContext(ctx, "delete"); err != nil {
+		return nil, err
+	}
 	states, err := m.stageStates(ctx)
 	if err != nil {
 		return nil, err
@@ -181,9 +187,18 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 		return res, Refused("stage %q is already purged", stageName)
 	}
 	if m.Opts.DryRun {
-		return res, nil
+		if confirm != "" {
+			// A dry run checks a given --confirm exactly as the real run would.
+			if err := ValidConfirm(confirm, res.Scope.Digest); err != nil {
+				return res, err
+			}
+		}
+		return res, m.checkCanary(st, res.Scope)
 	}
 	if err := ValidConfirm(confirm, res.Scope.Digest); err != nil {
+		return res, err
+	}
+	if err := m.checkCanary(st, res.Scope); err != nil {
 		return res, err
 	}
 	// Every site of the stage must support the delete the mode needs.
@@ -196,6 +211,9 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 		} else if _, ok := s.(providers.ConditionalDeleter); !ok {
 			return res, Refused("site %s cannot delete conditionally; ferry never deletes unconditionally", site)
 		}
+	}
+	if err := m.recordGrace(ctx, stageName, res.Mode); err != nil {
+		return res, err
 	}
 	ss := states[stageName]
 	ss.Mode, ss.Digest, ss.State = res.Mode, res.Scope.Digest, StageRunning
@@ -699,6 +717,8 @@ type StageOpResult struct {
 	Done     int64          `json:"done"`
 	Problems []ConflictInfo `json:"problems,omitempty"`
 	State    string         `json:"stage_state"`
+	// Next says what must happen before the stage can run again (after a restore).
+	Next string `json:"next,omitempty"`
 }
 
 // Restore puts back every soft-deleted replica of a stage.
@@ -718,6 +738,9 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 	if _, ok := m.stage(stageName); !ok {
 		return nil, Errorf(ExitUsage, "no stage %q in %s (stages: %s)", stageName, m.Spec.Path, strings.Join(m.stageNames(), ", "))
 	}
+	if err := m.checkPlanContext(ctx, op); err != nil {
+		return nil, err
+	}
 	states, err := m.stageStates(ctx)
 	if err != nil {
 		return nil, err
@@ -732,7 +755,7 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 	case op == "purge" && ss.State != StageFinished:
 		return res, Refused("stage %q is %s: only a finished stage can be purged", stageName, ss.State)
 	case op == "purge":
-		until := ss.FinishedAt.Add(m.Spec.Delete.Grace)
+		until := m.purgeAfter(ctx, ss) // the grace in force at the soft delete, if longer
 		if m.now().Before(until) {
 			return res, Refused("stage %q is in its grace period until %s: purge after that", stageName, until.UTC().Format(time.RFC3339))
 		}
@@ -755,6 +778,10 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 			}
 			if p.State == checkpoints.Intent {
 				res.Problems = append(res.Problems, ConflictInfo{Key: r.Key, Reason: "an interrupted delete at " + p.Site + ": run the stage's delete again first"})
+				continue
+			}
+			if op == "purge" && heldBack(r.State) {
+				res.Problems = append(res.Problems, ConflictInfo{Key: r.Key, Reason: "not purged at " + p.Site + ": " + r.LastError + "; its kept copy stays (--restore puts it back)"})
 				continue
 			}
 			if p.Mode != "soft" {
@@ -840,6 +867,9 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 	}
 	if m.Opts.DryRun {
 		return res, nil
+	}
+	if op == "restore" && res.Done > 0 {
+		res.Next = restoredNext(stageName)
 	}
 	if refused > 0 {
 		return res, Errorf(ExitVerify, "purge of stage %q: %d records' kept replicas were not purged: their target copy failed the re-check; run ferry verify (the kept bytes can still be restored with --restore)", stageName, refused)

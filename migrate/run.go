@@ -62,7 +62,8 @@ func (m *Migration) Run(ctx context.Context, through, confirm string, reread boo
 	if !m.Opts.DryRun && (res.Copy.Failed > 0 || res.Verify.NotVerified > 0 || res.Verify.Divergent > 0 || res.Verify.ReplicasMissing > 0) {
 		return res, soft
 	}
-	if !m.Opts.DryRun {
+	// A dry run checks a given --confirm exactly as the real run would.
+	if !m.Opts.DryRun || confirm != "" {
 		if err := ValidConfirm(confirm, res.Plan.Digest); err != nil {
 			return res, Refused("%v (run --confirm takes the plan digest)", err)
 		}
