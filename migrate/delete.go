@@ -77,7 +77,7 @@ func (m *Migration) stageStates(ctx context.Context) (map[string]checkpoints.Sta
 }
 
 // checkOrder refuses a stage while an earlier stage has not finished.
-func (m *Migration) checkOrder(states map[string]checkpoints.StageState, name string) error {
+func (m *Migration) checkOrder(ctx context.Context, states map[string]checkpoints.StageState, name string) error {
 	for _, st := range m.Spec.Delete.Stages {
 		if st.Name == name {
 			return nil
@@ -86,7 +86,7 @@ func (m *Migration) checkOrder(states map[string]checkpoints.StageState, name st
 		if s.State != StageFinished && s.State != StagePurged {
 			return Refused("stage %q must finish before stage %q (it is %s)", st.Name, name, s.State)
 		}
-		if err := m.emptyCanary(states, st); err != nil {
+		if err := m.emptyCanary(ctx, states, st); err != nil {
 			return err
 		}
 	}
@@ -173,7 +173,7 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 	if res.Scope, err = m.stageScope(ctx, stageName, false, nil); err != nil {
 		return res, err
 	}
-	if err := m.checkOrder(states, stageName); err != nil {
+	if err := m.checkOrder(ctx, states, stageName); err != nil {
 		return res, err
 	}
 	if res.Limit, err = m.deleteLimit(ctx, st); err != nil {
@@ -193,12 +193,12 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 				return res, err
 			}
 		}
-		return res, m.checkCanary(st, res.Scope)
+		return res, m.checkCanary(ctx, st, res.Scope)
 	}
 	if err := ValidConfirm(confirm, res.Scope.Digest); err != nil {
 		return res, err
 	}
-	if err := m.checkCanary(st, res.Scope); err != nil {
+	if err := m.checkCanary(ctx, st, res.Scope); err != nil {
 		return res, err
 	}
 	// Every site of the stage must support the delete the mode needs.

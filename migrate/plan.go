@@ -330,6 +330,9 @@ func (m *Migration) reconcilePlan(ctx context.Context, res *PlanResult) (*PlanRe
 	if err := m.recordPlanContext(ctx); err != nil {
 		return nil, err
 	}
+	if err := m.roundUpSamples(ctx); err != nil {
+		return nil, err
+	}
 	if err := m.fillPlanCounts(ctx, res); err != nil {
 		return nil, err
 	}

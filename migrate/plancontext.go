@@ -103,7 +103,7 @@ func (m *Migration) planDrift(ctx context.Context) (changes []string, recorded b
 	if err != nil {
 		return nil, false, Errorf(ExitRuntime, "%w", err)
 	}
-	if !ok {
+	if !ok || v == "" {
 		return nil, false, nil
 	}
 	var old planContext

@@ -72,6 +72,9 @@ func (m *Migration) Run(ctx context.Context, through, confirm string, reread boo
 		predicted := res.Plan.Stages[i]
 		if m.Opts.DryRun {
 			res.Deletes = append(res.Deletes, &DeleteResult{Stage: st.Name, DryRun: true, Mode: m.stageMode(st.Name), Scope: predicted})
+			if err := m.checkCanary(ctx, st, predicted); err != nil {
+				return res, err // the real run would stop here
+			}
 			continue
 		}
 		now, err := m.stageScope(ctx, st.Name, false, nil)
