@@ -11,6 +11,8 @@ import (
 
 	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/migrate/spec"
+	"github.com/ferrymigrate/ferry/providers"
+	"github.com/ferrymigrate/ferry/providers/s3/s3test"
 )
 
 // Issue 13 classes 6, 7 and 8 (I11): delete, purge, restore and report act only on
@@ -217,9 +219,24 @@ func TestI11ExcludedAfterVerifyNeverDeleted(t *testing.T) {
 	})
 }
 
+// softKinds runs f against every store kind and a versioned MinIO bucket, where a
+// soft delete is a delete marker and the kept bytes a noncurrent version.
+func softKinds(t *testing.T, f func(t *testing.T, k storeKind)) {
+	eachKind(t, f)
+	t.Run("s3-versioned", func(t *testing.T) {
+		f(t, storeKind{"s3-versioned", func(t *testing.T, h *harness, name string) providers.Store {
+			return openS3(t, s3test.Shared(t, s3test.MinIO), true, name)
+		}})
+	})
+}
+
 // Class 7: a record excluded after its replicas were soft-deleted is never purged.
 func TestI11ExcludedAfterSoftDeleteNeverPurged(t *testing.T) {
-	h := newDriftHarness(t, storeKinds[0], fmt.Sprintf(driftYAML, "", "24h"))
+	softKinds(t, func(t *testing.T, k storeKind) { excludedAfterSoftDelete(t, k) })
+}
+
+func excludedAfterSoftDelete(t *testing.T, k storeKind) {
+	h := newDriftHarness(t, k, fmt.Sprintf(driftYAML, "", "24h"))
 	ctx := context.Background()
 	m := h.open()
 	runThroughVerify(t, m)
@@ -249,7 +266,11 @@ func TestI11ExcludedAfterSoftDeleteNeverPurged(t *testing.T) {
 // Class 7: the grace in force at the soft delete counts; a shorter one later does
 // not let purge run early.
 func TestI11GraceShortenedAfterSoftDelete(t *testing.T) {
-	h := newDriftHarness(t, storeKinds[0], fmt.Sprintf(driftYAML, "", "24h"))
+	softKinds(t, func(t *testing.T, k storeKind) { graceShortened(t, k) })
+}
+
+func graceShortened(t *testing.T, k storeKind) {
+	h := newDriftHarness(t, k, fmt.Sprintf(driftYAML, "", "24h"))
 	ctx := context.Background()
 	m := h.open()
 	runThroughVerify(t, m)
