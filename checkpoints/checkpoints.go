@@ -48,10 +48,13 @@ const (
 	Purged    ReplicaState = "purged"        // soft-deleted bytes removed for good
 	Restored  ReplicaState = "restored"      // a soft delete undone; must be proven again before deletion
 	Missing   ReplicaState = "missing"       // vanished from its site without ferry deleting it (anomaly)
+	// Retained: on a versioned site, the verified version was deleted but other
+	// versions of the key remain there (user data): not deleted (DESIGN.md I10).
+	Retained ReplicaState = "retained"
 )
 
 // ReplicaStates lists every replica state.
-var ReplicaStates = []ReplicaState{Present, Identical, Divergent, Intent, Deleted, Purged, Restored, Missing}
+var ReplicaStates = []ReplicaState{Present, Identical, Divergent, Intent, Deleted, Purged, Restored, Missing, Retained}
 
 // Replica is one record's copy at one site.
 type Replica struct {

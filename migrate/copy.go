@@ -77,6 +77,9 @@ func (m *Migration) Copy(ctx context.Context) (*CopyResult, error) {
 	if err := m.needPlan(ctx); err != nil {
 		return nil, err
 	}
+	if err := m.checkIdentity(ctx, "copy"); err != nil {
+		return nil, err // writing to a site under the target's name (identity.go)
+	}
 	res := &CopyResult{DryRun: m.Opts.DryRun}
 	q := checkpoints.Query{States: []checkpoints.RecordState{checkpoints.Planned, checkpoints.Failed}}
 	st, err := m.State.Stats(ctx, m.now())

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -136,7 +137,12 @@ func listDir(t *testing.T, dir string) map[string]providers.Object {
 		t.Fatal(err)
 	}
 	out := map[string]providers.Object{}
-	if err := s.List(context.Background(), func(o providers.Object) error { out[o.Key] = o; return nil }); err != nil {
+	if err := s.List(context.Background(), func(o providers.Object) error {
+		if !strings.HasPrefix(o.Key, ".ferry-marker/") { // ferry's marker at the target is not data
+			out[o.Key] = o
+		}
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -29,15 +29,18 @@ const (
 
 // DeleteResult is what `ferry delete` reports.
 type DeleteResult struct {
-	Stage    string         `json:"stage"`
-	DryRun   bool           `json:"dry_run"`
-	Mode     string         `json:"mode"`
-	Scope    StageScope     `json:"scope"`
-	Limit    int64          `json:"max_delete"`
-	Deleted  int64          `json:"deleted"`
-	Already  int64          `json:"already_deleted"`
-	Skipped  int64          `json:"skipped"` // the target re-check failed: the record must be verified again
-	Changed  int64          `json:"changed"` // the replica changed after verification: not deleted
+	Stage   string     `json:"stage"`
+	DryRun  bool       `json:"dry_run"`
+	Mode    string     `json:"mode"`
+	Scope   StageScope `json:"scope"`
+	Limit   int64      `json:"max_delete"`
+	Deleted int64      `json:"deleted"`
+	Already int64      `json:"already_deleted"`
+	Skipped int64      `json:"skipped"` // the target re-check failed: the record must be verified again
+	Changed int64      `json:"changed"` // the replica changed after verification: not deleted
+	// Retained: on a versioned site the verified version was deleted, but other
+	// versions of the key remain (user data): not deleted (I10).
+	Retained int64          `json:"retained_for_versions"`
 	Errors   int64          `json:"errors"`
 	Problems []ConflictInfo `json:"problems,omitempty"`
 	State    string         `json:"stage_state"`
@@ -132,6 +135,7 @@ func ValidConfirm(confirm, digest string) error {
 // delCounts are a delete run's outcomes, counted by concurrent workers.
 type delCounts struct {
 	deleted, already, skipped, changed, errs atomic.Int64
+	retained                                 atomic.Int64           // versioned sites: other versions remain
 	example                                  atomic.Pointer[string] // one failed delete, for the final message
 }
 
@@ -200,6 +204,9 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 	}
 	if err := m.checkCanary(ctx, st, res.Scope); err != nil {
 		return res, err
+	}
+	if err := m.checkIdentity(ctx, "delete"); err != nil {
+		return res, err // a site that is the target under another name (identity.go)
 	}
 	// Every site of the stage must support the delete the mode needs.
 	for _, site := range st.Sites {
@@ -286,6 +293,7 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 		}
 	}
 	res.Deleted, res.Already, res.Skipped, res.Changed, res.Errors = n.deleted.Load(), n.already.Load(), n.skipped.Load(), n.changed.Load(), n.errs.Load()
+	res.Retained = n.retained.Load()
 	if err != nil {
 		return res, phaseErr("delete", err)
 	}
@@ -320,6 +328,9 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 	}
 	if res.Changed > 0 {
 		return res, Errorf(ExitIncomplete, "stage %q finished, but %d replicas changed at their site after verification and were not deleted; run ferry verify", stageName, res.Changed)
+	}
+	if res.Retained > 0 {
+		return res, retainedErr(stageName, res.Retained)
 	}
 	return res, nil
 }
@@ -448,6 +459,8 @@ func (m *Migration) deleteUnit(ctx context.Context, mode string, u *delUnit, n *
 		switch u.rec.Replicas[i].State {
 		case checkpoints.Deleted, checkpoints.Purged:
 			n.already.Add(1) // by an earlier run (or settled from its intent above)
+		case checkpoints.Retained:
+			countRetained(n, &u.rec.Replicas[i], u.rec.Key, problem) // still not deleted: say so again
 		case checkpoints.Intent:
 			todo = append(todo, i)
 		}
@@ -486,6 +499,8 @@ func (m *Migration) deleteUnit(ctx context.Context, mode string, u *delUnit, n *
 			return ferr // the intent stays: the next run settles it by looking at the site
 		}
 		switch {
+		case err == nil && p.State == checkpoints.Retained:
+			countRetained(n, p, u.rec.Key, problem)
 		case err == nil:
 			n.deleted.Add(1)
 		case errors.Is(err, providers.ErrPrecondition):
@@ -640,6 +655,9 @@ func (m *Migration) proveTarget(ctx context.Context, key string, size int64, sha
 // (I4): absent means the delete happened; the same version present means it did not
 // (the replica goes back to identical and is deleted now); anything else is a change.
 func (m *Migration) resolveIntent(ctx context.Context, p *checkpoints.Replica) error {
+	if v, ok := m.versioner(ctx, p.Site); ok {
+		return m.resolveVersionedIntent(ctx, v, p) // by the version's own existence (I10)
+	}
 	store := m.Sites[p.Site]
 	obj, err := store.Stat(ctx, p.SiteKey)
 	switch {
@@ -697,6 +715,9 @@ func (m *Migration) deleteReplica(ctx context.Context, p *checkpoints.Replica, m
 	failpoint("delete-after-call")
 	if err != nil {
 		return err
+	}
+	if v, ok := m.versioner(ctx, p.Site); ok {
+		return m.confirmVersionedDelete(ctx, v, p, mode) // deleted, or retained for other versions (I10)
 	}
 	if _, err := store.Stat(ctx, p.SiteKey); !errors.Is(err, providers.ErrNotFound) {
 		if err == nil {
@@ -759,17 +780,22 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 		if m.now().Before(until) {
 			return res, Refused("stage %q is in its grace period until %s: purge after that", stageName, until.UTC().Format(time.RFC3339))
 		}
+		if !m.Opts.DryRun {
+			if err := m.checkIdentity(ctx, "purge"); err != nil {
+				return res, err // a site that is the target under another name (identity.go)
+			}
+		}
 	case op == "restore" && ss.State == StagePending:
 		return res, Refused("stage %q has not run: nothing to restore", stageName)
 	}
 	var recs []checkpoints.Record
 	refused := int64(0) // purges refused because the target copy failed its re-check
-	err = m.State.Records(ctx, checkpoints.Query{Stage: stageName, ReplicaStates: []checkpoints.ReplicaState{checkpoints.Deleted, checkpoints.Intent}}, func(r checkpoints.Record) error {
+	err = m.State.Records(ctx, checkpoints.Query{Stage: stageName, ReplicaStates: []checkpoints.ReplicaState{checkpoints.Deleted, checkpoints.Intent, checkpoints.Retained}}, func(r checkpoints.Record) error {
 		r.Replicas = slices.Clone(r.Replicas)
 		rechecked := false // once per record, not per replica
 		for i := range r.Replicas {
 			p := &r.Replicas[i]
-			if p.Stage != stageName || (p.State != checkpoints.Deleted && p.State != checkpoints.Intent) {
+			if p.Stage != stageName || (p.State != checkpoints.Deleted && p.State != checkpoints.Intent && !keptRetained(*p)) {
 				continue
 			}
 			res.Replicas++
@@ -832,7 +858,7 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 					err = nil
 				}
 				if err == nil {
-					p.State, p.PurgedAt = checkpoints.Purged, m.now().UTC()
+					p.State, p.PurgedAt = purgedState(*p), m.now().UTC()
 				}
 			}
 			if err != nil {

@@ -73,11 +73,13 @@ type harness struct {
 	kind   storeKind
 	raw    map[string]providers.Store
 	faults map[string]*faulty.Store
-	spec   string
-	logs   *bytes.Buffer
-	logMu  sync.Mutex // several migrations (workers) may log into logs at once
-	mu     sync.Mutex
-	now    time.Time
+	// buckets names each store's bucket, for kinds that record it (identity_test.go).
+	buckets map[string]string
+	spec    string
+	logs    *bytes.Buffer
+	logMu   sync.Mutex // several migrations (workers) may log into logs at once
+	mu      sync.Mutex
+	now     time.Time
 }
 
 // logWriter serialises writes to the harness's log buffer.
@@ -116,7 +118,7 @@ report:
 
 func newHarness(t *testing.T, k storeKind, specYAML string) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: t.TempDir(), kind: k, raw: map[string]providers.Store{}, faults: map[string]*faulty.Store{},
+	h := &harness{t: t, dir: t.TempDir(), kind: k, raw: map[string]providers.Store{}, faults: map[string]*faulty.Store{}, buckets: map[string]string{},
 		spec: specYAML, logs: &bytes.Buffer{}, now: time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)}
 	if err := os.WriteFile(filepath.Join(h.dir, "ferry.yaml"), []byte(specYAML), 0o644); err != nil {
 		t.Fatal(err)
@@ -216,12 +218,15 @@ func (h *harness) put(store, key string, data []byte) {
 	}
 }
 
-// listing is the oracle: it lists a store directly, not asking ferry.
+// listing is the oracle: it lists a store directly, not asking ferry. It leaves out
+// ferry's marker objects (MarkerDir), which are never data.
 func (h *harness) listing(store string) map[string]providers.Object {
 	h.t.Helper()
 	out := map[string]providers.Object{}
 	err := h.raw[store].List(context.Background(), func(o providers.Object) error {
-		out[o.Key] = o
+		if !isMarkerKey(o.Key) { // ferry's marker at the target is not data
+			out[o.Key] = o
+		}
 		return nil
 	})
 	if err != nil {

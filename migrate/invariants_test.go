@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,11 +17,12 @@ import (
 
 	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/migrate/certificate"
+	"github.com/ferrymigrate/ferry/migrate/synth"
 	"github.com/ferrymigrate/ferry/providers"
 	"github.com/ferrymigrate/ferry/providers/faulty"
 )
 
-// Each test here would fail if its invariant (DESIGN.md I1-I8) were broken.
+// Each test here would fail if its invariant (DESIGN.md I1-I8, I10) were broken.
 
 // I1: no replica is deleted unless its record is verified and the target copy was
 // re-checked as part of that delete.
@@ -348,4 +350,81 @@ func findRec(recs []synthRecord, key string) synthRecord {
 		}
 	}
 	panic("no record " + key)
+}
+
+// I10 (issue 13 class 2): every version a user had is user data. On versioned sites
+// where some keys hold older versions, after every stage (and a re-plan, copy, verify
+// and delete after it) no replica is recorded deleted while any version of its key
+// remains at its site, no older version is deleted, the target copies never change,
+// and the manifest never calls such a record deleted.
+func TestI10VersionedSitesNeverClaimDeleted(t *testing.T) {
+	eachVersionedKind(t, func(t *testing.T, k storeKind) {
+		h := newHarness(t, k, fmt.Sprintf(versionedYAML, "hard"))
+		ctx := context.Background()
+		recs := synth.Records(synth.Options{Users: 3, RecordsPerUser: 4, Seed: 11})
+		older := map[string]map[string]bool{"virginia": {}, "singapore": {}}
+		for i, r := range recs {
+			if i%3 == 0 {
+				h.put("virginia", r.Key, olderText("virginia", r.Key))
+				older["virginia"][r.Key] = true
+			}
+			if i%5 == 0 {
+				h.put("singapore", r.Key, olderText("singapore", r.Key))
+				older["singapore"][r.Key] = true
+			}
+		}
+		h.populate("virginia", recs)
+		h.populate("singapore", synth.Subset(recs, 0.7, 3))
+		m := h.open()
+		targetSums := map[string]string{}
+		check := func(when string) {
+			t.Helper()
+			for _, r := range recs {
+				rec := record(t, m, r.Key)
+				for _, p := range rec.Replicas {
+					vs := h.versions(p.Site, r.Key)
+					if (p.State == checkpoints.Deleted || p.State == checkpoints.Purged) && len(vs) > 0 {
+						t.Fatalf("%s: I10 broken: %q at %s recorded %s while %d versions remain", when, r.Key, p.Site, p.State, len(vs))
+					}
+					if older[p.Site][r.Key] && !slices.ContainsFunc(vs, func(o providers.Object) bool { return o.Size == int64(len(olderText(p.Site, r.Key))) }) {
+						t.Fatalf("%s: I10 broken: the older version of %q at %s was deleted", when, r.Key, p.Site)
+					}
+				}
+				if rec.VerifiedAt.IsZero() {
+					continue // never verified (a conflict between sites): no target copy to guard
+				}
+				sum := sha256Hex(h.read("target", r.Key))
+				if prev, ok := targetSums[r.Key]; ok && prev != sum {
+					t.Fatalf("%s: I10 broken: the verified target copy of %q was overwritten", when, r.Key)
+				}
+				targetSums[r.Key] = sum
+			}
+		}
+		runThroughVerify(t, m)
+		check("after verify")
+		for round := 1; round <= 2; round++ {
+			for _, st := range m.Spec.Delete.Stages {
+				if _, err := deleteStage(t, m, st.Name); err != nil && ExitCode(err) != ExitIncomplete {
+					t.Fatalf("round %d, %s: %v", round, st.Name, err)
+				}
+				check(fmt.Sprintf("round %d, after stage %s", round, st.Name))
+			}
+			runThroughVerify(t, m) // a later plan sees the surfaced older versions
+			check(fmt.Sprintf("round %d, after re-plan, copy, verify", round))
+		}
+		dir := filepath.Join(h.dir, "report")
+		if _, err := m.Report(ctx, dir); err != nil && ExitCode(err) != ExitIncomplete {
+			t.Fatal(err)
+		}
+		for key, l := range manifestLines(t, dir) {
+			if l.Status != certificate.StatusDeleted && l.Status != certificate.StatusPurged {
+				continue
+			}
+			for _, ref := range l.Replicas {
+				if vs := h.versions(ref.Site, key); len(vs) > 0 {
+					t.Fatalf("I10 broken: the manifest says %q is %s, but %s holds %d versions", key, l.Status, ref.Site, len(vs))
+				}
+			}
+		}
+	})
 }

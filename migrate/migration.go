@@ -60,6 +60,8 @@ type Migration struct {
 	lockStop  chan struct{}
 	lockDone  chan struct{}
 	worker    *worker // set while this process works a shared phase
+	markers   markerSightings
+	versioned versionedSites
 }
 
 // Open loads the spec, opens the checkpoint state and every store. In a dry run the

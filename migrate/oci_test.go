@@ -96,7 +96,7 @@ func TestOCICorruptUploadNeverVerified(t *testing.T) {
 	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
 	srv := useOCITarget(t, h, false)
 	h.put("virginia", "u1/doc", []byte("bytes that must arrive intact"))
-	rule := &ocitest.Rule{Op: "PutObject", Fault: ocitest.Fault{CorruptRequest: true}}
+	rule := &ocitest.Rule{Op: "PutObject", Path: "u1/doc", Fault: ocitest.Fault{CorruptRequest: true}}
 	remove := srv.Inject(rule)
 	m := h.open()
 	ctx := context.Background()
@@ -228,4 +228,38 @@ func TestI8SecretsNeverWrittenOCI(t *testing.T) {
 		}
 	}
 	t.Logf("scanned %d haystacks for %d secrets (%d Authorization headers)", len(hay), len(secrets), len(auth))
+}
+
+// I9 on OCI: the target's bucket reached as a site through the emulator's endpoint
+// spelled localhost instead of 127.0.0.1 is the target under another name: the
+// delete stage is refused (exit 5) and nothing is deleted.
+func TestI9OCISiteIsTargetUnderAnotherEndpoint(t *testing.T) {
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(recheckYAML, "hard"))
+	srv := useOCITarget(t, h, false)
+	for i := range 6 {
+		h.putBoth(fmt.Sprintf("u%d/doc", i), []byte(fmt.Sprintf("record %d", i)))
+	}
+	m := h.open()
+	runThroughVerify(t, m)
+	m.Close()
+	id := ocitest.NewIdentity(t)
+	srv.Trust(id)
+	cfg := srv.StoreConfig(id, "us-users", "users/")
+	cfg.Name, cfg.Migration = "singapore", "test-migration"
+	cfg.Endpoint = strings.Replace(cfg.Endpoint, "127.0.0.1", "localhost", 1)
+	alias, err := oci.New(context.Background(), cfg, oci.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { alias.Close() })
+	h.faults["singapore"] = faulty.Wrap(alias)
+	m = h.open()
+	_, err = deleteStage(t, m, "backups")
+	mustRefuseAlias(t, "delete", err, "singapore")
+	if strings.Contains(err.Error(), "marker") {
+		t.Fatalf("refused by the marker, want by identity: %v", err)
+	}
+	if n := len(h.listing("target")); n != 6 {
+		t.Fatalf("target holds %d of 6 records", n)
+	}
 }

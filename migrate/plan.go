@@ -80,6 +80,9 @@ func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
 	if err := m.checkResidency(ctx); err != nil {
 		return nil, err
 	}
+	if err := m.checkStoreIdentities(ctx, "plan"); err != nil {
+		return nil, err // a site that is the target under another name (identity.go)
+	}
 	res := &PlanResult{Migration: m.Spec.Migration, DryRun: m.Opts.DryRun, SpecDigest: m.Spec.Digest(), Sites: map[string]SiteListing{}, Records: map[string]int64{}}
 	if m.worker != nil {
 		return m.planShared(ctx, res)
@@ -88,6 +91,9 @@ func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
 		return nil, Errorf(ExitRuntime, "%w", err)
 	}
 	if err := m.listSites(ctx, res); err != nil {
+		return nil, err
+	}
+	if err := m.refuseMarkers(); err != nil {
 		return nil, err
 	}
 	return m.reconcilePlan(ctx, res)
@@ -128,6 +134,9 @@ func (m *Migration) listSites(ctx context.Context, res *PlanResult) error {
 					return nil
 				}
 				err := list(func(o providers.Object) error {
+					if m.skipMarker(name, o.Key) {
+						return nil // ferry's marker objects are never records
+					}
 					n.Add(1)
 					bytes.Add(o.Size)
 					batch = append(batch, listed(name, o))

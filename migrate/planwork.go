@@ -206,6 +206,9 @@ func (m *Migration) listClaimed(ctx context.Context, c checkpoints.Claim) error 
 		return err
 	}
 	add := func(o providers.Object) error {
+		if m.skipMarker(c.Site, o.Key) {
+			return nil // ferry's marker objects are never records
+		}
 		page = append(page, listed(c.Site, o))
 		last = o.Key
 		if len(page) >= listBatch {
@@ -230,6 +233,9 @@ func (m *Migration) listClaimed(ctx context.Context, c checkpoints.Claim) error 
 	}
 	if err == nil {
 		err = flush()
+	}
+	if err == nil {
+		err = m.refuseMarkers() // before Finish: the range stays open, the plan unmerged
 	}
 	if err == nil {
 		err = m.State.Finish(cctx, c, nil)

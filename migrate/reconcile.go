@@ -30,10 +30,11 @@ func live(s checkpoints.ReplicaState) bool {
 	return false
 }
 
-// gone reports whether ferry has deleted (or is deleting) the replica.
+// gone reports whether ferry has deleted (or is deleting) the replica, or its
+// verified version (retained: other versions remain, so it is not deleted).
 func gone(s checkpoints.ReplicaState) bool {
 	switch s {
-	case checkpoints.Intent, checkpoints.Deleted, checkpoints.Purged:
+	case checkpoints.Intent, checkpoints.Deleted, checkpoints.Purged, checkpoints.Retained:
 		return true
 	}
 	return false
@@ -148,6 +149,7 @@ func (m *Migration) merge(key, siteKey string, listed []checkpoints.Listed, old 
 		rec = checkpoints.Record{Key: key, State: checkpoints.Planned, TargetKey: key}
 	}
 	sourceChanged := false
+	var surfaced []string // sites listing another version where ferry deleted (I10)
 	for _, l := range listed {
 		site := m.siteSpec(l.Site)
 		np := checkpoints.Replica{
@@ -169,8 +171,16 @@ func (m *Migration) merge(key, siteKey string, listed []checkpoints.Listed, old 
 			}
 			continue
 		}
-		// A new version at this site (or new bytes where ferry deleted before): it must
-		// be proven again before anything happens to it.
+		if keepsDeleted(p) {
+			// Another version where ferry deleted (or is deleting) the verified one:
+			// the replica keeps its record; the record goes to conflict below.
+			if p.State != checkpoints.Intent {
+				surfaced = append(surfaced, l.Site)
+			}
+			continue
+		}
+		// A new version at this site: it must be proven again before anything
+		// happens to it.
 		if rec.Source == l.Site && m.pastPlanning(&rec) {
 			sourceChanged = true
 		}
@@ -178,6 +188,10 @@ func (m *Migration) merge(key, siteKey string, listed []checkpoints.Listed, old 
 		*p = np
 	}
 	sort.Slice(rec.Replicas, func(i, j int) bool { return rec.Replicas[i].Site < rec.Replicas[j].Site })
+	if why := deletedThenChanged(old, surfaced, sourceChanged); why != "" {
+		rec.State, rec.Conflict = checkpoints.Conflict, why // never copied over the verified target copy
+		return rec
+	}
 
 	if m.pastPlanning(&rec) {
 		if sourceChanged {

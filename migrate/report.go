@@ -94,7 +94,7 @@ func (m *Migration) manifestLine(r checkpoints.Record) certificate.ManifestLine 
 		if isSHA256Hex(p.SHA256) {
 			ref.SHA256 = p.SHA256 // the replica's own hash: a divergent one differs from the record's
 		}
-		if gone(p.State) && p.State != checkpoints.Intent {
+		if gone(p.State) && p.State != checkpoints.Intent && p.State != checkpoints.Retained { // retained: not deleted (I10)
 			ref.DeletedAt, ref.Mode = certificate.FormatTime(p.DeletedAt), p.Mode
 		}
 		l.Replicas = append(l.Replicas, ref)

@@ -14,7 +14,11 @@ type Probe struct {
 	OK     bool   `json:"ok"`
 	Empty  bool   `json:"empty"`
 	Region string `json:"region,omitempty"`
-	Error  string `json:"error,omitempty"`
+	// Versioning is "on" for a store whose bucket keeps versions (enabled, or
+	// suspended after it was: older versions may remain), "unknown" when it cannot
+	// tell, "" otherwise. On a versioned site every version is user data (I10).
+	Versioning string `json:"versioning,omitempty"`
+	Error      string `json:"error,omitempty"`
 }
 
 // ValidateResult is what `ferry validate` reports.
@@ -23,6 +27,9 @@ type ValidateResult struct {
 	SpecDigest string  `json:"spec_digest"`
 	Sites      []Probe `json:"sites"`
 	Target     Probe   `json:"target"`
+	// Marker is the key of the marker object validate made sure the target holds
+	// (and found at no site); empty in a dry run.
+	Marker string `json:"marker,omitempty"`
 }
 
 var errProbeDone = errors.New("probe done")
@@ -33,7 +40,13 @@ func (m *Migration) Validate(ctx context.Context) (*ValidateResult, error) {
 	res := &ValidateResult{Migration: m.Spec.Migration, SpecDigest: m.Spec.Digest()}
 	probe := func(name, url string, s providers.Store) Probe {
 		p := Probe{Name: name, URL: url, Empty: true}
-		err := s.List(ctx, func(providers.Object) error { p.Empty = false; return errProbeDone })
+		err := s.List(ctx, func(o providers.Object) error {
+			if isMarkerKey(o.Key) {
+				return nil // ferry's own marker is not data
+			}
+			p.Empty = false
+			return errProbeDone
+		})
 		if err != nil && !errors.Is(err, errProbeDone) {
 			p.Error = errString(err)
 			return p
@@ -46,6 +59,7 @@ func (m *Migration) Validate(ctx context.Context) (*ValidateResult, error) {
 			}
 			p.Region = region
 		}
+		p.Versioning = versioningOf(ctx, s)
 		p.OK = true
 		return p
 	}
@@ -66,6 +80,12 @@ func (m *Migration) Validate(ctx context.Context) (*ValidateResult, error) {
 	}
 	if err := m.checkResidency(ctx); err != nil {
 		return res, err
+	}
+	if err := m.checkIdentity(ctx, "validate"); err != nil {
+		return res, err
+	}
+	if m.State != nil && !m.Opts.DryRun {
+		res.Marker, _, _ = m.State.Meta(ctx, metaMarker)
 	}
 	return res, nil
 }

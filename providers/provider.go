@@ -328,3 +328,13 @@ func As[T any](s Store) (T, bool) {
 	var zero T
 	return zero, false
 }
+
+// Identifier is implemented by stores that can say what they are, not how their URL
+// is spelled (DESIGN.md I9): a file store by its resolved root and the device and
+// inode of its directories, an object store by its server's addresses, its bucket and
+// its prefix. The pipeline refuses a site whose Identity overlaps the target's or
+// another site's. Spelled identity cannot be complete for object stores (a proxy, a
+// second DNS name), so the pipeline also looks for a marker object (migrate).
+type Identifier interface {
+	Identity(ctx context.Context) (Identity, error)
+}

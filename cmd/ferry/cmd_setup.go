@@ -145,7 +145,9 @@ line and key: exit 2), then reaches every site and the target with read-only pro
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			o := g.options()
-			o.NoState, o.DryRun = true, true
+			// Without --dry-run validate writes ferry's marker object to the target and
+			// records its key in the state (the marker proves no site is the target).
+			o.NoState = g.dryRun
 			m, err := migrate.Open(ctx, o)
 			if err != nil {
 				return g.finish(cmd, nil, err, nil)
@@ -163,6 +165,9 @@ line and key: exit 2), then reaches every site and the target with read-only pro
 					}
 					if p.Region != "" {
 						status += ", region " + p.Region
+					}
+					if p.Versioning != "" {
+						status += ", versioning " + p.Versioning + " (every version is user data: a replica is deleted only when no other version remains)"
 					}
 					fmt.Fprintf(w, "  %-10s %s: %s\n", p.Name, p.URL, status)
 				}

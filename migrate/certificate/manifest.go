@@ -57,10 +57,13 @@ const (
 	ReplicaIdentical = "identical"
 	ReplicaDivergent = "divergent"
 	ReplicaMissing   = "missing"
+	// ReplicaRetained: on a versioned site ferry deleted the verified version, but
+	// other versions of the key remain there: the replica is not deleted.
+	ReplicaRetained = "retained"
 )
 
 var replicaStates = map[string]bool{
-	ReplicaPresent: true, ReplicaIdentical: true, ReplicaDivergent: true, ReplicaMissing: true,
+	ReplicaPresent: true, ReplicaIdentical: true, ReplicaDivergent: true, ReplicaMissing: true, ReplicaRetained: true,
 	StatusDeleteIntent: true, StatusDeleted: true, StatusPurged: true, StatusRestored: true,
 }
 

@@ -410,6 +410,9 @@ func Assess(p *Predicate) []string {
 		if s.Missing > 0 {
 			reasons = append(reasons, fmt.Sprintf("%s at site %s vanished without ferry deleting them; their removal is not certified.", reps(s.Missing), site))
 		}
+		if t := s.ByState[ReplicaRetained]; t.Records > 0 {
+			reasons = append(reasons, fmt.Sprintf("%s at site %s were not deleted: the site keeps versions and other versions of their keys remain there (retained_for_versions); every version is user data.", reps(t.Records), site))
+		}
 		if s.Unconfirmed > 0 {
 			reasons = append(reasons, fmt.Sprintf("%s deleted at site %s were not confirmed absent.", reps(s.Unconfirmed), site))
 		}

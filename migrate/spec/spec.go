@@ -34,7 +34,9 @@
 //     Object-store prefixes are compared as written, so s3://b/users overlaps
 //     s3://b/users2/ (end prefixes with "/"). Stores at different endpoints never
 //     overlap; OCI buckets in different regions never overlap. Directories are
-//     compared lexically (symlinks are not followed at parse time).
+//     compared lexically (symlinks are not followed at parse time); the pipeline
+//     then compares what the stores are, and looks for a marker object it writes to
+//     the target at every site (migrate/identity.go, DESIGN.md I9).
 //   - conflicts: prefer-primary needs at least one primary source.
 //   - Each stage may override delete.mode and delete.max_delete.
 package spec

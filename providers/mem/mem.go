@@ -62,6 +62,10 @@ type data struct {
 	mu   sync.RWMutex
 	objs map[string]*entry
 	soft map[string]*entry // handle -> kept object
+	// versioned mode (see versioned.go): every version of a key, newest first; objs
+	// holds the current one, or nothing when a delete marker is on top.
+	versioned bool
+	versions  map[string][]*entry
 }
 
 // entry is immutable once stored: readers share it without copying the bytes.
@@ -83,7 +87,7 @@ func shared(name string) *data {
 	defer regMu.Unlock()
 	d := named[name]
 	if d == nil {
-		d = &data{objs: map[string]*entry{}, soft: map[string]*entry{}}
+		d = &data{objs: map[string]*entry{}, soft: map[string]*entry{}, versions: map[string][]*entry{}}
 		named[name] = d
 	}
 	return d
@@ -116,6 +120,7 @@ var (
 	_ providers.SoftDeleter        = (*Store)(nil)
 	_ providers.Featurer           = (*Store)(nil)
 	_ providers.Regioner           = (*Store)(nil)
+	_ providers.Versioner          = (*Store)(nil)
 )
 
 // New opens the in-memory store called name, creating it empty if needed.
@@ -340,6 +345,10 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, op
 		e.obj.Metadata = maps.Clone(opts.Metadata)
 	}
 	s.d.mu.Lock()
+	if s.d.versioned {
+		e.obj.Version = "v" + e.obj.ETag
+		s.d.versions[key] = append([]*entry{e}, s.d.versions[key]...)
+	}
 	s.d.objs[key] = e
 	s.d.mu.Unlock()
 	return e.view(), nil
@@ -355,7 +364,7 @@ func (s *Store) Delete(_ context.Context, key string) error {
 	if s.d.objs[key] == nil {
 		return notFound("delete", key)
 	}
-	delete(s.d.objs, key)
+	delete(s.d.objs, key) // versioned: a delete marker on top, every version kept
 	return nil
 }
 
@@ -378,8 +387,13 @@ func (s *Store) DeleteIf(_ context.Context, key string, expect providers.Object)
 	}
 	s.d.mu.Lock()
 	defer s.d.mu.Unlock()
-	if _, err := s.matchLocked("delete", key, expect); err != nil {
+	e, err := s.matchLocked("delete", key, expect)
+	if err != nil {
 		return err
+	}
+	if s.d.versioned {
+		s.dropVersionLocked(key, e) // exactly this version; an older one becomes current
+		return nil
 	}
 	delete(s.d.objs, key)
 	return nil
@@ -387,6 +401,9 @@ func (s *Store) DeleteIf(_ context.Context, key string, expect providers.Object)
 
 // SoftHandle is key@etag: ETags are never reused, so it names one version.
 func (s *Store) SoftHandle(key string, expect providers.Object) string {
+	if s.d.versioned {
+		return "v" + expect.ETag // the version id mem gives every version
+	}
 	return key + "@" + expect.ETag
 }
 
@@ -402,6 +419,10 @@ func (s *Store) SoftDelete(_ context.Context, key string, expect providers.Objec
 		return "", err
 	}
 	h := s.SoftHandle(key, expect)
+	if s.d.versioned {
+		delete(s.d.objs, key) // a delete marker on top of the kept version
+		return e.obj.Version, nil
+	}
 	s.d.soft[h] = e
 	delete(s.d.objs, key)
 	return h, nil
@@ -424,6 +445,9 @@ func (s *Store) Restore(_ context.Context, key, handle string) error {
 	}
 	s.d.mu.Lock()
 	defer s.d.mu.Unlock()
+	if s.d.versioned {
+		return s.restoreVersionLocked(key, handle)
+	}
 	e := s.softLocked(key, handle)
 	if e == nil {
 		return notFound("restore", handle)
@@ -443,6 +467,9 @@ func (s *Store) Purge(_ context.Context, key, handle string) error {
 	}
 	s.d.mu.Lock()
 	defer s.d.mu.Unlock()
+	if s.d.versioned {
+		return s.purgeVersionLocked(key, handle)
+	}
 	if s.softLocked(key, handle) == nil {
 		return notFound("purge", handle)
 	}
@@ -457,5 +484,9 @@ func (s *Store) SoftExists(_ context.Context, key, handle string) (bool, error) 
 	}
 	s.d.mu.RLock()
 	defer s.d.mu.RUnlock()
+	if s.d.versioned {
+		_, e := s.versionLocked(key, handle)
+		return e != nil && s.d.objs[key] != e, nil
+	}
 	return s.softLocked(key, handle) != nil, nil
 }

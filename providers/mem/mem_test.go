@@ -200,3 +200,17 @@ func BenchmarkPutStatDelete(b *testing.B) {
 		}
 	})
 }
+
+func TestVersionedConformance(t *testing.T) {
+	providertest.RunVersioned(t, func(t *testing.T) providers.Store {
+		s := fresh(t)
+		mem.EnableVersioning(s.Name())
+		return mem.New(s.Name())
+	})
+	// The whole suite holds in versioned mode too.
+	providertest.Run(t, func(t *testing.T) providers.Store {
+		s := fresh(t)
+		mem.EnableVersioning(s.Name())
+		return mem.New(s.Name())
+	})
+}

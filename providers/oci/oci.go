@@ -140,6 +140,7 @@ type Store struct {
 	ns, bucket string
 	prefix     string // "" or ending in "/"
 	region     string
+	endpoint   string // configured; "" for OCI's own endpoint of the region
 	name       string // site name, for messages
 	kms        string
 	partSize   int64
@@ -274,6 +275,7 @@ func New(ctx context.Context, cfg providers.Config, opts Options) (*Store, error
 			return nil, siteErr(cfg.Name, err)
 		}
 		client.Host = host
+		s.endpoint = cfg.Endpoint
 	}
 	client.Interceptor = versionFieldsInterceptor
 	s.client = api{c: client}

@@ -851,3 +851,16 @@ func (c *cancelAfter) Read(p []byte) (int, error) {
 	c.n -= n
 	return n, err
 }
+
+// TestVersionedConformance: Versions and Versioning against the emulator's versioned
+// buckets; an unversioned bucket reports Versioning false.
+func TestVersionedConformance(t *testing.T) {
+	srv := emulator(t, ocitest.Options{})
+	providertest.RunVersioned(t, func(t *testing.T) providers.Store {
+		return open(t, srv, newBucket(t, srv, true), "site/", fastOptions())
+	})
+	plain := open(t, srv, newBucket(t, srv, false), "site/", fastOptions())
+	if on, err := plain.Versioning(t.Context()); err != nil || on {
+		t.Fatalf("Versioning() of an unversioned bucket = %v, %v; want false", on, err)
+	}
+}

@@ -128,6 +128,7 @@ type Store struct {
 	prefix string // "" or ending in "/"
 
 	region    string // configured
+	endpoint  string // configured; "" for AWS
 	awsHosted bool   // no custom endpoint: AWS itself
 	partSize  int64
 	kmsKeyID  string
@@ -232,7 +233,7 @@ func New(ctx context.Context, cfg providers.Config) (*Store, error) {
 	}
 	s := &Store{
 		name: name, bucket: bucket, prefix: prefix,
-		region: cfg.Region, awsHosted: cfg.Endpoint == "",
+		region: cfg.Region, endpoint: cfg.Endpoint, awsHosted: cfg.Endpoint == "",
 		partSize: partSize, kmsKeyID: cfg.KMSKeyID,
 		pageSize: 1000,
 	}

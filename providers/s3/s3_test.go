@@ -1131,3 +1131,19 @@ func TestLongHistory(t *testing.T) {
 		}
 	})
 }
+
+// TestVersionedConformance: Versions on versioned MinIO and versitygw buckets, and
+// Versioning on an unversioned one (false) and a versioned one (true).
+func TestVersionedConformance(t *testing.T) {
+	for _, kind := range []s3test.Kind{s3test.MinIO, s3test.VersityGW} {
+		t.Run(string(kind), func(t *testing.T) {
+			srv := s3test.Shared(t, kind)
+			bucket := srv.Bucket(t, true)
+			providertest.RunVersioned(t, func(t *testing.T) providers.Store { return open(t, srv, bucket, true) })
+			plain := open(t, srv, "", false)
+			if on, err := plain.Versioning(t.Context()); err != nil || on {
+				t.Fatalf("Versioning() of an unversioned bucket = %v, %v; want false", on, err)
+			}
+		})
+	}
+}
