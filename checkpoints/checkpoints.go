@@ -27,10 +27,13 @@ const (
 	Conflict RecordState = "conflict" // replicas differ; never copied over one another, never deleted
 	Failed   RecordState = "failed"   // attempts exhausted; LastError says why
 	Excluded RecordState = "excluded" // outside records.include/exclude
+	// Rejected: the plan refused the record (its key does not match records.user, no
+	// replica is left to read); LastError says why. Never copied, never deleted.
+	Rejected RecordState = "rejected"
 )
 
 // RecordStates lists every record state in pipeline order.
-var RecordStates = []RecordState{Planned, Copied, Verified, Conflict, Failed, Excluded}
+var RecordStates = []RecordState{Planned, Copied, Verified, Conflict, Failed, Excluded, Rejected}
 
 // ReplicaState is where one replica (a record's copy at one site) stands.
 type ReplicaState string

@@ -100,6 +100,12 @@ func (m *Migration) Copy(ctx context.Context) (*CopyResult, error) {
 	var copied, skipped, failed, nbytes, retries atomic.Int64
 	var failMu sync.Mutex
 	err = m.eachRecord(ctx, "copy", q, m.Spec.Copy.Concurrency, func(gctx context.Context, r checkpoints.Record) ([]checkpoints.Record, error) {
+		if st, why := m.specVerdict(recordSiteKey(&r)); st != "" {
+			// Planned by a ferry that kept rejected records as failed: never copied.
+			r.State, r.LastError = st, why
+			tr.Add(1, 0)
+			return []checkpoints.Record{r}, nil
+		}
 		out, skip, tries, err := m.copyRecord(gctx, r)
 		retries.Add(int64(tries - 1))
 		if err != nil {

@@ -80,7 +80,7 @@ func (m *Migration) stageStates(ctx context.Context) (map[string]checkpoints.Sta
 }
 
 // checkOrder refuses a stage while an earlier stage has not finished.
-func (m *Migration) checkOrder(states map[string]checkpoints.StageState, name string) error {
+func (m *Migration) checkOrder(ctx context.Context, states map[string]checkpoints.StageState, name string) error {
 	for _, st := range m.Spec.Delete.Stages {
 		if st.Name == name {
 			return nil
@@ -88,6 +88,9 @@ func (m *Migration) checkOrder(states map[string]checkpoints.StageState, name st
 		s := states[st.Name]
 		if s.State != StageFinished && s.State != StagePurged {
 			return Refused("stage %q must finish before stage %q (it is %s)", st.Name, name, s.State)
+		}
+		if err := m.emptyCanary(ctx, states, st); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -163,6 +166,9 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 	if err := m.needPlan(ctx); err != nil {
 		return nil, err
 	}
+	if err := m.checkPlanContext(ctx, "delete"); err != nil {
+		return nil, err
+	}
 	states, err := m.stageStates(ctx)
 	if err != nil {
 		return nil, err
@@ -171,7 +177,7 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 	if res.Scope, err = m.stageScope(ctx, stageName, false, nil); err != nil {
 		return res, err
 	}
-	if err := m.checkOrder(states, stageName); err != nil {
+	if err := m.checkOrder(ctx, states, stageName); err != nil {
 		return res, err
 	}
 	if res.Limit, err = m.deleteLimit(ctx, st); err != nil {
@@ -185,9 +191,18 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 		return res, Refused("stage %q is already purged", stageName)
 	}
 	if m.Opts.DryRun {
-		return res, nil
+		if confirm != "" {
+			// A dry run checks a given --confirm exactly as the real run would.
+			if err := ValidConfirm(confirm, res.Scope.Digest); err != nil {
+				return res, err
+			}
+		}
+		return res, m.checkCanary(ctx, st, res.Scope)
 	}
 	if err := ValidConfirm(confirm, res.Scope.Digest); err != nil {
+		return res, err
+	}
+	if err := m.checkCanary(ctx, st, res.Scope); err != nil {
 		return res, err
 	}
 	if err := m.checkIdentity(ctx, "delete"); err != nil {
@@ -203,6 +218,9 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 		} else if _, ok := s.(providers.ConditionalDeleter); !ok {
 			return res, Refused("site %s cannot delete conditionally; ferry never deletes unconditionally", site)
 		}
+	}
+	if err := m.recordGrace(ctx, stageName, res.Mode); err != nil {
+		return res, err
 	}
 	ss := states[stageName]
 	ss.Mode, ss.Digest, ss.State = res.Mode, res.Scope.Digest, StageRunning
@@ -720,6 +738,8 @@ type StageOpResult struct {
 	Done     int64          `json:"done"`
 	Problems []ConflictInfo `json:"problems,omitempty"`
 	State    string         `json:"stage_state"`
+	// Next says what must happen before the stage can run again (after a restore).
+	Next string `json:"next,omitempty"`
 }
 
 // Restore puts back every soft-deleted replica of a stage.
@@ -739,6 +759,9 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 	if _, ok := m.stage(stageName); !ok {
 		return nil, Errorf(ExitUsage, "no stage %q in %s (stages: %s)", stageName, m.Spec.Path, strings.Join(m.stageNames(), ", "))
 	}
+	if err := m.checkPlanContext(ctx, op); err != nil {
+		return nil, err
+	}
 	states, err := m.stageStates(ctx)
 	if err != nil {
 		return nil, err
@@ -753,7 +776,7 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 	case op == "purge" && ss.State != StageFinished:
 		return res, Refused("stage %q is %s: only a finished stage can be purged", stageName, ss.State)
 	case op == "purge":
-		until := ss.FinishedAt.Add(m.Spec.Delete.Grace)
+		until := m.purgeAfter(ctx, ss) // the grace in force at the soft delete, if longer
 		if m.now().Before(until) {
 			return res, Refused("stage %q is in its grace period until %s: purge after that", stageName, until.UTC().Format(time.RFC3339))
 		}
@@ -781,6 +804,10 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 			}
 			if p.State == checkpoints.Intent {
 				res.Problems = append(res.Problems, ConflictInfo{Key: r.Key, Reason: "an interrupted delete at " + p.Site + ": run the stage's delete again first"})
+				continue
+			}
+			if op == "purge" && heldBack(r.State) {
+				res.Problems = append(res.Problems, ConflictInfo{Key: r.Key, Reason: "not purged at " + p.Site + ": " + r.LastError + "; its kept copy stays (--restore puts it back)"})
 				continue
 			}
 			if p.Mode != "soft" {
@@ -866,6 +893,9 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 	}
 	if m.Opts.DryRun {
 		return res, nil
+	}
+	if op == "restore" && res.Done > 0 {
+		res.Next = restoredNext(stageName)
 	}
 	if refused > 0 {
 		return res, Errorf(ExitVerify, "purge of stage %q: %d records' kept replicas were not purged: their target copy failed the re-check; run ferry verify (the kept bytes can still be restored with --restore)", stageName, refused)

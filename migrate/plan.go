@@ -62,6 +62,10 @@ type PlanResult struct {
 	Vanished   int64                  `json:"vanished"`
 	Conflicts  []ConflictInfo         `json:"conflicts,omitempty"` // the first 100
 	Stages     []StageScope           `json:"stages"`
+	// Failed and Rejected list records that are never copied nor deleted as they
+	// stand (copy failures; records the plan refused), the first 100 of each.
+	Failed   []ConflictInfo `json:"failed,omitempty"`
+	Rejected []ConflictInfo `json:"rejected,omitempty"`
 }
 
 const listBatch = 1000
@@ -332,15 +336,20 @@ func (m *Migration) reconcilePlan(ctx context.Context, res *PlanResult) (*PlanRe
 			return nil, Errorf(ExitRuntime, "%w", err)
 		}
 	}
+	if err := m.recordPlanContext(ctx); err != nil {
+		return nil, err
+	}
+	if err := m.roundUpSamples(ctx); err != nil {
+		return nil, err
+	}
 	if err := m.fillPlanCounts(ctx, res); err != nil {
 		return nil, err
 	}
 	if res.Stages, err = m.StageScopes(ctx, true); err != nil {
 		return nil, err
 	}
-	if n := res.Records[string(checkpoints.Conflict)] + res.Records[string(checkpoints.Failed)]; n > 0 {
-		return res, Errorf(ExitIncomplete, "plan stored: %d records in conflict, %d failed; they are never copied nor deleted until resolved",
-			res.Records[string(checkpoints.Conflict)], res.Records[string(checkpoints.Failed)])
+	if err := heldError(res); err != nil {
+		return res, err
 	}
 	return res, nil
 }
@@ -396,9 +405,12 @@ func (m *Migration) fillPlanCounts(ctx context.Context, res *PlanResult) error {
 	}
 	for s, c := range st.Records {
 		res.Records[string(s)] = c.N
-		if s != checkpoints.Excluded && s != checkpoints.Conflict {
+		if s != checkpoints.Excluded && s != checkpoints.Conflict && s != checkpoints.Rejected {
 			res.Bytes += c.Bytes
 		}
+	}
+	if res.Failed, res.Rejected, err = m.listHeld(ctx); err != nil {
+		return err
 	}
 	return m.State.Records(ctx, checkpoints.Query{States: []checkpoints.RecordState{checkpoints.Conflict}, Limit: 100}, func(r checkpoints.Record) error {
 		res.Conflicts = append(res.Conflicts, ConflictInfo{Key: r.Key, Reason: r.Conflict})
@@ -445,7 +457,7 @@ func inScope(r checkpoints.Record, p checkpoints.Replica, predicted bool) bool {
 	}
 	if predicted {
 		switch r.State {
-		case checkpoints.Conflict, checkpoints.Failed, checkpoints.Excluded:
+		case checkpoints.Conflict, checkpoints.Failed, checkpoints.Excluded, checkpoints.Rejected:
 			return false
 		}
 		return p.State == checkpoints.Present || p.State == checkpoints.Identical || p.State == checkpoints.Restored || gone(p.State)
@@ -484,7 +496,7 @@ func (m *Migration) stageScopeIn(ctx context.Context, name string, predicted boo
 		sc.Sample = strconv.FormatFloat(st.SampleFraction()*100, 'f', -1, 64) + "%"
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "ferry-scope-v1\nmigration %s\nstage %s\n", m.Spec.Migration, name)
+	fmt.Fprintf(h, "ferry-scope-v1\nmigration %s\nstage %s\ncontext %s\n", m.Spec.Migration, name, m.contextDigest())
 	q.Stage = name
 	err := m.State.Records(ctx, q, func(r checkpoints.Record) error {
 		reps := append([]checkpoints.Replica(nil), r.Replicas...)

@@ -103,8 +103,8 @@ func (m *Migration) planShared(ctx context.Context, res *PlanResult) (*PlanResul
 	if res.Stages, err = m.StageScopes(ctx, true); err != nil {
 		return nil, err
 	}
-	if n := res.Records[string(checkpoints.Conflict)] + res.Records[string(checkpoints.Failed)]; n > 0 {
-		return res, Errorf(ExitIncomplete, "plan stored: %d records in conflict, %d failed", res.Records[string(checkpoints.Conflict)], res.Records[string(checkpoints.Failed)])
+	if err := heldError(res); err != nil {
+		return res, err
 	}
 	return res, nil
 }

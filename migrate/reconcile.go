@@ -203,23 +203,23 @@ func (m *Migration) merge(key, siteKey string, listed []checkpoints.Listed, old 
 				rec.LastError = "source changed since it was copied: copying again"
 			}
 		}
+		m.holdBack(&rec, siteKey) // exclusions reach records in every state
 		return rec
 	}
-	// Planned, conflict, failed, excluded (or new): evaluate from scratch.
+	// Planned, conflict, failed, excluded, rejected (or new): evaluate from scratch.
+	prev := rec.State
 	rec.Conflict, rec.LastError = "", ""
 	rec.State = checkpoints.Planned
-	if !m.Spec.Match(siteKey) {
-		rec.State = checkpoints.Excluded
+	if st, why := m.specVerdict(siteKey); st != "" {
+		rec.State = st
+		if st == checkpoints.Rejected {
+			rec.LastError = why
+		}
 		return rec
 	}
-	user, ok := m.Spec.User(siteKey)
-	if !ok {
-		rec.State = checkpoints.Failed
-		rec.LastError = "key does not match records.user"
-		return rec
-	}
-	rec.User = user
+	rec.User, _ = m.Spec.User(siteKey)
 	m.evalConflict(&rec)
+	reinclude(&rec, prev)
 	return rec
 }
 
@@ -252,8 +252,8 @@ func (m *Migration) evalConflict(r *checkpoints.Record) {
 		}
 	}
 	if len(lv) == 0 {
-		r.State = checkpoints.Failed
-		r.LastError = "no live replica at any site"
+		r.State = checkpoints.Rejected
+		r.LastError = reasonNoLive
 		return
 	}
 	sort.SliceStable(lv, func(i, j int) bool { return m.siteOrder(lv[i].Site) < m.siteOrder(lv[j].Site) })

@@ -78,6 +78,9 @@ func (m *Migration) manifestLine(r checkpoints.Record) certificate.ManifestLine 
 	// which JSON cannot hold either, are written escaped (see certificate.EscapeKey).
 	odd := !utf8.ValidString(r.Key)
 	l := certificate.ManifestLine{Key: r.Key, User: certificate.EscapeKey(r.User), Size: r.Size, SHA256: r.SHA256, Status: string(r.State)}
+	if r.State == checkpoints.Rejected {
+		l.Status = certificate.StatusFailed // not migrated; the manifest's vocabulary has no "rejected"
+	}
 	if r.State == checkpoints.Copied || r.State == checkpoints.Verified {
 		l.Target = certificate.TargetRef{URI: storeURI(m.Target, r.TargetKey, odd), Version: r.TargetVersion, ETag: r.TargetETag}
 		if r.State == checkpoints.Verified {
@@ -160,6 +163,9 @@ func (m *Migration) Report(ctx context.Context, dir string) (*ReportResult, erro
 		return nil, err
 	}
 	if err := m.needPlan(ctx); err != nil {
+		return nil, err
+	}
+	if err := m.checkPlanContext(ctx, "report"); err != nil {
 		return nil, err
 	}
 	keyPath := m.Spec.Report.SigningKey

@@ -62,7 +62,8 @@ func (m *Migration) Run(ctx context.Context, through, confirm string, reread boo
 	if !m.Opts.DryRun && (res.Copy.Failed > 0 || res.Verify.NotVerified > 0 || res.Verify.Divergent > 0 || res.Verify.ReplicasMissing > 0) {
 		return res, soft
 	}
-	if !m.Opts.DryRun {
+	// A dry run checks a given --confirm exactly as the real run would.
+	if !m.Opts.DryRun || confirm != "" {
 		if err := ValidConfirm(confirm, res.Plan.Digest); err != nil {
 			return res, Refused("%v (run --confirm takes the plan digest)", err)
 		}
@@ -71,6 +72,9 @@ func (m *Migration) Run(ctx context.Context, through, confirm string, reread boo
 		predicted := res.Plan.Stages[i]
 		if m.Opts.DryRun {
 			res.Deletes = append(res.Deletes, &DeleteResult{Stage: st.Name, DryRun: true, Mode: m.stageMode(st.Name), Scope: predicted})
+			if err := m.checkCanary(ctx, st, predicted); err != nil {
+				return res, err // the real run would stop here
+			}
 			continue
 		}
 		now, err := m.stageScope(ctx, st.Name, false, nil)

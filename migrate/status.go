@@ -68,6 +68,13 @@ type StatusResult struct {
 	Workers []WorkerStatus `json:"workers,omitempty"`
 	User    string         `json:"user,omitempty"`
 	Users   []UserRecord   `json:"user_records,omitempty"`
+	// Failed and Rejected list records never copied nor deleted as they stand, with
+	// the reason (the first 100 of each).
+	Failed   []ConflictInfo `json:"failed,omitempty"`
+	Rejected []ConflictInfo `json:"rejected,omitempty"`
+	// PlanDrift names how the spec differs from what the plan was made against:
+	// delete, purge, restore and report refuse until ferry plan runs again.
+	PlanDrift []string `json:"plan_drift,omitempty"`
 }
 
 func tp(t time.Time) *time.Time {
@@ -102,9 +109,22 @@ func (m *Migration) Status(ctx context.Context, user string) (*StatusResult, err
 		out := StageStatus{Name: s.Name, Sites: s.Sites, Mode: m.stageMode(s.Name), State: ss.State, Digest: ss.Digest,
 			StartedAt: tp(ss.StartedAt), FinishedAt: tp(ss.FinishedAt), PurgedAt: tp(ss.PurgedAt), Replicas: st.StageCounts[s.Name]}
 		if ss.State == StageFinished && out.Mode == "soft" {
-			out.PurgeAfter = tp(ss.FinishedAt.Add(m.Spec.Delete.Grace))
+			out.PurgeAfter = tp(m.purgeAfter(ctx, ss))
 		}
 		res.Stages = append(res.Stages, out)
+	}
+	if res.Failed, res.Rejected, err = m.listHeld(ctx); err != nil {
+		return nil, err
+	}
+	if res.PlanDigest != "" {
+		changes, recorded, err := m.planDrift(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !recorded {
+			changes = []string{"the state does not record what its plan was made against (planned by an older ferry): run ferry plan again"}
+		}
+		res.PlanDrift = changes
 	}
 	if l, ok, err := m.State.LockHolder(ctx); err == nil && ok && checkpoints.HolderAlive(l, m.now()) {
 		l.Token = ""

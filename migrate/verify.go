@@ -22,7 +22,7 @@ type VerifyResult struct {
 	Reread          bool           `json:"reread"`
 	Records         int64          `json:"records"`
 	Verified        int64          `json:"verified"`
-	Mismatched      int64          `json:"mismatched"` // target copy missing or different: copied again next time
+	Mismatched      int64          `json:"mismatched"` // target copy missing or different
 	ReplicasProven  int64          `json:"replicas_proven"`
 	Divergent       int64          `json:"replicas_divergent"`
 	ReplicasMissing int64          `json:"replicas_missing"`
@@ -30,6 +30,9 @@ type VerifyResult struct {
 	Problems        []ConflictInfo `json:"problems,omitempty"`
 	// NotVerified counts records left planned, copied or failed after this run.
 	NotVerified int64 `json:"not_verified"`
+	// MismatchedAfterDelete counts the mismatched records some of whose replicas ferry
+	// had already deleted: never copied again over, they are put in conflict.
+	MismatchedAfterDelete int64 `json:"mismatched_after_delete"`
 }
 
 // Verify re-checks every copied record's target copy (its checksum, or with reread
@@ -63,7 +66,7 @@ func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, err
 	}
 	tr := m.progress("verify", total, 0)
 	defer tr.Finish()
-	var verified, mismatched, proven, divergent, missing, read atomic.Int64
+	var verified, mismatched, orphaned, proven, divergent, missing, read atomic.Int64
 	var pmu sync.Mutex
 	problem := func(key, msg string) {
 		pmu.Lock()
@@ -90,6 +93,9 @@ func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, err
 		var extra []checkpoints.Record
 		if terr != nil {
 			mismatched.Add(1)
+			if out.State == checkpoints.Conflict {
+				orphaned.Add(1)
+			}
 			problem(r.Key, terr.Error())
 			m.log.Warn("target copy does not verify", "key", r.Key, "err", terr)
 		} else {
@@ -131,13 +137,14 @@ func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, err
 		// Saved durably before verify reports success (I4).
 		return append([]checkpoints.Record{out}, extra...), nil
 	})
+	res.MismatchedAfterDelete = orphaned.Load()
 	res.Verified, res.Mismatched, res.ReplicasProven, res.Divergent, res.ReplicasMissing, res.BytesRead =
 		verified.Load(), mismatched.Load(), proven.Load(), divergent.Load(), missing.Load(), read.Load()
 	if err != nil {
 		return res, phaseErr("verify", err)
 	}
 	if res.Mismatched > 0 {
-		return res, Errorf(ExitVerify, "verification failed: %d target copies missing or different (they are copied again by the next `ferry copy`)", res.Mismatched)
+		return res, Errorf(ExitVerify, "verification failed: %s", mismatchAdvice(res))
 	}
 	if res.Divergent > 0 || res.ReplicasMissing > 0 {
 		return res, Errorf(ExitIncomplete, "verify finished: %d replicas divergent, %d missing; they are never deleted", res.Divergent, res.ReplicasMissing)

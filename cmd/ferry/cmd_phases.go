@@ -119,7 +119,12 @@ The scope digest must be confirmed with --confirm (at least 8 hex characters):
 deletes exactly the version that was verified, then confirms it is gone.
 
 In soft mode replicas stay recoverable at their site until --purge (after the grace
-period); --restore puts a soft-deleted stage back.`,
+period in force when the stage soft-deleted, or the spec's if longer); --restore puts
+a soft-deleted stage back, and its replicas must be verified again before deletion.
+
+The plan records the sites, target, stages and records rules it was made against; while
+the spec says otherwise, delete, --purge and --restore are refused (exit 5): run
+` + "`ferry plan`" + ` again and review the new scope.`,
 		Example: `  ferry delete --stage canary --dry-run
   ferry delete --stage canary --confirm 3f9a1c2e
   ferry delete --stage canary --restore

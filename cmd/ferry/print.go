@@ -42,6 +42,8 @@ func printPlan(w io.Writer, r *migrate.PlanResult) {
 	for _, c := range r.Conflicts {
 		fmt.Fprintf(w, "  conflict: %q: %s\n", c.Key, c.Reason)
 	}
+	printProblems(w, "failed", r.Failed)
+	printProblems(w, "rejected (never copied nor deleted)", r.Rejected)
 	if len(r.Stages) > 0 {
 		fmt.Fprintln(w, "deletion stages (scope once every record verifies):")
 		printScopes(w, r.Stages)
@@ -120,6 +122,9 @@ func printDelete(w io.Writer, r *migrate.DeleteResult) {
 func printStageOp(w io.Writer, r *migrate.StageOpResult) {
 	fmt.Fprintf(w, "%s of stage %s: %d of %d replicas done; stage %s%s\n", r.Op, r.Stage, r.Done, r.Replicas, r.State, dry(r.DryRun))
 	printProblems(w, "problem", r.Problems)
+	if r.Next != "" {
+		fmt.Fprintf(w, "next: %s\n", r.Next)
+	}
 }
 
 func printRun(w io.Writer, r *migrate.RunResult) {
@@ -193,6 +198,11 @@ func printStatus(w io.Writer, r *migrate.StatusResult) {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.Name, s.Mode, s.State, replicaCounts(s.Replicas), when)
 		}
 		tw.Flush()
+	}
+	printProblems(w, "failed", r.Failed)
+	printProblems(w, "rejected (never copied nor deleted)", r.Rejected)
+	for _, d := range r.PlanDrift {
+		fmt.Fprintf(w, "  changed since the plan (delete, purge, restore and report refuse until ferry plan runs again): %s\n", d)
 	}
 	fmt.Fprintf(w, "last minute: %d copied, %d verified, %d deleted\n", r.PerMinute["copied"], r.PerMinute["verified"], r.PerMinute["deleted"])
 	if len(r.Retries) > 0 {
