@@ -198,6 +198,9 @@ func (m *Migration) ensureMarker(ctx context.Context, phase string) (string, err
 			return key, nil
 		}
 	}
+	if errors.Is(err, context.Canceled) {
+		return "", phaseErr(phase, err)
+	}
 	if ferr := m.stopFatal(phase, blame(spec.TargetName, err)); ferr != nil {
 		return "", ferr
 	}
