@@ -21,10 +21,15 @@ type Config struct {
 	// response validation to "when required", for third-party servers.
 	ChecksumWhenRequired bool
 	// Credentials holds only names: profile, access_key_env, secret_key_env,
-	// session_token_env, oci_profile, oci_config_file, auth.
+	// session_token_env (s3); oci_profile, oci_config_file, auth (oci);
+	// gcp_credentials_file, auth: none (gs); account_key_env, sas_token_env (azblob).
 	Credentials map[string]string
-	PartSize    int64  // multipart part size in bytes; 0: provider default
-	KMSKeyID    string // server-side encryption key, target only
+	PartSize    int64 // multipart part size in bytes; 0: provider default
+	// KMSKeyID is the customer-managed key every write names, target only: an ARN
+	// (s3), a key OCID (oci) or a Cloud KMS key name (gs, spec key kms_key_name).
+	KMSKeyID string
+	// EncryptionScope is the Azure encryption scope every write names (azblob target).
+	EncryptionScope string
 	// Quarantine names where soft-deleted objects are kept when the store has no
 	// versioning: a directory (file) or key prefix (object stores) at the same site.
 	Quarantine string
