@@ -1,13 +1,28 @@
 package azblob_test
 
 import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 
 	"github.com/ferrymigrate/ferry/providers"
 	"github.com/ferrymigrate/ferry/providers/azblob"
 	"github.com/ferrymigrate/ferry/providers/azblob/azbtest"
 	"github.com/ferrymigrate/ferry/providers/providertest"
+	"github.com/ferrymigrate/ferry/providers/s3/s3test"
 )
 
 func TestMain(m *testing.M) { azbtest.Main(m) }
@@ -32,4 +47,320 @@ func TestConformance(t *testing.T) {
 		cfg.PartSize = 1 << 20 // the 3 MiB and 8 MiB objects go up as block lists
 		return open(t, cfg)
 	})
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func put(t *testing.T, s providers.Store, key string, data []byte) providers.Object {
+	t.Helper()
+	o, err := s.Put(t.Context(), key, bytes.NewReader(data), int64(len(data)), providers.PutOptions{SHA256: sha(data)})
+	if err != nil {
+		t.Fatalf("Put(%q): %v", key, err)
+	}
+	return o
+}
+
+func content(t *testing.T, s providers.Store, key string) []byte {
+	t.Helper()
+	rc, _, err := s.Open(t.Context(), key)
+	if err != nil {
+		t.Fatalf("Open(%q): %v", key, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("Open(%q): read: %v", key, err)
+	}
+	return b
+}
+
+// overwrite writes key behind the store's back, with the account key.
+func overwrite(t *testing.T, srv *azbtest.Server, container, name string, data []byte) {
+	t.Helper()
+	_, err := srv.Client().NewContainerClient(container).NewBlockBlobClient(name).UploadBuffer(context.Background(), data, nil)
+	if err != nil {
+		t.Fatalf("overwrite %s: %v", name, err)
+	}
+}
+
+// TestChangedBlobNotDeleted: a blob rewritten after it was verified is never
+// deleted, whether the change is seen by the properties read before the delete or
+// lands between that read and the delete itself (then Azure's If-Match refuses).
+func TestChangedBlobNotDeleted(t *testing.T) {
+	srv := azbtest.Shared(t)
+	cont := srv.Container(t)
+	p := srv.Proxy(t)
+	cfg := srv.Config(cont, "users/")
+	cfg.Endpoint = p.Endpoint
+	s := open(t, cfg)
+	ctx := t.Context()
+
+	t.Run("BeforeTheCheck", func(t *testing.T) {
+		verified := put(t, s, "u1/a", []byte("verified bytes"))
+		overwrite(t, srv, cont, "users/u1/a", []byte("rewritten since verify"))
+		err := s.DeleteIf(ctx, "u1/a", verified)
+		if !errors.Is(err, providers.ErrPrecondition) {
+			t.Fatalf("DeleteIf of a changed blob: %v, want ErrPrecondition", err)
+		}
+		if got := content(t, s, "u1/a"); string(got) != "rewritten since verify" {
+			t.Fatalf("blob now holds %q", got)
+		}
+	})
+	for _, soft := range []bool{false, true} {
+		t.Run(fmt.Sprintf("BetweenCheckAndDelete/soft=%v", soft), func(t *testing.T) {
+			key := fmt.Sprintf("u2/race-%v", soft)
+			verified := put(t, s, key, []byte("verified bytes"))
+			var fired atomic.Bool
+			remove := p.Inject(&s3test.Rule{Match: func(r *http.Request) bool {
+				if azbtest.Classify(r) == azbtest.OpDelete && strings.HasSuffix(r.URL.Path, "/"+key) && fired.CompareAndSwap(false, true) {
+					overwrite(t, srv, cont, "users/"+key, []byte("rewritten under the delete"))
+				}
+				return false // forward the delete untouched: Azure decides
+			}})
+			defer remove()
+			var err error
+			if soft {
+				_, err = s.SoftDelete(ctx, key, verified)
+			} else {
+				err = s.DeleteIf(ctx, key, verified)
+			}
+			if !fired.Load() {
+				t.Fatal("no delete reached the server")
+			}
+			if !errors.Is(err, providers.ErrPrecondition) {
+				t.Fatalf("delete raced by a rewrite: %v, want ErrPrecondition", err)
+			}
+			if got := content(t, s, key); string(got) != "rewritten under the delete" {
+				t.Fatalf("blob now holds %q", got)
+			}
+			if soft {
+				// The quarantined copy of the old bytes is not kept for a delete that
+				// did not happen.
+				if ok, err := s.SoftExists(ctx, key, s.SoftHandle(key, verified)); err != nil || ok {
+					t.Errorf("SoftExists after a refused soft delete = %v, %v; want false", ok, err)
+				}
+			}
+		})
+	}
+}
+
+// TestBlockListIntegrity: a blob above the part size goes up as several blocks,
+// carries the whole-blob Content-MD5 ferry computed, and its metadata round-trips;
+// a block corrupted in flight is refused by Azure's per-block MD5 and nothing is
+// committed.
+func TestBlockListIntegrity(t *testing.T) {
+	srv := azbtest.Shared(t)
+	cont := srv.Container(t)
+	p := srv.Proxy(t)
+	cfg := srv.Config(cont, "")
+	cfg.Endpoint = p.Endpoint
+	cfg.PartSize = 256 << 10
+	s := open(t, cfg)
+	ctx := t.Context()
+
+	data := providertest.Bytes(7, 1<<20+12345)
+	meta := map[string]string{"ferry-sha256": sha(data), "ferry-source-key": "a%2Fb", "Ferry_Odd.Name-2": "ünïcode value "}
+	o, err := s.Put(ctx, "big", bytes.NewReader(data), int64(len(data)), providers.PutOptions{SHA256: sha(data), Metadata: meta})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := md5.Sum(data)
+	st, err := s.Stat(ctx, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Checksums.MD5 != hex.EncodeToString(sum[:]) || o.Checksums.MD5 != st.Checksums.MD5 {
+		t.Errorf("Content-MD5: Put reports %q, Stat %q, the bytes have %x", o.Checksums.MD5, st.Checksums.MD5, sum)
+	}
+	for k, v := range meta {
+		if got := st.Metadata[strings.ToLower(k)]; got != v {
+			t.Errorf("metadata %q = %q, want %q (all: %v)", k, got, v, st.Metadata)
+		}
+	}
+	bl, err := srv.Client().NewContainerClient(cont).NewBlockBlobClient("big").GetBlockList(ctx, blockblob.BlockListTypeCommitted, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(bl.CommittedBlocks); n != 5 {
+		t.Errorf("committed %d blocks, want 5 of 256 KiB", n)
+	}
+	if got := content(t, s, "big"); !bytes.Equal(got, data) {
+		t.Error("the block blob reads back other bytes")
+	}
+
+	// One block corrupted on its way: Azure refuses it (Md5Mismatch), the upload
+	// fails with ErrChecksum and the old blob stays.
+	rule := &s3test.Rule{Match: func(r *http.Request) bool {
+		return azbtest.Classify(r) == azbtest.OpPut && r.URL.Query().Get("comp") == "block"
+	}, After: 2, Times: 1, Fault: s3test.Fault{CorruptRequest: true}}
+	remove := p.Inject(rule)
+	other := providertest.Bytes(8, len(data))
+	_, err = s.Put(ctx, "big", bytes.NewReader(other), int64(len(other)), providers.PutOptions{SHA256: sha(other)})
+	remove()
+	if rule.Fired() != 1 {
+		t.Fatalf("the corruption fired %d times", rule.Fired())
+	}
+	if !errors.Is(err, providers.ErrChecksum) {
+		t.Fatalf("Put with a block corrupted in flight: %v, want ErrChecksum", err)
+	}
+	if got := content(t, s, "big"); !bytes.Equal(got, data) {
+		t.Error("a failed block upload changed the blob")
+	}
+
+	// A single Put Blob corrupted in flight: refused by its Content-MD5.
+	rule = &s3test.Rule{Match: azbtest.Match(azbtest.OpPut), Times: 1, Fault: s3test.Fault{CorruptRequest: true}}
+	remove = p.Inject(rule)
+	small := []byte("small blob, one request")
+	_, err = s.Put(ctx, "small", bytes.NewReader(small), int64(len(small)), providers.PutOptions{})
+	remove()
+	if !errors.Is(err, providers.ErrChecksum) {
+		t.Fatalf("Put Blob corrupted in flight: %v, want ErrChecksum", err)
+	}
+	if _, err := s.Stat(ctx, "small"); !errors.Is(err, providers.ErrNotFound) {
+		t.Errorf("Stat after a refused Put Blob: %v, want ErrNotFound", err)
+	}
+
+	// A download corrupted in flight fails its Content-MD5 check.
+	remove = p.Inject(&s3test.Rule{Match: azbtest.Match(azbtest.OpGet), Times: 1, Fault: s3test.Fault{CorruptResponse: true}})
+	rc, _, err := s.Open(ctx, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(rc)
+	rc.Close()
+	remove()
+	if !errors.Is(err, providers.ErrChecksum) {
+		t.Fatalf("reading a corrupted download: %v, want ErrChecksum", err)
+	}
+}
+
+// TestFaultStorm runs writes, listings, reads and conditional deletes through
+// throttling and server errors (retried by the store) and cut or truncated
+// download bodies (failed reads, retried here as the pipeline retries a record):
+// every byte that comes back is right, and every delete is exact.
+func TestFaultStorm(t *testing.T) {
+	srv := azbtest.Shared(t)
+	cont := srv.Container(t)
+	p := srv.Proxy(t)
+	cfg := srv.Config(cont, "storm/")
+	cfg.Endpoint = p.Endpoint
+	cfg.PartSize = 128 << 10
+	s := open(t, cfg)
+	ctx := t.Context()
+
+	for _, st := range []int{429, 500, 503} {
+		p.Inject(&s3test.Rule{Match: azbtest.Match(), Fraction: 0.12, Fault: s3test.Fault{Status: st}})
+	}
+	cut := &s3test.Rule{Match: azbtest.Match(azbtest.OpGet), Fraction: 0.15, Fault: s3test.Fault{DropMidBody: true}}
+	short := &s3test.Rule{Match: azbtest.Match(azbtest.OpGet), Fraction: 0.15, Fault: s3test.Fault{TruncateResponse: true}}
+	p.Inject(cut)
+	p.Inject(short)
+
+	const n = 24
+	want := map[string][]byte{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		key := fmt.Sprintf("u%02d/obj", i)
+		data := providertest.Bytes(uint64(100+i), 40<<10+i*20<<10) // some above the part size
+		mu.Lock()
+		want[key] = data
+		mu.Unlock()
+		wg.Go(func() {
+			if _, err := s.Put(ctx, key, bytes.NewReader(data), int64(len(data)), providers.PutOptions{SHA256: sha(data)}); err != nil {
+				errs <- fmt.Errorf("Put %s: %w", key, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	listed := map[string]providers.Object{}
+	if err := s.List(ctx, func(o providers.Object) error { listed[o.Key] = o; return nil }); err != nil {
+		t.Fatalf("List through the storm: %v", err)
+	}
+	if len(listed) != n {
+		t.Fatalf("List through the storm: %d blobs, want %d", len(listed), n)
+	}
+	readFailures := 0
+	for key, data := range want {
+		var got []byte
+		for attempt := 0; ; attempt++ {
+			rc, _, err := s.Open(ctx, key)
+			if err == nil {
+				got, err = io.ReadAll(rc)
+				rc.Close()
+			}
+			if err == nil {
+				break
+			}
+			readFailures++
+			if attempt == 20 {
+				t.Fatalf("read %s: %v", key, err)
+			}
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("read %s through the storm: %d bytes that are not the blob's", key, len(got))
+		}
+		if err := s.DeleteIf(ctx, key, listed[key]); err != nil {
+			t.Fatalf("DeleteIf %s: %v", key, err)
+		}
+	}
+	p.Clear()
+	var left []string
+	if err := s.List(ctx, func(o providers.Object) error { left = append(left, o.Key); return nil }); err != nil || len(left) != 0 {
+		t.Fatalf("after the storm: %v left, %v", left, err)
+	}
+	if cut.Fired()+short.Fired() == 0 || s.Retries() == 0 {
+		t.Fatalf("the storm did not blow: %d cut, %d truncated bodies, %d retries", cut.Fired(), short.Fired(), s.Retries())
+	}
+	t.Logf("storm: %d retries, %d cut and %d truncated bodies, %d failed reads, no wrong byte", s.Retries(), cut.Fired(), short.Fired(), readFailures)
+}
+
+// TestRetainedBlob: Azure's refusal to delete a blob under an immutability policy
+// or legal hold (Azurite has neither; the proxy answers as Azure does) is
+// ErrRetained, never a success and never ErrNotFound, and the blob stays.
+func TestRetainedBlob(t *testing.T) {
+	srv := azbtest.Shared(t)
+	cont := srv.Container(t)
+	p := srv.Proxy(t)
+	cfg := srv.Config(cont, "")
+	cfg.Endpoint = p.Endpoint
+	s := open(t, cfg)
+	ctx := t.Context()
+	for _, code := range []string{"BlobImmutableDueToPolicy", "BlobImmutableDueToLegalHold"} {
+		t.Run(code, func(t *testing.T) {
+			o := put(t, s, "held-"+code, []byte("under a hold"))
+			// Only the blob itself is held: the quarantine copy a soft delete makes
+			// first must be cleaned up.
+			remove := p.Inject(&s3test.Rule{Match: func(r *http.Request) bool {
+				return azbtest.Classify(r) == azbtest.OpDelete && strings.HasSuffix(r.URL.Path, "/"+cont+"/"+o.Key)
+			}, Fault: s3test.Fault{Status: 409, Code: code}})
+			defer remove()
+			for name, del := range map[string]func() error{
+				"DeleteIf":   func() error { return s.DeleteIf(ctx, o.Key, o) },
+				"SoftDelete": func() error { _, err := s.SoftDelete(ctx, o.Key, o); return err },
+			} {
+				err := del()
+				if !errors.Is(err, providers.ErrRetained) || errors.Is(err, providers.ErrNotFound) || providers.Fatal(err) {
+					t.Errorf("%s of a held blob: %v, want ErrRetained (not fatal, not not-found)", name, err)
+				} else if !strings.Contains(err.Error(), "undeletable") {
+					t.Errorf("%s: the error does not say the blob is undeletable: %v", name, err)
+				}
+			}
+			remove()
+			if got := content(t, s, o.Key); string(got) != "under a hold" {
+				t.Errorf("held blob holds %q", got)
+			}
+			if ok, err := s.SoftExists(ctx, o.Key, s.SoftHandle(o.Key, o)); err != nil || ok {
+				t.Errorf("a quarantined copy of a held blob was left behind: %v, %v", ok, err)
+			}
+		})
+	}
 }

@@ -78,6 +78,23 @@ func (s *Store) retained(ctx context.Context, op, name, versionID string, err er
 	return fmt.Errorf("azblob: %s %s: undeletable: protected by %s: %w: %w", op, s.uriOf(name), reason, providers.ErrRetained, shortError{redact(err)})
 }
 
+// checkRetention refuses, before anything is copied, a blob that its own
+// properties show protected: a legal hold, an immutability policy not yet expired.
+// (A container-level policy shows only when Azure refuses the delete.)
+func (s *Store) checkRetention(op, name string, p props) error {
+	if !p.legalHold && !p.immutableTill.After(time.Now()) {
+		return nil
+	}
+	var why []string
+	if p.legalHold {
+		why = append(why, "a legal hold")
+	}
+	if p.immutableTill.After(time.Now()) {
+		why = append(why, fmt.Sprintf("an immutability policy (%s) until %s", strings.ToLower(p.immutableMode), p.immutableTill.UTC().Format(time.RFC3339)))
+	}
+	return fmt.Errorf("azblob: %s %s: undeletable: protected by %s: %w", op, s.uriOf(name), strings.Join(why, " and "), providers.ErrRetained)
+}
+
 // deleteFail maps a delete's error; an immutable blob names its protection.
 func (s *Store) deleteFail(ctx context.Context, op, name, versionID string, err error) error {
 	if code, _, ok := respError(err); ok && retainedCode(code) {
@@ -202,6 +219,9 @@ func (s *Store) SoftDelete(ctx context.Context, key string, expect providers.Obj
 	}
 	p, err := s.current(ctx, "soft delete", name, expect)
 	if err != nil {
+		return "", err
+	}
+	if err := s.checkRetention("soft delete", name, p); err != nil {
 		return "", err
 	}
 	handle := s.SoftHandle(key, expect)

@@ -107,6 +107,10 @@ func portable(err error) error {
 	switch {
 	case retainedCode(code):
 		return providers.ErrRetained
+	case status == 400 && (strings.Contains(code, "Md5") || strings.Contains(code, "MD5") ||
+		strings.Contains(strings.ToLower(errorMessage(err)), "md5")):
+		// Azure says Md5Mismatch; Azurite says InvalidOperation "Provided contentMD5 doesn't match".
+		return providers.ErrChecksum
 	case status == 401:
 		return providers.ErrCredentials
 	case status == 403:
@@ -136,6 +140,9 @@ func (s *Store) fail(op, name string, err error) error {
 	}
 	if p := portable(err); p != nil {
 		return fmt.Errorf("azblob: %s %s: %w: %w", op, where, p, shortError{err})
+	}
+	if _, _, ok := respError(err); ok {
+		return fmt.Errorf("azblob: %s %s: %w", op, where, shortError{err})
 	}
 	if unreachable(err) {
 		return fmt.Errorf("azblob: %s %s: the endpoint %s does not answer (is Azurite or the network path to Azure up?): %w", op, where, s.endpoint, err)
@@ -170,6 +177,9 @@ func (e shortError) Error() string {
 	var re *azcore.ResponseError
 	if errors.As(e.err, &re) {
 		msg := fmt.Sprintf("%d %s", re.StatusCode, re.ErrorCode)
+		if m := errorMessage(e.err); m != "" {
+			msg += ": " + m
+		}
 		if re.RawResponse != nil && re.RawResponse.Request != nil {
 			r := re.RawResponse.Request
 			msg += " (" + r.Method + " " + r.URL.EscapedPath()
@@ -184,6 +194,20 @@ func (e shortError) Error() string {
 }
 
 func (e shortError) Unwrap() error { return e.err }
+
+var messageRE = regexp.MustCompile(`<Message>([^<\n]*)`)
+
+// errorMessage returns the first line of the service's error message, if any.
+func errorMessage(err error) string {
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) {
+		return ""
+	}
+	if m := messageRE.FindStringSubmatch(re.Error()); m != nil {
+		return redactString(strings.TrimSpace(m[1]))
+	}
+	return ""
+}
 
 func unreachable(err error) bool {
 	var ne *net.OpError
