@@ -232,7 +232,7 @@ func serviceURL(account, endpoint string) (svcURL string, azure bool, err error)
 	return strings.TrimSuffix(u.Scheme+"://"+u.Host+"/"+path, "/") + "/", azure, nil
 }
 
-// New opens the store cfg names. It reads the container's properties, so a missing
+// New opens the store cfg names. It lists one blob of the container, so a missing
 // container, a wrong key or an endpoint that does not answer fails here.
 func New(ctx context.Context, cfg providers.Config, opts Options) (*Store, error) {
 	account, cont, prefix, err := ParseURL(cfg.URL)
@@ -275,7 +275,21 @@ func New(ctx context.Context, cfg providers.Config, opts Options) (*Store, error
 		return nil, siteErr(cfg.Name, err)
 	}
 	s.cont = s.svc.NewContainerClient(cont)
-	if _, err := s.cont.GetProperties(ctx, nil); err != nil {
+	// One listing of one blob: what every phase needs at least (a container-scoped
+	// SAS cannot read the container's properties).
+	one := int32(1)
+	probe := &container.ListBlobsFlatOptions{MaxResults: &one}
+	if prefix != "" {
+		probe.Prefix = &s.prefix
+	}
+	// A server that does not answer at all is told quickly, not after the full backoff.
+	pctx := ctx
+	if opts.MaxRetries >= 0 {
+		pr := copts.Retry
+		pr.MaxRetries = min(pr.MaxRetries, 2)
+		pctx = policy.WithRetryOptions(ctx, pr)
+	}
+	if _, err := s.cont.NewListBlobsFlatPager(probe).NextPage(pctx); err != nil {
 		return nil, siteErr(cfg.Name, s.openFail(err))
 	}
 	return s, nil

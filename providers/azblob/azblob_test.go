@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 
 	"github.com/ferrymigrate/ferry/providers"
 	"github.com/ferrymigrate/ferry/providers/azblob"
@@ -362,5 +365,191 @@ func TestRetainedBlob(t *testing.T) {
 				t.Errorf("a quarantined copy of a held blob was left behind: %v, %v", ok, err)
 			}
 		})
+	}
+}
+
+// TestBadInput: each misconfiguration fails at open, fast, with an error that
+// names the site and says what to do, classified so that a phase stops at once.
+func TestBadInput(t *testing.T) {
+	srv := azbtest.Shared(t)
+	cont := srv.Container(t)
+	ctx := t.Context()
+	openErr := func(t *testing.T, cfg providers.Config) error {
+		t.Helper()
+		start := time.Now()
+		s, err := azblob.New(ctx, cfg, testOptions)
+		if err == nil {
+			s.Close()
+			t.Fatalf("open %s succeeded", cfg.URL)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("open took %v to fail", d)
+		}
+		t.Logf("%v", err)
+		if !strings.HasPrefix(err.Error(), cfg.Name+": ") {
+			t.Errorf("error does not name the site %q: %v", cfg.Name, err)
+		}
+		return err
+	}
+	t.Run("MissingContainer", func(t *testing.T) {
+		err := openErr(t, srv.Config("no-such-container", ""))
+		if !errors.Is(err, providers.ErrNoBucket) || !providers.Fatal(err) || errors.Is(err, providers.ErrNotFound) {
+			t.Errorf("missing container: %v, want fatal ErrNoBucket", err)
+		}
+		if !strings.Contains(err.Error(), "create the container") {
+			t.Errorf("missing container: the error does not say what to do: %v", err)
+		}
+	})
+	t.Run("WrongKey", func(t *testing.T) {
+		env := "FERRY_AZBTEST_WRONG_KEY"
+		t.Setenv(env, base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("k"), 64)))
+		cfg := srv.Config(cont, "")
+		cfg.Credentials = map[string]string{"account_key_env": env}
+		err := openErr(t, cfg)
+		if !errors.Is(err, providers.ErrCredentials) || !providers.Fatal(err) {
+			t.Errorf("wrong key: %v, want fatal ErrCredentials", err)
+		}
+		if strings.Contains(err.Error(), os.Getenv(env)) {
+			t.Errorf("the error shows the key: %v", err)
+		}
+	})
+	t.Run("KeyNotSet", func(t *testing.T) {
+		cfg := srv.Config(cont, "")
+		cfg.Credentials = map[string]string{"account_key_env": "FERRY_AZBTEST_UNSET_KEY"}
+		if err := openErr(t, cfg); !strings.Contains(err.Error(), "FERRY_AZBTEST_UNSET_KEY, which is not set") {
+			t.Errorf("unset key variable: %v", err)
+		}
+	})
+	t.Run("BadSASNotShown", func(t *testing.T) {
+		env := "FERRY_AZBTEST_SAS"
+		const sig = "c2VjcmV0LXNpZ25hdHVyZS12YWx1ZQ%3D%3D"
+		t.Setenv(env, "?sv=2021-08-06&ss=b&srt=sco&sp=rl&se=2099-01-01T00:00:00Z&sig="+sig)
+		cfg := srv.Config(cont, "")
+		cfg.Credentials = map[string]string{"sas_token_env": env}
+		err := openErr(t, cfg)
+		if !errors.Is(err, providers.ErrCredentials) && !errors.Is(err, providers.ErrAccessDenied) {
+			t.Errorf("bad SAS: %v, want ErrCredentials or ErrAccessDenied", err)
+		}
+		if strings.Contains(err.Error(), sig) || strings.Contains(err.Error(), "c2VjcmV0") {
+			t.Errorf("the error shows the SAS signature: %v", err)
+		}
+	})
+	t.Run("AzuriteNotRunning", func(t *testing.T) {
+		port, err := azbtest.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := srv.Config(cont, "")
+		cfg.Endpoint = fmt.Sprintf("http://127.0.0.1:%d/%s", port, azbtest.Account)
+		err = openErr(t, cfg)
+		if !strings.Contains(err.Error(), "does not answer") {
+			t.Errorf("no server: %v, want a message that the endpoint does not answer", err)
+		}
+	})
+	t.Run("AccountMismatch", func(t *testing.T) {
+		for _, c := range []struct{ url, endpoint string }{
+			{"azblob://otheraccount/" + cont + "/", srv.Endpoint},
+			{"azblob://myaccount/" + cont + "/", "https://youraccount.blob.core.windows.net"},
+			{"azblob://myaccount/" + cont + "/", "https://youraccount.blob.core.usgovcloudapi.net/"},
+		} {
+			cfg := srv.Config(cont, "")
+			cfg.URL, cfg.Endpoint = c.url, c.endpoint
+			err := openErr(t, cfg)
+			if !strings.Contains(err.Error(), "but the url names account") {
+				t.Errorf("url %s at endpoint %s: %v, want an account mismatch", c.url, c.endpoint, err)
+			}
+		}
+		cfg := srv.Config(cont, "")
+		cfg.Endpoint = srv.Base // path style without the account
+		if err := openErr(t, cfg); !strings.Contains(err.Error(), "names no storage account") {
+			t.Errorf("endpoint without an account: %v", err)
+		}
+	})
+	t.Run("URLs", func(t *testing.T) {
+		for _, raw := range []string{
+			"azblob://Upper/" + cont + "/", "azblob://ab/" + cont + "/", "azblob://acct/", "azblob://acct/Bad_Container/",
+			"azblob://acct:10000/c0ntainer/", "azblob://acct/c0ntainer/../x", "azblob://acct/c0ntainer/p?sig=secretsig",
+			"s3://acct/c0ntainer/",
+		} {
+			cfg := srv.Config(cont, "")
+			cfg.URL = raw
+			err := openErr(t, cfg)
+			if strings.Contains(err.Error(), "secretsig") {
+				t.Errorf("%s: the error shows the signature: %v", raw, err)
+			}
+		}
+		acct, c, prefix, err := azblob.ParseURL("azblob://acct/c0ntainer/users")
+		if err != nil || acct != "acct" || c != "c0ntainer" || prefix != "users/" {
+			t.Errorf("ParseURL = %q %q %q %v", acct, c, prefix, err)
+		}
+	})
+}
+
+// TestWithSAS: a SAS token named by environment variable works for every
+// operation, soft delete's server-side copy included.
+func TestWithSAS(t *testing.T) {
+	srv := azbtest.Shared(t)
+	cont := srv.Container(t)
+	sasURL, err := srv.Client().NewContainerClient(cont).GetSASURL(sas.ContainerPermissions{Read: true, Add: true, Create: true, Write: true, Delete: true, List: true},
+		time.Now().Add(time.Hour), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, query, _ := strings.Cut(sasURL, "?")
+	t.Setenv("FERRY_AZBTEST_GOOD_SAS", query)
+	cfg := srv.Config(cont, "sas/")
+	cfg.Credentials = map[string]string{"sas_token_env": "FERRY_AZBTEST_GOOD_SAS"}
+	s := open(t, cfg)
+	ctx := t.Context()
+	o := put(t, s, "u/k", []byte("through a SAS"))
+	h, err := s.SoftDelete(ctx, "u/k", o)
+	if err != nil {
+		t.Fatalf("SoftDelete with a SAS: %v", err)
+	}
+	if err := s.Restore(ctx, "u/k", h); err != nil {
+		t.Fatalf("Restore with a SAS: %v", err)
+	}
+	if got := content(t, s, "u/k"); string(got) != "through a SAS" {
+		t.Fatalf("restored %q", got)
+	}
+	if _, err := s.Stat(ctx, "missing"); !errors.Is(err, providers.ErrNotFound) || strings.Contains(err.Error(), "sig=") {
+		t.Errorf("Stat of a missing blob with a SAS: %v", err)
+	}
+}
+
+// TestStoreFacts: identity, region, recoverability and the encryption scope as
+// far as Azurite shows them.
+func TestStoreFacts(t *testing.T) {
+	srv := azbtest.Shared(t)
+	cont := srv.Container(t)
+	ctx := t.Context()
+	s := open(t, srv.Config(cont, "a/"))
+	id, err := s.Identity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := open(t, srv.Config(cont, "a/b/"))
+	oid, _ := other.Identity(ctx)
+	if id.Kind != "azblob" || id.Container != azbtest.Account+"/"+cont || !id.Overlaps(oid) {
+		t.Errorf("identity %+v does not overlap its own sub-prefix %+v", id, oid)
+	}
+	third := open(t, srv.Config(srv.Container(t), "a/"))
+	if tid, _ := third.Identity(ctx); id.Overlaps(tid) {
+		t.Errorf("two containers overlap: %+v %+v", id, tid)
+	}
+	if _, err := s.Region(ctx); !errors.Is(err, providers.ErrNotSupported) {
+		t.Errorf("Region without a declared region: %v, want ErrNotSupported", err)
+	}
+	cfg := srv.Config(cont, "a/")
+	cfg.Region = "westeurope"
+	if r, err := open(t, cfg).Region(ctx); r != "westeurope" || err != nil {
+		t.Errorf("declared region: %q, %v", r, err)
+	}
+	rec, err := s.Recoverability(ctx)
+	if err != nil || rec.Recoverable {
+		t.Errorf("Recoverability on Azurite (no soft delete) = %+v, %v", rec, err)
+	}
+	if on, err := s.Versioning(ctx); err != nil || on {
+		t.Errorf("Versioning on Azurite = %v, %v; want false", on, err)
 	}
 }

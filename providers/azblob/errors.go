@@ -101,6 +101,10 @@ func portable(err error) error {
 	if !ok {
 		return nil
 	}
+	if status == 403 && strings.Contains(errorMessage(err), "failed to authenticate") {
+		// A signature or token Azure (or Azurite, as AuthorizationFailure) rejects.
+		return providers.ErrCredentials
+	}
 	if p, ok := codeErrors[bloberror.Code(code)]; ok {
 		return p
 	}
@@ -161,7 +165,7 @@ func (s *Store) openFail(err error) error {
 	case errors.Is(e, providers.ErrCredentials):
 		return fmt.Errorf("%w (the account key, SAS token or Entra ID token was not accepted for account %q: check the environment variable the credentials name)", e, s.account)
 	case errors.Is(e, providers.ErrAccessDenied):
-		return fmt.Errorf("%w (the identity may not read container %q: it needs Storage Blob Data Reader or more, see docs/azure.md)", e, s.container)
+		return fmt.Errorf("%w (the identity may not list container %q: it needs Storage Blob Data Reader or more, or a SAS with list permission, see docs/azure.md)", e, s.container)
 	case status == 404 && code == "":
 		// No error code at all: not an Azure blob endpoint for this account.
 		return fmt.Errorf("%w: %w (no such container, or the endpoint is not the blob service of account %q)", e, providers.ErrNoBucket, s.account)
