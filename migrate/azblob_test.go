@@ -1,0 +1,207 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/providers"
+	"github.com/ferrymigrate/ferry/providers/azblob"
+	"github.com/ferrymigrate/ferry/providers/azblob/azbtest"
+	"github.com/ferrymigrate/ferry/providers/faulty"
+	"github.com/ferrymigrate/ferry/providers/s3/s3test"
+)
+
+// The pipeline tests run with Azure Blob sites and targets on Azurite too. The
+// azblob kinds are not added to storeKinds (that would run every pipeline test
+// once more); the representative tests below run the shared test bodies with
+// storeKinds set to the azblob kinds only.
+
+// openAzblob opens a store on a fresh container of the shared Azurite.
+func openAzblob(t *testing.T, name string) *azblob.Store {
+	t.Helper()
+	srv := azbtest.Shared(t)
+	cfg := srv.Config(srv.Container(t), "users/")
+	cfg.Name, cfg.Migration = name, "test-migration"
+	st, err := azblob.New(context.Background(), cfg, azblob.Options{RetryDelay: 20 * time.Millisecond, MaxRetryDelay: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+var (
+	// azblobKind: every site and the target a container on Azurite.
+	azblobKind = storeKind{"azblob", func(t *testing.T, h *harness, name string) providers.Store {
+		return openAzblob(t, name)
+	}}
+	// mixedKind: a file primary, Azure backups, and an S3 (MinIO) target: the
+	// migration issue 14 asks for, less the GCS site.
+	mixedKind = storeKind{"file+azblob->s3", func(t *testing.T, h *harness, name string) providers.Store {
+		switch name {
+		case "virginia":
+			return storeKinds[0].open(t, h, name)
+		case "target":
+			return openS3(t, s3test.Shared(t, s3test.MinIO), false, name)
+		}
+		return openAzblob(t, name)
+	}}
+)
+
+// withKinds runs a shared pipeline test body against kinds only. The migrate tests
+// never run in parallel, so swapping the package's list for the duration is safe.
+func withKinds(t *testing.T, kinds []storeKind, test func(*testing.T)) {
+	saved := storeKinds
+	storeKinds = kinds
+	defer func() { storeKinds = saved }()
+	test(t)
+}
+
+// Every phase (plan, copy, verify, the soft canary and backups stages, the hard
+// primary stage, purge, report) with a conflict, all on Azurite, and from a file
+// primary and Azure backups into MinIO.
+func TestAzblobPipelineEndToEnd(t *testing.T) {
+	withKinds(t, []storeKind{azblobKind, mixedKind}, TestPipelineEndToEnd)
+}
+
+// Soft delete into the quarantine prefix, restore, prove again, delete, purge.
+func TestAzblobSoftDeleteRestoreAndPurge(t *testing.T) {
+	withKinds(t, []storeKind{azblobKind}, TestSoftDeleteRestoreAndPurge)
+}
+
+// I3 on Azure: a replica rewritten after verify is never deleted (If-Match).
+func TestAzblobChangedAfterVerifyNotDeleted(t *testing.T) {
+	withKinds(t, []storeKind{azblobKind}, TestI3ChangedAfterVerifyNotDeleted)
+}
+
+// Crash resume on Azure: a copy whose target write landed but was never recorded,
+// and soft and hard deletes whose calls happened but whose outcomes were lost, are
+// settled on the rerun by looking at the stores, and the migration converges.
+func TestAzblobCrashResume(t *testing.T) {
+	h := newHarness(t, azblobKind, fmt.Sprintf(sitesYAML, "fail"))
+	recs := h.standardData(6)
+	ctx := context.Background()
+	m := h.open()
+	if _, err := m.Plan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The first target Put happens, its response is lost.
+	h.faults["target"].AddRule(faulty.Rule{Method: faulty.Put, Nth: 1, After: true, Err: errInjected})
+	if _, err := m.Copy(ctx); err == nil {
+		// A lost response is retried within the run; either way the rerun converges.
+		t.Log("copy absorbed the lost response itself")
+	}
+	if _, err := m.Copy(ctx); err != nil {
+		t.Fatalf("copy resume: %v", err)
+	}
+	if _, err := m.Verify(ctx, false); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	// Lose the outcome of the first soft delete at singapore and of the first hard
+	// delete at virginia: they happened, ferry does not know.
+	h.faults["singapore"].AddRule(faulty.Rule{Method: faulty.SoftDelete, Nth: 1, After: true, Err: errInjected})
+	h.faults["virginia"].AddRule(faulty.Rule{Method: faulty.DeleteIf, Nth: 1, After: true, Err: errInjected})
+	for _, st := range []string{"canary", "backups", "primary"} {
+		if _, err := deleteStage(t, m, st); err == nil {
+			continue
+		}
+		d, err := deleteStage(t, m, st)
+		if err != nil {
+			t.Fatalf("resume %s: %v", st, err)
+		}
+		if d.Already == 0 {
+			t.Fatalf("resume of %s did not settle the interrupted delete: %+v", st, d)
+		}
+	}
+	s, _ := m.Status(ctx, "")
+	for site, states := range s.Sites {
+		if n := states[checkpoints.Intent].N; n != 0 {
+			t.Fatalf("%d intents left unresolved at %s", n, site)
+		}
+	}
+	h.advance(25 * time.Hour)
+	for _, st := range []string{"canary", "backups"} {
+		if _, err := m.Purge(ctx, st); err != nil {
+			t.Fatalf("purge %s: %v", st, err)
+		}
+	}
+	target := h.listing("target")
+	for _, r := range recs {
+		if _, ok := target[r.Key]; !ok {
+			t.Fatalf("%q missing at the target", r.Key)
+		}
+	}
+	for _, site := range []string{"virginia", "singapore", "archive"} {
+		if left := h.listing(site); len(left) != 0 {
+			t.Fatalf("%s still holds %d replicas", site, len(left))
+		}
+	}
+	if _, err := m.Verify(ctx, true); err != nil {
+		t.Fatalf("re-read verify after the deletes: %v", err)
+	}
+	rep, err := m.Report(ctx, t.TempDir())
+	if err != nil || !rep.Complete {
+		t.Fatalf("report: %v", err)
+	}
+}
+
+// A blob under an immutability policy or legal hold at a site (Azure refuses its
+// delete with 409 BlobImmutableDueToPolicy; Azurite has neither, so a proxy answers
+// as Azure does) is never counted as deleted: the stage does not finish cleanly,
+// the replica is not deleted, and the blob stays. migrate has no special case for
+// providers.ErrRetained yet: the replica is left failed with the provider's reason.
+func TestAzblobRetainedReplicaNotDeleted(t *testing.T) {
+	srv := azbtest.Shared(t)
+	var proxy *azbtest.Proxy
+	var held string // the container of singapore
+	k := storeKind{"azblob-held", func(t *testing.T, h *harness, name string) providers.Store {
+		if name != "singapore" {
+			return openAzblob(t, name)
+		}
+		proxy = srv.Proxy(t)
+		held = srv.Container(t)
+		cfg := srv.Config(held, "users/")
+		cfg.Name, cfg.Migration, cfg.Endpoint = name, "test-migration", proxy.Endpoint
+		st, err := azblob.New(context.Background(), cfg, azblob.Options{MaxRetries: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}}
+	h := newHarness(t, k, fmt.Sprintf(sitesYAML, "fail"))
+	h.put("virginia", "u1/doc", []byte("held at singapore"))
+	h.put("singapore", "u1/doc", []byte("held at singapore"))
+	m := h.open()
+	runThroughVerify(t, m)
+	proxy.Inject(&s3test.Rule{Match: func(r *http.Request) bool {
+		return azbtest.Classify(r) == azbtest.OpDelete && strings.HasSuffix(r.URL.Path, "/"+held+"/users/u1/doc")
+	}, Fault: s3test.Fault{Status: 409, Code: "BlobImmutableDueToPolicy"}})
+	var err error
+	for _, st := range []string{"canary", "backups"} {
+		var d *DeleteResult
+		if d, err = deleteStage(t, m, st); err != nil {
+			break
+		}
+		if st == "backups" {
+			t.Fatalf("the stages whose only replica is held finished cleanly: %+v", d)
+		}
+	}
+	r := record(t, m, "u1/doc")
+	p := r.Replica("singapore")
+	if p.State == checkpoints.Deleted || p.State == checkpoints.Purged || p.ConfirmedAbsent {
+		t.Fatalf("a held replica was counted as deleted: %+v", p)
+	}
+	if got := h.read("singapore", "u1/doc"); string(got) != "held at singapore" {
+		t.Fatalf("held blob now %q", got)
+	}
+	if !strings.Contains(p.LastError+err.Error(), "undeletable") {
+		t.Errorf("the reason does not say the blob is undeletable: state %s, last error %q, err %v", p.State, p.LastError, err)
+	}
+	t.Logf("held replica: state %s, exit %d, last error %q", p.State, ExitCode(err), p.LastError)
+}
