@@ -63,10 +63,12 @@ func withKinds(t *testing.T, kinds []storeKind, test func(*testing.T)) {
 }
 
 // Every phase (plan, copy, verify, the soft canary and backups stages, the hard
-// primary stage, purge, report) with a conflict, all on Azurite, and from a file
-// primary and Azure backups into MinIO.
+// primary stage, purge, report) with a conflict, from a file primary and Azure
+// backups into MinIO. (Azure as the target through every phase: TestAzblobCrashResume
+// and TestAzblobSoftDeleteRestoreAndPurge; the 160-record run with every store on
+// Azurite costs 30 s under -race and adds no case.)
 func TestAzblobPipelineEndToEnd(t *testing.T) {
-	withKinds(t, []storeKind{azblobKind, mixedKind}, TestPipelineEndToEnd)
+	withKinds(t, []storeKind{mixedKind}, TestPipelineEndToEnd)
 }
 
 // Soft delete into the quarantine prefix, restore, prove again, delete, purge.

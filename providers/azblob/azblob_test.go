@@ -553,3 +553,38 @@ func TestStoreFacts(t *testing.T) {
 		t.Errorf("Versioning on Azurite = %v, %v; want false", on, err)
 	}
 }
+
+// TestEncryptionScope: every write names the target's encryption scope. Azurite
+// accepts the header without keeping a scope (it has none), so this shows the
+// request is well formed and the scope reaches the service; a real account refuses
+// a scope it does not have, which is what the pipeline then reports.
+func TestEncryptionScope(t *testing.T) {
+	srv := azbtest.Shared(t)
+	cont := srv.Container(t)
+	p := srv.Proxy(t)
+	cfg := srv.Config(cont, "")
+	cfg.Endpoint, cfg.EncryptionScope, cfg.PartSize = p.Endpoint, "ferryscope1", 128<<10
+	s := open(t, cfg)
+	var mu sync.Mutex
+	scopes := map[string]int{}
+	p.Inject(&s3test.Rule{Match: func(r *http.Request) bool {
+		if azbtest.Classify(r) == azbtest.OpPut {
+			mu.Lock()
+			scopes[r.URL.Query().Get("comp")+"="+r.Header.Get("x-ms-encryption-scope")]++
+			mu.Unlock()
+		}
+		return false
+	}})
+	put(t, s, "small", []byte("one put blob"))
+	big := providertest.Bytes(9, 300<<10)
+	put(t, s, "big", big)
+	if got := content(t, s, "big"); !bytes.Equal(got, big) {
+		t.Fatal("read back other bytes")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[string]int{"=ferryscope1": 1, "block=ferryscope1": 3, "blocklist=ferryscope1": 1}
+	if fmt.Sprint(scopes) != fmt.Sprint(want) {
+		t.Errorf("writes named scopes %v, want %v", scopes, want)
+	}
+}
