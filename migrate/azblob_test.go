@@ -1,18 +1,24 @@
 package migrate
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/migrate/synth"
 	"github.com/ferrymigrate/ferry/providers"
 	"github.com/ferrymigrate/ferry/providers/azblob"
 	"github.com/ferrymigrate/ferry/providers/azblob/azbtest"
 	"github.com/ferrymigrate/ferry/providers/faulty"
+	"github.com/ferrymigrate/ferry/providers/file"
 	"github.com/ferrymigrate/ferry/providers/s3/s3test"
 )
 
@@ -206,4 +212,98 @@ func TestAzblobRetainedReplicaNotDeleted(t *testing.T) {
 		t.Errorf("the reason does not say the blob is undeletable: state %s, last error %q, err %v", p.State, p.LastError, err)
 	}
 	t.Logf("held replica: state %s, exit %d, last error %q", p.State, ExitCode(err), p.LastError)
+}
+
+const azblobSpecYAML = `migration: azure-spec
+sources:
+  - {name: virginia, role: primary, url: file://./stores/virginia}
+  - name: azure
+    role: backup
+    url: azblob://devstoreaccount1/%[1]s/users/
+    endpoint: %[3]s
+    credentials: {account_key_env: %[4]s}
+target:
+  url: azblob://devstoreaccount1/%[2]s/users/
+  endpoint: %[3]s
+  credentials: {account_key_env: %[4]s}
+  encryption_scope: ferryscope1
+records:
+  user: '^(?P<user>[^/]+)/'
+delete:
+  mode: hard
+  stages:
+    - {name: azure, sites: [azure]}
+    - {name: primary, sites: [virginia]}
+`
+
+// The spec path: azblob:// sites and targets with endpoint, account_key_env and
+// encryption_scope are opened by the registered provider (no test stores), validated,
+// and migrated through every phase; the target written with the scope.
+func TestAzblobFromSpec(t *testing.T) {
+	srv := azbtest.Shared(t)
+	site, target := srv.Container(t), srv.Container(t)
+	dir := t.TempDir()
+	specPath := filepath.Join(dir, "ferry.yaml")
+	if err := os.WriteFile(specPath, []byte(fmt.Sprintf(azblobSpecYAML, site, target, srv.Endpoint, srv.KeyEnv)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	recs := synth.Records(synth.Options{Users: 3, RecordsPerUser: 3, Tricky: true, DirMarkers: false, Seed: 3})
+	vdir := filepath.Join(dir, "stores", "virginia")
+	os.MkdirAll(vdir, 0o755)
+	fs, err := file.New(vdir, file.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	azSite, err := azblob.New(ctx, srv.Config(site, "users/"), azblob.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer azSite.Close()
+	for _, st := range []providers.Store{fs, azSite} {
+		if err := synth.Populate(ctx, st, recs, 4); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs bytes.Buffer
+	m, err := Open(ctx, Options{SpecPath: specPath, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatalf("open from the spec: %v", err)
+	}
+	defer m.Close()
+	v, err := m.Validate(ctx)
+	if err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	if !v.Target.OK || len(v.Sites) != 2 || !v.Sites[1].OK {
+		t.Fatalf("validate: %+v", v)
+	}
+	runThroughVerify(t, m)
+	for _, st := range []string{"azure", "primary"} {
+		if d, err := deleteStage(t, m, st); err != nil {
+			t.Fatalf("delete %s: %v %+v", st, err, d.Problems)
+		}
+	}
+	tgt, err := azblob.New(ctx, srv.Config(target, "users/"), azblob.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.Close()
+	got := map[string]bool{}
+	if err := tgt.List(ctx, func(o providers.Object) error { got[o.Key] = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if !got[r.Key] {
+			t.Fatalf("%q is not at the target", r.Key)
+		}
+	}
+	left := 0
+	azSite.List(ctx, func(providers.Object) error { left++; return nil })
+	if left != 0 {
+		t.Fatalf("the Azure site still holds %d blobs", left)
+	}
+	if strings.Contains(logs.String(), azbtest.Key) {
+		t.Fatal("the account key reached the logs")
+	}
 }
