@@ -136,9 +136,12 @@ type Store struct {
 	quarantine string // blob name prefix at the container root, ending in "/"
 	reserved   string // quarantine relative to prefix when inside the root, else ""
 	versioned  atomic.Bool
-	calls      atomic.Int64
-	tries      atomic.Int64
-	closeOnce  sync.Once
+	// noStartFrom: the service refused List Blobs' startFrom once; ranges are
+	// listed from the start of the prefix.
+	noStartFrom atomic.Bool
+	calls       atomic.Int64
+	tries       atomic.Int64
+	closeOnce   sync.Once
 }
 
 var (

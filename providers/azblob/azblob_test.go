@@ -588,3 +588,45 @@ func TestEncryptionScope(t *testing.T) {
 		t.Errorf("writes named scopes %v, want %v", scopes, want)
 	}
 }
+
+// TestListRange: ranges list exactly their keys in order, with startFrom where the
+// service takes it, and from the start of the prefix where it refuses it (400).
+func TestListRange(t *testing.T) {
+	srv := azbtest.Shared(t)
+	cont := srv.Container(t)
+	p := srv.Proxy(t)
+	cfg := srv.Config(cont, "r/")
+	cfg.Endpoint = p.Endpoint
+	s := open(t, cfg)
+	var keys []string
+	for i := range 30 {
+		k := fmt.Sprintf("u%02d/doc", i)
+		keys = append(keys, k)
+		put(t, s, k, []byte(k))
+	}
+	rangeKeys := func() []string {
+		t.Helper()
+		var got []string
+		if err := s.ListRange(t.Context(), "u09/doc", "u19/doc", func(o providers.Object) error { got = append(got, o.Key); return nil }); err != nil {
+			t.Fatalf("ListRange: %v", err)
+		}
+		return got
+	}
+	want := fmt.Sprint(keys[10:20])
+	if got := rangeKeys(); fmt.Sprint(got) != want {
+		t.Fatalf("ListRange(u09/doc, u19/doc] = %v, want %v", got, want)
+	}
+	refuse := &s3test.Rule{Match: func(r *http.Request) bool {
+		return azbtest.Classify(r) == azbtest.OpList && r.URL.Query().Has("startFrom")
+	}, Fault: s3test.Fault{Status: 400, Code: "InvalidQueryParameterValue"}}
+	p.Inject(refuse)
+	if got := rangeKeys(); fmt.Sprint(got) != want {
+		t.Fatalf("ListRange without startFrom = %v, want %v", got, want)
+	}
+	if refuse.Fired() != 1 {
+		t.Errorf("startFrom refused %d times, want once (then no longer sent)", refuse.Fired())
+	}
+	if got := rangeKeys(); fmt.Sprint(got) != want || refuse.Fired() != 1 {
+		t.Errorf("second range: %v, refusals %d", got, refuse.Fired())
+	}
+}

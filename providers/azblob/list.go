@@ -49,7 +49,7 @@ func (s *Store) list(ctx context.Context, after, through string, fn func(provide
 	if s.prefix != "" {
 		opts.Prefix = &s.prefix
 	}
-	if after != "" {
+	if after != "" && !s.noStartFrom.Load() {
 		from := s.prefix + after
 		opts.StartFrom = &from
 	}
@@ -59,6 +59,15 @@ func (s *Store) list(ctx context.Context, after, through string, fn func(provide
 	for pager.More() {
 		page++
 		resp, err := pager.NextPage(ctx)
+		if err != nil && page == 1 && opts.StartFrom != nil && isStatus(err, 400) {
+			// A service version or account kind without startFrom: list from the
+			// start of the prefix and skip to the range here.
+			s.noStartFrom.Store(true)
+			opts.StartFrom = nil
+			pager = s.cont.NewListBlobsFlatPager(opts)
+			page--
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("azblob: list %s: page %d: %w: %w", s.URI(""), page, providers.ErrIncompleteList, s.fail("list", s.prefix, err))
 		}

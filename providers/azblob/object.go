@@ -13,7 +13,6 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
-	"maps"
 	"mime"
 	"strings"
 	"time"
@@ -305,12 +304,12 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, op
 	if err != nil {
 		return providers.Object{}, err
 	}
-	return s.put(ctx, key, name, r, size, opts, "")
+	return s.put(ctx, key, name, r, size, opts)
 }
 
-// put writes name. ifMatch "" writes unconditionally; "*" as ifNoneMatch is not
-// needed here (restore uses server-side copies).
-func (s *Store) put(ctx context.Context, key, name string, r io.Reader, size int64, opts providers.PutOptions, _ string) (providers.Object, error) {
+// put writes name unconditionally (restores use server-side copies with
+// If-None-Match instead).
+func (s *Store) put(ctx context.Context, key, name string, r io.Reader, size int64, opts providers.PutOptions) (providers.Object, error) {
 	if size < 0 {
 		return providers.Object{}, fmt.Errorf("azblob: put %s: negative size %d", s.uriOf(name), size)
 	}
@@ -356,7 +355,7 @@ func (s *Store) put(ctx context.Context, key, name string, r io.Reader, size int
 	o.Key = key
 	if len(opts.Metadata) > 0 {
 		o.Metadata = make(map[string]string, len(opts.Metadata))
-		for k, v := range maps.All(opts.Metadata) {
+		for k, v := range opts.Metadata {
 			o.Metadata[strings.ToLower(k)] = v
 		}
 	}
@@ -399,25 +398,63 @@ type nopCloser struct{ *bytes.Reader }
 
 func (nopCloser) Close() error { return nil }
 
-// putSingle reads the blob into memory (at most one part), checks the caller's
-// sums, and sends it with its MD5: Azure refuses bytes that do not match it.
+// sectionCloser is a rewindable request body over a window of the caller's bytes.
+type sectionCloser struct{ *io.SectionReader }
+
+func (sectionCloser) Close() error { return nil }
+
+// body returns size bytes of r as a body the SDK can rewind: a window of r itself
+// when it can be read at offsets (bytes.Reader, a file: no copy), else a buffer in
+// memory (at most one part).
+func body(r io.Reader, size int64) (*io.SectionReader, error) {
+	if ra, ok := r.(interface {
+		io.ReaderAt
+		io.Seeker
+	}); ok {
+		if cur, err := ra.Seek(0, io.SeekCurrent); err == nil {
+			end, err := ra.Seek(0, io.SeekEnd)
+			if err != nil {
+				return nil, fmt.Errorf("source: %w", err)
+			}
+			if _, err := ra.Seek(cur, io.SeekStart); err != nil {
+				return nil, fmt.Errorf("source: %w", err)
+			}
+			switch rest := end - cur; {
+			case rest < size:
+				return nil, fmt.Errorf("source ended after %d of %d bytes: %w", rest, size, io.ErrUnexpectedEOF)
+			case rest > size:
+				return nil, fmt.Errorf("source has more than the %d bytes declared", size)
+			}
+			return io.NewSectionReader(ra, cur, size), nil
+		}
+	}
+	buf, err := readAll(r, size)
+	if err != nil {
+		return nil, err
+	}
+	return io.NewSectionReader(bytes.NewReader(buf), 0, size), nil
+}
+
+// putSingle checks the caller's sums over the bytes and sends them in one Put Blob
+// with their MD5: Azure refuses bytes that do not match it.
 func (s *Store) putSingle(ctx context.Context, name string, r io.Reader, size int64, meta map[string]*string,
 	check func(hash.Hash, hash.Hash32) error) (providers.Object, error) {
-	buf, err := readAll(r, size)
+	sec, err := body(r, size)
 	if err != nil {
 		return providers.Object{}, fmt.Errorf("azblob: put %s: %w", s.uriOf(name), err)
 	}
-	sha, crc := sha256.New(), crc32.New(castagnoli)
-	sha.Write(buf)
-	crc.Write(buf)
+	sha, crc, m := sha256.New(), crc32.New(castagnoli), md5.New()
+	if n, err := io.Copy(io.MultiWriter(sha, crc, m), io.NewSectionReader(sec, 0, size)); err != nil || n != size {
+		return providers.Object{}, fmt.Errorf("azblob: put %s: reading the source: %d of %d bytes: %v", s.uriOf(name), n, size, err)
+	}
 	if err := check(sha, crc); err != nil {
 		return providers.Object{}, err
 	}
-	sum := md5.Sum(buf)
-	resp, err := s.cont.NewBlockBlobClient(name).Upload(ctx, nopCloser{bytes.NewReader(buf)}, &blockblob.UploadOptions{
+	sum := m.Sum(nil)
+	resp, err := s.cont.NewBlockBlobClient(name).Upload(ctx, sectionCloser{sec}, &blockblob.UploadOptions{
 		Metadata:                meta,
-		TransactionalValidation: blob.TransferValidationTypeMD5(sum[:]),
-		HTTPHeaders:             &blob.HTTPHeaders{BlobContentMD5: sum[:]},
+		TransactionalValidation: blob.TransferValidationTypeMD5(sum),
+		HTTPHeaders:             &blob.HTTPHeaders{BlobContentMD5: sum},
 		CPKScopeInfo:            s.cpkScope(),
 	})
 	if err != nil {
@@ -427,10 +464,10 @@ func (s *Store) putSingle(ctx context.Context, name string, r io.Reader, size in
 		s.versioned.Store(true)
 	}
 	o := providers.Object{Size: size, ETag: etagOf(resp.ETag), Version: deref(resp.VersionID), ModTime: deref(resp.LastModified)}
-	if got := md5hex(resp.ContentMD5); got != "" && got != hex.EncodeToString(sum[:]) {
+	if got := md5hex(resp.ContentMD5); got != "" && got != hex.EncodeToString(sum) {
 		return providers.Object{}, fmt.Errorf("azblob: put %s: the service reports md5 %s, the bytes sent have %x: %w", s.uriOf(name), got, sum, providers.ErrChecksum)
 	}
-	o.Checksums.MD5 = hex.EncodeToString(sum[:])
+	o.Checksums.MD5 = hex.EncodeToString(sum)
 	return o, nil
 }
 
