@@ -3,12 +3,16 @@ package migrate
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -306,4 +310,185 @@ func TestAzblobFromSpec(t *testing.T) {
 	if strings.Contains(logs.String(), azbtest.Key) {
 		t.Fatal("the account key reached the logs")
 	}
+}
+
+const azblobCrashYAML = `migration: azure-crash
+sources:
+  - {name: virginia, role: primary, url: file://./stores/virginia}
+  - {name: singapore, role: backup, url: 'azblob://devstoreaccount1/%[1]s/users/', endpoint: '%[4]s', credentials: {account_key_env: %[5]s}}
+  - {name: archive, role: backup, url: 'azblob://devstoreaccount1/%[2]s/users/', endpoint: '%[4]s', credentials: {account_key_env: %[5]s}}
+target:
+  url: 'azblob://devstoreaccount1/%[3]s/users/'
+  endpoint: '%[4]s'
+  credentials: {account_key_env: %[5]s}
+  encryption_scope: ferryscope1
+records:
+  user: '^(?P<user>[^/]+)/'
+copy:
+  concurrency: 4
+delete:
+  mode: soft
+  grace: 0s
+  stages:
+    - {name: canary, sites: [singapore], sample: 30%%}
+    - {name: backups, sites: [singapore, archive]}
+    - {name: primary, sites: [virginia], mode: hard}
+`
+
+// The real ferry binary, killed (SIGKILL, from inside at its failpoints) after a
+// target write it has not recorded and, in every stage, after a delete call whose
+// outcome it has not recorded, on Azure sites and an encryption-scoped Azure target
+// opened from the spec: every rerun converges, nothing is lost, and the sites end
+// empty. (The file-site crash tests kill at every failpoint; this one shows the
+// Azure stores settle what a killed run left.)
+func TestAzblobKilledFerryConverges(t *testing.T) {
+	srv := azbtest.Shared(t)
+	sg, ar, tg := srv.Container(t), srv.Container(t), srv.Container(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "ferry")
+	build := exec.Command("go", "build", "-o", bin, "github.com/ferrymigrate/ferry/cmd/ferry")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building ferry: %v\n%s", err, out)
+	}
+	spec := fmt.Sprintf(azblobCrashYAML, sg, ar, tg, srv.Endpoint, srv.KeyEnv)
+	if err := os.WriteFile(filepath.Join(dir, "ferry.yaml"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	store := func(c string) *azblob.Store {
+		s, err := azblob.New(ctx, srv.Config(c, "users/"), azblob.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	vdir := filepath.Join(dir, "stores", "virginia")
+	os.MkdirAll(vdir, 0o755)
+	virginia, err := file.New(vdir, file.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := synth.Records(synth.Options{Users: 8, RecordsPerUser: 3, Tricky: true, Seed: 11})
+	sites := map[string]providers.Store{"virginia": virginia, "singapore": store(sg), "archive": store(ar)}
+	sets := map[string][]synth.Record{"virginia": recs, "singapore": synth.Subset(recs, 0.7, 1), "archive": synth.Subset(recs, 0.5, 2)}
+	for name, st := range sites {
+		if err := synth.Populate(ctx, st, sets[name], 4); err != nil {
+			t.Fatal(err)
+		}
+	}
+	target := store(tg)
+	run := func(failpoint string, args ...string) (killed bool) {
+		t.Helper()
+		cmd := exec.Command(bin, append([]string{"-c", filepath.Join(dir, "ferry.yaml"), "--no-progress", "--json"}, args...)...)
+		cmd.Env = os.Environ()
+		if failpoint != "" {
+			cmd.Env = append(cmd.Env, "FERRY_FAILPOINT="+failpoint)
+		}
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			return false
+		case errors.As(err, &ee) && ee.ProcessState.Sys().(syscall.WaitStatus).Signaled():
+			return true
+		}
+		t.Fatalf("ferry %v (failpoint %q): %v\n%s", args, failpoint, err, out)
+		return false
+	}
+	listing := func(s providers.Store) map[string]providers.Object {
+		t.Helper()
+		got := map[string]providers.Object{}
+		if err := s.List(ctx, func(o providers.Object) error {
+			if !isMarkerKey(o.Key) {
+				got[o.Key] = o
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	// No replica leaves a site unless its record is whole at the target.
+	oracle := func(when string) {
+		t.Helper()
+		at := listing(target)
+		for name, st := range sites {
+			left := listing(st)
+			for _, r := range sets[name] {
+				if _, ok := left[r.Key]; ok {
+					continue
+				}
+				if o, ok := at[r.Key]; !ok || o.Size != r.Size || !bytes.Equal(readAll(t, target, r.Key), r.Bytes()) {
+					t.Fatalf("%s: %q left %s but is not whole at the target", when, r.Key, name)
+				}
+			}
+		}
+	}
+	kills := 0
+	for _, fp := range []string{"copy-after-put@5"} {
+		if run(fp, "run", "--through", "verify") {
+			kills++
+		}
+		oracle("after " + fp)
+	}
+	if run("", "run", "--through", "verify") {
+		t.Fatal("killed without a failpoint")
+	}
+	for _, stage := range []string{"canary", "backups", "primary"} {
+		var d struct {
+			Result struct {
+				Scope struct{ Digest string } `json:"scope"`
+			} `json:"result"`
+		}
+		out, err := exec.Command(bin, "-c", filepath.Join(dir, "ferry.yaml"), "--json", "delete", "--stage", stage, "--dry-run").Output()
+		if err != nil || json.Unmarshal(out, &d) != nil || len(d.Result.Scope.Digest) < 16 {
+			t.Fatalf("dry run of %s: %v %s", stage, err, out)
+		}
+		args := []string{"delete", "--stage", stage, "--confirm", d.Result.Scope.Digest[:16]}
+		for _, fp := range []string{"delete-after-call@2"} {
+			if run(fp, args...) {
+				kills++
+			}
+			oracle("after " + fp + " in " + stage)
+		}
+		if run("", args...) {
+			t.Fatal("killed without a failpoint")
+		}
+		if stage != "primary" {
+			if run("", "delete", "--stage", stage, "--purge") {
+				t.Fatal("killed without a failpoint")
+			}
+		}
+	}
+	at := listing(target)
+	for _, r := range recs {
+		if o, ok := at[r.Key]; !ok || o.Size != r.Size {
+			t.Fatalf("%q is not whole at the target", r.Key)
+		}
+	}
+	for name, st := range sites {
+		if left := listing(st); len(left) != 0 {
+			t.Fatalf("%s still holds %d replicas", name, len(left))
+		}
+	}
+	if kills < 3 {
+		t.Fatalf("only %d runs were killed: the test proved little", kills)
+	}
+	t.Logf("converged after %d kills", kills)
+}
+
+func readAll(t *testing.T, s providers.Store, key string) []byte {
+	t.Helper()
+	rc, _, err := s.Open(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(rc); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }
