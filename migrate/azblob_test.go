@@ -46,6 +46,8 @@ func openAzblob(t *testing.T, name string) *azblob.Store {
 }
 
 var (
+	// fileKind is the file kind, kept apart: withKinds swaps storeKinds.
+	fileKind = storeKinds[0]
 	// azblobKind: every site and the target a container on Azurite.
 	azblobKind = storeKind{"azblob", func(t *testing.T, h *harness, name string) providers.Store {
 		return openAzblob(t, name)
@@ -55,7 +57,7 @@ var (
 	mixedKind = storeKind{"file+azblob->s3", func(t *testing.T, h *harness, name string) providers.Store {
 		switch name {
 		case "virginia":
-			return storeKinds[0].open(t, h, name)
+			return fileKind.open(t, h, name)
 		case "target":
 			return openS3(t, s3test.Shared(t, s3test.MinIO), false, name)
 		}

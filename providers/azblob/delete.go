@@ -132,14 +132,30 @@ func (s *Store) current(ctx context.Context, op, name string, expect providers.O
 	return p, nil
 }
 
-// DeleteIf deletes key only if it is still the version expect names: a properties
-// read (so a missing blob is ErrNotFound, never a success), then Delete Blob with
-// If-Match; on a versioned account the verified version, now a previous version,
-// is then deleted by its id, and older versions, never verified, are left alone.
+// DeleteIf deletes key only if it is still the version expect names: Delete Blob
+// with If-Match; a refusal is told apart by a properties read (a missing blob is
+// ErrNotFound, never a success; a changed one ErrPrecondition). On a
+// versioned account a properties read first names the current version, and the
+// verified version, a previous version after the delete, is then deleted by its
+// id; older versions, never verified, are left alone.
 func (s *Store) DeleteIf(ctx context.Context, key string, expect providers.Object) error {
 	name, err := s.blobName("delete", key)
 	if err != nil {
 		return err
+	}
+	if expect.ETag != "" && expect.Version == "" && !s.versioned.Load() {
+		// Unversioned: the conditional delete alone, and only a refusal is looked at
+		// (If-Match on a missing blob is 412 too: absence must read as ErrNotFound).
+		err := s.deleteBlob(ctx, name, expect.ETag, "")
+		if err == nil {
+			return nil
+		}
+		if isStatus(err, 412) {
+			if _, herr := s.getProps(ctx, name, ""); isStatus(herr, 404) {
+				return s.fail("delete", name, herr)
+			}
+		}
+		return s.deleteFail(ctx, "delete", name, "", err)
 	}
 	p, err := s.current(ctx, "delete", name, expect)
 	if err != nil {
@@ -261,19 +277,23 @@ func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // quarantineCopy copies the current version p of name to handle, server-side,
 // unless an earlier attempt already did.
 func (s *Store) quarantineCopy(ctx context.Context, name, handle string, p props, expect providers.Object) error {
-	if q, err := s.getProps(ctx, handle, ""); err == nil {
-		if q.size == p.size && md5hex(q.md5) == md5hex(p.md5) && decodeMeta(q.meta)[metaOriginalETag] == expect.ETag {
-			return nil // copied by an attempt that stopped before the delete
-		}
-	} else if !isStatus(err, 404) {
-		return s.fail("soft delete (check quarantine)", handle, err)
-	}
 	meta := decodeMeta(p.meta)
 	if meta == nil {
 		meta = map[string]string{}
 	}
 	meta[metaQuarantinedFrom] = name
 	meta[metaOriginalETag] = expect.ETag
+	err := s.copyBlob(ctx, name, expect.ETag, "", handle, p, meta, true)
+	if !errors.Is(err, providers.ErrAlreadyExists) {
+		return err
+	}
+	q, err := s.getProps(ctx, handle, "")
+	if err != nil {
+		return s.fail("soft delete (check quarantine)", handle, err)
+	}
+	if q.size == p.size && md5hex(q.md5) == md5hex(p.md5) && decodeMeta(q.meta)[metaOriginalETag] == expect.ETag {
+		return nil // copied by an attempt that stopped before the delete
+	}
 	return s.copyBlob(ctx, name, expect.ETag, "", handle, p, meta, false)
 }
 
