@@ -288,6 +288,11 @@ func (s *Store) quarantineCopy(ctx context.Context, name, handle string, p props
 		return err
 	}
 	q, err := s.getProps(ctx, handle, "")
+	if isStatus(err, 404) {
+		// No copy there: the refusal was the source's If-Match (a server that does
+		// not say SourceConditionNotMet). The blob changed since it was checked.
+		return fmt.Errorf("azblob: soft delete %s: changed while being quarantined: %w", s.uriOf(name), providers.ErrPrecondition)
+	}
 	if err != nil {
 		return s.fail("soft delete (check quarantine)", handle, err)
 	}
@@ -320,14 +325,15 @@ func (s *Store) copyBlob(ctx context.Context, name, etag, versionID, dst string,
 		opts.AccessConditions = ifNoneMatchAny()
 	}
 	dc := s.blob(dst)
-	resp, err := dc.StartCopyFromURL(ctx, srcClient.URL(), opts)
-	if err != nil {
+	if _, err := dc.StartCopyFromURL(ctx, srcClient.URL(), opts); err != nil {
+		if isCode(err, "SourceConditionNotMet") {
+			return fmt.Errorf("azblob: copy %s: the source changed: %w", s.uriOf(name), providers.ErrPrecondition)
+		}
 		if ifAbsent && (isStatus(err, 412) || isCode(err, "BlobAlreadyExists")) {
 			return fmt.Errorf("azblob: copy to %s: %w", s.uriOf(dst), providers.ErrAlreadyExists)
 		}
 		return s.fail("copy "+s.uriOf(name)+" to", dst, err)
 	}
-	status := string(deref(resp.CopyStatus))
 	delay := 100 * time.Millisecond
 	var q props
 	for {
@@ -335,7 +341,7 @@ func (s *Store) copyBlob(ctx context.Context, name, etag, versionID, dst string,
 		if err != nil {
 			return s.fail("copy (status)", dst, err)
 		}
-		status = string(deref(r.CopyStatus))
+		status := string(deref(r.CopyStatus))
 		q = props{etag: etagOf(r.ETag), size: deref(r.ContentLength), md5: r.ContentMD5}
 		if status != string(blob.CopyStatusTypePending) {
 			if status != "" && status != string(blob.CopyStatusTypeSuccess) {

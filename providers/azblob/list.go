@@ -2,7 +2,6 @@ package azblob
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -108,8 +107,6 @@ func (s *Store) list(ctx context.Context, after, through string, fn func(provide
 	}
 	return nil
 }
-
-var errPastRange = errors.New("past the end of the range")
 
 // ListRange lists the keys in (after, through] in ascending byte order (List Blobs
 // with startFrom where the service honours it, filtered here either way). Azure
