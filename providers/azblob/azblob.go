@@ -162,6 +162,7 @@ var (
 // is made to end in "/": a site is a folder, and "users" must not also match
 // "users-old/".
 func ParseURL(raw string) (account, cont, prefix string, err error) {
+	shown := redactString(raw) // a SAS pasted into the url never reaches a message
 	u, err := url.Parse(raw)
 	if err != nil {
 		var ue *url.Error
@@ -172,27 +173,27 @@ func ParseURL(raw string) (account, cont, prefix string, err error) {
 	}
 	switch {
 	case u.Scheme != Scheme:
-		return "", "", "", fmt.Errorf("azblob: url %q: scheme is not azblob", raw)
+		return "", "", "", fmt.Errorf("azblob: url %q: scheme is not azblob", shown)
 	case u.User != nil:
 		return "", "", "", fmt.Errorf("azblob: url: credentials do not belong in the url; use the site's credentials setting")
 	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(raw, "?"):
-		return "", "", "", fmt.Errorf("azblob: url %q: query or fragment not allowed (a SAS token goes in the environment variable sas_token_env names)", redactString(raw))
+		return "", "", "", fmt.Errorf("azblob: url %q: query or fragment not allowed (a SAS token goes in the environment variable sas_token_env names)", shown)
 	case u.Port() != "":
-		return "", "", "", fmt.Errorf("azblob: url %q: a storage account has no port: put the server in endpoint", raw)
+		return "", "", "", fmt.Errorf("azblob: url %q: a storage account has no port: put the server in endpoint", shown)
 	}
 	account = u.Host
 	if !accountRE.MatchString(account) {
-		return "", "", "", fmt.Errorf("azblob: url %q: %q is not a storage account name (3 to 24 lower-case letters and digits)", raw, account)
+		return "", "", "", fmt.Errorf("azblob: url %q: %q is not a storage account name (3 to 24 lower-case letters and digits)", shown, account)
 	}
 	cont, prefix, _ = strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
 	if !containerRE.MatchString(cont) {
-		return "", "", "", fmt.Errorf("azblob: url %q: %q is not a container name (3 to 63 lower-case letters, digits and single hyphens)", raw, cont)
+		return "", "", "", fmt.Errorf("azblob: url %q: %q is not a container name (3 to 63 lower-case letters, digits and single hyphens)", shown, cont)
 	}
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
 	if err := checkName(prefix, true); err != nil {
-		return "", "", "", fmt.Errorf("azblob: url %q: prefix %q: %s", raw, prefix, err)
+		return "", "", "", fmt.Errorf("azblob: url %q: prefix %q: %s", shown, prefix, err)
 	}
 	return account, cont, prefix, nil
 }
