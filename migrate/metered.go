@@ -41,7 +41,7 @@ func (m *Migration) watchMetrics() {
 		m.registerStore(met, spec.TargetName, m.Target)
 	}
 	if m.State != nil {
-		met.WatchState(m.metricsState)
+		m.unwatchState = met.WatchState(m.metricsState)
 	}
 }
 
@@ -55,8 +55,8 @@ func (m *Migration) registerStore(met *metrics.Metrics, name string, s providers
 
 // unwatchMetrics reads the state one last time and stops reading it (it is closing).
 func (m *Migration) unwatchMetrics() {
-	if m.State != nil {
-		m.Opts.Metrics.WatchState(nil)
+	if m.unwatchState != nil {
+		m.unwatchState()
 	}
 }
 

@@ -5,13 +5,17 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/migrate/metrics"
 	"github.com/ferrymigrate/ferry/migrate/spec"
 	"github.com/ferrymigrate/ferry/providers"
@@ -269,4 +273,95 @@ func TestMetricsScrapedDuringCopy(t *testing.T) {
 	if !final.has("ferry_stage_status", "stage=canary", "status=pending") {
 		t.Error("ferry_stage_status does not show the canary stage pending")
 	}
+}
+
+// Workers sharing one state count what each of them did: two copy workers that find
+// a range left by a worker whose lease ran out take it over once between them, and
+// their records add up to every record copied.
+func TestMetricsCountTakeovers(t *testing.T) {
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
+	recs := h.standardData(10)
+	shared := filepath.Join(h.dir, "shared.db")
+	ctx := context.Background()
+	opts := h.options(false)
+	opts.StateDSN = shared
+	m, err := Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Plan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+
+	// A worker cuts the copy into ranges and claims the first, then is gone.
+	opts.Worker, opts.RangeSize = true, 8
+	dead, err := Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := checkpoints.Query{States: []checkpoints.RecordState{checkpoints.Planned, checkpoints.Failed}}
+	rs, err := dead.State.Partition(ctx, "copy", false, func() ([]checkpoints.Range, error) { return dead.cut(ctx, q) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := dead.State.Claim(ctx, "copy", rs.Round, "dead-worker", time.Second); err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	dead.Close()
+	time.Sleep(1200 * time.Millisecond) // its lease runs out
+
+	met := metrics.New()
+	var total int64
+	var mu sync.Mutex
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i := range errs {
+		o := opts
+		o.Metrics = met
+		w, err := Open(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			defer w.Close()
+			res, err := w.Copy(ctx)
+			errs[i] = err
+			if res != nil {
+				mu.Lock()
+				total += res.Copied
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	if total != int64(len(recs)) {
+		t.Fatalf("the workers copied %d records, want %d", total, len(recs))
+	}
+	s := gather(t, met)
+	if got := s.sum("ferry_lease_takeovers_total", "phase=copy"); got != 1 {
+		t.Errorf("ferry_lease_takeovers_total{phase=copy} = %v, want 1", got)
+	}
+	if got := s.sum("ferry_records_total", "phase=copy", "outcome=done"); got != float64(total) {
+		t.Errorf("records copied: counter %v, the workers' results %d", got, total)
+	}
+	if got := s.sum("ferry_workers_alive", "phase=copy"); got != 0 {
+		t.Errorf("ferry_workers_alive{phase=copy} = %v after both left", got)
+	}
+	if got := s.sum("ferry_state_records", "state=copied"); got != float64(len(recs)) {
+		t.Errorf("ferry_state_records{state=copied} = %v, want %d", got, len(recs))
+	}
+}
+
+// gather reads the metrics through their handler, as a scrape does.
+func gather(t *testing.T, met *metrics.Metrics) scrape {
+	t.Helper()
+	srv := httptest.NewServer(met.Handler())
+	defer srv.Close()
+	return scrapeMetrics(t, strings.TrimPrefix(srv.URL, "http://"))
 }

@@ -70,6 +70,8 @@ type Migration struct {
 	markers   markerSightings
 	versioned versionedSites
 	limiter   *limiter // the stores' limits (limits.go); nil offline
+	// unwatchState stops the metrics reading the state (metered.go); nil without metrics.
+	unwatchState func()
 }
 
 // Open loads the spec, opens the checkpoint state and every store. In a dry run the
@@ -187,9 +189,9 @@ func (m *Migration) close() error {
 		m.limiter.close(context.Background())
 	}
 	if m.State != nil {
-		m.unwatchMetrics()
 		m.saveRetries(context.Background())
 		errs = append(errs, m.Unlock(context.Background()))
+		m.unwatchMetrics() // after leaving: the last figures count this process out
 	}
 	for _, s := range m.Sites {
 		errs = append(errs, s.Close())

@@ -404,6 +404,7 @@ const stateTimeout = 10 * time.Second
 type stateCollector struct {
 	mu     sync.Mutex
 	read   StateFunc
+	gen    int // WatchState calls so far
 	last   State
 	at     time.Time
 	has    bool
@@ -492,18 +493,34 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// WatchState makes scrapes read the state through read (nil: stop reading, and keep
-// serving the last reading, so the figures a finished phase left stay visible).
-func (m *Metrics) WatchState(read StateFunc) {
+// WatchState makes scrapes read the state through read, until the returned stop,
+// which reads it one last time and stops reading it; the last reading is served from
+// then on, so the figures a finished phase left stay visible. A later WatchState
+// replaces read; the earlier stop then does nothing.
+func (m *Metrics) WatchState(read StateFunc) (stop func()) {
 	if m == nil {
-		return
+		return func() {}
 	}
-	if read == nil {
-		m.state.snapshotNow() // the final figures, while the state is still open
+	c := m.state
+	c.mu.Lock()
+	c.gen++
+	gen := c.gen
+	c.read = read
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		mine := c.gen == gen
+		c.mu.Unlock()
+		if !mine {
+			return
+		}
+		c.snapshotNow() // the final figures, while the state is still open
+		c.mu.Lock()
+		if c.gen == gen {
+			c.read = nil
+		}
+		c.mu.Unlock()
 	}
-	m.state.mu.Lock()
-	m.state.read = read
-	m.state.mu.Unlock()
 }
 
 // ---- serving ----
