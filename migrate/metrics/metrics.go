@@ -402,13 +402,13 @@ const StateMaxAge = 5 * time.Second
 const stateTimeout = 10 * time.Second
 
 type stateCollector struct {
-	mu     sync.Mutex
-	read   StateFunc
-	gen    int // WatchState calls so far
-	last   State
-	at     time.Time
-	has    bool
-	errors int64
+	mu      sync.Mutex
+	readers map[int]StateFunc // by WatchState call: the latest one reads
+	gen     int               // WatchState calls so far
+	last    State
+	at      time.Time
+	has     bool
+	errors  int64
 }
 
 var (
@@ -433,7 +433,7 @@ var (
 		"Readings of the checkpoint state for these metrics that failed (the last good reading is served).", nil, nil)
 )
 
-func newStateCollector() *stateCollector { return &stateCollector{} }
+func newStateCollector() *stateCollector { return &stateCollector{readers: map[int]StateFunc{}} }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descStateRecords, descStateBytes, descSiteReplicas, descStageReplicas, descStageStatus, descWorkersAlive, descStateErrors} {
@@ -441,30 +441,34 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// snapshot returns the state, reading it again when the last reading is older than
-// StateMaxAge and a reader is attached.
+// snapshot returns the state, read again through the latest reader when the last
+// reading is older than StateMaxAge.
 func (c *stateCollector) snapshot() (State, bool, int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.read != nil && (!c.has || time.Since(c.at) >= StateMaxAge) {
-		ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
-		st, err := c.read(ctx)
-		cancel()
-		if err != nil {
-			c.errors++
-		} else {
-			c.last, c.at, c.has = st, time.Now(), true
-		}
+	if read := c.latest(); read != nil && (!c.has || time.Since(c.at) >= StateMaxAge) {
+		c.readLocked(read)
 	}
 	return c.last, c.has, c.errors
 }
 
-// snapshotNow reads the state now, whatever the age of the last reading.
-func (c *stateCollector) snapshotNow() {
-	c.mu.Lock()
-	c.at = time.Time{}
-	c.mu.Unlock()
-	c.snapshot()
+func (c *stateCollector) latest() StateFunc {
+	top := -1
+	for g := range c.readers {
+		top = max(top, g)
+	}
+	return c.readers[top]
+}
+
+func (c *stateCollector) readLocked(read StateFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
+	st, err := read(ctx)
+	cancel()
+	if err != nil {
+		c.errors++
+		return
+	}
+	c.last, c.at, c.has = st, time.Now(), true
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -494,9 +498,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // WatchState makes scrapes read the state through read, until the returned stop,
-// which reads it one last time and stops reading it; the last reading is served from
-// then on, so the figures a finished phase left stay visible. A later WatchState
-// replaces read; the earlier stop then does nothing.
+// which reads it one last time (while it is still open) and stops reading it. The
+// last reading is served from then on, so the figures a finished phase left stay
+// visible. Several migrations may watch at once (workers in one process, in tests):
+// the latest one still watching is read.
 func (m *Metrics) WatchState(read StateFunc) (stop func()) {
 	if m == nil {
 		return func() {}
@@ -505,21 +510,16 @@ func (m *Metrics) WatchState(read StateFunc) (stop func()) {
 	c.mu.Lock()
 	c.gen++
 	gen := c.gen
-	c.read = read
+	c.readers[gen] = read
 	c.mu.Unlock()
+	var once sync.Once
 	return func() {
-		c.mu.Lock()
-		mine := c.gen == gen
-		c.mu.Unlock()
-		if !mine {
-			return
-		}
-		c.snapshotNow() // the final figures, while the state is still open
-		c.mu.Lock()
-		if c.gen == gen {
-			c.read = nil
-		}
-		c.mu.Unlock()
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.readLocked(read)
+			delete(c.readers, gen)
+		})
 	}
 }
 
