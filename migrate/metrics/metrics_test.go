@@ -147,3 +147,39 @@ func TestServer(t *testing.T) {
 		t.Fatal("still serving after Close")
 	}
 }
+
+// sleepClock advances only when someone sleeps.
+type sleepClock struct{ now time.Time }
+
+func (c *sleepClock) Now() time.Time { return c.now }
+func (c *sleepClock) Sleep(_ context.Context, d time.Duration) error {
+	c.now = c.now.Add(d)
+	return nil
+}
+
+// The time callers waited on a limit is served as it grows, by dimension.
+func TestLimitWaits(t *testing.T) {
+	m := New()
+	lim := limit.NewLimiter(&sleepClock{now: time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)})
+	lim.Set(limit.Rate{RequestsPerSecond: 10})
+	m.Store("virginia", nil, lim)
+	ctx := context.Background()
+	for range 20 {
+		if err := lim.Wait(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := lim.Stats()
+	if st.WaitedRequests <= 0 {
+		t.Fatal("the limiter made no one wait")
+	}
+	want := fmt.Sprintf(`
+# HELP ferry_limit_wait_seconds_total Time callers spent waiting for a limit's tokens (summed over callers), by store and dimension (requests, bytes).
+# TYPE ferry_limit_wait_seconds_total counter
+ferry_limit_wait_seconds_total{dimension="bytes",store="virginia"} 0
+ferry_limit_wait_seconds_total{dimension="requests",store="virginia"} %v
+`, st.WaitedRequests.Seconds())
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "ferry_limit_wait_seconds_total"); err != nil {
+		t.Error(err)
+	}
+}
