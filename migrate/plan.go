@@ -129,6 +129,7 @@ func (m *Migration) listSites(ctx context.Context, res *PlanResult) error {
 					if err := m.State.AddListed(gctx, batch); err != nil {
 						return err
 					}
+					m.meterListed(name, batch)
 					tr.Add(int64(len(batch)), 0)
 					batch = batch[:0]
 					return nil

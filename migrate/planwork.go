@@ -201,6 +201,9 @@ func (m *Migration) listClaimed(ctx context.Context, c checkpoints.Claim) error 
 			cursor = last
 		}
 		err := m.State.Checkpoint(cctx, c, cursor, nil, page)
+		if err == nil {
+			m.meterListed(c.Site, page)
+		}
 		w.records.Add(int64(len(page)))
 		page = page[:0]
 		return err
