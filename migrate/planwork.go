@@ -144,6 +144,9 @@ func (m *Migration) cutListing(ctx context.Context) ([]checkpoints.Range, error)
 // previous inventory, or, on a first plan, at the site's own first-level folders.
 // A store that cannot list by range is listed whole, by one worker.
 func (m *Migration) listBounds(ctx context.Context, site string) ([]string, error) {
+	if s := m.siteSpec(site); s != nil && s.Inventory != nil {
+		return nil, nil // an inventory is read whole, by one worker
+	}
 	rl, ok := providers.As[providers.RangeLister](m.Sites[site])
 	if !ok {
 		return nil, nil
@@ -217,10 +220,14 @@ func (m *Migration) listClaimed(ctx context.Context, c checkpoints.Claim) error 
 		return nil
 	}
 	var err error
-	if ranged {
+	inv := m.siteSpec(c.Site)
+	if inv != nil && inv.Inventory != nil {
+		ranged = false
+		err = m.listFromInventory(cctx, inv, store, c.Contains, add)
+	} else if ranged {
 		err = rl.ListRange(cctx, after, c.Hi, add)
 	}
-	if !ranged || errors.Is(err, providers.ErrNotSupported) {
+	if (inv == nil || inv.Inventory == nil) && (!ranged || errors.Is(err, providers.ErrNotSupported)) {
 		// The whole listing, keeping this range's keys (and no cursor: List has no order).
 		ranged = false
 		page, last = page[:0], ""

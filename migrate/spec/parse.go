@@ -590,7 +590,7 @@ func parseStateURL(v string) (string, error) {
 	return v, nil
 }
 
-var siteKeys = []string{"name", "role", "url", "endpoint", "region", "path_style", "checksum_when_required", "credentials", "quarantine", "part_size", "limits"}
+var siteKeys = []string{"name", "role", "url", "endpoint", "region", "path_style", "checksum_when_required", "credentials", "quarantine", "part_size", "limits", "inventory"}
 
 func (p *parser) sources(n *yaml.Node, s *Spec) {
 	ok := p.list(n, "sources", func(i int, item *yaml.Node, path string) {
@@ -639,6 +639,9 @@ func (p *parser) site(n *yaml.Node, path string, site *Site, partSize int64) {
 		pathStyle: &site.PathStyle, checksum: &site.ChecksumWhenRequired,
 		creds: &site.Credentials, partSize: &site.PartSize, loc: &site.loc, limits: &site.Limits,
 	})
+	if e, ok := m["inventory"]; ok {
+		site.Inventory = p.inventory(e.val, joinKey(path, "inventory"), site.loc) // inventory.go
+	}
 	if e, ok := m["quarantine"]; ok && !isNull(e.val) {
 		kp := joinKey(path, "quarantine")
 		if v, ok := p.nonEmpty(e.val, kp); ok {

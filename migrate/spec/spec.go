@@ -136,6 +136,9 @@ type Site struct {
 	PartSize int64 `json:"part_size"`
 	// Limits cap requests and bytes per second taken from the site (limits.go).
 	Limits Limits `json:"limits,omitzero"`
+	// Inventory, when set, is what plan reads instead of listing the site
+	// (inventory.go).
+	Inventory *Inventory `json:"inventory,omitempty"`
 
 	loc location
 }

@@ -1,0 +1,261 @@
+package migrate
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/md5"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/providers"
+)
+
+// awsInventoryKey URL-encodes a key the way S3 Inventory CSV files carry it (form
+// encoding: a space is "+", a "+" is "%2B"; "/" left as it is).
+func awsInventoryKey(k string) string {
+	return strings.ReplaceAll(url.QueryEscape(k), "%2F", "/")
+}
+
+// writeS3Inventory writes an S3 Inventory report in the real AWS layout under root
+// (a copy of the destination bucket): <src>/<config>/data/<uuid>.csv.gz, split over
+// two data files, and <src>/<config>/<date>/manifest.json whose fileSchema names the
+// columns. Keys get prefix in front, as in a bucket. It returns the manifest's path.
+func writeS3Inventory(t *testing.T, root, bucket, prefix string, objs map[string]providers.Object, created time.Time) string {
+	t.Helper()
+	keys := make([]string, 0, len(objs))
+	for k := range objs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	const schema = "Bucket, Key, Size, LastModifiedDate, ETag, IsMultipartUploaded"
+	type file struct {
+		Key         string `json:"key"`
+		Size        int    `json:"size"`
+		MD5Checksum string `json:"MD5checksum"`
+	}
+	var files []file
+	cfgDir := filepath.Join(root, bucket, "all-objects")
+	for part, lo := 0, 0; lo < len(keys); part++ {
+		hi := min(lo+(len(keys)+1)/2, len(keys))
+		var csvBuf bytes.Buffer
+		w := csv.NewWriter(&csvBuf)
+		for _, k := range keys[lo:hi] {
+			o := objs[k]
+			if err := w.Write([]string{bucket, awsInventoryKey(prefix + k), strconv.FormatInt(o.Size, 10),
+				o.ModTime.UTC().Format("2006-01-02T15:04:05.000Z"), strings.Trim(o.ETag, `"`), "false"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.Flush()
+		// AWS quotes every field; encoding/csv quotes only where needed, and a reader
+		// takes both: quote them all, as the real files are.
+		var quoted bytes.Buffer
+		r := csv.NewReader(bytes.NewReader(csvBuf.Bytes()))
+		recs, err := r.ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rec := range recs {
+			for i, f := range rec {
+				if i > 0 {
+					quoted.WriteByte(',')
+				}
+				quoted.WriteString(`"` + strings.ReplaceAll(f, `"`, `""`) + `"`)
+			}
+			quoted.WriteByte('\n')
+		}
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		zw.Write(quoted.Bytes())
+		zw.Close()
+		name := fmt.Sprintf("%s/all-objects/data/6f1c5f4e-%04d-4d1b-9d0e-%012d.csv.gz", bucket, part, part)
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, gz.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sum := md5.Sum(gz.Bytes())
+		files = append(files, file{Key: name, Size: gz.Len(), MD5Checksum: hex.EncodeToString(sum[:])})
+		lo = hi
+	}
+	man := map[string]any{
+		"sourceBucket":      bucket,
+		"destinationBucket": "arn:aws:s3:::inventory-reports",
+		"version":           "2016-11-30",
+		"creationTimestamp": strconv.FormatInt(created.UnixMilli(), 10),
+		"fileFormat":        "CSV",
+		"fileSchema":        schema,
+		"files":             files,
+	}
+	b, _ := json.MarshalIndent(man, "", "  ")
+	mp := filepath.Join(cfgDir, created.UTC().Format("2006-01-02T15-04Z"), "manifest.json")
+	if err := os.MkdirAll(filepath.Dir(mp), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return mp
+}
+
+// verifiedRecords maps every record's key to its state, size and SHA-256.
+func verifiedRecords(t *testing.T, m *Migration) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := m.State.Records(context.Background(), checkpoints.Query{}, func(r checkpoints.Record) error {
+		var sites []string
+		for _, p := range r.Replicas {
+			sites = append(sites, p.Site+"="+string(p.State))
+		}
+		out[r.Key] = fmt.Sprintf("%s %d %s %v", r.State, r.Size, r.SHA256, sites)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+const inventorySiteYAML = `  - name: virginia
+    role: primary
+    url: file://./stores/virginia
+    inventory: {format: s3-csv, manifest: %s, prefix: users/}
+`
+
+// A plan from an S3 Inventory CSV (generated here in the real format) copies and
+// verifies exactly the records a listing does, records which inventory it read and
+// its date, leaves out a key deleted since the inventory, and the next plan, from a
+// listing, reports the key written after the inventory.
+func TestPlanFromS3Inventory(t *testing.T) {
+	eachKind(t, func(t *testing.T, k storeKind) {
+		ctx := context.Background()
+		listSpec := fmt.Sprintf(sitesYAML, "fail")
+		// The twin: the same data planned from listings.
+		twin := newHarness(t, k, listSpec)
+		twin.standardData(4)
+		tm := twin.open()
+		runThroughVerify(t, tm)
+		want := verifiedRecords(t, tm)
+
+		h := newHarness(t, k, listSpec)
+		h.standardData(4)
+		invDate := time.Date(2026, 5, 31, 1, 0, 0, 0, time.UTC)
+		objs := h.listing("virginia")
+		objs["user-00001/gone-since-the-inventory"] = providers.Object{Size: 3, ModTime: invDate}
+		mp := writeS3Inventory(t, filepath.Join(h.dir, "inventory-reports"), "legacy-users", "users/", objs, invDate)
+		invSpec := replaceOnce(listSpec, "  - {name: virginia, role: primary, url: file://./stores/virginia}\n",
+			fmt.Sprintf(inventorySiteYAML, mp))
+		if err := os.WriteFile(filepath.Join(h.dir, "ferry.yaml"), []byte(invSpec), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// Written after the inventory: only a listing sees it.
+		h.put("virginia", "user-00002/written-after-the-inventory", []byte("late"))
+
+		m := h.open()
+		plan := runThroughVerify(t, m)
+		info, ok := plan.Inventories["virginia"]
+		if !ok {
+			t.Fatalf("plan does not name the inventory: %+v", plan.Inventories)
+		}
+		if info.Format != "s3-csv" || info.Manifest != mp || !info.Date.Equal(invDate) {
+			t.Errorf("inventory recorded as %+v", info)
+		}
+		if info.Keys != int64(len(objs)) || info.Gone != 1 || info.Planned != int64(len(objs)-1) ||
+			len(info.GoneExamples) != 1 || info.GoneExamples[0] != "user-00001/gone-since-the-inventory" {
+			t.Errorf("inventory counts %+v, want %d keys, 1 gone", info, len(objs))
+		}
+		if plan.Sites["virginia"].Objects != int64(len(objs)-1) {
+			t.Errorf("virginia: %d objects planned, want %d", plan.Sites["virginia"].Objects, len(objs)-1)
+		}
+		if len(plan.Missed) != 0 {
+			t.Errorf("first plan reports missed keys: %+v", plan.Missed)
+		}
+		if got := verifiedRecords(t, m); fmt.Sprint(got) != fmt.Sprint(want) {
+			for k, v := range want {
+				if got[k] != v {
+					t.Errorf("%q: from the inventory %q, from a listing %q", k, got[k], v)
+				}
+			}
+			for k, v := range got {
+				if _, ok := want[k]; !ok {
+					t.Errorf("%q: only from the inventory: %q", k, v)
+				}
+			}
+		}
+		if _, ok, _ := m.State.Get(ctx, "user-00002/written-after-the-inventory"); ok {
+			t.Fatal("a key the inventory does not name was planned")
+		}
+		st, err := m.Status(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Inventories["virginia"].Manifest != mp {
+			t.Errorf("status does not show the inventory: %+v", st.Inventories)
+		}
+		// A re-plan from the same inventory keeps the finished work and misses nothing new.
+		again, err := m.Plan(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.New != 0 || again.Changed != 0 || again.Vanished != 0 || len(again.Missed) != 0 {
+			t.Errorf("re-plan from the same inventory: %d new, %d changed, %d vanished, missed %+v", again.New, again.Changed, again.Vanished, again.Missed)
+		}
+		m.Close()
+
+		// The final plan lists the site: it reports the key the inventory missed.
+		if err := os.WriteFile(filepath.Join(h.dir, "ferry.yaml"), []byte(listSpec), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m2 := h.open()
+		final, err := m2.Plan(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mk, ok := final.Missed["virginia"]
+		if !ok || mk.Count != 1 || len(mk.Examples) != 1 || mk.Examples[0] != "user-00002/written-after-the-inventory" {
+			t.Fatalf("missed keys: %+v", final.Missed)
+		}
+		if mk.Inventory.Manifest != mp || !mk.Inventory.Date.Equal(invDate) {
+			t.Errorf("missed keys name inventory %+v", mk.Inventory)
+		}
+		if len(final.Missed) != 1 || final.New != 1 || len(final.Inventories) != 0 {
+			t.Errorf("final plan: missed %+v, %d new, inventories %+v", final.Missed, final.New, final.Inventories)
+		}
+		b, _ := json.Marshal(final)
+		if !strings.Contains(string(b), `"missed":{"virginia":{"inventory":{"format":"s3-csv"`) {
+			t.Errorf("--json lacks the missed keys: %s", b)
+		}
+		// The late key is now a record like any other; nothing else changed.
+		if r := record(t, m2, "user-00002/written-after-the-inventory"); r.State != checkpoints.Planned {
+			t.Errorf("late key is %s", r.State)
+		}
+		if final.Changed != 0 || final.Vanished != 0 {
+			t.Errorf("final plan: %d changed, %d vanished", final.Changed, final.Vanished)
+		}
+		if _, err := m2.Copy(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m2.Verify(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+		if r := record(t, m2, "user-00002/written-after-the-inventory"); r.State != checkpoints.Verified {
+			t.Errorf("late key is %s after copy and verify", r.State)
+		}
+	})
+}
+
+
