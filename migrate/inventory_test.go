@@ -257,5 +257,3 @@ func TestPlanFromS3Inventory(t *testing.T) {
 		}
 	})
 }
-
-
