@@ -206,6 +206,15 @@ func TestPlanFromS3Inventory(t *testing.T) {
 		if st.Inventories["virginia"].Manifest != mp {
 			t.Errorf("status does not show the inventory: %+v", st.Inventories)
 		}
+		pred, err := m.predicate(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range pred.Sites {
+			if got := s.Inventory; (s.Name == "virginia") != (got != nil) || got != nil && (got.Manifest != mp || got.Date != "2026-05-31T01:00:00Z" || got.Keys != info.Keys) {
+				t.Errorf("certificate site %s: inventory %+v", s.Name, got)
+			}
+		}
 		// A re-plan from the same inventory keeps the finished work and misses nothing new.
 		again, err := m.Plan(ctx)
 		if err != nil {
@@ -256,4 +265,103 @@ func TestPlanFromS3Inventory(t *testing.T) {
 			t.Errorf("late key is %s after copy and verify", r.State)
 		}
 	})
+}
+
+// A plain key list is an inventory too: a CRLF line and blank lines are taken as
+// written, a key no longer at the site is counted as gone, and a later key list that
+// names more keys reports the ones the earlier list missed.
+func TestPlanFromKeyList(t *testing.T) {
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
+	recs := h.standardData(3)
+	ctx := context.Background()
+	var first []string
+	for i, r := range recs {
+		if i%4 != 3 {
+			first = append(first, r.Key)
+		}
+	}
+	list := strings.Join(first[:2], "\r\n") + "\n\n" + strings.Join(first[2:], "\n") + "\nuser-00000/no-such-key\n"
+	keys1 := filepath.Join(h.dir, "keys-1.txt")
+	if err := os.WriteFile(keys1, []byte(list), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	date := time.Date(2026, 5, 20, 8, 0, 0, 0, time.UTC)
+	os.Chtimes(keys1, date, date)
+	spec := replaceOnce(fmt.Sprintf(sitesYAML, "fail"), "  - {name: virginia, role: primary, url: file://./stores/virginia}\n",
+		"  - {name: virginia, role: primary, url: file://./stores/virginia, inventory: {format: keys, manifest: keys-1.txt}}\n")
+	if err := os.WriteFile(filepath.Join(h.dir, "ferry.yaml"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := h.open()
+	p, err := m.Plan(ctx)
+	if err != nil && ExitCode(err) != ExitIncomplete {
+		t.Fatal(err)
+	}
+	in := p.Inventories["virginia"]
+	if in.Format != "keys" || in.Manifest != keys1 || !in.Date.Equal(date) || in.Keys != int64(len(first)+1) || in.Planned != int64(len(first)) || in.Gone != 1 {
+		t.Fatalf("inventory %+v, want %d keys, 1 gone", in, len(first)+1)
+	}
+	for i, r := range recs {
+		got, ok, _ := m.State.Get(ctx, r.Key)
+		atVirginia := ok && got.Replica("virginia") != nil
+		if atVirginia != (i%4 != 3) {
+			t.Errorf("%q: replica at virginia %v, the key list says %v", r.Key, atVirginia, i%4 != 3)
+		}
+	}
+	m.Close()
+
+	// A later key list, naming every key: the ones the first list missed are reported.
+	var all []string
+	for _, r := range recs {
+		all = append(all, r.Key)
+	}
+	keys2 := filepath.Join(h.dir, "keys-2.txt")
+	if err := os.WriteFile(keys2, []byte(strings.Join(all, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.dir, "ferry.yaml"), []byte(strings.Replace(spec, "keys-1.txt", "keys-2.txt", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m2 := h.open()
+	p2, err := m2.Plan(ctx)
+	if err != nil && ExitCode(err) != ExitIncomplete {
+		t.Fatal(err)
+	}
+	mk := p2.Missed["virginia"]
+	if want := int64(len(recs) - len(first)); mk.Count != want || mk.Inventory.Manifest != keys1 || len(mk.Examples) != min(int(want), maxExamples) {
+		t.Fatalf("missed %+v, want %d keys missed by %s", mk, want, keys1)
+	}
+	if p2.Inventories["virginia"].Manifest != keys2 {
+		t.Errorf("second plan's inventory %+v", p2.Inventories)
+	}
+}
+
+// An inventory whose data file does not match the manifest's MD5, or whose manifest
+// describes another bucket, fails the plan and changes nothing (I6).
+func TestPlanInventoryDamaged(t *testing.T) {
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
+	h.standardData(2)
+	ctx := context.Background()
+	mp := writeS3Inventory(t, filepath.Join(h.dir, "inv"), "legacy-users", "", h.listing("virginia"), time.Date(2026, 5, 31, 1, 0, 0, 0, time.UTC))
+	spec := replaceOnce(fmt.Sprintf(sitesYAML, "fail"), "  - {name: virginia, role: primary, url: file://./stores/virginia}\n",
+		fmt.Sprintf("  - {name: virginia, role: primary, url: file://./stores/virginia, inventory: {format: s3-csv, manifest: %s}}\n", mp))
+	if err := os.WriteFile(filepath.Join(h.dir, "ferry.yaml"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Damage one data file: same length, one byte flipped.
+	var man s3Manifest
+	b, _ := os.ReadFile(mp)
+	json.Unmarshal(b, &man)
+	df := filepath.Join(h.dir, "inv", filepath.FromSlash(man.Files[1].Key))
+	data, _ := os.ReadFile(df)
+	data[len(data)-5] ^= 0xff
+	os.WriteFile(df, data, 0o644)
+	m := h.open()
+	_, err := m.Plan(ctx)
+	if ExitCode(err) != ExitRuntime || !strings.Contains(err.Error(), "inventory") {
+		t.Fatalf("plan from a damaged inventory: %v", err)
+	}
+	if _, ok, _ := m.State.Meta(ctx, "plan_digest"); ok {
+		t.Fatal("a plan was stored from a damaged inventory")
+	}
 }

@@ -37,6 +37,12 @@ func printPlan(w io.Writer, r *migrate.PlanResult) {
 		fmt.Fprintf(tw, "  %s\t%d\t%s\n", name, s.Objects, ib(s.Bytes))
 	}
 	tw.Flush()
+	printInventories(w, r.Inventories)
+	for _, name := range sortedKeys(r.Missed) {
+		mk := r.Missed[name]
+		fmt.Fprintf(w, "  %s: %d keys the previous plan's inventory (%s of %s) missed, now planned%s\n",
+			name, mk.Count, mk.Inventory.Format, mk.Inventory.Date.UTC().Format(time.RFC3339), examples(mk.Examples, mk.Count))
+	}
 	fmt.Fprintf(w, "records: %s; %s to migrate; %d new, %d changed, %d vanished since the last plan\n",
 		joinCounts(r.Records), ib(r.Bytes), r.New, r.Changed, r.Vanished)
 	for _, c := range r.Conflicts {
@@ -49,6 +55,35 @@ func printPlan(w io.Writer, r *migrate.PlanResult) {
 		printScopes(w, r.Stages)
 	}
 	fmt.Fprintf(w, "plan digest: %s\n", r.Digest)
+}
+
+// printInventories says which sites were planned from an inventory, and from which.
+func printInventories(w io.Writer, invs map[string]migrate.InventoryInfo) {
+	for _, name := range sortedKeys(invs) {
+		in := invs[name]
+		fmt.Fprintf(w, "  %s: planned from the %s inventory %s of %s: %d keys, %d planned, %d gone since%s",
+			name, in.Format, in.Manifest, in.Date.UTC().Format(time.RFC3339), in.Keys, in.Planned, in.Gone, examples(in.GoneExamples, in.Gone))
+		if in.Skipped > 0 {
+			fmt.Fprintf(w, ", %d rows not the site's (other prefix, delete markers, old versions)", in.Skipped)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// examples is ` (e.g. "a", "b", ...)` for a few of n keys.
+func examples(keys []string, n int64) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	var q []string
+	for _, k := range keys {
+		q = append(q, fmt.Sprintf("%q", k))
+	}
+	more := ""
+	if n > int64(len(keys)) {
+		more = ", ..."
+	}
+	return " (e.g. " + strings.Join(q, ", ") + more + ")"
 }
 
 func printScopes(w io.Writer, scopes []migrate.StageScope) {
@@ -182,6 +217,7 @@ func printStatus(w io.Writer, r *migrate.StatusResult) {
 		fmt.Fprintf(tw, "  %s\t%s\n", site, replicaCounts(r.Sites[site]))
 	}
 	tw.Flush()
+	printInventories(w, r.Inventories)
 	if len(r.Stages) > 0 {
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  stage\tmode\tstate\treplicas by state\twhen")
