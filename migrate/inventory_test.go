@@ -19,7 +19,10 @@ import (
 	"time"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/migrate/synth"
 	"github.com/ferrymigrate/ferry/providers"
+	"github.com/ferrymigrate/ferry/providers/s3"
+	"github.com/ferrymigrate/ferry/providers/s3/s3test"
 )
 
 // awsInventoryKey URL-encodes a key the way S3 Inventory CSV files carry it (form
@@ -364,4 +367,106 @@ func TestPlanInventoryDamaged(t *testing.T) {
 	if _, ok, _ := m.State.Meta(ctx, "plan_digest"); ok {
 		t.Fatal("a plan was stored from a damaged inventory")
 	}
+}
+
+// An S3 site on MinIO planned from an S3 Inventory that lives in another bucket
+// (s3:// manifest, read with the site's own endpoint and credentials), through the
+// real providers: the bucket and prefix come from the site's URL, and the records
+// copy and verify.
+func TestPlanFromS3InventoryInBucket(t *testing.T) {
+	srv := s3test.Shared(t, s3test.MinIO)
+	ctx := context.Background()
+	dir := t.TempDir()
+	src, invBucket := srv.Bucket(t, false), srv.Bucket(t, false)
+	site := openS3Prefix(t, srv, src, "users/")
+	recs := synth.Records(synth.Options{Users: 3, RecordsPerUser: 4, Tricky: true, Seed: 11})
+	if err := synth.Populate(ctx, site, recs, 4); err != nil {
+		t.Fatal(err)
+	}
+	objs := map[string]providers.Object{}
+	if err := site.List(ctx, func(o providers.Object) error { objs[o.Key] = o; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// Another prefix of the same bucket: in the inventory, not the site's.
+	other := openS3Prefix(t, srv, src, "other/")
+	if _, err := other.Put(ctx, "x", strings.NewReader("x"), 1, providers.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	all := map[string]providers.Object{}
+	for k, o := range objs {
+		all["users/"+k] = o
+	}
+	all["other/x"] = providers.Object{Size: 1}
+	local := filepath.Join(dir, "inv")
+	mp := writeS3Inventory(t, local, src, "", all, time.Date(2026, 5, 30, 0, 0, 0, 0, time.UTC))
+	inv := openS3Prefix(t, srv, invBucket, "")
+	err := filepath.WalkDir(local, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(local, p)
+		_, err = inv.Put(ctx, filepath.ToSlash(rel), bytes.NewReader(b), int64(len(b)), providers.PutOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relManifest, _ := filepath.Rel(local, mp)
+	cfg := srv.Config(src, "users/")
+	specYAML := fmt.Sprintf(`migration: test-migration
+sources:
+  - name: virginia
+    role: primary
+    url: s3://%s/users/
+    endpoint: %s
+    region: %s
+    path_style: true
+    credentials: {access_key_env: %s, secret_key_env: %s}
+    inventory: {format: s3-csv, manifest: "s3://%s/%s"}
+target:
+  url: file://./target
+records:
+  user: '^(?P<user>[^/]+)/'
+`, src, cfg.Endpoint, cfg.Region, cfg.Credentials["access_key_env"], cfg.Credentials["secret_key_env"], invBucket, filepath.ToSlash(relManifest))
+	if err := os.WriteFile(filepath.Join(dir, "ferry.yaml"), []byte(specYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, "target"), 0o755)
+	m, err := Open(ctx, Options{SpecPath: filepath.Join(dir, "ferry.yaml")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	p, err := m.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := p.Inventories["virginia"]
+	if in.Keys != int64(len(objs)) || in.Planned != int64(len(objs)) || in.Skipped != 1 || in.Gone != 0 {
+		t.Fatalf("inventory %+v, want %d keys and the other prefix skipped", in, len(objs))
+	}
+	if _, err := m.Copy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v, err := m.Verify(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Verified != int64(len(objs)) {
+		t.Fatalf("%d of %d records verified", v.Verified, len(objs))
+	}
+}
+
+func openS3Prefix(t *testing.T, srv *s3test.Server, bucket, prefix string) providers.Store {
+	t.Helper()
+	st, err := s3.New(context.Background(), srv.Config(bucket, prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
