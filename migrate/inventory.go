@@ -53,6 +53,8 @@ type InventoryInfo struct {
 	// Skipped counts rows that are not the site's records: keys outside the site's
 	// prefix, delete markers and versions that are not the latest.
 	Skipped int64 `json:"skipped,omitempty"`
+	// Files counts the files read: the manifest and its data files, or the key list.
+	Files int `json:"files"`
 }
 
 // PlanSource is how plan learned one site's keys: a listing, or an inventory.
@@ -140,7 +142,7 @@ type s3Manifest struct {
 // each calls fn with every key the inventory names for the site, relative to it,
 // and fills info (all but Planned and Gone).
 func (r *inventoryReader) each(ctx context.Context, info *InventoryInfo, fn func(key string) error) error {
-	info.Format, info.Manifest = r.inv.Format, r.inv.Manifest
+	info.Format, info.Manifest, info.Files = r.inv.Format, r.inv.Manifest, 1
 	switch r.inv.Format {
 	case spec.InventoryKeys:
 		return r.eachKey(ctx, info, fn)
@@ -239,6 +241,7 @@ func (r *inventoryReader) eachS3(ctx context.Context, info *InventoryInfo, fn fu
 		return errors.New("the S3 Inventory manifest lists no files and no fileSchema: is it a manifest.json?")
 	}
 	for _, f := range man.Files {
+		info.Files++
 		if err := r.eachS3File(ctx, name, f.Key, f.MD5Checksum, len(cols), func(rec []string) error {
 			if bucketCol >= 0 && r.inv.Bucket != "" && rec[bucketCol] != r.inv.Bucket {
 				info.Skipped++

@@ -71,6 +71,9 @@ type PlanResult struct {
 	// inventory) found that the inventory the previous plan read did not name.
 	Inventories map[string]InventoryInfo `json:"inventories,omitempty"`
 	Missed      map[string]MissedKeys    `json:"missed,omitempty"`
+	// Estimate is what the listing cost and the work left will ask of every store,
+	// cost (with price tables) and take (at the limits) (estimate.go).
+	Estimate *Estimate `json:"estimate,omitempty"`
 }
 
 const listBatch = 1000
@@ -375,6 +378,9 @@ func (m *Migration) reconcilePlan(ctx context.Context, res *PlanResult) (*PlanRe
 		return nil, err
 	}
 	if res.Stages, err = m.StageScopes(ctx, true); err != nil {
+		return nil, err
+	}
+	if res.Estimate, err = m.estimate(ctx, res); err != nil {
 		return nil, err
 	}
 	if err := heldError(res); err != nil {

@@ -103,6 +103,9 @@ func (m *Migration) planShared(ctx context.Context, res *PlanResult) (*PlanResul
 	if res.Stages, err = m.StageScopes(ctx, true); err != nil {
 		return nil, err
 	}
+	if res.Estimate, err = m.estimate(ctx, res); err != nil {
+		return nil, err
+	}
 	if err := heldError(res); err != nil {
 		return res, err
 	}

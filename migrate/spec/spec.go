@@ -139,6 +139,8 @@ type Site struct {
 	// Inventory, when set, is what plan reads instead of listing the site
 	// (inventory.go).
 	Inventory *Inventory `json:"inventory,omitempty"`
+	// Prices, when set, price the estimate plan prints (prices.go).
+	Prices *Prices `json:"prices,omitempty"`
 
 	loc location
 }
@@ -158,6 +160,8 @@ type Target struct {
 	PartSize  int64    `json:"part_size"` // bytes; copy.part_size unless set
 	// Limits cap requests and bytes per second sent to the target (limits.go).
 	Limits Limits `json:"limits,omitzero"`
+	// Prices, when set, price the estimate plan prints (prices.go).
+	Prices *Prices `json:"prices,omitempty"`
 
 	loc location
 }
