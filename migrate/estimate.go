@@ -338,8 +338,12 @@ func trafficSeconds(t Traffic, r spec.Rate) float64 {
 	return s
 }
 
-// FormatSeconds says a duration for people: "3d4h", "2h13m", "41s", "0s".
+// FormatSeconds says a duration for people: "3d4h", "2h13m", "4m1s", "41s", "<1s",
+// "0s" (whole seconds rounded up, then to the unit shown).
 func FormatSeconds(sec float64) string {
+	if sec > 0 && sec < 1 {
+		return "<1s"
+	}
 	d := time.Duration(math.Ceil(sec)) * time.Second
 	switch {
 	case d >= 24*time.Hour:

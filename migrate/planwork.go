@@ -97,6 +97,9 @@ func (m *Migration) planShared(ctx context.Context, res *PlanResult) (*PlanResul
 		return nil, err
 	}
 	res.Digest, _, _ = m.State.Meta(ctx, "plan_digest")
+	if res.Inventories, err = m.Inventories(ctx); err != nil {
+		return nil, err
+	}
 	if err := m.fillPlanCounts(ctx, res); err != nil {
 		return nil, err
 	}

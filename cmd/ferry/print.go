@@ -54,7 +54,65 @@ func printPlan(w io.Writer, r *migrate.PlanResult) {
 		fmt.Fprintln(w, "deletion stages (scope once every record verifies):")
 		printScopes(w, r.Stages)
 	}
+	if r.Estimate != nil {
+		printEstimate(w, r.Estimate)
+	}
 	fmt.Fprintf(w, "plan digest: %s\n", r.Digest)
+}
+
+// printEstimate prints the estimate's table, money and duration.
+func printEstimate(w io.Writer, e *migrate.Estimate) {
+	fmt.Fprintln(w, "estimate (this plan's listing and the work left: copy, verify, delete):")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  store\tlist\tget/head\tput\tdelete\tread\twritten\tegress\tcost\tlimit\ttime")
+	row := func(name string, t migrate.Traffic, cost *migrate.Money, limit, at string) {
+		c := "-"
+		if cost != nil {
+			c = money(cost.Currency, cost.Total)
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", name, t.Requests.List, t.Requests.Get, t.Requests.Put, t.Requests.Delete,
+			ib(t.BytesRead), ib(t.BytesWritten), ib(t.Egress), c, limit, at)
+	}
+	for _, s := range e.Stores {
+		at := "-"
+		if s.Seconds > 0 {
+			at = migrate.FormatSeconds(s.Seconds)
+		}
+		row(s.Store, s.Traffic, s.Cost, s.Limit, at)
+	}
+	row("total", e.Total, e.Cost, "", e.Duration)
+	tw.Flush()
+	if c := e.Cost; c != nil {
+		fmt.Fprintf(w, "money: %s once (requests %s, egress %s)", money(c.Currency, c.Total), money(c.Currency, c.Requests), money(c.Currency, c.Egress))
+		for _, s := range e.Stores {
+			if s.Stored > 0 && s.Cost != nil && s.Cost.StoragePerMonth > 0 {
+				fmt.Fprintf(w, ", then %s a month to keep %s at the %s", money(c.Currency, s.Cost.StoragePerMonth), ib(s.Stored), s.Store)
+			}
+		}
+		if len(e.Unpriced) > 0 {
+			fmt.Fprintf(w, "; no prices for %s", strings.Join(e.Unpriced, ", "))
+		}
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintln(w, "money: no prices in the spec (add prices: under a site or the target)")
+	}
+	var phases []string
+	for _, ph := range []string{"plan", "copy", "verify", "delete"} {
+		phases = append(phases, ph+" "+migrate.FormatSeconds(e.PhaseSeconds[ph]))
+	}
+	fmt.Fprintf(w, "duration at the limits: %s (%s)", e.Duration, strings.Join(phases, ", "))
+	if len(e.Unlimited) > 0 {
+		fmt.Fprintf(w, "; no limit on %s, so their time is not counted", strings.Join(e.Unlimited, ", "))
+	}
+	fmt.Fprintln(w)
+}
+
+// money is "USD 12.34", with four decimals below one unit.
+func money(currency string, v float64) string {
+	if v != 0 && v < 1 {
+		return fmt.Sprintf("%s %.4f", currency, v)
+	}
+	return fmt.Sprintf("%s %.2f", currency, v)
 }
 
 // printInventories says which sites were planned from an inventory, and from which.
