@@ -27,13 +27,17 @@ import (
 //     read a snapshot (file); at the target one PUT, or, above the target's part
 //     size, one request per part plus two (create and complete).
 //   - verify (records not yet verified): a HEAD of the target copy, plus a GET of the
-//     whole copy with --reread (verify.reread) or where the target reports no
-//     SHA-256; for each replica due for deletion not yet proven, a HEAD at its site,
-//     plus a GET of the whole replica where neither the site nor the plan has its
-//     SHA-256.
+//     whole copy with verify.reread or where the target reports no SHA-256 (file,
+//     gs, azblob; S3 and OCI multipart copies); for each replica due for deletion not
+//     yet proven, a HEAD at its site, plus a GET of the whole replica where neither
+//     the store nor the plan vouches for its SHA-256 (an S3 object uploaded with a
+//     SHA-256 checksum needs only the HEAD, which the plan cannot know: the
+//     estimate counts the read).
 //   - delete (replicas in a stage's predicted scope, not yet deleted): a HEAD of the
-//     target copy (and a GET of it where the target reports no SHA-256: I12), a HEAD
-//     at the site, the DELETE, and a HEAD to confirm absence; in soft mode also a
+//     target copy (and a GET of it where the target reports neither a SHA-256 nor a
+//     whole-object CRC32C: I12), a HEAD
+//     at the site, the DELETE, and a HEAD to confirm absence; per record and stage
+//     one more HEAD of the target copy once its replicas are done (I9); in soft mode also a
 //     server-side copy into the quarantine (a PUT; a versioned bucket needs none) and
 //     the DELETE of --purge.
 //
@@ -135,18 +139,23 @@ type estimator struct {
 	order    []string
 	remote   map[string]bool // reads cross the network: egress
 	trusted  map[string]bool // Stat reports a SHA-256 the pipeline trusts
+	scheme   map[string]string
 	snapshot map[string]bool
 	partSize int64
 	reread   bool
 }
 
 func (m *Migration) newEstimator() *estimator {
-	e := &estimator{m: m, stores: map[string]*StoreEstimate{}, remote: map[string]bool{}, trusted: map[string]bool{}, snapshot: map[string]bool{},
+	e := &estimator{m: m, stores: map[string]*StoreEstimate{}, remote: map[string]bool{}, trusted: map[string]bool{}, snapshot: map[string]bool{}, scheme: map[string]string{},
 		partSize: m.Spec.Target.PartSize, reread: m.Spec.Verify.Reread}
 	add := func(name, url string, store providers.Store) {
 		e.stores[name] = &StoreEstimate{Store: name, Phases: map[string]Traffic{}}
 		e.order = append(e.order, name)
-		e.remote[name] = !strings.HasPrefix(url, "file:")
+		if store != nil {
+			url = store.URI("") // what the store is, whatever the spec calls it
+		}
+		e.scheme[name], _, _ = strings.Cut(url, ":")
+		e.remote[name] = e.scheme[name] != "file"
 		f := providers.FeaturesOf(store)
 		e.trusted[name], e.snapshot[name] = f.TrustedSHA256, f.SnapshotReads
 	}
@@ -224,11 +233,12 @@ func (e *estimator) record(r checkpoints.Record) {
 	}
 	if toCopy || r.State == checkpoints.Copied {
 		e.req(target, "verify", oneGet, 0, 0)
-		if e.reread || !e.trusted[target] {
+		if e.reread || !e.targetSHA256(r.Size) {
 			e.req(target, "verify", oneGet, r.Size, 0)
 		}
 	}
 	soft := map[string]bool{}
+	stages := map[string]bool{}
 	for _, p := range r.Replicas {
 		if p.Stage == "" || gone(p.State) {
 			continue
@@ -242,8 +252,12 @@ func (e *estimator) record(r checkpoints.Record) {
 		if !inScope(r, p, true) {
 			continue
 		}
+		if !stages[p.Stage] {
+			stages[p.Stage] = true
+			e.req(target, "delete", oneGet, 0, 0) // the record's target copy, after its replicas in the stage
+		}
 		e.req(target, "delete", oneGet, 0, 0)
-		if !e.trusted[target] {
+		if !e.targetSHA256(r.Size) && !e.targetCRC32C() {
 			e.req(target, "delete", oneGet, r.Size, 0)
 		}
 		e.req(p.Site, "delete", Requests{Get: 2, Delete: 1}, 0, 0)
@@ -256,6 +270,23 @@ func (e *estimator) record(r checkpoints.Record) {
 			e.req(p.Site, "delete", Requests{Put: 1, Delete: 1}, 0, 0)
 		}
 	}
+}
+
+// targetSHA256 reports whether the target reports a SHA-256 of a copy of size bytes
+// (S3 and OCI keep the one ferry sends with a single-part upload; a multipart copy
+// has a whole-object CRC32C instead).
+func (e *estimator) targetSHA256(size int64) bool {
+	t := spec.TargetName
+	return e.trusted[t] || (e.scheme[t] == "s3" || e.scheme[t] == "oci") && size <= max(e.partSize, 1)
+}
+
+// targetCRC32C reports whether the target reports a whole-object CRC32C of every copy.
+func (e *estimator) targetCRC32C() bool {
+	switch e.scheme[spec.TargetName] {
+	case "s3", "oci", "gs":
+		return true
+	}
+	return false
 }
 
 // finish totals the traffic, prices it and times it.
