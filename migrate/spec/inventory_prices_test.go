@@ -80,3 +80,58 @@ func TestInventoryErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestPricesParse(t *testing.T) {
+	s := mustParse(t, edit(map[int]string{
+		5:  "    url: file:///srv/a\n    prices: {list_per_1000: 0.005, get_per_1000: 0.0004, put_per_1000: 0.005, delete_per_1000: 0, egress_per_gib: 0.09}",
+		10: "  url: file:///srv/target\n  prices: {currency: usd, put_per_1000: 5, storage_per_gib_month: 0.0255}",
+	}, ""))
+	a, tg := s.Sources[0].Prices, s.Target.Prices
+	if a == nil || a.Currency != "USD" || a.ListPer1000 != 0.005 || a.GetPer1000 != 0.0004 || a.PutPer1000 != 0.005 || a.EgressPerGiB != 0.09 {
+		t.Errorf("site prices %+v", a)
+	}
+	if tg == nil || tg.Currency != "USD" || tg.PutPer1000 != 5 || tg.StoragePerGiBMonth != 0.0255 {
+		t.Errorf("target prices %+v", tg)
+	}
+	if s.Sources[1].Prices != nil {
+		t.Errorf("site b has no prices: %+v", s.Sources[1].Prices)
+	}
+	b := mustParse(t, base)
+	if s.Digest() != b.Digest() {
+		t.Error("prices change the spec digest")
+	}
+}
+
+func TestPricesErrors(t *testing.T) {
+	for _, c := range []struct {
+		name, site, target string
+		line               int
+		key, msg           string
+	}{
+		{"negative", "prices: {get_per_1000: -1}", "", 6, "sources[0].prices.get_per_1000", "at least 0"},
+		{"text", "prices: {egress_per_gib: cheap}", "", 6, "sources[0].prices.egress_per_gib", "must be a price"},
+		{"unknown key", "prices: {head_per_1000: 1}", "", 6, "sources[0].prices.head_per_1000", "unknown key"},
+		{"bad currency", "prices: {currency: dollars}", "", 6, "sources[0].prices.currency", "three-letter"},
+		{"two currencies", "prices: {currency: EUR}", "prices: {currency: USD}", 12, "target.prices.currency", "one currency"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			doc := edit(map[int]string{
+				5:  "    url: file:///srv/a\n" + indent(c.site, "    "),
+				10: "  url: file:///srv/target\n" + indent(c.target, "  "),
+			}, "")
+			_, err := Parse([]byte(doc), specFile)
+			if err == nil {
+				t.Fatalf("no error for\n%s", doc)
+			}
+			for _, e := range all(err) {
+				if e.Key == c.key && strings.Contains(e.Msg, c.msg) {
+					if e.Line != c.line {
+						t.Errorf("%s at line %d, want %d", e, e.Line, c.line)
+					}
+					return
+				}
+			}
+			t.Errorf("want %s: ...%s..., got %v", c.key, c.msg, err)
+		})
+	}
+}
