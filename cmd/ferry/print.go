@@ -109,6 +109,9 @@ func printEstimate(w io.Writer, e *migrate.Estimate) {
 
 // money is "USD 12.34", with four decimals below one unit.
 func money(currency string, v float64) string {
+	if v > 0 && v < 0.0001 {
+		return currency + " <0.0001"
+	}
 	if v != 0 && v < 1 {
 		return fmt.Sprintf("%s %.4f", currency, v)
 	}
