@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -469,4 +470,54 @@ func openS3Prefix(t *testing.T, srv *s3test.Server, bucket, prefix string) provi
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
+}
+
+// Three workers sharing a plan read a site's inventory as one range (one worker reads
+// it whole) and store the same plan as one process does, each reporting the
+// inventory and the same estimate.
+func TestSharedPlanFromInventory(t *testing.T) {
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
+	recs := h.standardData(30)
+	var keys []string
+	for _, r := range recs {
+		keys = append(keys, r.Key)
+	}
+	list := filepath.Join(h.dir, "keys.txt")
+	if err := os.WriteFile(list, []byte(strings.Join(keys, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := replaceOnce(fmt.Sprintf(sitesYAML, "fail"), "  - {name: virginia, role: primary, url: file://./stores/virginia}\n",
+		"  - {name: virginia, role: primary, url: file://./stores/virginia, inventory: {format: keys, manifest: keys.txt}}\n")
+	if err := os.WriteFile(filepath.Join(h.dir, "ferry.yaml"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := h.planAlone()
+	if want.Inventories["virginia"].Planned != int64(len(recs)) {
+		t.Fatalf("one process: inventory %+v", want.Inventories)
+	}
+	var mu sync.Mutex
+	var got []*PlanResult
+	errs := h.workers(3, filepath.Join(h.dir, "shared.db"), 4, func(m *Migration) error {
+		res, err := m.Plan(context.Background())
+		mu.Lock()
+		got = append(got, res)
+		mu.Unlock()
+		return err
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	for i, res := range got {
+		if res.Digest != want.Digest {
+			t.Errorf("worker %d: digest %.16s, one process %.16s", i, res.Digest, want.Digest)
+		}
+		if in := res.Inventories["virginia"]; in.Manifest != list || in.Planned != int64(len(recs)) {
+			t.Errorf("worker %d: inventory %+v", i, res.Inventories)
+		}
+		if fmt.Sprint(res.Estimate.Total) != fmt.Sprint(want.Estimate.Total) {
+			t.Errorf("worker %d: estimate %+v, one process %+v", i, res.Estimate.Total, want.Estimate.Total)
+		}
+	}
 }
