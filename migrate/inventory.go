@@ -534,3 +534,37 @@ func (c *missedCounter) result() map[string]MissedKeys {
 	}
 	return out
 }
+
+// probeInventory reads a site's inventory manifest (not its data files) for
+// validate, and says what it is.
+func (m *Migration) probeInventory(ctx context.Context, site *spec.Site) (string, error) {
+	r, err := m.openInventory(ctx, site)
+	if err != nil {
+		return "", err
+	}
+	defer r.close()
+	rc, err := r.open(ctx, r.manifestName())
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", r.inv.Manifest, err)
+	}
+	defer rc.Close()
+	if r.inv.Format == spec.InventoryKeys {
+		return "key list " + r.inv.Manifest, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(rc, 64<<20))
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", r.inv.Manifest, err)
+	}
+	var man s3Manifest
+	if err := json.Unmarshal(b, &man); err != nil {
+		return "", fmt.Errorf("%s is not an S3 Inventory manifest: %w", r.inv.Manifest, err)
+	}
+	ms, err := strconv.ParseInt(man.CreationTimestamp, 10, 64)
+	if err != nil || !strings.EqualFold(man.FileFormat, "CSV") {
+		return "", fmt.Errorf("%s is not an S3 Inventory manifest in CSV (fileFormat %q, creationTimestamp %q)", r.inv.Manifest, man.FileFormat, man.CreationTimestamp)
+	}
+	if r.inv.Bucket != "" && man.SourceBucket != "" && man.SourceBucket != r.inv.Bucket {
+		return "", fmt.Errorf("the S3 Inventory describes bucket %s, but the site is in bucket %s", man.SourceBucket, r.inv.Bucket)
+	}
+	return fmt.Sprintf("S3 Inventory %s of %s, %d data files", r.inv.Manifest, time.UnixMilli(ms).UTC().Format(time.RFC3339), len(man.Files)), nil
+}
