@@ -130,6 +130,11 @@ type Estimate struct {
 	Duration     string             `json:"duration"`
 	PhaseSeconds map[string]float64 `json:"phase_seconds"`
 	Unlimited    []string           `json:"unlimited,omitempty"`
+	// Where a limit follows a schedule, Seconds holds for the window in force now;
+	// FastestSeconds and SlowestSeconds bound the time were the fastest or the
+	// slowest of each store's rates to hold throughout (nil without schedules).
+	FastestSeconds *float64 `json:"fastest_seconds,omitempty"`
+	SlowestSeconds *float64 `json:"slowest_seconds,omitempty"`
 }
 
 // estimator adds up traffic per store and phase.
@@ -143,6 +148,9 @@ type estimator struct {
 	snapshot map[string]bool
 	partSize int64
 	reread   bool
+	// scheduled holds, for each store whose limit follows a schedule, every rate it
+	// may run at (outside the windows and in each, overrides applied).
+	scheduled map[string][]spec.Rate
 }
 
 func (m *Migration) newEstimator() *estimator {
@@ -339,6 +347,26 @@ func (e *estimator) finish(stored int64, limits map[string]StoreLimit) *Estimate
 		out.Seconds += out.PhaseSeconds[ph]
 	}
 	out.Duration = FormatSeconds(out.Seconds)
+	if len(e.scheduled) > 0 {
+		var lo, hi float64
+		for _, ph := range estimatePhases {
+			var plo, phi float64
+			for _, s := range out.Stores {
+				rates := e.scheduled[s.Store]
+				if len(rates) == 0 {
+					rates = []spec.Rate{s.rate}
+				}
+				slo, shi := math.Inf(1), 0.0
+				for _, r := range rates {
+					sec := trafficSeconds(s.Phases[ph], r)
+					slo, shi = math.Min(slo, sec), math.Max(shi, sec)
+				}
+				plo, phi = math.Max(plo, slo), math.Max(phi, shi)
+			}
+			lo, hi = lo+plo, hi+phi
+		}
+		out.FastestSeconds, out.SlowestSeconds = &lo, &hi
+	}
 	out.Cost = cost
 	return out
 }
@@ -413,5 +441,30 @@ func (m *Migration) estimate(ctx context.Context, res *PlanResult) (*Estimate, e
 	for _, l := range limits {
 		byStore[l.Store] = l
 	}
+	e.scheduled = map[string][]spec.Rate{}
+	scheduled := func(name string, l spec.Limits) {
+		if len(l.Schedule) == 0 {
+			return
+		}
+		o := byStore[name].Override
+		apply := func(r spec.Rate) spec.Rate {
+			if o != nil && o.RequestsPerSecond != nil {
+				r.RequestsPerSecond = *o.RequestsPerSecond
+			}
+			if o != nil && o.BytesPerSecond != nil {
+				r.BytesPerSecond = *o.BytesPerSecond
+			}
+			return r
+		}
+		rates := []spec.Rate{apply(l.Rate)}
+		for _, w := range l.Schedule {
+			rates = append(rates, apply(w.Rate))
+		}
+		e.scheduled[name] = rates
+	}
+	for _, s := range m.Spec.Sources {
+		scheduled(s.Name, s.Limits)
+	}
+	scheduled(spec.TargetName, m.Spec.Target.Limits)
 	return e.finish(stored, byStore), nil
 }

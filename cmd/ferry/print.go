@@ -101,6 +101,10 @@ func printEstimate(w io.Writer, e *migrate.Estimate) {
 		phases = append(phases, ph+" "+migrate.FormatSeconds(e.PhaseSeconds[ph]))
 	}
 	fmt.Fprintf(w, "duration at the limits: %s (%s)", e.Duration, strings.Join(phases, ", "))
+	if e.FastestSeconds != nil && e.SlowestSeconds != nil {
+		fmt.Fprintf(w, "; by the schedules, from %s (the fastest rates throughout) to %s (the slowest)",
+			migrate.FormatSeconds(*e.FastestSeconds), migrate.FormatSeconds(*e.SlowestSeconds))
+	}
 	if len(e.Unlimited) > 0 {
 		fmt.Fprintf(w, "; no limit on %s, so their time is not counted", strings.Join(e.Unlimited, ", "))
 	}
