@@ -189,11 +189,7 @@ func (e *estimator) req(store, phase string, r Requests, read, written int64) {
 	s.Phases[phase] = pt
 }
 
-var (
-	oneGet    = Requests{Get: 1}
-	onePut    = Requests{Put: 1}
-	oneDelete = Requests{Delete: 1}
-)
+var oneGet = Requests{Get: 1}
 
 // puts is the PUT-class requests one upload of size bytes makes.
 func puts(size, partSize int64) int64 {

@@ -77,9 +77,6 @@ const (
 	maxExamples     = 10
 )
 
-// inventoryRow is one key an inventory names, relative to the site.
-type inventoryRow struct{ key string }
-
 // inventoryReader reads one site's inventory.
 type inventoryReader struct {
 	site  *spec.Site
