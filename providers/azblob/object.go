@@ -15,6 +15,7 @@ import (
 	"io"
 	"mime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -405,8 +406,8 @@ func (sectionCloser) Close() error { return nil }
 
 // body returns size bytes of r as a body the SDK can rewind: a window of r itself
 // when it can be read at offsets (bytes.Reader, a file: no copy), else a buffer in
-// memory (at most one part).
-func body(r io.Reader, size int64) (*io.SectionReader, error) {
+// memory (at most one part), charged to the store's memory bound until release.
+func (s *Store) body(ctx context.Context, r io.Reader, size int64) (sec *io.SectionReader, release func(), err error) {
 	if ra, ok := r.(interface {
 		io.ReaderAt
 		io.Seeker
@@ -414,35 +415,42 @@ func body(r io.Reader, size int64) (*io.SectionReader, error) {
 		if cur, err := ra.Seek(0, io.SeekCurrent); err == nil {
 			end, err := ra.Seek(0, io.SeekEnd)
 			if err != nil {
-				return nil, fmt.Errorf("source: %w", err)
+				return nil, nil, fmt.Errorf("source: %w", err)
 			}
 			if _, err := ra.Seek(cur, io.SeekStart); err != nil {
-				return nil, fmt.Errorf("source: %w", err)
+				return nil, nil, fmt.Errorf("source: %w", err)
 			}
 			switch rest := end - cur; {
 			case rest < size:
-				return nil, fmt.Errorf("source ended after %d of %d bytes: %w", rest, size, io.ErrUnexpectedEOF)
+				return nil, nil, fmt.Errorf("source ended after %d of %d bytes: %w", rest, size, io.ErrUnexpectedEOF)
 			case rest > size:
-				return nil, fmt.Errorf("source has more than the %d bytes declared", size)
+				return nil, nil, fmt.Errorf("source has more than the %d bytes declared", size)
 			}
-			return io.NewSectionReader(ra, cur, size), nil
+			return io.NewSectionReader(ra, cur, size), func() {}, nil
 		}
 	}
+	charge := min(size, s.memLimit)
+	if err := s.mem.Acquire(ctx, charge); err != nil {
+		return nil, nil, err
+	}
+	release = func() { s.mem.Release(charge) }
 	buf, err := readAll(r, size)
 	if err != nil {
-		return nil, err
+		release()
+		return nil, nil, err
 	}
-	return io.NewSectionReader(bytes.NewReader(buf), 0, size), nil
+	return io.NewSectionReader(bytes.NewReader(buf), 0, size), release, nil
 }
 
 // putSingle checks the caller's sums over the bytes and sends them in one Put Blob
 // with their MD5: Azure refuses bytes that do not match it.
 func (s *Store) putSingle(ctx context.Context, name string, r io.Reader, size int64, meta map[string]*string,
 	check func(hash.Hash, hash.Hash32) error) (providers.Object, error) {
-	sec, err := body(r, size)
+	sec, release, err := s.body(ctx, r, size)
 	if err != nil {
 		return providers.Object{}, fmt.Errorf("azblob: put %s: %w", s.uriOf(name), err)
 	}
+	defer release()
 	sha, crc, m := sha256.New(), crc32.New(castagnoli), md5.New()
 	if n, err := io.Copy(io.MultiWriter(sha, crc, m), io.NewSectionReader(sec, 0, size)); err != nil || n != size {
 		return providers.Object{}, fmt.Errorf("azblob: put %s: reading the source: %d of %d bytes: %v", s.uriOf(name), n, size, err)
@@ -481,23 +489,64 @@ func (s *Store) blockSize(size int64) int64 {
 	return bs
 }
 
-// putBlocks stages the blob block by block, each with its transactional MD5, and
-// commits the block list with the whole-blob MD5 computed while reading. Nothing
-// is committed unless every byte was read and the caller's sums match; staged
-// blocks that are never committed are discarded by Azure (within a week).
+// putBlocks stages the blob block by block, each with its transactional MD5,
+// several blocks in flight (Options.BlockConcurrency), each block's buffer charged
+// to the store's memory bound; then it commits the block list with the whole-blob
+// MD5 computed while reading. Nothing is committed unless every byte was read and
+// the caller's sums match; staged blocks that are never committed are discarded by
+// Azure (within a week).
 func (s *Store) putBlocks(ctx context.Context, name string, r io.Reader, size int64, meta map[string]*string,
 	check func(hash.Hash, hash.Hash32) error) (providers.Object, error) {
 	bb := s.cont.NewBlockBlobClient(name)
 	bs := s.blockSize(size)
+	charge := min(bs, s.memLimit)
 	var tag [12]byte
 	rand.Read(tag[:])
 	whole, sha, crc := md5.New(), sha256.New(), crc32.New(castagnoli)
 	var ids []string
-	buf := make([]byte, bs)
+
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		stageErr error
+		slots    = make(chan struct{}, s.blockConc)
+	)
+	fail := func(err error) {
+		errOnce.Do(func() { stageErr = err; cancel() })
+	}
+	wait := func() error {
+		wg.Wait()
+		return stageErr
+	}
 	for off := int64(0); off < size; off += bs {
 		n := min(bs, size-off)
-		b := buf[:n]
+		stop := func(err error) (providers.Object, error) {
+			if werr := wait(); werr != nil {
+				return providers.Object{}, werr
+			}
+			return providers.Object{}, fmt.Errorf("azblob: put %s: %w", s.uriOf(name), err)
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-gctx.Done():
+			return stop(gctx.Err())
+		}
+		if err := gctx.Err(); err != nil {
+			<-slots
+			return stop(err)
+		}
+		if err := s.mem.Acquire(gctx, charge); err != nil {
+			<-slots
+			return stop(err)
+		}
+		b := make([]byte, n)
 		if got, err := io.ReadFull(r, b); err != nil {
+			s.mem.Release(charge)
+			<-slots
+			cancel()
+			wait()
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 				return providers.Object{}, fmt.Errorf("azblob: put %s: source ended after %d of %d bytes: %w", s.uriOf(name), off+int64(got), size, io.ErrUnexpectedEOF)
 			}
@@ -506,16 +555,27 @@ func (s *Store) putBlocks(ctx context.Context, name string, r io.Reader, size in
 		whole.Write(b)
 		sha.Write(b)
 		crc.Write(b)
-		sum := md5.Sum(b)
-		id := base64.StdEncoding.EncodeToString(fmt.Appendf(tag[:len(tag):len(tag)], "%08d", len(ids)))
-		_, err := bb.StageBlock(ctx, id, nopCloser{bytes.NewReader(b)}, &blockblob.StageBlockOptions{
-			TransactionalValidation: blob.TransferValidationTypeMD5(sum[:]),
-			CPKScopeInfo:            s.cpkScope(),
-		})
-		if err != nil {
-			return providers.Object{}, s.fail(fmt.Sprintf("put (block %d)", len(ids)), name, err)
-		}
+		idx := len(ids)
+		id := base64.StdEncoding.EncodeToString(fmt.Appendf(tag[:len(tag):len(tag)], "%08d", idx))
 		ids = append(ids, id)
+		wg.Add(1)
+		go func() {
+			defer func() { s.mem.Release(charge); <-slots; wg.Done() }()
+			sum := md5.Sum(b)
+			_, err := bb.StageBlock(gctx, id, nopCloser{bytes.NewReader(b)}, &blockblob.StageBlockOptions{
+				TransactionalValidation: blob.TransferValidationTypeMD5(sum[:]),
+				CPKScopeInfo:            s.cpkScope(),
+			})
+			if err != nil {
+				fail(s.fail(fmt.Sprintf("put (block %d)", idx), name, err))
+			}
+		}()
+	}
+	if err := wait(); err != nil {
+		return providers.Object{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return providers.Object{}, fmt.Errorf("azblob: put %s: %w", s.uriOf(name), err)
 	}
 	if _, err := readAll(r, 0); err != nil {
 		return providers.Object{}, fmt.Errorf("azblob: put %s: %w", s.uriOf(name), err)
