@@ -22,7 +22,8 @@
 // # Integrity
 //
 // Blobs up to the part size go up in one Put Blob with the MD5 of the bytes as
-// Content-MD5 (Azure checks it and stores it). Larger blobs go up as a block list:
+// Content-MD5 (Azure checks it and stores it). Larger blobs go up as a block list,
+// four blocks in flight, their buffers bounded store-wide (Options.BufferBytes):
 // each block is staged with its own transactional MD5 (checked by Azure), and the
 // commit sets x-ms-blob-content-md5 to the whole-blob MD5 that ferry computed
 // while reading, because Azure does not compute one for block lists. The caller's
