@@ -47,18 +47,18 @@ func openAzblob(t *testing.T, name string) *azblob.Store {
 }
 
 var (
-	// fileKind is the file kind, kept apart: withKinds swaps storeKinds.
-	fileKind = storeKinds[0]
+	// azFileKind is the file kind, kept apart: withAzKinds swaps storeKinds.
+	azFileKind = storeKinds[0]
 	// azblobKind: every site and the target a container on Azurite.
 	azblobKind = storeKind{"azblob", func(t *testing.T, h *harness, name string) providers.Store {
 		return openAzblob(t, name)
 	}}
-	// mixedKind: a file primary, Azure backups, and an S3 (MinIO) target: the
+	// azMixedKind: a file primary, Azure backups, and an S3 (MinIO) target: the
 	// migration issue 14 asks for, less the GCS site.
-	mixedKind = storeKind{"file+azblob->s3", func(t *testing.T, h *harness, name string) providers.Store {
+	azMixedKind = storeKind{"file+azblob->s3", func(t *testing.T, h *harness, name string) providers.Store {
 		switch name {
 		case "virginia":
-			return fileKind.open(t, h, name)
+			return azFileKind.open(t, h, name)
 		case "target":
 			return openS3(t, s3test.Shared(t, s3test.MinIO), false, name)
 		}
@@ -66,9 +66,9 @@ var (
 	}}
 )
 
-// withKinds runs a shared pipeline test body against kinds only. The migrate tests
+// withAzKinds runs a shared pipeline test body against kinds only. The migrate tests
 // never run in parallel, so swapping the package's list for the duration is safe.
-func withKinds(t *testing.T, kinds []storeKind, test func(*testing.T)) {
+func withAzKinds(t *testing.T, kinds []storeKind, test func(*testing.T)) {
 	saved := storeKinds
 	storeKinds = kinds
 	defer func() { storeKinds = saved }()
@@ -81,17 +81,17 @@ func withKinds(t *testing.T, kinds []storeKind, test func(*testing.T)) {
 // and TestAzblobSoftDeleteRestoreAndPurge; the 160-record run with every store on
 // Azurite costs 30 s under -race and adds no case.)
 func TestAzblobPipelineEndToEnd(t *testing.T) {
-	withKinds(t, []storeKind{mixedKind}, TestPipelineEndToEnd)
+	withAzKinds(t, []storeKind{azMixedKind}, TestPipelineEndToEnd)
 }
 
 // Soft delete into the quarantine prefix, restore, prove again, delete, purge.
 func TestAzblobSoftDeleteRestoreAndPurge(t *testing.T) {
-	withKinds(t, []storeKind{azblobKind}, TestSoftDeleteRestoreAndPurge)
+	withAzKinds(t, []storeKind{azblobKind}, TestSoftDeleteRestoreAndPurge)
 }
 
 // I3 on Azure: a replica rewritten after verify is never deleted (If-Match).
 func TestAzblobChangedAfterVerifyNotDeleted(t *testing.T) {
-	withKinds(t, []storeKind{azblobKind}, TestI3ChangedAfterVerifyNotDeleted)
+	withAzKinds(t, []storeKind{azblobKind}, TestI3ChangedAfterVerifyNotDeleted)
 }
 
 // Crash resume on Azure: a copy whose target write landed but was never recorded,
@@ -439,7 +439,7 @@ func TestAzblobKilledFerryConverges(t *testing.T) {
 				if _, ok := left[r.Key]; ok {
 					continue
 				}
-				if o, ok := at[r.Key]; !ok || o.Size != r.Size || !bytes.Equal(readAll(t, target, r.Key), r.Bytes()) {
+				if o, ok := at[r.Key]; !ok || o.Size != r.Size || !bytes.Equal(azReadAll(t, target, r.Key), r.Bytes()) {
 					t.Fatalf("%s: %q left %s but is not whole at the target", when, r.Key, name)
 				}
 			}
@@ -498,7 +498,7 @@ func TestAzblobKilledFerryConverges(t *testing.T) {
 	t.Logf("converged after %d kills", kills)
 }
 
-func readAll(t *testing.T, s providers.Store, key string) []byte {
+func azReadAll(t *testing.T, s providers.Store, key string) []byte {
 	t.Helper()
 	rc, _, err := s.Open(context.Background(), key)
 	if err != nil {
