@@ -128,7 +128,9 @@ func (s *Store) quarantineName(key, gen string) string {
 	return n
 }
 
-func (s *Store) isQuarantineHandle(handle string) bool { return strings.HasPrefix(handle, s.quarantine) }
+func (s *Store) isQuarantineHandle(handle string) bool {
+	return strings.HasPrefix(handle, s.quarantine)
+}
 
 // checkHandle validates key and handle together and returns the object name and,
 // for a generation handle, the generation.

@@ -261,7 +261,9 @@ func (s *Store) put(ctx context.Context, key, name string, r io.Reader, size int
 	return o, nil
 }
 
-func equalSum(h hash.Hash, want []byte) bool { return hex.EncodeToString(h.Sum(nil)) == hex.EncodeToString(want) }
+func equalSum(h hash.Hash, want []byte) bool {
+	return hex.EncodeToString(h.Sum(nil)) == hex.EncodeToString(want)
+}
 
 // sourceErr marks an error of the caller's reader, to tell it from the upload's.
 type sourceErr struct{ err error }
