@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"cloud.google.com/go/auth"
 	"cloud.google.com/go/storage"
 	"golang.org/x/oauth2"
 	"google.golang.org/api/googleapi"
@@ -44,6 +45,9 @@ func retryable(err error) bool {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
 		return false
+	}
+	if ae := (*auth.Error)(nil); errors.As(err, &ae) {
+		return ae.Response != nil && ae.Response.StatusCode >= 500
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
 		return true
@@ -93,6 +97,7 @@ func (s *Store) fail(op, name string, err error) error {
 	var portable error
 	var ge *googleapi.Error
 	var re *oauth2.RetrieveError
+	var ae *auth.Error
 	switch {
 	case errors.Is(err, storage.ErrBucketNotExist):
 		portable = providers.ErrNoBucket
@@ -102,6 +107,9 @@ func (s *Store) fail(op, name string, err error) error {
 	case errors.As(err, &re):
 		portable = providers.ErrCredentials
 		err = fmt.Errorf("the credentials could not get a token: %s", strings.TrimSpace(re.Error()))
+	case errors.As(err, &ae) && (ae.Response == nil || ae.Response.StatusCode < 500):
+		portable = providers.ErrCredentials
+		err = fmt.Errorf("the credentials could not get a token: %s", strings.TrimSpace(ae.Error()))
 	case errors.As(err, &ge):
 		switch {
 		case ge.Code == 401:

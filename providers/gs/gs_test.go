@@ -2,6 +2,10 @@ package gs_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash/crc32"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -236,4 +240,22 @@ func TestCorruptReadRefused(t *testing.T) {
 	if _, err := io.ReadAll(rc); !errors.Is(err, providers.ErrChecksum) {
 		t.Fatalf("a corrupted read: %v, want ErrChecksum", err)
 	}
+}
+
+func sha(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+func crc(b []byte) string {
+	return fmt.Sprintf("%08x", crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+}
+
+func readAll(t *testing.T, s providers.Store, key string) ([]byte, error) {
+	rc, _, err := s.Open(t.Context(), key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
 }
