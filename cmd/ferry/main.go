@@ -237,11 +237,6 @@ func (g *globals) options() migrate.Options {
 // or --json.
 func (g *globals) bars() bool { return g.stderrTTY && !g.noProgress && !g.json }
 
-// open opens the migration named by the global flags.
-func (g *globals) open(ctx context.Context) (*migrate.Migration, error) {
-	return migrate.Open(ctx, g.options())
-}
-
 type envelope struct {
 	Command  string     `json:"command"`
 	OK       bool       `json:"ok"`

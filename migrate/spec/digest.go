@@ -22,7 +22,8 @@ const DigestVersion = "ferry-spec-digest/v1"
 //   - every source, in spec order: name, role, URL (a normal form of what was
 //     written, so file://./data/x stays relative and the digest does not depend on
 //     where the spec is checked out), endpoint, region, quarantine;
-//   - the target: URL, endpoint, region, residency (as a set), kms_key_id;
+//   - the target: URL, endpoint, region, residency (as a set), kms_key_id (or kms_key_name),
+//     encryption_scope;
 //   - records: the user regex as written, include and exclude (as sets), conflicts;
 //   - verify.reread;
 //   - delete: mode, grace, max_delete, and every stage in order with its name, sites
@@ -45,6 +46,7 @@ func (s *Spec) Digest() string {
 		Quarantine string   `json:"quarantine,omitempty"`
 		Residency  []string `json:"residency,omitempty"`
 		KMSKeyID   string   `json:"kms_key_id,omitempty"`
+		Scope      string   `json:"encryption_scope,omitempty"`
 	}
 	type stage struct {
 		Name      string   `json:"name"`
@@ -92,7 +94,7 @@ func (s *Spec) Digest() string {
 	}
 	c.Target = store{
 		URL: canonicalURL(s.Target.loc, s.Target.RawURL), Endpoint: s.Target.loc.endpoint,
-		Region: s.Target.Region, Residency: set(s.Target.Residency), KMSKeyID: s.Target.KMSKeyID,
+		Region: s.Target.Region, Residency: set(s.Target.Residency), KMSKeyID: s.Target.KMSKeyID, Scope: s.Target.EncryptionScope,
 	}
 	c.Records.User = s.Records.UserPattern
 	c.Records.Include = set(s.Records.Include)

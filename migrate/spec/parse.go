@@ -485,7 +485,9 @@ var (
 	migrationRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 	regionRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	envRE       = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
-	profileRE   = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._@+-]{0,127}$`)
+	// kmsKeyNameRE: a Cloud KMS key resource name.
+	kmsKeyNameRE = regexp.MustCompile(`^projects/[^/\s]+/locations/[^/\s]+/keyRings/[^/\s]+/cryptoKeys/[^/\s]+$`)
+	profileRE    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._@+-]{0,127}$`)
 )
 
 // ValidateMigrationID checks a migration id: 1-128 letters, digits, '.', '_' or '-',
@@ -766,12 +768,14 @@ func (p *parser) size(n *yaml.Node, key string) (int64, bool) {
 	return v, true
 }
 
-var credentialKeys = []string{"profile", "access_key_env", "secret_key_env", "session_token_env", "oci_profile", "oci_config_file", "auth"}
+var credentialKeys = []string{"profile", "access_key_env", "secret_key_env", "session_token_env", "oci_profile", "oci_config_file", "auth", "gcp_credentials_file", "account_key_env", "sas_token_env"}
 
 var schemeCredentials = map[string][]string{
-	"s3":   {"profile", "access_key_env", "secret_key_env", "session_token_env"},
-	"oci":  {"oci_profile", "oci_config_file", "auth"},
-	"file": {},
+	"s3":     {"profile", "access_key_env", "secret_key_env", "session_token_env"},
+	"oci":    {"oci_profile", "oci_config_file", "auth"},
+	"gs":     {"gcp_credentials_file", "auth"},
+	"azblob": {"account_key_env", "sas_token_env"},
+	"file":   {},
 }
 
 func (p *parser) credentials(n *yaml.Node, path, scheme string) Credentials {
@@ -831,7 +835,7 @@ func (p *parser) credentials(n *yaml.Node, path, scheme string) Credentials {
 			}
 		}
 		switch name {
-		case "access_key_env", "secret_key_env", "session_token_env":
+		case "access_key_env", "secret_key_env", "session_token_env", "account_key_env", "sas_token_env":
 			if !envRE.MatchString(val) {
 				p.add(v, kp, "must be the name of an environment variable (letters, digits and _), never its value")
 				continue
@@ -841,13 +845,24 @@ func (p *parser) credentials(n *yaml.Node, path, scheme string) Credentials {
 				p.add(v, kp, "must be a profile name (letters, digits, '.', '_', '-', '@', '+')")
 				continue
 			}
-		case "oci_config_file":
+		case "oci_config_file", "gcp_credentials_file":
 			if val == "" || strings.ContainsAny(val, "\x00\n\r") {
-				p.add(v, kp, "must be the path of an OCI config file")
+				what := "an OCI config file"
+				if name == "gcp_credentials_file" {
+					what = "a service-account key file (JSON)"
+				}
+				p.add(v, kp, "must be the path of %s", what)
 				continue
 			}
 			val = resolvePath(p.dir, val)
 		case "auth":
+			if scheme == "gs" {
+				if val != "none" {
+					p.add(v, kp, "must be none (no credentials, for an emulator); leave it out for Application Default Credentials")
+					continue
+				}
+				break
+			}
 			switch val {
 			case "instance_principal", "resource_principal", "config_file":
 			default:
@@ -870,6 +885,12 @@ func (p *parser) credentials(n *yaml.Node, path, scheme string) Credentials {
 			c.OCIConfigFile = val
 		case "auth":
 			c.Auth = val
+		case "gcp_credentials_file":
+			c.GCPCredentialsFile = val
+		case "account_key_env":
+			c.AccountKeyEnv = val
+		case "sas_token_env":
+			c.SASTokenEnv = val
 		}
 	}
 	// Combinations.
@@ -895,10 +916,19 @@ func (p *parser) credentials(n *yaml.Node, path, scheme string) Credentials {
 	if (c.Auth == "instance_principal" || c.Auth == "resource_principal") && (seen["oci_profile"] != nil || seen["oci_config_file"] != nil) {
 		p.add(at("auth"), joinKey(path, "auth"), "%s takes no oci_profile or oci_config_file", c.Auth)
 	}
+	if c.Auth == "none" && c.GCPCredentialsFile != "" {
+		p.add(at("auth"), joinKey(path, "auth"), "none takes no gcp_credentials_file")
+	}
+	if c.AccountKeyEnv != "" && c.SASTokenEnv != "" {
+		p.add(at("sas_token_env"), joinKey(path, "sas_token_env"), "use an account key or a SAS token, not both")
+	}
 	return c
 }
 
-var targetKeys = []string{"url", "endpoint", "region", "path_style", "checksum_when_required", "credentials", "residency", "kms_key_id", "part_size", "limits"}
+var targetKeys = []string{"url", "endpoint", "region", "path_style", "checksum_when_required", "credentials", "residency", "kms_key_id", "kms_key_name", "encryption_scope", "part_size", "limits"}
+
+// encryptionScopeRE: an Azure encryption scope name.
+var encryptionScopeRE = regexp.MustCompile(`^[A-Za-z0-9]{3,63}$`)
 
 func (p *parser) target(n *yaml.Node, s *Spec) {
 	t := &s.Target
@@ -932,10 +962,41 @@ func (p *parser) target(n *yaml.Node, s *Spec) {
 	}
 	if e, ok := m["kms_key_id"]; ok && !isNull(e.val) {
 		if v, ok := p.nonEmpty(e.val, "target.kms_key_id"); ok {
-			if strings.ContainsAny(v, " \t\x00\n\r") {
+			switch {
+			case strings.ContainsAny(v, " \t\x00\n\r"):
 				p.add(e.val, "target.kms_key_id", "must be a key id (an OCID or an ARN), without spaces")
-			} else {
+			case t.loc.scheme == "gs":
+				p.add(e.val, "target.kms_key_id", "a gs:// target names its Cloud KMS key as kms_key_name")
+			case t.loc.scheme == "azblob":
+				p.add(e.val, "target.kms_key_id", "an azblob:// target names its customer-managed key through encryption_scope")
+			default:
 				t.KMSKeyID = v
+			}
+		}
+	}
+	if e, ok := m["kms_key_name"]; ok && !isNull(e.val) {
+		if v, ok := p.nonEmpty(e.val, "target.kms_key_name"); ok {
+			switch {
+			case t.loc.scheme != "gs" && t.loc.scheme != "":
+				p.add(e.val, "target.kms_key_name", "only a gs:// target takes kms_key_name (use kms_key_id)")
+			case !kmsKeyNameRE.MatchString(v):
+				p.add(e.val, "target.kms_key_name", "must be a Cloud KMS key name: projects/P/locations/L/keyRings/R/cryptoKeys/K")
+			case present(m, "kms_key_id"):
+				p.add(e.val, "target.kms_key_name", "name the key once: kms_key_name or kms_key_id, not both")
+			default:
+				t.KMSKeyID = v
+			}
+		}
+	}
+	if e, ok := m["encryption_scope"]; ok && !isNull(e.val) {
+		if v, ok := p.nonEmpty(e.val, "target.encryption_scope"); ok {
+			switch {
+			case t.loc.scheme != "azblob" && t.loc.scheme != "":
+				p.add(e.val, "target.encryption_scope", "only an azblob:// target takes encryption_scope")
+			case !encryptionScopeRE.MatchString(v):
+				p.add(e.val, "target.encryption_scope", "must be an encryption scope name: 3 to 63 letters and digits")
+			default:
+				t.EncryptionScope = v
 			}
 		}
 	}

@@ -151,8 +151,10 @@ type Target struct {
 	Credentials          Credentials `json:"credentials,omitzero"`
 	// Residency lists the regions the target may be in; empty: no policy.
 	Residency []string `json:"residency,omitempty"`
-	KMSKeyID  string   `json:"kms_key_id,omitempty"`
-	PartSize  int64    `json:"part_size"` // bytes; copy.part_size unless set
+	KMSKeyID  string   `json:"kms_key_id,omitempty"` // kms_key_id (s3, oci) or kms_key_name (gs)
+	// EncryptionScope is the Azure encryption scope of an azblob:// target.
+	EncryptionScope string `json:"encryption_scope,omitempty"`
+	PartSize        int64  `json:"part_size"` // bytes; copy.part_size unless set
 	// Limits cap requests and bytes per second sent to the target (limits.go).
 	Limits Limits `json:"limits,omitzero"`
 
@@ -168,7 +170,11 @@ type Credentials struct {
 	SessionTokenEnv string `json:"session_token_env,omitempty"` // s3: env var holding a session token
 	OCIProfile      string `json:"oci_profile,omitempty"`       // oci: profile in the OCI config file
 	OCIConfigFile   string `json:"oci_config_file,omitempty"`   // oci: config file path (resolved)
-	Auth            string `json:"auth,omitempty"`              // oci: instance_principal | resource_principal | config_file
+	Auth            string `json:"auth,omitempty"`              // oci: instance_principal | resource_principal | config_file; gs: none
+	// GCPCredentialsFile is a service-account key file (gs), resolved like oci_config_file.
+	GCPCredentialsFile string `json:"gcp_credentials_file,omitempty"`
+	AccountKeyEnv      string `json:"account_key_env,omitempty"` // azblob: env var holding the account key
+	SASTokenEnv        string `json:"sas_token_env,omitempty"`   // azblob: env var holding a SAS token
 }
 
 // IsZero reports whether no credentials were named (the store's default chain).
@@ -186,6 +192,9 @@ func (c Credentials) Map() map[string]string {
 		{"oci_profile", c.OCIProfile},
 		{"oci_config_file", c.OCIConfigFile},
 		{"auth", c.Auth},
+		{"gcp_credentials_file", c.GCPCredentialsFile},
+		{"account_key_env", c.AccountKeyEnv},
+		{"sas_token_env", c.SASTokenEnv},
 	} {
 		if kv[1] != "" {
 			m[kv[0]] = kv[1]
@@ -453,6 +462,7 @@ func (t *Target) ProviderConfig(migration string) providers.Config {
 		Credentials:          t.Credentials.Map(),
 		PartSize:             t.PartSize,
 		KMSKeyID:             t.KMSKeyID,
+		EncryptionScope:      t.EncryptionScope,
 		Migration:            migration,
 	}
 }

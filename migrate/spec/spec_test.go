@@ -388,7 +388,7 @@ func TestBadSpecs(t *testing.T) {
 		{"state keyword dsn", edit(nil, "state: host=db dbname=ferry\n"), 13, "state", "postgres://"},
 
 		// URLs.
-		{"bad scheme", edit(map[int]string{5: "    url: ftp://srv/a"}, ""), 5, "sources[0].url", "scheme must be s3://, oci:// or file://"},
+		{"bad scheme", edit(map[int]string{5: "    url: ftp://srv/a"}, ""), 5, "sources[0].url", "scheme must be s3://, oci://, gs://, azblob:// or file://"},
 		{"no scheme", edit(map[int]string{5: "    url: /srv/a"}, ""), 5, "sources[0].url", "needs a scheme"},
 		{"s3 no bucket", edit(map[int]string{5: "    url: s3:///users/"}, ""), 5, "sources[0].url", "needs a bucket"},
 		{"s3 port", edit(map[int]string{5: "    url: s3://bucket:9000/users/"}, ""), 5, "sources[0].url", "endpoint"},
@@ -426,6 +426,25 @@ func TestBadSpecs(t *testing.T) {
 		{"profile and env", edit(map[int]string{10: "  url: s3://b/t/\n  credentials: {profile: p, access_key_env: K, secret_key_env: S}"}, ""), 11, "target.credentials.profile", "not both"},
 		{"bad auth", edit(map[int]string{10: "  url: oci://ns/b/\n  credentials: {auth: password}"}, ""), 11, "target.credentials.auth", "instance_principal"},
 		{"instance principal with profile", edit(map[int]string{10: "  url: oci://ns/b/\n  credentials: {auth: instance_principal, oci_profile: X}"}, ""), 11, "target.credentials.auth", "takes no oci_profile"},
+		// Google Cloud Storage and Azure Blob.
+		{"gs without bucket", edit(map[int]string{5: "    url: gs:///users/"}, ""), 5, "sources[0].url", "gs://bucket/prefix/"},
+		{"gs upper-case bucket", edit(map[int]string{5: "    url: gs://Legacy/users/"}, ""), 5, "sources[0].url", "lower-case"},
+		{"azblob without container", edit(map[int]string{5: "    url: azblob://acct/"}, ""), 5, "sources[0].url", "needs a container"},
+		{"azblob bad account", edit(map[int]string{5: "    url: azblob://My_Account/c/x/"}, ""), 5, "sources[0].url", "storage account name"},
+		{"azblob bad container", edit(map[int]string{5: "    url: azblob://acct/Users/x/"}, ""), 5, "sources[0].url", "container name"},
+		{"gs target inside gs source", edit(map[int]string{5: "    url: gs://legacy/users/", 10: "  url: gs://legacy/users/migrated/"}, ""), 10, "target.url", "overlaps sources[0]"},
+		{"azblob target inside source", edit(map[int]string{5: "    url: azblob://acct/con/users/", 10: "  url: azblob://acct/con/users/new/"}, ""), 10, "target.url", "overlaps sources[0]"},
+		{"s3 credentials on gs", edit(map[int]string{10: "  url: gs://b-t/t/\n  credentials: {profile: x}"}, ""), 11, "target.credentials.profile", "use gcp_credentials_file, auth"},
+		{"gs auth not none", edit(map[int]string{10: "  url: gs://b-t/t/\n  credentials: {auth: instance_principal}"}, ""), 11, "target.credentials.auth", "must be none"},
+		{"gs auth none with file", edit(map[int]string{10: "  url: gs://b-t/t/\n  credentials: {auth: none, gcp_credentials_file: sa.json}"}, ""), 11, "target.credentials.auth", "no gcp_credentials_file"},
+		{"azblob key and sas", edit(map[int]string{10: "  url: azblob://acct/con/t/\n  credentials: {account_key_env: K, sas_token_env: S}"}, ""), 11, "target.credentials.sas_token_env", "not both"},
+		{"azblob key env is a name", edit(map[int]string{10: "  url: azblob://acct/con/t/\n  credentials: {account_key_env: 'a key'}"}, ""), 11, "target.credentials.account_key_env", "name of an environment variable"},
+		{"kms_key_id on gs", edit(map[int]string{10: "  url: gs://b-t/t/\n  kms_key_id: k1"}, ""), 11, "target.kms_key_id", "kms_key_name"},
+		{"kms_key_name on s3", edit(map[int]string{10: "  url: s3://b/t/\n  kms_key_name: projects/p/locations/l/keyRings/r/cryptoKeys/k"}, ""), 11, "target.kms_key_name", "only a gs:// target"},
+		{"kms_key_name malformed", edit(map[int]string{10: "  url: gs://b-t/t/\n  kms_key_name: my-key"}, ""), 11, "target.kms_key_name", "projects/P/locations/L"},
+		{"encryption_scope on gs", edit(map[int]string{10: "  url: gs://b-t/t/\n  encryption_scope: scope1"}, ""), 11, "target.encryption_scope", "only an azblob:// target"},
+		{"encryption_scope malformed", edit(map[int]string{10: "  url: azblob://acct/con/t/\n  encryption_scope: 'a b'"}, ""), 11, "target.encryption_scope", "3 to 63 letters"},
+		{"path_style on gs", edit(map[int]string{10: "  url: gs://b-t/x/\n  path_style: true"}, ""), 11, "target.path_style", "only to s3"},
 		{"credentials not mapping", edit(map[int]string{10: "  url: s3://b/t/\n  credentials: va-migrator"}, ""), 11, "target.credentials", "mapping of names"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -996,5 +1015,76 @@ func TestApprovers(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "report.approvers") {
 			t.Errorf("%q: err %v, want one naming report.approvers", bad, err)
 		}
+	}
+}
+
+// TestCloudStores: gs:// and azblob:// sites and targets parse into the provider
+// configs their providers expect, credentials as names and keys where they belong.
+func TestCloudStores(t *testing.T) {
+	doc := `migration: m1
+sources:
+  - name: gcs
+    role: backup
+    url: gs://legacy-backups/users/
+    endpoint: http://127.0.0.1:4443
+    credentials: {auth: none}
+  - name: azure
+    role: backup
+    url: azblob://legacyacct/users/eu/
+    credentials: {account_key_env: AZ_KEY}
+  - name: azure2
+    role: backup
+    url: azblob://legacyacct/other/
+    credentials: {sas_token_env: AZ_SAS}
+target:
+  url: gs://oci-import/users/
+  kms_key_name: projects/p1/locations/us/keyRings/r1/cryptoKeys/k1
+  credentials: {gcp_credentials_file: sa.json}
+records:
+  user: '^(?P<user>[^/]+)/'
+`
+	s, err := Parse([]byte(doc), specFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := s.Sources[0].ProviderConfig("m1")
+	if g.URL != "gs://legacy-backups/users/" || g.Endpoint != "http://127.0.0.1:4443" || g.Credentials["auth"] != "none" {
+		t.Errorf("gs site config = %+v", g)
+	}
+	a := s.Sources[1].ProviderConfig("m1")
+	if a.URL != "azblob://legacyacct/users/eu/" || a.Credentials["account_key_env"] != "AZ_KEY" || len(a.Credentials) != 1 {
+		t.Errorf("azblob site config = %+v", a)
+	}
+	if c := s.Sources[2].ProviderConfig("m1").Credentials; c["sas_token_env"] != "AZ_SAS" {
+		t.Errorf("azblob sas credentials = %v", c)
+	}
+	tc := s.Target.ProviderConfig("m1")
+	if tc.KMSKeyID != "projects/p1/locations/us/keyRings/r1/cryptoKeys/k1" {
+		t.Errorf("gs target key = %q", tc.KMSKeyID)
+	}
+	if f := tc.Credentials["gcp_credentials_file"]; !filepath.IsAbs(f) || filepath.Base(f) != "sa.json" {
+		t.Errorf("gcp_credentials_file not resolved against the spec: %q", f)
+	}
+
+	az := strings.Replace(doc, "  url: gs://oci-import/users/\n  kms_key_name: projects/p1/locations/us/keyRings/r1/cryptoKeys/k1\n  credentials: {gcp_credentials_file: sa.json}",
+		"  url: azblob://importacct/users/\n  encryption_scope: cmk1\n  credentials: {account_key_env: AZ_KEY}", 1)
+	s2, err := Parse([]byte(az), specFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s2.Target.ProviderConfig("m1"); c.EncryptionScope != "cmk1" || c.KMSKeyID != "" {
+		t.Errorf("azblob target config = %+v", c)
+	}
+	// The encryption scope is part of what a digest approves.
+	if s.Digest() == s2.Digest() {
+		t.Error("digest ignores the target")
+	}
+	s3 := strings.Replace(az, "encryption_scope: cmk1", "encryption_scope: cmk2", 1)
+	sp3, err := Parse([]byte(s3), specFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp3.Digest() == s2.Digest() {
+		t.Error("digest ignores encryption_scope")
 	}
 }

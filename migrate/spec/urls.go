@@ -11,12 +11,12 @@ import (
 
 // location is a store URL taken apart, for overlap checks and the digest.
 type location struct {
-	scheme    string // s3, oci, file
+	scheme    string // s3, oci, gs, azblob, file
 	endpoint  string // normalised endpoint ("" for the default)
 	region    string
-	namespace string // oci
-	bucket    string // s3, oci
-	prefix    string // s3, oci: the key prefix as written, no leading "/"
+	namespace string // oci: the namespace; azblob: the storage account
+	bucket    string // s3, oci, gs: the bucket; azblob: the container
+	prefix    string // object stores: the key prefix as written, no leading "/"
 	dir       string // file: absolute, cleaned
 	relative  string // file: the cleaned relative path when written file://./x
 	resolved  string // the URL providers get
@@ -26,7 +26,14 @@ type location struct {
 var (
 	bucketRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$`)
 	namespaceRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	// gsBucketRE: Cloud Storage bucket names (lower case, digits, '-', '_', '.').
+	gsBucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$`)
+	// accountRE and containerRE: Azure storage account and container names.
+	accountRE   = regexp.MustCompile(`^[a-z0-9]{3,24}$`)
+	containerRE = regexp.MustCompile(`^(\$root|[a-z0-9](?:[a-z0-9]|-[a-z0-9]){2,62})$`)
 )
+
+const schemeHelp = "s3://bucket/prefix/, oci://namespace/bucket/prefix/, gs://bucket/prefix/, azblob://account/container/prefix/ or file:///dir"
 
 // parseLocation checks a store URL and takes it apart. dir resolves relative file
 // URLs. The returned error never repeats the URL (it may hold a secret).
@@ -49,11 +56,11 @@ func parseLocation(raw, dir string) (location, error) {
 	}
 	loc.scheme = strings.ToLower(u.Scheme)
 	switch loc.scheme {
-	case "s3", "oci", "file":
+	case "s3", "oci", "gs", "azblob", "file":
 	case "":
-		return loc, errors.New("needs a scheme: s3://bucket/prefix/, oci://namespace/bucket/prefix/ or file:///dir")
+		return loc, errors.New("needs a scheme: " + schemeHelp)
 	default:
-		return loc, errors.New("scheme must be s3://, oci:// or file://")
+		return loc, errors.New("scheme must be s3://, oci://, gs://, azblob:// or file://")
 	}
 	if u.User != nil {
 		return loc, errors.New("inline secret refused: the URL carries user info (user:password@); name credentials under credentials instead")
@@ -109,6 +116,47 @@ func parseLocation(raw, dir string) (location, error) {
 		loc.namespace, loc.bucket, loc.prefix = u.Host, bucket, prefix
 		loc.resolved = raw
 		loc.canonical = "oci://" + loc.namespace + "/" + loc.bucket + "/" + loc.prefix
+	case "gs":
+		if u.Host == "" {
+			return loc, errors.New("needs a bucket: gs://bucket/prefix/")
+		}
+		if u.Port() != "" {
+			return loc, errors.New("a bucket has no port: put the server in endpoint")
+		}
+		if !gsBucketRE.MatchString(u.Host) || strings.Contains(u.Host, "..") {
+			return loc, errors.New("bucket name must be 3 to 222 lower-case letters, digits, '-', '_' or '.', starting and ending with a letter or digit")
+		}
+		loc.bucket = u.Host
+		loc.prefix = strings.TrimPrefix(u.Path, "/")
+		if err := checkPrefix(loc.prefix); err != nil {
+			return loc, err
+		}
+		loc.resolved = raw
+		loc.canonical = "gs://" + loc.bucket + "/" + loc.prefix
+	case "azblob":
+		if u.Host == "" {
+			return loc, errors.New("needs a storage account and a container: azblob://account/container/prefix/")
+		}
+		if u.Port() != "" {
+			return loc, errors.New("a storage account has no port: put the server in endpoint")
+		}
+		if !accountRE.MatchString(u.Host) {
+			return loc, errors.New("storage account name must be 3 to 24 lower-case letters and digits")
+		}
+		rest := strings.TrimPrefix(u.Path, "/")
+		container, prefix, _ := strings.Cut(rest, "/")
+		if container == "" {
+			return loc, errors.New("needs a container: azblob://account/container/prefix/")
+		}
+		if !containerRE.MatchString(container) {
+			return loc, errors.New("container name must be 3 to 63 lower-case letters, digits and single hyphens, starting with a letter or digit")
+		}
+		if err := checkPrefix(prefix); err != nil {
+			return loc, err
+		}
+		loc.namespace, loc.bucket, loc.prefix = u.Host, container, prefix
+		loc.resolved = raw
+		loc.canonical = "azblob://" + loc.namespace + "/" + loc.bucket + "/" + loc.prefix
 	case "file":
 		p := u.Path
 		switch u.Host {
@@ -195,7 +243,7 @@ func overlaps(a, b location) bool {
 	switch a.scheme {
 	case "file":
 		return a.dir == b.dir || within(a.dir, b.dir) || within(b.dir, a.dir)
-	case "s3", "oci":
+	case "s3", "oci", "gs", "azblob":
 		if a.endpoint != b.endpoint || a.namespace != b.namespace || a.bucket != b.bucket {
 			return false
 		}

@@ -248,7 +248,7 @@ func (s *Store) putSingle(ctx context.Context, fk string, r io.Reader, size int6
 	}
 	var sent sentSums
 	if trust {
-		sent = sentSums{sha256: want.sha256, crc32c: want.crc32c}
+		sent = sentSums(want)
 	} else {
 		sent = sentSums{sha256: sha.Sum(nil), crc32c: crcBytes(crc)}
 		if err := want.check(uri, sent); err != nil {
