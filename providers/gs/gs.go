@@ -192,8 +192,8 @@ func New(ctx context.Context, cfg providers.Config, opts Options) (*Store, error
 	switch {
 	case cfg.PartSize == 0:
 		s.chunkSize = DefaultChunkSize
-	case cfg.PartSize < chunkUnit || cfg.PartSize > 1<<30:
-		return nil, siteErr(cfg.Name, fmt.Errorf("gs: part size %d: want between 256 KiB and 1 GiB (a multiple of 256 KiB)", cfg.PartSize))
+	case cfg.PartSize < chunkUnit || cfg.PartSize > 5<<30:
+		return nil, siteErr(cfg.Name, fmt.Errorf("gs: part size %d: want between 256 KiB and 5 GiB", cfg.PartSize))
 	default:
 		s.chunkSize = int((cfg.PartSize + chunkUnit - 1) / chunkUnit * chunkUnit)
 	}
