@@ -3,12 +3,15 @@ package migrate_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -83,6 +86,49 @@ func gsRead(t *testing.T, srv *gstest.Server, bucket, prefix, key string) []byte
 	return b
 }
 
+// killSome runs args, killing (SIGKILL) each of the first maxKills runs after a
+// random delay below maxDelay, then lets a run finish; it fails the test on any
+// other failure. It returns the number of kills. (crash_test.go's killLoop kills
+// until a run outgrows a delay that grows by 20 ms a run: on a store a few hundred
+// milliseconds away, that takes minutes.)
+func killSome(t *testing.T, bin, dir string, rng *rand.Rand, maxDelay time.Duration, maxKills int, args ...string) int {
+	t.Helper()
+	kills := 0
+	for {
+		cmd := exec.Command(bin, append([]string{"-c", filepath.Join(dir, "ferry.yaml"), "--no-progress", "--log-format", "json"}, args...)...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		var timer <-chan time.Time
+		if kills < maxKills {
+			timer = time.After(time.Duration(rng.Int64N(int64(maxDelay))))
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%v failed after %d kills: %v\n%s", args, kills, err, out.String())
+			}
+			return kills
+		case <-timer:
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			err := <-done
+			var ee *exec.ExitError
+			switch {
+			case err == nil:
+				return kills
+			case errors.As(err, &ee) && ee.ProcessState.Sys().(syscall.WaitStatus).Signaled():
+				kills++
+			default:
+				t.Fatalf("%v failed: %v\n%s", args, err, out.String())
+			}
+		}
+	}
+}
+
 // TestCrashConvergesGS kills the real ferry (SIGKILL) at random moments of copy,
 // verify, every delete stage and purge of a migration whose backups and target are
 // GCS buckets, reruns it each time, and checks with an independent client (the gs
@@ -126,7 +172,7 @@ func TestCrashConvergesGS(t *testing.T) {
 		return len(gsList(t, srv, where[name][0], where[name][1]))
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
-	kills := killLoop(t, bin, dir, rng, 400*time.Millisecond, "run", "--through", "verify")
+	kills := killSome(t, bin, dir, rng, 600*time.Millisecond, 8, "run", "--through", "verify")
 	target := gsList(t, srv, tgt, "migrated/")
 	check := func(when string) {
 		for _, r := range recs {
@@ -147,9 +193,9 @@ func TestCrashConvergesGS(t *testing.T) {
 	}
 	for _, stage := range []string{"canary", "backups", "primary"} {
 		digest, _ := dryScope(t, bin, dir, stage)
-		kills += killLoop(t, bin, dir, rng, 300*time.Millisecond, "delete", "--stage", stage, "--confirm", digest[:16])
+		kills += killSome(t, bin, dir, rng, 450*time.Millisecond, 5, "delete", "--stage", stage, "--confirm", digest[:16])
 		if stage != "primary" {
-			kills += killLoop(t, bin, dir, rng, 100*time.Millisecond, "delete", "--stage", stage, "--purge")
+			kills += killSome(t, bin, dir, rng, 350*time.Millisecond, 3, "delete", "--stage", stage, "--purge")
 		}
 	}
 	// Nothing verified was copied again: every target object is the generation it was.
