@@ -110,3 +110,41 @@ func TestPipelineGSHardDeletes(t *testing.T) {
 		t.Fatalf("re-read verify after the deletes: %v", err)
 	}
 }
+
+// TestResidencyGS: a GCS target's bucket location as GCS reports it (us-east1 on the
+// emulator), not the region the spec claims, is checked against target.residency:
+// allowed when listed, refused (exit 5) before anything is written otherwise.
+func TestResidencyGS(t *testing.T) {
+	for _, tc := range []struct {
+		name, residency string
+		refused         bool
+	}{
+		{"inside", "[us-east1, us]\n  region: us-east1", false},
+		{"outside", "[europe-west1, eu]\n  region: europe-west1", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := replaceOnce(fmt.Sprintf(sitesYAML, "fail"), "target:\n  url: file://./stores/target\n",
+				"target:\n  url: gs://us-users/users/\n  residency: "+tc.residency+"\n")
+			h := newHarness(t, gsKind, spec)
+			h.standardData(2)
+			m := h.open()
+			ctx := context.Background()
+			_, err := m.Plan(ctx)
+			if !tc.refused {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := m.Copy(ctx); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			mustCode(t, err, ExitRefused)
+			_, err = m.Copy(ctx)
+			mustCode(t, err, ExitRefused)
+			if n := len(h.listing("target")); n != 0 {
+				t.Fatalf("%d objects written to a target outside residency", n)
+			}
+		})
+	}
+}

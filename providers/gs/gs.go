@@ -267,7 +267,7 @@ func clientOptions(cfg providers.Config, opts Options) ([]option.ClientOption, e
 			return nil, errors.New("gs: credentials: auth: none and gcp_credentials_file exclude each other")
 		}
 		if cfg.Endpoint == "" {
-			return nil, errors.New("gs: credentials: auth: none is for an emulator: name it with endpoint:")
+			return nil, errors.New("gs: credentials: auth: none is for an emulator: name it with endpoint")
 		}
 		if opts.HTTPClient == nil {
 			out = append(out, option.WithoutAuthentication())

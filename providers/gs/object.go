@@ -206,8 +206,8 @@ func (s *Store) put(ctx context.Context, key, name string, r io.Reader, size int
 	}
 	hSHA, hCRC, hMD5 := sha256.New(), crc32.New(castagnoli), md5.New()
 	abandon := func(err error) (providers.Object, error) {
-		cancel()
-		w.CloseWithError(err)
+		cancel() // abandons the upload: GCS never finalises it
+		w.Close()
 		return providers.Object{}, err
 	}
 	src := sourceReader{io.TeeReader(io.LimitReader(r, size+1), io.MultiWriter(hSHA, hCRC, hMD5))}
