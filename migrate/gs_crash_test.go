@@ -143,7 +143,7 @@ func TestCrashConvergesGS(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "ferry.yaml"), []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	recs := synth.Records(synth.Options{Users: 10, RecordsPerUser: 5, Tricky: true, LargeEvery: 29, MaxLarge: 1 << 20, Seed: 14})
+	recs := synth.Records(synth.Options{Users: 6, RecordsPerUser: 5, Tricky: true, LargeEvery: 17, MaxLarge: 1 << 20, Seed: 14})
 	sets := map[string][]synth.Record{"virginia": recs, "singapore": synth.Subset(recs, 0.8, 1), "archive": synth.Subset(recs, 0.4, 2)}
 	where := map[string][2]string{"singapore": {sing, "users/"}, "archive": {arch, "backups/users/"}}
 	ctx := context.Background()

@@ -60,7 +60,6 @@ func TestPipelineGS(t *testing.T) {
 	}{
 		{"EndToEnd", TestPipelineEndToEnd},                                         // plan, copy, verify, every stage, purge, report
 		{"SoftDeleteRestoreAndPurge", TestSoftDeleteRestoreAndPurge},               // quarantine, restore, re-verify, purge
-		{"ReplanKeepsFinishedWork", TestReplanKeepsFinishedWork},                   // incremental plan
 		{"I1NoDeleteWithoutRecheck", TestI1NoDeleteWithoutVerifiedRecheckedTarget}, // I1
 		{"I3ChangedAfterVerifyNotDeleted", TestI3ChangedAfterVerifyNotDeleted},     // generation precondition
 		{"I6ListingFailureFailsPlan", TestI6ListingFailureFailsPlan},               // I6
