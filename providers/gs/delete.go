@@ -20,6 +20,8 @@ import (
 const (
 	metaQuarantinedFrom    = "ferry-quarantined-from"
 	metaOriginalGeneration = "ferry-original-generation"
+	// metaRestoredFrom marks a live object restored from a noncurrent generation.
+	metaRestoredFrom = "ferry-restored-from-generation"
 )
 
 // cleanupTimeout bounds a cleanup made after the caller's context ended.
@@ -256,27 +258,57 @@ func (s *Store) Restore(ctx context.Context, key, handle string) error {
 	return s.restoreGeneration(ctx, name, gen)
 }
 
-// restoreGeneration copies the noncurrent generation gen back as the live object
-// (a new generation with the same bytes, as GCS's own restore does).
+// restoreGeneration copies the noncurrent generation gen back as the live object (a
+// new generation with the same bytes, as GCS's own restore does), marked with the
+// generation it came from, and then deletes generation gen: left behind, it would be
+// a second copy of the same bytes, counted as another version of the record by a
+// later delete (DESIGN.md I10).
 func (s *Store) restoreGeneration(ctx context.Context, name string, gen int64) error {
+	from := genString(gen)
 	kept, err := s.bucket.Object(name).Generation(gen).Attrs(ctx)
+	if errors.Is(err, storage.ErrObjectNotExist) {
+		if cur, cerr := s.bucket.Object(name).Attrs(ctx); cerr == nil && cur.Metadata[metaRestoredFrom] == from {
+			return nil // restored, and the kept generation removed, by an earlier attempt
+		}
+	}
 	if err != nil {
 		return s.fail("restore", name, err)
 	}
 	cur, err := s.bucket.Object(name).Attrs(ctx)
 	switch {
-	case err == nil && (cur.Generation == gen || cur.Size == kept.Size && cur.CRC32C == kept.CRC32C):
-		return nil // live already: never deleted, or restored by an earlier attempt
+	case err == nil && cur.Generation == gen:
+		return nil // live: never deleted
+	case err == nil && cur.Metadata[metaRestoredFrom] == from && cur.Size == kept.Size && cur.CRC32C == kept.CRC32C:
+		return s.dropRestored(ctx, name, gen) // restored by an attempt that stopped before this
 	case err == nil:
 		return fmt.Errorf("gs: restore %s: the key holds another generation (%d): %w", s.uriOf(name), cur.Generation, providers.ErrAlreadyExists)
 	case !errors.Is(err, storage.ErrObjectNotExist):
 		return s.fail("restore", name, err)
 	}
-	if _, err := s.copyObject(ctx, name, kept, name, kept.Metadata); err != nil {
+	meta := maps.Clone(kept.Metadata)
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	meta[metaRestoredFrom] = from
+	if _, err := s.copyObject(ctx, name, kept, name, meta); err != nil {
 		if errors.Is(err, providers.ErrAlreadyExists) {
 			return fmt.Errorf("gs: restore %s: %w", s.uriOf(name), providers.ErrAlreadyExists)
 		}
 		return err
+	}
+	return s.dropRestored(ctx, name, gen)
+}
+
+// dropRestored deletes the kept generation gen once its bytes are live again (the
+// copy's CRC32C was checked). An emulator that cannot delete a noncurrent
+// generation (ErrNotSupported) keeps it: nothing is lost either way.
+func (s *Store) dropRestored(ctx context.Context, name string, gen int64) error {
+	err := s.bucket.Object(name).Generation(gen).If(storage.Conditions{GenerationMatch: gen}).Delete(ctx)
+	if err == nil || errors.Is(err, storage.ErrObjectNotExist) {
+		return nil
+	}
+	if ferr := s.fail("restore (remove the kept generation)", name, err); !errors.Is(ferr, providers.ErrNotSupported) {
+		return ferr
 	}
 	return nil
 }

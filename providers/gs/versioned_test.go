@@ -84,6 +84,11 @@ func TestVersioned(t *testing.T) {
 		if got := content(t, s, "u/k"); string(got) != string(data) {
 			t.Fatalf("restored %q", got)
 		}
+		// A new generation with the same bytes, marked with the one it came from (on
+		// GCS the kept generation is then deleted; fake-gcs-server cannot, so it stays).
+		if st, err := s.Stat(t.Context(), "u/k"); err != nil || st.Version == h || st.Metadata["ferry-restored-from-generation"] != h {
+			t.Fatalf("after Restore: %+v, %v; want a new generation restored from %s", st, err, h)
+		}
 		if err := s.Restore(t.Context(), "u/k", h); err != nil {
 			t.Fatalf("a second Restore (interrupted and run again): %v", err)
 		}

@@ -86,6 +86,17 @@ func (p *PreconditionProxy) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
+	// With a generation named, a precondition is about that generation (live or
+	// noncurrent), not the live one.
+	subject := live
+	if q.Has("generation") {
+		if gen, err := strconv.ParseInt(q.Get("generation"), 10, 64); err == nil && gen != live {
+			subject = 0
+			if g, err := p.generation(r.Context(), bucket, object, q.Get("generation")); err == nil && g == gen {
+				subject = gen
+			}
+		}
+	}
 	if v := q.Get("ifGenerationMatch"); q.Has("ifGenerationMatch") {
 		want, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -93,14 +104,14 @@ func (p *PreconditionProxy) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		switch {
-		case want == 0 && live != 0:
+		case want == 0 && subject != 0:
 			p.Refused.Add(1)
 			gcsError(w, http.StatusPreconditionFailed, "conditionNotMet", "At least one of the pre-conditions you specified did not hold.")
 			return
-		case want != 0 && live == 0 && r.Method == http.MethodDelete:
+		case want != 0 && subject == 0 && r.Method == http.MethodDelete:
 			gcsError(w, http.StatusNotFound, "notFound", "No such object: "+bucket+"/"+object)
 			return
-		case want != 0 && live != want:
+		case want != 0 && subject != want:
 			p.Refused.Add(1)
 			gcsError(w, http.StatusPreconditionFailed, "conditionNotMet", "At least one of the pre-conditions you specified did not hold.")
 			return
