@@ -37,7 +37,7 @@
 // versioned bucket, that generation: a permanent delete of exactly that version).
 // SoftDelete in a versioned bucket deletes the live generation with ifGenerationMatch,
 // which makes it noncurrent: the handle is the generation; Restore copies it back
-// (only if the key is free), Purge deletes that generation. In an unversioned bucket
+// (only if the key is free) and deletes the kept generation, Purge deletes it. In an unversioned bucket
 // the object is copied server-side (CopyTo, pinned to the generation) to the
 // quarantine prefix, by default ".ferry-quarantine/<migration>/" at the bucket root,
 // then deleted with ifGenerationMatch.
