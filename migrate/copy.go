@@ -128,6 +128,7 @@ func (m *Migration) Copy(ctx context.Context) (*CopyResult, error) {
 			copied.Add(1)
 			nbytes.Add(out.Size)
 		}
+		m.countCopy(out, skip, tries, err)
 		tr.Add(1, out.Size)
 		return []checkpoints.Record{out}, nil
 	})

@@ -483,6 +483,7 @@ func (m *Migration) deleteUnit(ctx context.Context, mode string, u *delUnit, n *
 			return ferr // the target cannot be read at all: stop, deciding nothing
 		}
 		n.skipped.Add(int64(len(todo)))
+		m.countDeleteSkipped(u.rec, todo)
 		problem(u.rec.Key, err.Error())
 		if errors.Is(err, errTargetGone) {
 			return vanished(u.rec.Key)
@@ -498,6 +499,7 @@ func (m *Migration) deleteUnit(ctx context.Context, mode string, u *delUnit, n *
 		if ferr := m.stopFatal("delete", blame(p.Site, err)); ferr != nil {
 			return ferr // the intent stays: the next run settles it by looking at the site
 		}
+		m.countDelete(p, err)
 		switch {
 		case err == nil && p.State == checkpoints.Retained:
 			countRetained(n, p, u.rec.Key, problem)

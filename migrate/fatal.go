@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"sort"
@@ -41,6 +42,7 @@ func (m *Migration) stopFatal(phase string, err error) error {
 	if errors.As(err, &se) {
 		name, err = se.store, se.err
 	}
+	m.Opts.Metrics.Failure(cmp.Or(phase, "open"), name, err)
 	if phase == "" {
 		return Errorf(ExitRuntime, "%s: %s (cause: %v)", name, m.fatalHint(name, err), err)
 	}

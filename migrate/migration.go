@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/migrate/metrics"
 	"github.com/ferrymigrate/ferry/migrate/spec"
 	"github.com/ferrymigrate/ferry/providers"
 )
@@ -43,6 +44,9 @@ type Options struct {
 	// LimitsInterval is how often limits, overrides and shares are re-read
 	// (DefaultLimitsInterval when zero; limits.go).
 	LimitsInterval time.Duration
+	// Metrics receives the phases' counters and times every store request
+	// (metered.go, docs/metrics.md); nil: no metrics.
+	Metrics *metrics.Metrics
 	// OpenStore opens providers; tests substitute decorated stores. Nil: providers.Open.
 	OpenStore func(ctx context.Context, cfg providers.Config) (providers.Store, error)
 }
@@ -66,6 +70,8 @@ type Migration struct {
 	markers   markerSightings
 	versioned versionedSites
 	limiter   *limiter // the stores' limits (limits.go); nil offline
+	// unwatchState stops the metrics reading the state (metered.go); nil without metrics.
+	unwatchState func()
 }
 
 // Open loads the spec, opens the checkpoint state and every store. In a dry run the
@@ -122,7 +128,7 @@ func OpenSpec(ctx context.Context, sp *spec.Spec, opts Options) (*Migration, err
 			return nil, Errorf(ExitRuntime, "site %s: %w", s.Name, err)
 		}
 		if !opts.Offline {
-			store = m.limitStore(s.Name, store, s.Limits, s.PartSize)
+			store = m.limitStore(s.Name, m.meter(s.Name, store), s.Limits, s.PartSize)
 		}
 		m.Sites[s.Name] = m.guard(store)
 	}
@@ -135,12 +141,13 @@ func OpenSpec(ctx context.Context, sp *spec.Spec, opts Options) (*Migration, err
 		return nil, Errorf(ExitRuntime, "target: %w", err)
 	}
 	if !opts.Offline {
-		target = m.limitStore(spec.TargetName, target, sp.Target.Limits, sp.Target.PartSize)
+		target = m.limitStore(spec.TargetName, m.meter(spec.TargetName, target), sp.Target.Limits, sp.Target.PartSize)
 	}
 	m.Target = m.guard(target)
 	if m.limiter != nil {
 		m.limiter.start(ctx)
 	}
+	m.watchMetrics()
 	return m, nil
 }
 
@@ -184,6 +191,7 @@ func (m *Migration) close() error {
 	if m.State != nil {
 		m.saveRetries(context.Background())
 		errs = append(errs, m.Unlock(context.Background()))
+		m.unwatchMetrics() // after leaving: the last figures count this process out
 	}
 	for _, s := range m.Sites {
 		errs = append(errs, s.Close())
@@ -266,9 +274,9 @@ func (m *Migration) siteSpec(name string) *spec.Site {
 
 func (m *Migration) progress(phase string, records, bytes int64) Tracker {
 	if m.Opts.Progress == nil {
-		return nopTracker{}
+		return m.meterProgress(phase, records, bytes, nopTracker{})
 	}
-	return m.trackLimits(m.Opts.Progress(phase, records, bytes))
+	return m.meterProgress(phase, records, bytes, m.trackLimits(m.Opts.Progress(phase, records, bytes)))
 }
 
 // checkResidency asks a target that knows its region whether it is allowed (exit 5).

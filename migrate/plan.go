@@ -66,6 +66,14 @@ type PlanResult struct {
 	// stand (copy failures; records the plan refused), the first 100 of each.
 	Failed   []ConflictInfo `json:"failed,omitempty"`
 	Rejected []ConflictInfo `json:"rejected,omitempty"`
+	// Inventories names, by site, the inventory read in place of a listing
+	// (inventory.go); Missed counts, by site, the keys this plan's listing (or later
+	// inventory) found that the inventory the previous plan read did not name.
+	Inventories map[string]InventoryInfo `json:"inventories,omitempty"`
+	Missed      map[string]MissedKeys    `json:"missed,omitempty"`
+	// Estimate is what the listing cost and the work left will ask of every store,
+	// cost (with price tables) and take (at the limits) (estimate.go).
+	Estimate *Estimate `json:"estimate,omitempty"`
 }
 
 const listBatch = 1000
@@ -129,6 +137,7 @@ func (m *Migration) listSites(ctx context.Context, res *PlanResult) error {
 					if err := m.State.AddListed(gctx, batch); err != nil {
 						return err
 					}
+					m.meterListed(name, batch)
 					tr.Add(int64(len(batch)), 0)
 					batch = batch[:0]
 					return nil
@@ -150,9 +159,14 @@ func (m *Migration) listSites(ctx context.Context, res *PlanResult) error {
 				}
 				return err
 			}
-			err := listByRanges(gctx, store, &n, each)
-			if errors.Is(err, providers.ErrNotSupported) {
-				err = each(func(fn func(providers.Object) error) error { return store.List(gctx, fn) })
+			var err error
+			if site.Inventory != nil {
+				err = each(func(fn func(providers.Object) error) error { return m.listFromInventory(gctx, &site, store, nil, fn) })
+			} else {
+				err = listByRanges(gctx, store, &n, each)
+				if errors.Is(err, providers.ErrNotSupported) {
+					err = each(func(fn func(providers.Object) error) error { return store.List(gctx, fn) })
+				}
 			}
 			if err != nil {
 				if ferr := m.stopFatal("plan", blame(name, err)); ferr != nil {
@@ -246,6 +260,16 @@ func (m *Migration) reconcilePlan(ctx context.Context, res *PlanResult) (*PlanRe
 		}
 	}
 
+	prevSources, err := m.planSources(ctx)
+	if err != nil {
+		return nil, Errorf(ExitRuntime, "%w", err)
+	}
+	sources, err := m.currentSources(ctx, res)
+	if err != nil {
+		return nil, err
+	}
+	missed := m.newMissedCounter(prevSources)
+
 	// Reconcile in key order, hashing the inventory as it goes.
 	dig := sha256.New()
 	fmt.Fprintf(dig, "ferry-plan-v1\nspec %s\n", res.SpecDigest)
@@ -267,6 +291,7 @@ func (m *Migration) reconcilePlan(ctx context.Context, res *PlanResult) (*PlanRe
 		if err != nil {
 			return err
 		}
+		missed.observe(key, objs, old)
 		recs, err := m.reconcile(key, objs, func(k string) (*checkpoints.Record, error) {
 			if k == key {
 				return old, nil
@@ -302,9 +327,13 @@ func (m *Migration) reconcilePlan(ctx context.Context, res *PlanResult) (*PlanRe
 	}
 
 	// Replicas the listings no longer show: vanished without ferry deleting them.
+	// A site planned from an inventory is left out: an inventory is a snapshot, and
+	// a key it does not name may well have been written after it.
 	var sites []string
 	for _, s := range m.Spec.Sources {
-		sites = append(sites, s.Name)
+		if s.Inventory == nil {
+			sites = append(sites, s.Name)
+		}
 	}
 	var vanished []checkpoints.Record
 	err = m.State.Unlisted(ctx, sites, func(r checkpoints.Record, unlisted []string) error {
@@ -339,6 +368,10 @@ func (m *Migration) reconcilePlan(ctx context.Context, res *PlanResult) (*PlanRe
 	if err := m.recordPlanContext(ctx); err != nil {
 		return nil, err
 	}
+	if err := m.recordSources(ctx, sources); err != nil {
+		return nil, err
+	}
+	res.Missed = missed.result()
 	if err := m.roundUpSamples(ctx); err != nil {
 		return nil, err
 	}
@@ -346,6 +379,9 @@ func (m *Migration) reconcilePlan(ctx context.Context, res *PlanResult) (*PlanRe
 		return nil, err
 	}
 	if res.Stages, err = m.StageScopes(ctx, true); err != nil {
+		return nil, err
+	}
+	if res.Estimate, err = m.estimate(ctx, res); err != nil {
 		return nil, err
 	}
 	if err := heldError(res); err != nil {

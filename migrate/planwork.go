@@ -97,10 +97,16 @@ func (m *Migration) planShared(ctx context.Context, res *PlanResult) (*PlanResul
 		return nil, err
 	}
 	res.Digest, _, _ = m.State.Meta(ctx, "plan_digest")
+	if res.Inventories, err = m.Inventories(ctx); err != nil {
+		return nil, err
+	}
 	if err := m.fillPlanCounts(ctx, res); err != nil {
 		return nil, err
 	}
 	if res.Stages, err = m.StageScopes(ctx, true); err != nil {
+		return nil, err
+	}
+	if res.Estimate, err = m.estimate(ctx, res); err != nil {
 		return nil, err
 	}
 	if err := heldError(res); err != nil {
@@ -144,6 +150,9 @@ func (m *Migration) cutListing(ctx context.Context) ([]checkpoints.Range, error)
 // previous inventory, or, on a first plan, at the site's own first-level folders.
 // A store that cannot list by range is listed whole, by one worker.
 func (m *Migration) listBounds(ctx context.Context, site string) ([]string, error) {
+	if s := m.siteSpec(site); s != nil && s.Inventory != nil {
+		return nil, nil // an inventory is read whole, by one worker
+	}
 	rl, ok := providers.As[providers.RangeLister](m.Sites[site])
 	if !ok {
 		return nil, nil
@@ -201,6 +210,9 @@ func (m *Migration) listClaimed(ctx context.Context, c checkpoints.Claim) error 
 			cursor = last
 		}
 		err := m.State.Checkpoint(cctx, c, cursor, nil, page)
+		if err == nil {
+			m.meterListed(c.Site, page)
+		}
 		w.records.Add(int64(len(page)))
 		page = page[:0]
 		return err
@@ -217,10 +229,14 @@ func (m *Migration) listClaimed(ctx context.Context, c checkpoints.Claim) error 
 		return nil
 	}
 	var err error
-	if ranged {
+	inv := m.siteSpec(c.Site)
+	if inv != nil && inv.Inventory != nil {
+		ranged = false
+		err = m.listFromInventory(cctx, inv, store, c.Contains, add)
+	} else if ranged {
 		err = rl.ListRange(cctx, after, c.Hi, add)
 	}
-	if !ranged || errors.Is(err, providers.ErrNotSupported) {
+	if (inv == nil || inv.Inventory == nil) && (!ranged || errors.Is(err, providers.ErrNotSupported)) {
 		// The whole listing, keeping this range's keys (and no cursor: List has no order).
 		ranged = false
 		page, last = page[:0], ""

@@ -261,8 +261,16 @@ func (m *Migration) predicate(ctx context.Context) (certificate.Predicate, error
 		}
 		p.Approvers = append(p.Approvers, party)
 	}
+	invs, err := m.Inventories(ctx)
+	if err != nil {
+		return p, err
+	}
 	for _, s := range sp.Sources {
-		p.Sites = append(p.Sites, certificate.Site{Name: s.Name, Role: string(s.Role), URI: s.URL, Region: s.Region})
+		cs := certificate.Site{Name: s.Name, Role: string(s.Role), URI: s.URL, Region: s.Region}
+		if in, ok := invs[s.Name]; ok {
+			cs.Inventory = &certificate.SiteInventory{Format: in.Format, Manifest: in.Manifest, Date: certificate.FormatTime(in.Date), Keys: in.Keys}
+		}
+		p.Sites = append(p.Sites, cs)
 	}
 	states, err := m.stageStates(ctx)
 	if err != nil {

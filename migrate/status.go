@@ -75,6 +75,9 @@ type StatusResult struct {
 	// PlanDrift names how the spec differs from what the plan was made against:
 	// delete, purge, restore and report refuse until ferry plan runs again.
 	PlanDrift []string `json:"plan_drift,omitempty"`
+	// Inventories names, by site, the inventory the last plan read in place of a
+	// listing, with its date (inventory.go).
+	Inventories map[string]InventoryInfo `json:"inventories,omitempty"`
 }
 
 func tp(t time.Time) *time.Time {
@@ -96,6 +99,9 @@ func (m *Migration) Status(ctx context.Context, user string) (*StatusResult, err
 	res.Records, res.Sites, res.PerMinute = st.Records, st.ReplicasSite, st.Recent
 	if r := m.retryTotals(ctx); len(r) > 0 {
 		res.Retries = r
+	}
+	if res.Inventories, err = m.Inventories(ctx); err != nil {
+		return nil, err
 	}
 	if res.Limits, err = m.Limits(ctx); err != nil {
 		return nil, err

@@ -19,6 +19,9 @@ type Probe struct {
 	// tell, "" otherwise. On a versioned site every version is user data (I10).
 	Versioning string `json:"versioning,omitempty"`
 	Error      string `json:"error,omitempty"`
+	// Inventory describes the inventory a site is planned from, as validate read its
+	// manifest (inventory.go).
+	Inventory string `json:"inventory,omitempty"`
 }
 
 // ValidateResult is what `ferry validate` reports.
@@ -66,6 +69,13 @@ func (m *Migration) Validate(ctx context.Context) (*ValidateResult, error) {
 	failed := 0
 	for _, site := range m.Spec.Sources {
 		p := probe(site.Name, site.URL, m.Sites[site.Name])
+		if p.OK && site.Inventory != nil {
+			if desc, err := m.probeInventory(ctx, &site); err != nil {
+				p.OK, p.Error = false, "inventory: "+errString(err)
+			} else {
+				p.Inventory = desc
+			}
+		}
 		if !p.OK {
 			failed++
 		}

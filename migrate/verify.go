@@ -113,6 +113,7 @@ func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, err
 				if ferr := m.stopFatal("verify", blame(p.Site, perr)); ferr != nil {
 					return nil, ferr
 				}
+				m.countProof(p, n, perr)
 				switch {
 				case perr != nil:
 					p.LastError = errString(perr)
@@ -133,6 +134,7 @@ func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, err
 			out.Replicas = slices.DeleteFunc(out.Replicas, func(p checkpoints.Replica) bool { return p.Site == "" })
 		}
 		failpoint("verify-after-check")
+		m.countVerify(n, terr)
 		tr.Add(1, n)
 		// Saved durably before verify reports success (I4).
 		return append([]checkpoints.Record{out}, extra...), nil

@@ -241,6 +241,7 @@ func (m *Migration) shared(ctx context.Context, scope string, q checkpoints.Quer
 		}
 		idle = 0
 		if c.Takeover {
+			m.Opts.Metrics.Takeover(scope)
 			m.log.Warn("taking over a range whose lease ran out", "claim", c.String())
 		}
 		cctx, release := w.hold(ctx, c)
@@ -267,6 +268,7 @@ func (m *Migration) settleClaim(ctx, cctx context.Context, c checkpoints.Claim, 
 	case err == nil:
 		return nil
 	case errors.Is(err, checkpoints.ErrFenced) || (cctx.Err() != nil && ctx.Err() == nil):
+		m.Opts.Metrics.RangeLost(c.Scope)
 		m.log.Warn("range lost to another worker: its results were rejected", "claim", c.String(), "err", err)
 		return m.State.Release(ctx, c) // a no-op unless it is still ours
 	default:

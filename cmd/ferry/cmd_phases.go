@@ -21,6 +21,11 @@ func (g *globals) withMigrationOffline(cmd *cobra.Command, offline bool, fn func
 	ctx := cmd.Context()
 	o := g.options()
 	o.Offline = offline
+	stop, err := g.serveMetrics(&o)
+	if err != nil {
+		return g.finish(cmd, nil, err, nil)
+	}
+	defer stop()
 	m, err := migrate.Open(ctx, o)
 	if err != nil {
 		return g.finish(cmd, nil, err, nil)

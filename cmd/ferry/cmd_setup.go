@@ -169,6 +169,9 @@ line and key: exit 2), then reaches every site and the target with read-only pro
 					if p.Versioning != "" {
 						status += ", versioning " + p.Versioning + " (every version is user data: a replica is deleted only when no other version remains)"
 					}
+					if p.Inventory != "" {
+						status += ", planned from the " + p.Inventory
+					}
 					fmt.Fprintf(w, "  %-10s %s: %s\n", p.Name, p.URL, status)
 				}
 			})

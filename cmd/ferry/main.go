@@ -44,6 +44,8 @@ type globals struct {
 	noProgress bool
 	logFormat  string
 	verbose    int
+	// metricsAddr serves Prometheus metrics while a phase runs (metrics.go).
+	metricsAddr string
 
 	worker      bool
 	workerLease time.Duration
@@ -164,6 +166,7 @@ The phases, each resumable after any crash:
 	pf.BoolVar(&g.noProgress, "no-progress", false, "no progress bars; log a progress line every few seconds instead")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
 	pf.CountVarP(&g.verbose, "verbose", "v", "more logging (-v debug)")
+	pf.StringVar(&g.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics while a phase runs (plan, copy, verify, delete, run; workers too)")
 
 	root.AddCommand(
 		newInitCmd(g), newValidateCmd(g), newPlanCmd(g), newCopyCmd(g), newVerifyCmd(g),

@@ -37,6 +37,12 @@ func printPlan(w io.Writer, r *migrate.PlanResult) {
 		fmt.Fprintf(tw, "  %s\t%d\t%s\n", name, s.Objects, ib(s.Bytes))
 	}
 	tw.Flush()
+	printInventories(w, r.Inventories)
+	for _, name := range sortedKeys(r.Missed) {
+		mk := r.Missed[name]
+		fmt.Fprintf(w, "  %s: %d keys the previous plan's inventory (%s of %s) missed, now planned%s\n",
+			name, mk.Count, mk.Inventory.Format, mk.Inventory.Date.UTC().Format(time.RFC3339), examples(mk.Examples, mk.Count))
+	}
 	fmt.Fprintf(w, "records: %s; %s to migrate; %d new, %d changed, %d vanished since the last plan\n",
 		joinCounts(r.Records), ib(r.Bytes), r.New, r.Changed, r.Vanished)
 	for _, c := range r.Conflicts {
@@ -48,7 +54,101 @@ func printPlan(w io.Writer, r *migrate.PlanResult) {
 		fmt.Fprintln(w, "deletion stages (scope once every record verifies):")
 		printScopes(w, r.Stages)
 	}
+	if r.Estimate != nil {
+		printEstimate(w, r.Estimate)
+	}
 	fmt.Fprintf(w, "plan digest: %s\n", r.Digest)
+}
+
+// printEstimate prints the estimate's table, money and duration.
+func printEstimate(w io.Writer, e *migrate.Estimate) {
+	fmt.Fprintln(w, "estimate (this plan's listing and the work left: copy, verify, delete):")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  store\tlist\tget/head\tput\tdelete\tread\twritten\tegress\tcost\tlimit\ttime")
+	row := func(name string, t migrate.Traffic, cost *migrate.Money, limit, at string) {
+		c := "-"
+		if cost != nil {
+			c = money(cost.Currency, cost.Total)
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", name, t.Requests.List, t.Requests.Get, t.Requests.Put, t.Requests.Delete,
+			ib(t.BytesRead), ib(t.BytesWritten), ib(t.Egress), c, limit, at)
+	}
+	for _, s := range e.Stores {
+		at := "-"
+		if s.Seconds > 0 {
+			at = migrate.FormatSeconds(s.Seconds)
+		}
+		row(s.Store, s.Traffic, s.Cost, s.Limit, at)
+	}
+	row("total", e.Total, e.Cost, "", e.Duration)
+	tw.Flush()
+	if c := e.Cost; c != nil {
+		fmt.Fprintf(w, "money: %s once (requests %s, egress %s)", money(c.Currency, c.Total), money(c.Currency, c.Requests), money(c.Currency, c.Egress))
+		for _, s := range e.Stores {
+			if s.Stored > 0 && s.Cost != nil && s.Cost.StoragePerMonth > 0 {
+				fmt.Fprintf(w, ", then %s a month to keep %s at the %s", money(c.Currency, s.Cost.StoragePerMonth), ib(s.Stored), s.Store)
+			}
+		}
+		if len(e.Unpriced) > 0 {
+			fmt.Fprintf(w, "; no prices for %s", strings.Join(e.Unpriced, ", "))
+		}
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintln(w, "money: no prices in the spec (add prices: under a site or the target)")
+	}
+	var phases []string
+	for _, ph := range []string{"plan", "copy", "verify", "delete"} {
+		phases = append(phases, ph+" "+migrate.FormatSeconds(e.PhaseSeconds[ph]))
+	}
+	fmt.Fprintf(w, "duration at the limits: %s (%s)", e.Duration, strings.Join(phases, ", "))
+	if e.FastestSeconds != nil && e.SlowestSeconds != nil {
+		fmt.Fprintf(w, "; by the schedules, from %s (the fastest rates throughout) to %s (the slowest)",
+			migrate.FormatSeconds(*e.FastestSeconds), migrate.FormatSeconds(*e.SlowestSeconds))
+	}
+	if len(e.Unlimited) > 0 {
+		fmt.Fprintf(w, "; no limit on %s, so their time is not counted", strings.Join(e.Unlimited, ", "))
+	}
+	fmt.Fprintln(w)
+}
+
+// money is "USD 12.34", with four decimals below one unit.
+func money(currency string, v float64) string {
+	if v > 0 && v < 0.0001 {
+		return currency + " <0.0001"
+	}
+	if v != 0 && v < 1 {
+		return fmt.Sprintf("%s %.4f", currency, v)
+	}
+	return fmt.Sprintf("%s %.2f", currency, v)
+}
+
+// printInventories says which sites were planned from an inventory, and from which.
+func printInventories(w io.Writer, invs map[string]migrate.InventoryInfo) {
+	for _, name := range sortedKeys(invs) {
+		in := invs[name]
+		fmt.Fprintf(w, "  %s: planned from the %s inventory %s of %s: %d keys, %d planned, %d gone since%s",
+			name, in.Format, in.Manifest, in.Date.UTC().Format(time.RFC3339), in.Keys, in.Planned, in.Gone, examples(in.GoneExamples, in.Gone))
+		if in.Skipped > 0 {
+			fmt.Fprintf(w, ", %d rows not the site's (other prefix, delete markers, old versions)", in.Skipped)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// examples is ` (e.g. "a", "b", ...)` for a few of n keys.
+func examples(keys []string, n int64) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	var q []string
+	for _, k := range keys {
+		q = append(q, fmt.Sprintf("%q", k))
+	}
+	more := ""
+	if n > int64(len(keys)) {
+		more = ", ..."
+	}
+	return " (e.g. " + strings.Join(q, ", ") + more + ")"
 }
 
 func printScopes(w io.Writer, scopes []migrate.StageScope) {
@@ -182,6 +282,7 @@ func printStatus(w io.Writer, r *migrate.StatusResult) {
 		fmt.Fprintf(tw, "  %s\t%s\n", site, replicaCounts(r.Sites[site]))
 	}
 	tw.Flush()
+	printInventories(w, r.Inventories)
 	if len(r.Stages) > 0 {
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  stage\tmode\tstate\treplicas by state\twhen")

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -35,6 +37,8 @@ import (
 //	mutate FILE [OFFSET]        flip one byte of FILE, keeping its size and mtime
 //	filemode FILE MODE          FILE's permission bits are MODE (octal)
 //	waitfile FILE [SECONDS]     wait until FILE exists (default 30s)
+//	freeport VAR                set $VAR to a TCP port free on 127.0.0.1 now
+//	scrape HOST:PORT            GET http://HOST:PORT/metrics; its body is the stdout
 //
 // FILE may be "stdout" or "stderr": the last command's output.
 //
@@ -79,6 +83,8 @@ func TestScripts(t *testing.T) {
 			"mutate":      cmdMutate,
 			"filemode":    cmdFileMode,
 			"waitfile":    cmdWaitFile,
+			"freeport":    cmdFreePort,
+			"scrape":      cmdScrape,
 		},
 	})
 }
@@ -340,4 +346,38 @@ func TestTuneGC(t *testing.T) {
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Errorf("GOGC=50 set, but ferry changed the GC percent to %d", got)
 	}
+}
+
+func cmdFreePort(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: freeport VAR")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ts.Check(ln.Close())
+	ts.Setenv(args[0], port)
+}
+
+func cmdScrape(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: scrape HOST:PORT")
+	}
+	c := http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Get("http://" + args[0] + "/metrics")
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s", resp.Status)
+	}
+	if err != nil {
+		if !neg {
+			ts.Fatalf("scrape %s: %v", args[0], err)
+		}
+		return
+	}
+	defer resp.Body.Close()
+	if neg {
+		ts.Fatalf("scrape %s: metrics served, want none", args[0])
+	}
+	_, err = io.Copy(ts.Stdout(), resp.Body)
+	ts.Check(err)
 }

@@ -132,6 +132,17 @@ type Site struct {
 	Role   string `json:"role"` // primary | backup
 	URI    string `json:"uri"`
 	Region string `json:"region"`
+	// Inventory, when the last plan read the site's keys from an inventory instead of
+	// listing the site, names that inventory and its date.
+	Inventory *SiteInventory `json:"inventory,omitempty"`
+}
+
+// SiteInventory names the inventory a site was planned from.
+type SiteInventory struct {
+	Format   string `json:"format"`   // s3-csv | keys
+	Manifest string `json:"manifest"` // path or URL of the manifest or key list
+	Date     string `json:"date"`     // TimeLayout: when the inventory was taken
+	Keys     int64  `json:"keys"`     // the site's keys it named
 }
 
 // Target is where the records went.

@@ -20,6 +20,8 @@ type siteRow struct {
 	Replicas, Bytes, Erased, Soft, Remaining, Confirmed   string
 	ErasedBytes, RemainingBytes, Unconfirmed, StatusLabel string
 	Missing                                               string
+	// PlannedFrom names the inventory the site was planned from ("" when listed).
+	PlannedFrom string
 }
 
 type statusRow struct{ Status, Records, Bytes string }
@@ -267,6 +269,9 @@ func buildView(env *Envelope) (*view, error) {
 			Soft: FormatCount(t.SoftDeleted), Remaining: FormatCount(t.Remaining),
 			RemainingBytes: FormatBytes(t.RemainingBytes), Confirmed: FormatCount(t.ConfirmedAbsent),
 			Unconfirmed: FormatCount(t.Unconfirmed), StatusLabel: label, Missing: FormatCount(t.Missing),
+		}
+		if in := s.Inventory; in != nil {
+			row.PlannedFrom = fmt.Sprintf("planned from the %s inventory %s of %s (%s keys)", in.Format, in.Manifest, in.Date, FormatCount(in.Keys))
 		}
 		v.Sites = append(v.Sites, row)
 		d := siteDetail{Row: row, Stages: stageRows(p.Stages, name)}

@@ -29,6 +29,8 @@ type parser struct {
 	positions []position
 	// stageSites holds the nodes of each stage's sites, for cross-check positions.
 	stageSites [][]*yaml.Node
+	// priceNodes holds each store's prices node by its path, for the currency check.
+	priceNodes map[string]*yaml.Node
 }
 
 type position struct {
@@ -37,7 +39,7 @@ type position struct {
 }
 
 func newParser(file, dir string) *parser {
-	return &parser{file: file, dir: dir, flagged: map[*yaml.Node]bool{}}
+	return &parser{file: file, dir: dir, flagged: map[*yaml.Node]bool{}, priceNodes: map[string]*yaml.Node{}}
 }
 
 func (p *parser) add(n *yaml.Node, key, format string, args ...any) {
@@ -539,6 +541,7 @@ func (p *parser) spec(root *yaml.Node, s *Spec) {
 	p.report(m["report"].val, &s.Report)
 
 	p.crossChecks(m, s)
+	p.checkCurrencies(s, p.priceNodes)
 }
 
 var kvDSNRE = regexp.MustCompile(`^\s*[A-Za-z_]+\s*=`)
@@ -592,7 +595,7 @@ func parseStateURL(v string) (string, error) {
 	return v, nil
 }
 
-var siteKeys = []string{"name", "role", "url", "endpoint", "region", "path_style", "checksum_when_required", "credentials", "quarantine", "part_size", "limits"}
+var siteKeys = []string{"name", "role", "url", "endpoint", "region", "path_style", "checksum_when_required", "credentials", "quarantine", "part_size", "limits", "inventory", "prices"}
 
 func (p *parser) sources(n *yaml.Node, s *Spec) {
 	ok := p.list(n, "sources", func(i int, item *yaml.Node, path string) {
@@ -639,8 +642,11 @@ func (p *parser) site(n *yaml.Node, path string, site *Site, partSize int64) {
 	p.store(m, n, path, storeFields{
 		url: &site.URL, raw: &site.RawURL, endpoint: &site.Endpoint, region: &site.Region,
 		pathStyle: &site.PathStyle, checksum: &site.ChecksumWhenRequired,
-		creds: &site.Credentials, partSize: &site.PartSize, loc: &site.loc, limits: &site.Limits,
+		creds: &site.Credentials, partSize: &site.PartSize, loc: &site.loc, limits: &site.Limits, prices: &site.Prices,
 	})
+	if e, ok := m["inventory"]; ok {
+		site.Inventory = p.inventory(e.val, joinKey(path, "inventory"), site.loc) // inventory.go
+	}
 	if e, ok := m["quarantine"]; ok && !isNull(e.val) {
 		kp := joinKey(path, "quarantine")
 		if v, ok := p.nonEmpty(e.val, kp); ok {
@@ -672,6 +678,7 @@ type storeFields struct {
 	partSize                   *int64
 	loc                        *location
 	limits                     *Limits
+	prices                     **Prices
 }
 
 func (p *parser) store(m map[string]entry, n *yaml.Node, path string, f storeFields) {
@@ -730,6 +737,10 @@ func (p *parser) store(m map[string]entry, n *yaml.Node, path string, f storeFie
 	}
 	if e, ok := m["limits"]; ok {
 		*f.limits = p.limits(e.val, joinKey(path, "limits")) // limits.go
+	}
+	if e, ok := m["prices"]; ok {
+		*f.prices = p.prices(e.val, joinKey(path, "prices")) // prices.go
+		p.priceNodes[path] = e.val
 	}
 	if f.loc.scheme != "s3" && f.loc.scheme != "" {
 		if *f.pathStyle {
@@ -925,7 +936,7 @@ func (p *parser) credentials(n *yaml.Node, path, scheme string) Credentials {
 	return c
 }
 
-var targetKeys = []string{"url", "endpoint", "region", "path_style", "checksum_when_required", "credentials", "residency", "kms_key_id", "kms_key_name", "encryption_scope", "part_size", "limits"}
+var targetKeys = []string{"url", "endpoint", "region", "path_style", "checksum_when_required", "credentials", "residency", "kms_key_id", "kms_key_name", "encryption_scope", "part_size", "limits", "prices"}
 
 // encryptionScopeRE: an Azure encryption scope name.
 var encryptionScopeRE = regexp.MustCompile(`^[A-Za-z0-9]{3,63}$`)
@@ -941,7 +952,7 @@ func (p *parser) target(n *yaml.Node, s *Spec) {
 	p.store(m, n, "target", storeFields{
 		url: &t.URL, raw: &t.RawURL, endpoint: &t.Endpoint, region: &t.Region,
 		pathStyle: &t.PathStyle, checksum: &t.ChecksumWhenRequired,
-		creds: &t.Credentials, partSize: &t.PartSize, loc: &t.loc, limits: &t.Limits,
+		creds: &t.Credentials, partSize: &t.PartSize, loc: &t.loc, limits: &t.Limits, prices: &t.Prices,
 	})
 	if e, ok := m["residency"]; ok {
 		regions, nodes, ok := p.strList(e.val, "target.residency")

@@ -136,6 +136,11 @@ type Site struct {
 	PartSize int64 `json:"part_size"`
 	// Limits cap requests and bytes per second taken from the site (limits.go).
 	Limits Limits `json:"limits,omitzero"`
+	// Inventory, when set, is what plan reads instead of listing the site
+	// (inventory.go).
+	Inventory *Inventory `json:"inventory,omitempty"`
+	// Prices, when set, price the estimate plan prints (prices.go).
+	Prices *Prices `json:"prices,omitempty"`
 
 	loc location
 }
@@ -157,6 +162,8 @@ type Target struct {
 	PartSize        int64  `json:"part_size"` // bytes; copy.part_size unless set
 	// Limits cap requests and bytes per second sent to the target (limits.go).
 	Limits Limits `json:"limits,omitzero"`
+	// Prices, when set, price the estimate plan prints (prices.go).
+	Prices *Prices `json:"prices,omitempty"`
 
 	loc location
 }

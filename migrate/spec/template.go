@@ -63,6 +63,10 @@ sources:
     #   bytes_per_second: 50MiB
     #   schedule:                     # first matching window wins; outside: the values above
     #     - {days: mon-fri, hours: "08:00-20:00", zone: America/New_York, bytes_per_second: 10MiB}
+    # inventory:                      # plan reads this instead of listing the site (README "Inventories")
+    #   format: s3-csv                # s3-csv (an S3 Inventory manifest.json) | keys (one key per line)
+    #   manifest: inventory/legacy-users/all-objects/2026-06-01T01-00Z/manifest.json
+    # prices: {list_per_1000: 0.005, get_per_1000: 0.0004, egress_per_gib: 0.09}   # for plan's estimate (README "Cost and time estimate")
   - name: singapore
     role: backup
     url: file://./data/singapore
