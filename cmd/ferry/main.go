@@ -28,6 +28,7 @@ import (
 	"github.com/ferrymigrate/ferry/migrate/certificate"
 	_ "github.com/ferrymigrate/ferry/providers/azblob"
 	_ "github.com/ferrymigrate/ferry/providers/file"
+	_ "github.com/ferrymigrate/ferry/providers/gs"
 	_ "github.com/ferrymigrate/ferry/providers/oci"
 	_ "github.com/ferrymigrate/ferry/providers/s3"
 )
