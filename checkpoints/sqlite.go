@@ -108,6 +108,10 @@ CREATE TABLE IF NOT EXISTS claims(
 	PRIMARY KEY(scope, round, seq)
 );
 CREATE INDEX IF NOT EXISTS claims_worker ON claims(worker, state);
+CREATE TABLE IF NOT EXISTS journal(
+	stream TEXT NOT NULL, seq INTEGER NOT NULL, line TEXT NOT NULL, hash TEXT NOT NULL,
+	PRIMARY KEY(stream, seq)
+) WITHOUT ROWID;
 `
 
 // SQLite is the embedded checkpoint store: one file, WAL journal, synchronous=FULL so
