@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -314,3 +315,62 @@ func TestJournalTamperDetected(t *testing.T) {
 }
 
 var _ = providers.ErrNotFound
+
+// readmeJournalCheck is the independent check script of README.md's Journal section.
+func readmeJournalCheck(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "<!-- journal-check.py -->\n```python\n")
+	script, _, ok2 := strings.Cut(rest, "```\n")
+	if !ok || !ok2 {
+		t.Fatal("README.md has no journal-check.py block")
+	}
+	path := t.TempDir() + "/journal-check.py"
+	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// The README's script, run by python3 on a real report, accepts the journal and
+// catches a changed, a dropped and a reordered entry, as report verify does.
+func TestReadmeJournalCheck(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 is not installed")
+	}
+	script := readmeJournalCheck(t)
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
+	h.standardData(3)
+	rep := journalRun(t, h, false)
+	lines, entries := readJournalFile(t, rep.JournalPath)
+	run := func(journal []byte) (string, error) {
+		path := t.TempDir() + "/journal.jsonl"
+		if err := os.WriteFile(path, journal, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(python, script, path, rep.CertificatePath).CombinedOutput()
+		return string(out), err
+	}
+	out, err := run(bytes.Join(lines, nil))
+	if err != nil || !strings.Contains(out, fmt.Sprintf("journal OK: %d entries in 2 streams", len(entries))) {
+		t.Fatalf("the script rejects the untouched journal: %v\n%s", err, out)
+	}
+	mid := len(lines) / 2
+	changed := append([][]byte{}, lines...)
+	changed[mid] = bytes.Replace(changed[mid], []byte(`"outcome":"`), []byte(`"outcome":"x`), 1)
+	dropped := append(append([][]byte{}, lines[:mid]...), lines[mid+1:]...)
+	swapped := append([][]byte{}, lines...)
+	swapped[mid], swapped[mid+1] = swapped[mid+1], swapped[mid]
+	for name, j := range map[string][][]byte{
+		"changed": changed, "dropped": dropped, "swapped": swapped,
+		"last dropped": lines[:len(lines)-1], "rechained": rechain(t, dropped),
+	} {
+		if out, err := run(bytes.Join(j, nil)); err == nil {
+			t.Errorf("%s: the script accepted a tampered journal:\n%s", name, out)
+		}
+	}
+}
