@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // The journal: one line per request ferry made that touched user data (journal.jsonl,
@@ -70,12 +72,75 @@ type JournalEntry struct {
 	Error     string `json:"error,omitempty"`
 }
 
-// MarshalJournalEntry returns e's line (canonical JSON, no newline) and its hash.
+// MarshalJournalEntry returns e's line (canonical JSON, no newline) and its hash. It
+// writes the canonical form directly (members in JCS order), which is what
+// Canonicalize(e) gives, at a fraction of the cost: every request ferry makes passes
+// here.
 func MarshalJournalEntry(e JournalEntry) (line []byte, hash string, err error) {
-	line, err = Canonicalize(e)
+	for _, f := range []string{e.Call, e.Error, e.ETag, e.Handle, e.Host, e.Identity, e.Key, e.Op, e.Outcome, e.Prev, e.RequestID, e.Site, e.Stream, e.Time, e.URI, e.Version, e.Worker} {
+		if !utf8.ValidString(f) {
+			line, err = Canonicalize(e) // invalid UTF-8 becomes U+FFFD, as encoding/json does
+			if err != nil {
+				return nil, "", err
+			}
+			return line, JournalHash(line), nil
+		}
+	}
+	var b bytes.Buffer
+	b.Grow(512)
+	str := func(name, v string, omitEmpty bool) {
+		if omitEmpty && v == "" {
+			return
+		}
+		if b.Len() > 1 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		b.WriteString(name)
+		b.WriteString(`":`)
+		writeJCSString(&b, v)
+	}
+	num := func(name string, v int64, omitEmpty bool) {
+		if omitEmpty && v == 0 {
+			return
+		}
+		if v > maxSafeInteger || v < -maxSafeInteger {
+			err = fmt.Errorf("journal: %s %d is too large for canonical JSON", name, v)
+		}
+		if b.Len() > 1 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		b.WriteString(name)
+		b.WriteString(`":`)
+		b.WriteString(strconv.FormatInt(v, 10))
+	}
+	// The members in RFC 8785 order (their names are ASCII: byte order).
+	b.WriteByte('{')
+	str("call", e.Call, false)
+	num("count", e.Count, true)
+	str("error", e.Error, true)
+	str("etag", e.ETag, true)
+	str("handle", e.Handle, true)
+	str("host", e.Host, false)
+	str("identity", e.Identity, false)
+	str("key", e.Key, false)
+	str("op", e.Op, false)
+	str("outcome", e.Outcome, false)
+	str("prev", e.Prev, false)
+	str("request_id", e.RequestID, true)
+	num("seq", e.Seq, false)
+	str("site", e.Site, false)
+	str("stream", e.Stream, false)
+	str("time", e.Time, false)
+	str("uri", e.URI, true)
+	str("version", e.Version, true)
+	str("worker", e.Worker, true)
+	b.WriteByte('}')
 	if err != nil {
 		return nil, "", err
 	}
+	line = b.Bytes()
 	return line, JournalHash(line), nil
 }
 
