@@ -60,7 +60,7 @@ var pgTables = []struct{ name, cols string }{
 	{"lock", pgLockCols},
 	{"workers", pgWorkerCols},
 	{"claims", pgClaimCols},
-	{"journal", "stream, seq, line, hash"},
+	{"journal", "stream, first_seq, last_seq, lines"},
 }
 
 const (
@@ -189,10 +189,10 @@ CREATE TABLE IF NOT EXISTS @.claims(
 CREATE INDEX IF NOT EXISTS claims_worker ON @.claims(worker, state);
 CREATE TABLE IF NOT EXISTS @.journal(
 	stream text COLLATE "C" NOT NULL,
-	seq bigint NOT NULL,
-	line text COLLATE "C" NOT NULL,
-	hash text COLLATE "C" NOT NULL,
-	PRIMARY KEY(stream, seq)
+	first_seq bigint NOT NULL,
+	last_seq bigint NOT NULL,
+	lines text COLLATE "C" NOT NULL,
+	PRIMARY KEY(stream, first_seq)
 );
 `
 

@@ -109,9 +109,9 @@ CREATE TABLE IF NOT EXISTS claims(
 );
 CREATE INDEX IF NOT EXISTS claims_worker ON claims(worker, state);
 CREATE TABLE IF NOT EXISTS journal(
-	stream TEXT NOT NULL, seq INTEGER NOT NULL, line TEXT NOT NULL, hash TEXT NOT NULL,
-	PRIMARY KEY(stream, seq)
-) WITHOUT ROWID;
+	stream TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, lines TEXT NOT NULL,
+	PRIMARY KEY(stream, first_seq)
+);
 `
 
 // SQLite is the embedded checkpoint store: one file, WAL journal, synchronous=FULL so

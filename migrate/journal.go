@@ -113,7 +113,7 @@ func (j *journal) add(e certificate.JournalEntry) {
 		return
 	}
 	j.prev = hash
-	j.pending = append(j.pending, checkpoints.JournalEntry{Stream: e.Stream, Seq: e.Seq, Line: string(line), Hash: hash})
+	j.pending = append(j.pending, checkpoints.JournalEntry{Stream: e.Stream, Seq: e.Seq, Line: string(line)})
 	full := len(j.pending) >= journalBatch
 	j.mu.Unlock()
 	if full {

@@ -11,7 +11,7 @@ import (
 
 func journalEntry(stream string, seq int64) checkpoints.JournalEntry {
 	line := fmt.Sprintf(`{"stream":%q,"seq":%d,"key":"caf\u00e9 %d"}`, stream, seq, seq)
-	return checkpoints.JournalEntry{Stream: stream, Seq: seq, Line: line, Hash: fmt.Sprintf("%064x", seq)}
+	return checkpoints.JournalEntry{Stream: stream, Seq: seq, Line: line}
 }
 
 func readJournal(t *testing.T, s checkpoints.Store) []checkpoints.JournalEntry {
@@ -77,5 +77,21 @@ func testJournal(t *testing.T, s checkpoints.Store) {
 	}
 	if got := readJournal(t, s); len(got) != len(streams)*perStream {
 		t.Fatalf("after a refused batch: %d entries, want %d (nothing of it stored)", len(got), len(streams)*perStream)
+	}
+
+	// A batch that repeats stored entries and adds new ones stores the new ones.
+	more := []checkpoints.JournalEntry{journalEntry("a-host-9", perStream-1), journalEntry("a-host-9", perStream), journalEntry("a-host-9", perStream+1), journalEntry("a-host-9", perStream+2)}
+	if err := s.AppendJournal(ctx, more); err != nil {
+		t.Fatalf("AppendJournal overlapping stored entries: %v", err)
+	}
+	got = readJournal(t, s)
+	if len(got) != len(streams)*perStream+2 {
+		t.Fatalf("%d entries, want %d", len(got), len(streams)*perStream+2)
+	}
+	if e := got[3*perStream+1]; e != journalEntry("a-host-9", perStream+2) {
+		t.Fatalf("last entry of a-host-9: %+v", e)
+	}
+	if e := got[3*perStream+2]; e != journalEntry("b-host-2", 1) {
+		t.Fatalf("the entry after a-host-9's: %+v", e)
 	}
 }
