@@ -247,7 +247,7 @@ func (m *Migration) closeJournal() error {
 
 // identityOf names who ferry acts as at a store, never a secret: what the store says
 // (providers.Principal: an access key id, a user), else what the spec's credentials
-// name (a profile, the access key id in the named variable, a service account's
+// name (a profile, the access key id in the named variable (AccessKeyIdentity), a service account's
 // e-mail from its key file, a principal), else "default credentials".
 func identityOf(ctx context.Context, s providers.Store, c spec.Credentials, url string) string {
 	if p, ok := providers.As[providers.Principal](s); ok {
@@ -257,7 +257,7 @@ func identityOf(ctx context.Context, s providers.Store, c spec.Credentials, url 
 	}
 	switch {
 	case c.AccessKeyEnv != "" && os.Getenv(c.AccessKeyEnv) != "":
-		return "access_key_id:" + os.Getenv(c.AccessKeyEnv) // the key id, not the secret
+		return providers.AccessKeyIdentity(os.Getenv(c.AccessKeyEnv))
 	case c.AccessKeyEnv != "":
 		return "access_key_env:" + c.AccessKeyEnv
 	case c.Profile != "":

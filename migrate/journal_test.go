@@ -170,7 +170,7 @@ func TestJournalEndToEnd(t *testing.T) {
 		}
 		if strings.HasPrefix(k.name, "s3") {
 			// S3 names each request and the key ferry signs with (not the secret).
-			if write.RequestID == "" || !strings.HasPrefix(write.Identity, "access_key_id:") {
+			if write.RequestID == "" || !strings.HasPrefix(write.Identity, "access_key_id:") || !strings.Contains(write.Identity, " sha256:") {
 				t.Fatalf("an S3 write journalled without its request id or access key id: %+v", write)
 			}
 		}

@@ -26,8 +26,8 @@ func addRequestIDMiddleware(st *smithymiddleware.Stack) error {
 
 var _ providers.Principal = (*Store)(nil)
 
-// Principal is the access key id the store signs with (never the secret), or
-// "anonymous" when it signs nothing.
+// Principal names the access key id the store signs with (providers.AccessKeyIdentity:
+// never whole, never the secret), or "anonymous" when it signs nothing.
 func (s *Store) Principal(ctx context.Context) (string, error) {
 	creds := s.client.Options().Credentials
 	if creds == nil {
@@ -37,5 +37,5 @@ func (s *Store) Principal(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return "access_key_id:" + c.AccessKeyID, nil
+	return providers.AccessKeyIdentity(c.AccessKeyID), nil
 }
