@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrymigrate/ferry/checkpoints/storetest"
 	"github.com/ferrymigrate/ferry/migrate/certificate"
 	"github.com/ferrymigrate/ferry/providers"
 	"github.com/ferrymigrate/ferry/providers/faulty"
@@ -21,9 +22,20 @@ import (
 // second process (a second journal stream), and reports into a temporary folder.
 // With noJournalDelete the second process journals nothing (Options.NoJournal).
 func journalRun(t *testing.T, h *harness, noJournalDelete bool) *ReportResult {
+	return journalRunState(t, h, noJournalDelete, "")
+}
+
+// journalRunState is journalRun on the state named by dsn ("": the spec's SQLite file).
+func journalRunState(t *testing.T, h *harness, noJournalDelete bool, dsn string) *ReportResult {
 	t.Helper()
 	ctx := context.Background()
-	m := h.open()
+	o1 := h.options(false)
+	o1.StateDSN = dsn
+	m, err := Open(ctx, o1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
 	runThroughVerify(t, m)
 	for _, st := range []string{"canary", "backups"} {
 		if _, err := deleteStage(t, m, st); err != nil {
@@ -35,6 +47,7 @@ func journalRun(t *testing.T, h *harness, noJournalDelete bool) *ReportResult {
 	}
 	o := h.options(false)
 	o.NoJournal = noJournalDelete
+	o.StateDSN = dsn
 	m2, err := Open(ctx, o)
 	if err != nil {
 		t.Fatal(err)
@@ -379,5 +392,21 @@ func TestReadmeJournalCheck(t *testing.T) {
 		if out, err := run(bytes.Join(j, nil)); err == nil {
 			t.Errorf("%s: the script accepted a tampered journal:\n%s", name, out)
 		}
+	}
+}
+
+// The journal on a PostgreSQL state: two processes' streams, written in runs, read
+// back in order; the report's journal verifies whole.
+func TestJournalPostgresState(t *testing.T) {
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
+	h.standardData(4)
+	rep := journalRunState(t, h, false, storetest.PostgresState(t, "ferry_journal_test_"))
+	raw, entries := readJournalFile(t, rep.JournalPath)
+	r, err := verifyJournal(t, rep, bytes.Join(raw, nil))
+	if err != nil || checkStatus(r, certificate.CheckJournalCoverage) != certificate.Pass {
+		t.Fatalf("journal on PostgreSQL: %v (%+v)", err, r.Checks)
+	}
+	if js := rep.Statement.Predicate.Journal; js == nil || len(js.Streams) != 2 || js.Entries != int64(len(entries)) || len(entries) < 50 {
+		t.Fatalf("journal heads %+v for %d entries", js, len(entries))
 	}
 }
