@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/checkpoints/storetest"
 	"github.com/ferrymigrate/ferry/migrate/certificate"
 	"github.com/ferrymigrate/ferry/providers"
@@ -408,5 +409,78 @@ func TestJournalPostgresState(t *testing.T) {
 	}
 	if js := rep.Statement.Predicate.Journal; js == nil || len(js.Streams) != 2 || js.Entries != int64(len(entries)) || len(entries) < 50 {
 		t.Fatalf("journal heads %+v for %d entries", js, len(entries))
+	}
+}
+
+// Workers of a shared phase each write their own stream, and every entry names the
+// worker that made the request.
+func TestJournalWorkers(t *testing.T) {
+	h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
+	h.standardData(6)
+	ctx := context.Background()
+	m := h.open()
+	if _, err := m.Plan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	var ws []*Migration
+	for i := 0; i < 2; i++ {
+		o := h.options(false)
+		o.Worker, o.RangeSize = true, 4
+		w, err := Open(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.Close() })
+		ws = append(ws, w)
+	}
+	errs := make(chan error, 2)
+	for _, w := range ws {
+		go func() { _, err := w.Copy(ctx); errs <- err }()
+	}
+	for range ws {
+		if err := <-errs; err != nil {
+			t.Fatalf("worker copy: %v", err)
+		}
+	}
+	for _, w := range ws {
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	streams := map[string]map[string]bool{} // stream -> worker ids of its writes
+	err := h.open().State.Journal(ctx, func(e checkpoints.JournalEntry) error {
+		var je certificate.JournalEntry
+		if err := json.Unmarshal([]byte(e.Line), &je); err != nil {
+			return err
+		}
+		if je.Op == "write" && je.Site == "target" && !isMarkerKey(je.Key) {
+			if je.Worker == "" {
+				return fmt.Errorf("a worker's write names no worker: %s", e.Line)
+			}
+			if streams[je.Stream] == nil {
+				streams[je.Stream] = map[string]bool{}
+			}
+			streams[je.Stream][je.Worker] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for s, ids := range streams {
+		if len(ids) != 1 {
+			t.Fatalf("stream %s names workers %v, want one", s, ids)
+		}
+		for id := range ids {
+			if seen[id] {
+				t.Fatalf("worker %s writes in two streams", id)
+			}
+			seen[id] = true
+		}
+	}
+	if len(streams) == 0 {
+		t.Fatal("no worker wrote anything")
 	}
 }
