@@ -86,7 +86,9 @@ demo:
 
 # ferry vs rclone vs a bare GET-then-PUT loop between two MinIO servers on loopback
 # (table on stdout and in docs/benchmarks.md, about 4 min on 2 cores), then the Go
-# benchmarks: pipeline records/s, checkpoint saves, a 1,000,000-record plan's RSS.
+# benchmarks: pipeline records/s (with and without the journal of ferry's own access,
+# and their ratio: BenchmarkPipelineJournalCost), checkpoint saves, a 1,000,000-record
+# plan's RSS.
 BENCH_FLAGS ?=
 bench: tools postgres $(TOOLS)/rclone
 	$(GO) run ./cmd/ferrybench -tools $(TOOLS) $(BENCH_FLAGS)

@@ -239,6 +239,7 @@ type Store interface {
 	Stats(ctx context.Context, now time.Time) (Stats, error)
 
 	WorkStore
+	JournalStore
 
 	Close() error
 }

@@ -60,6 +60,7 @@ var pgTables = []struct{ name, cols string }{
 	{"lock", pgLockCols},
 	{"workers", pgWorkerCols},
 	{"claims", pgClaimCols},
+	{"journal", "stream, first_seq, last_seq, lines"},
 }
 
 const (
@@ -186,6 +187,13 @@ CREATE TABLE IF NOT EXISTS @.claims(
 	PRIMARY KEY(scope, round, seq)
 );
 CREATE INDEX IF NOT EXISTS claims_worker ON @.claims(worker, state);
+CREATE TABLE IF NOT EXISTS @.journal(
+	stream text COLLATE "C" NOT NULL,
+	first_seq bigint NOT NULL,
+	last_seq bigint NOT NULL,
+	lines text COLLATE "C" NOT NULL,
+	PRIMARY KEY(stream, first_seq)
+);
 `
 
 // pgNow is the database's clock in nanoseconds (microsecond resolution). Leases are

@@ -108,6 +108,10 @@ CREATE TABLE IF NOT EXISTS claims(
 	PRIMARY KEY(scope, round, seq)
 );
 CREATE INDEX IF NOT EXISTS claims_worker ON claims(worker, state);
+CREATE TABLE IF NOT EXISTS journal(
+	stream TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, lines TEXT NOT NULL,
+	PRIMARY KEY(stream, first_seq)
+);
 `
 
 // SQLite is the embedded checkpoint store: one file, WAL journal, synchronous=FULL so

@@ -35,46 +35,86 @@ delete:
 // changes on SQLite with in-memory stores (target: 50,000/s). Each iteration migrates
 // benchRecords records held at two sites.
 func BenchmarkPipeline(b *testing.B) {
-	benchRecords := benchN()
-	var total time.Duration
-	phases := map[string]time.Duration{}
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		e := newBenchEnv(b, benchRecords)
-		m, err := Open(context.Background(), e.options())
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx := context.Background()
-		b.StartTimer()
-		start := time.Now()
-		step := func(name string, f func() error) {
-			t0 := time.Now()
-			if err := f(); err != nil {
-				b.Fatalf("%s: %v", name, err)
+	for _, c := range []struct {
+		name      string
+		noJournal bool
+	}{{"journal=on", false}, {"journal=off", true}} {
+		b.Run(c.name, func(b *testing.B) {
+			benchRecords := benchN()
+			var total time.Duration
+			phases := map[string]time.Duration{}
+			for i := 0; i < b.N; i++ {
+				total += pipelineOnce(b, benchRecords, c.noJournal, phases)
 			}
-			phases[name] += time.Since(t0)
-		}
-		step("plan", func() error { _, err := m.Plan(ctx); return err })
-		step("copy", func() error { _, err := m.Copy(ctx); return err })
-		step("verify", func() error { _, err := m.Verify(ctx, false); return err })
-		step("delete", func() error {
-			sc, err := m.stageScope(ctx, "all", false, nil)
-			if err != nil {
-				return err
+			n := float64(benchRecords * b.N)
+			b.ReportMetric(n/total.Seconds(), "records/s")
+			for name, d := range phases {
+				b.ReportMetric(n/d.Seconds(), name+"-rec/s")
 			}
-			_, err = m.Delete(ctx, "all", sc.Digest)
-			return err
 		})
-		total += time.Since(start)
-		b.StopTimer()
-		m.Close()
+	}
+}
+
+// BenchmarkPipelineJournalCost measures what the journal costs: each iteration runs
+// the pipeline once with the journal and once without, alternating which goes first,
+// so both see the same machine; it reports both rates and their ratio (with/without).
+func BenchmarkPipelineJournalCost(b *testing.B) {
+	benchRecords := benchN()
+	var on, off time.Duration
+	for i := 0; i < b.N; i++ {
+		if i%2 == 0 {
+			on += pipelineOnce(b, benchRecords, false, nil)
+			off += pipelineOnce(b, benchRecords, true, nil)
+		} else {
+			off += pipelineOnce(b, benchRecords, true, nil)
+			on += pipelineOnce(b, benchRecords, false, nil)
+		}
 	}
 	n := float64(benchRecords * b.N)
-	b.ReportMetric(n/total.Seconds(), "records/s")
-	for name, d := range phases {
-		b.ReportMetric(n/d.Seconds(), name+"-rec/s")
+	b.ReportMetric(n/on.Seconds(), "journal-on-rec/s")
+	b.ReportMetric(n/off.Seconds(), "journal-off-rec/s")
+	b.ReportMetric(off.Seconds()/on.Seconds(), "on/off-ratio")
+}
+
+// pipelineOnce migrates n fresh records through plan, copy, verify and delete and
+// returns the time it took (setup excluded), adding each phase's time to phases.
+func pipelineOnce(b *testing.B, n int, noJournal bool, phases map[string]time.Duration) time.Duration {
+	b.StopTimer()
+	e := newBenchEnv(b, n)
+	o := e.options()
+	o.NoJournal = noJournal
+	m, err := Open(context.Background(), o)
+	if err != nil {
+		b.Fatal(err)
 	}
+	ctx := context.Background()
+	b.StartTimer()
+	start := time.Now()
+	step := func(name string, f func() error) {
+		t0 := time.Now()
+		if err := f(); err != nil {
+			b.Fatalf("%s: %v", name, err)
+		}
+		if phases != nil {
+			phases[name] += time.Since(t0)
+		}
+	}
+	step("plan", func() error { _, err := m.Plan(ctx); return err })
+	step("copy", func() error { _, err := m.Copy(ctx); return err })
+	step("verify", func() error { _, err := m.Verify(ctx, false); return err })
+	step("delete", func() error {
+		sc, err := m.stageScope(ctx, "all", false, nil)
+		if err != nil {
+			return err
+		}
+		_, err = m.Delete(ctx, "all", sc.Digest)
+		return err
+	})
+	// The journal's last entries are written at Close: part of the cost.
+	step("close", m.Close)
+	d := time.Since(start)
+	b.StopTimer()
+	return d
 }
 
 // benchEnv is a spec on disk and in-memory stores holding n records at two sites.

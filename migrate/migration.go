@@ -47,6 +47,9 @@ type Options struct {
 	// Metrics receives the phases' counters and times every store request
 	// (metered.go, docs/metrics.md); nil: no metrics.
 	Metrics *metrics.Metrics
+	// NoJournal turns off the journal of ferry's own access (journal.go), for
+	// benchmarks that measure its cost. Phases journal by default.
+	NoJournal bool
 	// OpenStore opens providers; tests substitute decorated stores. Nil: providers.Open.
 	OpenStore func(ctx context.Context, cfg providers.Config) (providers.Store, error)
 }
@@ -72,6 +75,8 @@ type Migration struct {
 	limiter   *limiter // the stores' limits (limits.go); nil offline
 	// unwatchState stops the metrics reading the state (metered.go); nil without metrics.
 	unwatchState func()
+	// journal records every request to user data (journal.go); nil when off.
+	journal *journal
 }
 
 // Open loads the spec, opens the checkpoint state and every store. In a dry run the
@@ -111,6 +116,7 @@ func OpenSpec(ctx context.Context, sp *spec.Spec, opts Options) (*Migration, err
 			return nil, err
 		}
 	}
+	m.openJournal()
 	openStore := opts.OpenStore
 	if opts.Offline {
 		openStore = func(ctx context.Context, cfg providers.Config) (providers.Store, error) {
@@ -128,7 +134,7 @@ func OpenSpec(ctx context.Context, sp *spec.Spec, opts Options) (*Migration, err
 			return nil, Errorf(ExitRuntime, "site %s: %w", s.Name, err)
 		}
 		if !opts.Offline {
-			store = m.limitStore(s.Name, m.meter(s.Name, store), s.Limits, s.PartSize)
+			store = m.limitStore(s.Name, m.journalStore(ctx, s.Name, s.Credentials, s.URL, m.meter(s.Name, store)), s.Limits, s.PartSize)
 		}
 		m.Sites[s.Name] = m.guard(store)
 	}
@@ -141,7 +147,7 @@ func OpenSpec(ctx context.Context, sp *spec.Spec, opts Options) (*Migration, err
 		return nil, Errorf(ExitRuntime, "target: %w", err)
 	}
 	if !opts.Offline {
-		target = m.limitStore(spec.TargetName, m.meter(spec.TargetName, target), sp.Target.Limits, sp.Target.PartSize)
+		target = m.limitStore(spec.TargetName, m.journalStore(ctx, spec.TargetName, sp.Target.Credentials, sp.Target.URL, m.meter(spec.TargetName, target)), sp.Target.Limits, sp.Target.PartSize)
 	}
 	m.Target = m.guard(target)
 	if m.limiter != nil {
@@ -188,6 +194,7 @@ func (m *Migration) close() error {
 	if m.limiter != nil {
 		m.limiter.close(context.Background())
 	}
+	errs = append(errs, m.closeJournal())
 	if m.State != nil {
 		m.saveRetries(context.Background())
 		errs = append(errs, m.Unlock(context.Background()))

@@ -216,15 +216,33 @@ func (m *Migration) Report(ctx context.Context, dir string) (*ReportResult, erro
 			yield(certificate.ManifestLine{}, err)
 		}
 	}
+	// This process's own requests so far belong in the journal it reports.
+	if m.journal != nil {
+		if err := m.journal.flush(ctx); err != nil {
+			return nil, Errorf(ExitRuntime, "%w", err)
+		}
+	}
+	journal := func(yield func([]byte, error) bool) {
+		err := m.State.Journal(ctx, func(e checkpoints.JournalEntry) error {
+			if !yield([]byte(e.Line), nil) {
+				return errStopIter
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStopIter) {
+			yield(nil, err)
+		}
+	}
 	out, err := certificate.WriteReport(iter.Seq2[certificate.ManifestLine, error](records), certificate.ReportOptions{
 		Dir: dir, Predicate: pred, Key: key, Now: m.now(), SkipHTML: m.Opts.DryRun, SkipPDF: m.Opts.DryRun,
+		Journal: journal,
 	})
 	if err != nil {
 		return nil, phaseErr("report", err)
 	}
 	res.ReportResult = out
 	if m.Opts.DryRun {
-		out.Dir, out.ManifestPath, out.CertificatePath = "", "", ""
+		out.Dir, out.ManifestPath, out.CertificatePath, out.JournalPath = "", "", "", ""
 	}
 	if !out.Complete {
 		return res, Errorf(ExitIncomplete, "the migration is not complete (the certificate says so): %d reasons, first: %s", len(out.IncompleteReasons), out.IncompleteReasons[0])

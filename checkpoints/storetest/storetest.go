@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) checkpoints.Store) {
 		{"LockDeadHolder", testLockDeadHolder},
 		{"LockOtherHost", testLockOtherHost},
 		{"LockRace", testLockRace},
+		{"Journal", testJournal},
 	}
 	tests = append(tests, workTests()...)
 	for _, tc := range tests {

@@ -23,6 +23,9 @@ func newReportCmd(g *globals) *cobra.Command {
 		Long: `report writes, into --out (default: report/ beside the spec):
 
   manifest.jsonl    one canonical JSON line per record, sorted by key
+  journal.jsonl     every request ferry made that touched user data (site, key,
+                    version, operation, request id, identity, host, worker, time,
+                    outcome), hash-chained per process; its heads are in the certificate
   certificate.json  a DSSE envelope over an in-toto statement: the manifest's digest,
                     its RFC 6962 Merkle root, sites, target, residency, stages, counts
                     and the NIST SP 800-88 sanitization record, signed with Ed25519
@@ -53,6 +56,9 @@ purged) is certified as incomplete, with the reasons, and report exits 3.`,
 					fmt.Fprintf(w, "report would certify %d records, merkle root %s%s\n", res.Summary.TreeSize, res.Summary.Root, dry(true))
 				} else {
 					fmt.Fprintf(w, "wrote %s\n      %s\n      %s\n      %s\n", res.ManifestPath, res.CertificatePath, res.HTMLPath, res.PDFPath)
+					if res.JournalPath != "" {
+						fmt.Fprintf(w, "      %s\n", res.JournalPath)
+					}
 					fmt.Fprintf(w, "records %d, merkle root %s, signed by keyid %s\n", res.Summary.TreeSize, res.Summary.Root, res.KeyID)
 				}
 				if res.Complete {
@@ -127,17 +133,23 @@ func printCheckReport(w io.Writer, rep *certificate.Report) {
 }
 
 func newReportVerifyCmd(g *globals) *cobra.Command {
-	var manifest string
+	var manifest, journal string
 	var pubkeys []string
 	var live, requireApprovals bool
 	var sample float64
 	c := &cobra.Command{
-		Use:   "verify CERT [--manifest FILE] [--pubkey FILE]... [--live] [--require-approvals]",
+		Use:   "verify CERT [--manifest FILE] [--journal FILE] [--pubkey FILE]... [--live] [--require-approvals]",
 		Short: "Check a certificate's signatures, its manifest digest and Merkle root (offline), or the stores (--live)",
 		Long: `verify checks every signature of the certificate (at least one must be by a key given
 with --pubkey, when any is given), and with --manifest the manifest's SHA-256 against
 the certificate and its RFC 6962 Merkle root, tree size and counts recomputed from the
 lines. It needs no access to any store. Exit 0 when everything verifies, 4 otherwise.
+
+With --journal journal.jsonl it checks the journal's hash chain (every entry names the
+SHA-256 of its stream's previous line; streams in order), that each stream's count
+and head equal the certificate's, and, with --manifest, that every copy and every
+deletion in the manifest has its journal entries. A changed, dropped or reordered
+entry fails (exit 4).
 
 The last line is the verdict. It is a plain "VERIFIED" only when every check passed;
 what was not proven is named after it and still exits 0: "VERIFIED (signature not
@@ -174,6 +186,12 @@ copy is present with its recorded checksum and every deleted replica is absent
 				return usagef("--live needs --manifest")
 			}
 			rep, err := certificate.VerifyCertificate(env, mf, keys)
+			if journal != "" && (err == nil || errors.Is(err, certificate.ErrVerification)) {
+				// A journal that cannot be read wins over a failed check (exit 1 or 2, not 4).
+				if jerr := g.verifyJournal(rep, journal, manifest); jerr != nil && (err == nil || !errors.Is(jerr, certificate.ErrVerification)) {
+					err = jerr
+				}
+			}
 			if requireApprovals {
 				rep.Require(certificate.CheckApprovals)
 			}
@@ -209,11 +227,31 @@ copy is present with its recorded checksum and every deleted replica is absent
 		},
 	}
 	c.Flags().StringVar(&manifest, "manifest", "", "manifest.jsonl to check against the certificate")
+	c.Flags().StringVar(&journal, "journal", "", "journal.jsonl to check against the certificate (and the manifest)")
 	c.Flags().StringSliceVar(&pubkeys, "pubkey", nil, "trusted public key (PKIX PEM); repeatable")
 	c.Flags().BoolVar(&live, "live", false, "also check the stores named by the spec (-c), read-only")
 	c.Flags().BoolVar(&requireApprovals, "require-approvals", false, "fail (exit 4) while a declared approver has not signed")
 	c.Flags().Float64Var(&sample, "sample", 1, "with --live: share of records to check (0 < P <= 1)")
 	return c
+}
+
+// verifyJournal runs the journal checks of `report verify --journal`.
+func (g *globals) verifyJournal(rep *certificate.Report, journal, manifest string) error {
+	jf, err := os.Open(journal)
+	if err != nil {
+		return migrate.Errorf(migrate.ExitUsage, "%w", err)
+	}
+	defer jf.Close()
+	var mf io.Reader
+	if manifest != "" {
+		f, err := os.Open(manifest)
+		if err != nil {
+			return migrate.Errorf(migrate.ExitUsage, "%w", err)
+		}
+		defer f.Close()
+		mf = f
+	}
+	return certificate.VerifyJournal(rep, jf, mf)
 }
 
 // checkLive names the --live check in the report.

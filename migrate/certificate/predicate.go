@@ -61,6 +61,9 @@ type Predicate struct {
 	Counts       Counts       `json:"counts"` // computed from the manifest
 	Merkle       Merkle       `json:"merkle"` // computed from the manifest
 	Sanitization Sanitization `json:"sanitization"`
+	// Journal names the heads of the journal of ferry's own access (journal.jsonl),
+	// when the report wrote one.
+	Journal *JournalSummary `json:"journal,omitempty"`
 
 	// Complete is true only when Assess finds nothing left undone; IncompleteReasons says
 	// in plain words what is (computed).

@@ -36,12 +36,17 @@ type ReportOptions struct {
 	Now time.Time
 	// SkipHTML and SkipPDF leave out the human-readable renderings.
 	SkipHTML, SkipPDF bool
+	// Journal, when not nil, yields the journal's lines (without newlines) in (stream,
+	// seq) order: they are written to journal.jsonl, checked against the chain rule (a
+	// broken chain fails the report) and their heads go into the predicate.
+	Journal iter.Seq2[[]byte, error]
 }
 
 // ReportResult describes what WriteReport wrote. The CLI exits 3 when !Complete.
 type ReportResult struct {
 	Dir               string          `json:"dir"`
 	ManifestPath      string          `json:"manifest"`
+	JournalPath       string          `json:"journal,omitempty"`
 	CertificatePath   string          `json:"certificate"`
 	HTMLPath          string          `json:"html,omitempty"`
 	PDFPath           string          `json:"pdf,omitempty"`
@@ -118,6 +123,29 @@ func WriteReport(records iter.Seq2[ManifestLine, error], opt ReportOptions) (*Re
 		return nil, err
 	}
 	p := opt.Predicate
+	if opt.Journal != nil {
+		res.JournalPath = filepath.Join(opt.Dir, JournalName)
+		var chain JournalChain
+		err := stage(res.JournalPath, func(w io.Writer) error {
+			bw := bufio.NewWriterSize(w, 1<<20)
+			for line, err := range opt.Journal {
+				if err != nil {
+					return fmt.Errorf("report: reading the journal: %w", err)
+				}
+				if _, err := chain.Add(line); err != nil {
+					return fmt.Errorf("report: the state's journal is broken: %w", err)
+				}
+				bw.Write(line)
+				bw.WriteByte('\n')
+			}
+			return bw.Flush()
+		})
+		if err != nil {
+			return nil, err
+		}
+		js := chain.Summary()
+		p.Journal = &js
+	}
 	Finalize(&p, sum, now)
 	stmt := NewStatement(sum, p)
 	env, err := Sign(stmt, opt.Key)

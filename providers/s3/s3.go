@@ -254,6 +254,7 @@ func New(ctx context.Context, cfg providers.Config) (*Store, error) {
 	s.client = s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		o.EndpointResolverV2 = newEndpointCache(s3.NewDefaultEndpointResolverV2())
 		o.UsePathStyle = cfg.PathStyle
+		o.APIOptions = append(o.APIOptions, addRequestIDMiddleware)
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
