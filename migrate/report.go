@@ -97,6 +97,9 @@ func (m *Migration) manifestLine(r checkpoints.Record) certificate.ManifestLine 
 		if gone(p.State) && p.State != checkpoints.Intent && p.State != checkpoints.Retained { // retained: not deleted (I10)
 			ref.DeletedAt, ref.Mode = certificate.FormatTime(p.DeletedAt), p.Mode
 		}
+		if p.State == checkpoints.Undeletable {
+			ref.Reason = p.LastError // the site's reason: retention policy or hold
+		}
 		l.Replicas = append(l.Replicas, ref)
 		allGone = allGone && (p.State == checkpoints.Deleted || p.State == checkpoints.Purged)
 		erased := p.State == checkpoints.Purged || (p.State == checkpoints.Deleted && p.Mode == "hard")

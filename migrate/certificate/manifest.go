@@ -60,10 +60,14 @@ const (
 	// ReplicaRetained: on a versioned site ferry deleted the verified version, but
 	// other versions of the key remain there: the replica is not deleted.
 	ReplicaRetained = "retained"
+	// ReplicaUndeletable: the site refused the delete (a retention policy, an object
+	// hold, a legal hold or an immutability policy): the replica is still there, not
+	// deleted; its Reason says which.
+	ReplicaUndeletable = "undeletable"
 )
 
 var replicaStates = map[string]bool{
-	ReplicaPresent: true, ReplicaIdentical: true, ReplicaDivergent: true, ReplicaMissing: true, ReplicaRetained: true,
+	ReplicaPresent: true, ReplicaIdentical: true, ReplicaDivergent: true, ReplicaMissing: true, ReplicaRetained: true, ReplicaUndeletable: true,
 	StatusDeleteIntent: true, StatusDeleted: true, StatusPurged: true, StatusRestored: true,
 }
 
@@ -108,6 +112,9 @@ type ReplicaRef struct {
 	Mode            string `json:"mode"`             // "soft", "hard", or "" if not deleted
 	ConfirmedAbsent bool   `json:"confirmed_absent"` // a read after the delete found it gone
 	State           string `json:"state"`            // one of the Status constants
+	// Reason: why an undeletable replica was not deleted, as the site said it
+	// (retention policy, hold); absent for every other state.
+	Reason string `json:"reason,omitempty"`
 }
 
 // FormatTime renders t in TimeLayout (UTC, whole seconds); the zero time is "".

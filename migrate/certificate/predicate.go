@@ -424,6 +424,9 @@ func Assess(p *Predicate) []string {
 		if t := s.ByState[ReplicaRetained]; t.Records > 0 {
 			reasons = append(reasons, fmt.Sprintf("%s at site %s were not deleted: the site keeps versions and other versions of their keys remain there (retained_for_versions); every version is user data.", reps(t.Records), site))
 		}
+		if t := s.ByState[ReplicaUndeletable]; t.Records > 0 {
+			reasons = append(reasons, fmt.Sprintf("%s at site %s could not be deleted: the site holds them under a retention policy, an object hold, a legal hold or an immutability policy (see each replica's reason in the manifest).", reps(t.Records), site))
+		}
 		if s.Unconfirmed > 0 {
 			reasons = append(reasons, fmt.Sprintf("%s deleted at site %s were not confirmed absent.", reps(s.Unconfirmed), site))
 		}
