@@ -207,6 +207,12 @@ func (l *ManifestLine) Validate() error {
 		if !replicaStates[r.State] {
 			return errf("replica at site %q: unknown state %q", truncate(r.Site, 40), truncate(r.State, 40))
 		}
+		if r.Reason != "" && r.State != ReplicaUndeletable {
+			return errf("replica at site %q: a reason is only for an undeletable replica (state %q)", truncate(r.Site, 40), truncate(r.State, 40))
+		}
+		if !utf8.ValidString(r.Reason) {
+			return errf("replica at site %q: reason is not valid UTF-8", truncate(r.Site, 40))
+		}
 		if r.Size < 0 || r.Size >= maxSafeInteger {
 			return errf("replica at site %q: size %d out of range [0, 2^53)", truncate(r.Site, 40), r.Size)
 		}
@@ -264,6 +270,10 @@ func MarshalLine(l ManifestLine) ([]byte, error) {
 		writeJCSString(&b, r.DeletedAt)
 		b.WriteString(`,"mode":`)
 		writeJCSString(&b, r.Mode)
+		if r.Reason != "" { // only an undeletable replica has one (omitempty)
+			b.WriteString(`,"reason":`)
+			writeJCSString(&b, r.Reason)
+		}
 		b.WriteString(`,"sha256":`)
 		writeJCSString(&b, r.SHA256)
 		b.WriteString(`,"site":`)
