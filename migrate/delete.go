@@ -327,6 +327,7 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 		return res, Errorf(ExitRuntime, "%w", err)
 	}
 	res.State = ss.State
+	m.recordRecoverability(ctx, stageName, ss.FinishedAt)
 	if res.Skipped > 0 {
 		return res, Errorf(ExitVerify, "stage %q finished, but %d replicas were not deleted: their target copy failed the re-check before deletion; run ferry verify", stageName, res.Skipped)
 	}

@@ -270,6 +270,7 @@ func (m *Migration) predicate(ctx context.Context) (certificate.Predicate, error
 	}
 	for _, s := range sp.Sources {
 		cs := certificate.Site{Name: s.Name, Role: string(s.Role), URI: s.URL, Region: s.Region}
+		cs.ProviderRecoverability = m.siteRecoverability(ctx, s.Name)
 		if in, ok := invs[s.Name]; ok {
 			cs.Inventory = &certificate.SiteInventory{Format: in.Format, Manifest: in.Manifest, Date: certificate.FormatTime(in.Date), Keys: in.Keys}
 		}
