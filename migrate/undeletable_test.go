@@ -2,15 +2,20 @@ package migrate
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/migrate/certificate"
 	"github.com/ferrymigrate/ferry/providers"
 	"github.com/ferrymigrate/ferry/providers/faulty"
+	"github.com/ferrymigrate/ferry/providers/gs/gstest"
+	"github.com/ferrymigrate/ferry/providers/s3/s3test"
 )
 
 // DESIGN.md "Providers": an object under a retention policy or a hold is reported as
@@ -244,4 +249,78 @@ func TestUndeletablePurgeSkips(t *testing.T) {
 	if st := replicaState(t, m, "u1/held", "singapore"); st != checkpoints.Undeletable {
 		t.Fatalf("restore turned the undeletable replica into %s", st)
 	}
+}
+
+// TestUndeletableGS: the same on Google Cloud Storage (fake-gcs-server behind the
+// fault proxy, which adds a temporary hold to one object's metadata and a soft-delete
+// policy to the bucket, as GCS would send them): the held object is undeletable with
+// gs's reason, released it is deleted, and the certificate says how long the
+// provider keeps deleted objects.
+func TestUndeletableGS(t *testing.T) {
+	srv := gstest.Shared(t)
+	ctx := context.Background()
+	h := newHarness(t, gsKind, fmt.Sprintf(undeletableYAML, "hard"))
+	for _, key := range []string{"u1/held", "u2/free"} {
+		h.put("virginia", key, []byte("bytes of "+key))
+		h.put("singapore", key, []byte("bytes of "+key))
+	}
+	m := h.open()
+	runThroughVerify(t, m)
+	bucket := h.buckets["singapore"]
+	release := srv.Faults.Inject(&s3test.Rule{Match: func(r *http.Request) bool {
+		op, b := gstest.Classify(r)
+		return op == gstest.OpStat && b == bucket && strings.Contains(r.URL.EscapedPath(), "/o/") && strings.Contains(r.URL.EscapedPath(), "held")
+	}, Fault: addJSON(map[string]any{"temporaryHold": true})})
+	defer release()
+	defer srv.Faults.Inject(&s3test.Rule{Match: func(r *http.Request) bool {
+		return r.Method == http.MethodGet && r.URL.EscapedPath() == "/storage/v1/b/"+bucket
+	}, Fault: addJSON(map[string]any{"softDeletePolicy": map[string]string{"retentionDurationSeconds": "604800", "effectiveTime": "2024-03-01T00:00:00Z"}})})()
+
+	d, err := deleteStage(t, m, "backups")
+	mustCode(t, err, ExitIncomplete)
+	if d.Undeletable != 1 || d.Deleted != 1 {
+		t.Fatalf("delete result %+v: want 1 undeletable, 1 deleted", d)
+	}
+	r := record(t, m, "u1/held")
+	if p := r.Replica("singapore"); p.State != checkpoints.Undeletable || !strings.Contains(p.LastError, "temporary hold") {
+		t.Fatalf("held replica %+v: want undeletable naming the temporary hold", p)
+	}
+	if got := h.read("singapore", "u1/held"); string(got) != "bytes of u1/held" {
+		t.Fatalf("held object now %q", got)
+	}
+	release()
+	if d, err = deleteStage(t, m, "backups"); err != nil || d.Deleted != 1 {
+		t.Fatalf("rerun after release: %+v, %v", d, err)
+	}
+	if _, ok := h.listing("singapore")["u1/held"]; ok {
+		t.Fatal("u1/held is still at singapore")
+	}
+	rep, err := m.Report(ctx, filepath.Join(h.dir, "report"))
+	if err != nil && ExitCode(err) != ExitIncomplete {
+		t.Fatal(err)
+	}
+	for _, s := range rep.Statement.Predicate.Sites {
+		if s.Name != "singapore" {
+			continue
+		}
+		want := certificate.FormatTime(h.clock().Add(7 * 24 * time.Hour))
+		if r := s.ProviderRecoverability; r == nil || !r.Recoverable || r.Until != want {
+			t.Fatalf("singapore recoverability %+v, want until %s", r, want)
+		}
+	}
+}
+
+// addJSON adds fields to a JSON answer (what GCS would send and the emulator keeps not).
+func addJSON(add map[string]any) s3test.Fault {
+	return s3test.Fault{Rewrite: func(status int, h http.Header, body []byte) []byte {
+		var m map[string]any
+		if status != http.StatusOK || json.Unmarshal(body, &m) != nil {
+			return body
+		}
+		for k, v := range add {
+			m[k] = v
+		}
+		out, _ := json.Marshal(m)
+		return out
+	}}
 }
