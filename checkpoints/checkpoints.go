@@ -51,10 +51,15 @@ const (
 	// Retained: on a versioned site, the verified version was deleted but other
 	// versions of the key remain there (user data): not deleted (DESIGN.md I10).
 	Retained ReplicaState = "retained"
+	// Undeletable: the site refused the delete because the object is under a
+	// retention policy, an object hold, a legal hold or an immutability policy
+	// (LastError holds the store's reason). Nothing was deleted: the replica is still
+	// there and proven identical; the next run of its stage tries it once more.
+	Undeletable ReplicaState = "undeletable"
 )
 
 // ReplicaStates lists every replica state.
-var ReplicaStates = []ReplicaState{Present, Identical, Divergent, Intent, Deleted, Purged, Restored, Missing, Retained}
+var ReplicaStates = []ReplicaState{Present, Identical, Divergent, Intent, Deleted, Purged, Restored, Missing, Retained, Undeletable}
 
 // Replica is one record's copy at one site.
 type Replica struct {

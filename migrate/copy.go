@@ -221,7 +221,7 @@ func (m *Migration) sources(r *checkpoints.Record) []*checkpoints.Replica {
 	var out []*checkpoints.Replica
 	for i := range r.Replicas {
 		p := &r.Replicas[i]
-		if p.State == checkpoints.Present || p.State == checkpoints.Identical || p.State == checkpoints.Restored {
+		if p.State == checkpoints.Present || p.State == checkpoints.Identical || p.State == checkpoints.Restored || p.State == checkpoints.Undeletable {
 			out = append(out, p)
 		}
 	}

@@ -40,10 +40,13 @@ type DeleteResult struct {
 	Changed int64      `json:"changed"` // the replica changed after verification: not deleted
 	// Retained: on a versioned site the verified version was deleted, but other
 	// versions of the key remain (user data): not deleted (I10).
-	Retained int64          `json:"retained_for_versions"`
-	Errors   int64          `json:"errors"`
-	Problems []ConflictInfo `json:"problems,omitempty"`
-	State    string         `json:"stage_state"`
+	Retained int64 `json:"retained_for_versions"`
+	// Undeletable: the site refused the delete (retention policy, object hold, legal
+	// hold, immutability policy): nothing was deleted; the next run tries once more.
+	Undeletable int64          `json:"undeletable,omitempty"`
+	Errors      int64          `json:"errors"`
+	Problems    []ConflictInfo `json:"problems,omitempty"`
+	State       string         `json:"stage_state"`
 }
 
 func (m *Migration) stage(name string) (spec.Stage, bool) {
@@ -136,6 +139,7 @@ func ValidConfirm(confirm, digest string) error {
 type delCounts struct {
 	deleted, already, skipped, changed, errs atomic.Int64
 	retained                                 atomic.Int64           // versioned sites: other versions remain
+	undeletable                              atomic.Int64           // refused by the site: retention or hold
 	example                                  atomic.Pointer[string] // one failed delete, for the final message
 }
 
@@ -293,7 +297,7 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 		}
 	}
 	res.Deleted, res.Already, res.Skipped, res.Changed, res.Errors = n.deleted.Load(), n.already.Load(), n.skipped.Load(), n.changed.Load(), n.errs.Load()
-	res.Retained = n.retained.Load()
+	res.Retained, res.Undeletable = n.retained.Load(), n.undeletable.Load()
 	if err != nil {
 		return res, phaseErr("delete", err)
 	}
@@ -323,6 +327,7 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 		return res, Errorf(ExitRuntime, "%w", err)
 	}
 	res.State = ss.State
+	m.recordRecoverability(ctx, stageName, ss.FinishedAt)
 	if res.Skipped > 0 {
 		return res, Errorf(ExitVerify, "stage %q finished, but %d replicas were not deleted: their target copy failed the re-check before deletion; run ferry verify", stageName, res.Skipped)
 	}
@@ -331,6 +336,9 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 	}
 	if res.Retained > 0 {
 		return res, retainedErr(stageName, res.Retained)
+	}
+	if res.Undeletable > 0 {
+		return res, undeletableErr(stageName, res.Undeletable)
 	}
 	return res, nil
 }
@@ -382,7 +390,9 @@ func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUn
 		u.fresh = u.fresh[:0]
 		for _, i := range u.idx {
 			p := &u.rec.Replicas[i]
-			if p.State == checkpoints.Identical {
+			// Undeletable: refused by the site in an earlier run; tried once more in
+			// each run (the operator may have released the hold), never in a loop.
+			if p.State == checkpoints.Identical || p.State == checkpoints.Undeletable {
 				p.State, p.IntentAt, p.Mode = checkpoints.Intent, now, mode
 				if mode == "soft" {
 					p.Handle = m.Sites[p.Site].(providers.SoftDeleter).SoftHandle(p.SiteKey, replicaObject(*p))
@@ -505,6 +515,13 @@ func (m *Migration) deleteUnit(ctx context.Context, mode string, u *delUnit, n *
 			countRetained(n, p, u.rec.Key, problem)
 		case err == nil:
 			n.deleted.Add(1)
+		case errors.Is(err, providers.ErrRetained):
+			// Nothing was deleted: the replica is still there, proven identical. The
+			// intent is settled; the next run of the stage tries it once more.
+			p.State, p.IntentAt, p.Mode, p.Handle = checkpoints.Undeletable, time.Time{}, "", ""
+			p.LastError = "undeletable: " + errString(err)
+			n.undeletable.Add(1)
+			problem(u.rec.Key, "replica at "+p.Site+" is undeletable (retention policy or hold): "+err.Error())
 		case errors.Is(err, providers.ErrPrecondition):
 			p.State, p.LastError = checkpoints.Present, "changed after verification: not deleted; verify again"
 			n.changed.Add(1)

@@ -188,6 +188,8 @@ func (m *Migration) countDelete(p *checkpoints.Replica, err error) {
 		met.Record("delete", p.Site, metrics.OutcomeDone, p.Size, nil)
 	case errors.Is(err, providers.ErrPrecondition):
 		met.Record("delete", p.Site, "changed", 0, nil)
+	case errors.Is(err, providers.ErrRetained):
+		met.Record("delete", p.Site, string(checkpoints.Undeletable), 0, nil)
 	case errors.Is(err, providers.ErrNotFound):
 		met.Record("delete", p.Site, string(checkpoints.Missing), 0, nil)
 	default:

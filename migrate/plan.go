@@ -496,12 +496,14 @@ func inScope(r checkpoints.Record, p checkpoints.Replica, predicted bool) bool {
 		case checkpoints.Conflict, checkpoints.Failed, checkpoints.Excluded, checkpoints.Rejected:
 			return false
 		}
-		return p.State == checkpoints.Present || p.State == checkpoints.Identical || p.State == checkpoints.Restored || gone(p.State)
+		return p.State == checkpoints.Present || p.State == checkpoints.Identical || p.State == checkpoints.Restored || p.State == checkpoints.Undeletable || gone(p.State)
 	}
 	if r.State != checkpoints.Verified {
 		return false
 	}
-	return p.State == checkpoints.Identical || gone(p.State)
+	// Undeletable: proven identical, refused by the site once; each run of the stage
+	// tries it once more (the hold may have been released).
+	return p.State == checkpoints.Identical || p.State == checkpoints.Undeletable || gone(p.State)
 }
 
 // StageScopes computes every stage's scope and digest.

@@ -24,7 +24,7 @@ const (
 // live reports whether a replica still holds its bytes at its site, in plain view.
 func live(s checkpoints.ReplicaState) bool {
 	switch s {
-	case checkpoints.Present, checkpoints.Identical, checkpoints.Divergent, checkpoints.Restored:
+	case checkpoints.Present, checkpoints.Identical, checkpoints.Divergent, checkpoints.Restored, checkpoints.Undeletable:
 		return true
 	}
 	return false

@@ -97,6 +97,9 @@ func (m *Migration) manifestLine(r checkpoints.Record) certificate.ManifestLine 
 		if gone(p.State) && p.State != checkpoints.Intent && p.State != checkpoints.Retained { // retained: not deleted (I10)
 			ref.DeletedAt, ref.Mode = certificate.FormatTime(p.DeletedAt), p.Mode
 		}
+		if p.State == checkpoints.Undeletable {
+			ref.Reason = p.LastError // the site's reason: retention policy or hold
+		}
 		l.Replicas = append(l.Replicas, ref)
 		allGone = allGone && (p.State == checkpoints.Deleted || p.State == checkpoints.Purged)
 		erased := p.State == checkpoints.Purged || (p.State == checkpoints.Deleted && p.Mode == "hard")
@@ -285,6 +288,7 @@ func (m *Migration) predicate(ctx context.Context) (certificate.Predicate, error
 	}
 	for _, s := range sp.Sources {
 		cs := certificate.Site{Name: s.Name, Role: string(s.Role), URI: s.URL, Region: s.Region}
+		cs.ProviderRecoverability = m.siteRecoverability(ctx, s.Name)
 		if in, ok := invs[s.Name]; ok {
 			cs.Inventory = &certificate.SiteInventory{Format: in.Format, Manifest: in.Manifest, Date: certificate.FormatTime(in.Date), Keys: in.Keys}
 		}

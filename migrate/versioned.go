@@ -235,6 +235,14 @@ func retainedErr(stage string, n int64) error {
 		"(retained_for_versions; every version is user data); migrate or remove those versions deliberately, they are not certified as deleted", stage, n)
 }
 
+// undeletableErr is the stage's exit when the sites refused deletes because of a
+// retention policy or a hold.
+func undeletableErr(stage string, n int64) error {
+	return Errorf(ExitIncomplete, "stage %q finished, but %d replicas were not deleted: their site holds them under a retention policy, "+
+		"an object hold, a legal hold or an immutability policy (undeletable; the reason is in ferry status --user and in the report's manifest); "+
+		"they are not certified as deleted; once the hold is released or the retention has run out, rerun the same command to try them once more", stage, n)
+}
+
 // keptRetained reports whether a retained replica still has soft-deleted bytes to
 // restore or purge: its verified version, kept behind a delete marker or in the
 // quarantine.

@@ -215,6 +215,9 @@ func printDelete(w io.Writer, r *migrate.DeleteResult) {
 	if r.State != "" {
 		fmt.Fprintf(w, "deleted %d, already deleted %d, not deleted: %d (target re-check failed), %d (changed since verify); errors %d; stage %s\n",
 			r.Deleted, r.Already, r.Skipped, r.Changed, r.Errors, r.State)
+		if r.Undeletable > 0 {
+			fmt.Fprintf(w, "undeletable %d (the site holds them: retention policy or hold); tried again on the next run\n", r.Undeletable)
+		}
 	}
 	printProblems(w, "problem", r.Problems)
 }

@@ -60,10 +60,14 @@ const (
 	// ReplicaRetained: on a versioned site ferry deleted the verified version, but
 	// other versions of the key remain there: the replica is not deleted.
 	ReplicaRetained = "retained"
+	// ReplicaUndeletable: the site refused the delete (a retention policy, an object
+	// hold, a legal hold or an immutability policy): the replica is still there, not
+	// deleted; its Reason says which.
+	ReplicaUndeletable = "undeletable"
 )
 
 var replicaStates = map[string]bool{
-	ReplicaPresent: true, ReplicaIdentical: true, ReplicaDivergent: true, ReplicaMissing: true, ReplicaRetained: true,
+	ReplicaPresent: true, ReplicaIdentical: true, ReplicaDivergent: true, ReplicaMissing: true, ReplicaRetained: true, ReplicaUndeletable: true,
 	StatusDeleteIntent: true, StatusDeleted: true, StatusPurged: true, StatusRestored: true,
 }
 
@@ -108,6 +112,9 @@ type ReplicaRef struct {
 	Mode            string `json:"mode"`             // "soft", "hard", or "" if not deleted
 	ConfirmedAbsent bool   `json:"confirmed_absent"` // a read after the delete found it gone
 	State           string `json:"state"`            // one of the Status constants
+	// Reason: why an undeletable replica was not deleted, as the site said it
+	// (retention policy, hold); absent for every other state.
+	Reason string `json:"reason,omitempty"`
 }
 
 // FormatTime renders t in TimeLayout (UTC, whole seconds); the zero time is "".
@@ -200,6 +207,12 @@ func (l *ManifestLine) Validate() error {
 		if !replicaStates[r.State] {
 			return errf("replica at site %q: unknown state %q", truncate(r.Site, 40), truncate(r.State, 40))
 		}
+		if r.Reason != "" && r.State != ReplicaUndeletable {
+			return errf("replica at site %q: a reason is only for an undeletable replica (state %q)", truncate(r.Site, 40), truncate(r.State, 40))
+		}
+		if !utf8.ValidString(r.Reason) {
+			return errf("replica at site %q: reason is not valid UTF-8", truncate(r.Site, 40))
+		}
 		if r.Size < 0 || r.Size >= maxSafeInteger {
 			return errf("replica at site %q: size %d out of range [0, 2^53)", truncate(r.Site, 40), r.Size)
 		}
@@ -257,6 +270,10 @@ func MarshalLine(l ManifestLine) ([]byte, error) {
 		writeJCSString(&b, r.DeletedAt)
 		b.WriteString(`,"mode":`)
 		writeJCSString(&b, r.Mode)
+		if r.Reason != "" { // only an undeletable replica has one (omitempty)
+			b.WriteString(`,"reason":`)
+			writeJCSString(&b, r.Reason)
+		}
 		b.WriteString(`,"sha256":`)
 		writeJCSString(&b, r.SHA256)
 		b.WriteString(`,"site":`)

@@ -138,6 +138,32 @@ type Site struct {
 	// Inventory, when the last plan read the site's keys from an inventory instead of
 	// listing the site, names that inventory and its date.
 	Inventory *SiteInventory `json:"inventory,omitempty"`
+	// ProviderRecoverability, when the site's store can tell, says whether objects
+	// ferry deleted there stay recoverable by the provider of its own accord (a
+	// bucket's soft-delete policy), and until when.
+	ProviderRecoverability *SiteRecoverability `json:"provider_recoverability,omitempty"`
+}
+
+// SiteRecoverability is a site's provider-side recoverability of deleted objects.
+type SiteRecoverability struct {
+	Recoverable bool   `json:"recoverable"`
+	Mechanism   string `json:"mechanism"` // "soft delete policy", ...; "" when not recoverable
+	// Until: TimeLayout, when the provider removes them for good (the deletes plus
+	// its retention); "" when not recoverable or kept until removed by hand.
+	Until string `json:"until"`
+}
+
+// Statement is the certificate's sentence for r.
+func (r *SiteRecoverability) Statement() string {
+	switch {
+	case r == nil:
+		return ""
+	case !r.Recoverable:
+		return "deleted objects are not kept by the provider"
+	case r.Until == "":
+		return "deleted objects stay recoverable by the provider (" + r.Mechanism + ") until removed by hand"
+	}
+	return "deleted objects stay recoverable by the provider (" + r.Mechanism + ") until " + r.Until
 }
 
 // SiteInventory names the inventory a site was planned from.
@@ -426,6 +452,9 @@ func Assess(p *Predicate) []string {
 		}
 		if t := s.ByState[ReplicaRetained]; t.Records > 0 {
 			reasons = append(reasons, fmt.Sprintf("%s at site %s were not deleted: the site keeps versions and other versions of their keys remain there (retained_for_versions); every version is user data.", reps(t.Records), site))
+		}
+		if t := s.ByState[ReplicaUndeletable]; t.Records > 0 {
+			reasons = append(reasons, fmt.Sprintf("%s at site %s could not be deleted: the site holds them under a retention policy, an object hold, a legal hold or an immutability policy (see each replica's reason in the manifest).", reps(t.Records), site))
 		}
 		if s.Unconfirmed > 0 {
 			reasons = append(reasons, fmt.Sprintf("%s deleted at site %s were not confirmed absent.", reps(s.Unconfirmed), site))

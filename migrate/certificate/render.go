@@ -22,6 +22,9 @@ type siteRow struct {
 	Missing                                               string
 	// PlannedFrom names the inventory the site was planned from ("" when listed).
 	PlannedFrom string
+	// Recoverable says whether deleted objects stay recoverable by the provider
+	// ("" when the site's store did not say).
+	Recoverable string
 }
 
 type statusRow struct{ Status, Records, Bytes string }
@@ -273,6 +276,7 @@ func buildView(env *Envelope) (*view, error) {
 		if in := s.Inventory; in != nil {
 			row.PlannedFrom = fmt.Sprintf("planned from the %s inventory %s of %s (%s keys)", in.Format, in.Manifest, in.Date, FormatCount(in.Keys))
 		}
+		row.Recoverable = s.ProviderRecoverability.Statement()
 		v.Sites = append(v.Sites, row)
 		d := siteDetail{Row: row, Stages: stageRows(p.Stages, name)}
 		for _, state := range orderedStates(t.ByState) {

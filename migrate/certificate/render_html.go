@@ -86,7 +86,7 @@ var htmlTemplate = template.Must(template.New("certificate").Parse(`<!DOCTYPE ht
 <h2>Sites (originals)</h2>
 <table>
 <tr><th>Site</th><th>Role</th><th>Location</th><th>Region</th><th class="n">Replicas</th><th class="n">Bytes</th><th class="n">Deleted</th><th class="n">Awaiting purge</th><th class="n">Remaining</th><th>Status</th></tr>
-{{range .Sites}}<tr><td><strong>{{.Name}}</strong></td><td>{{.Role}}</td><td class="mono">{{.URI}}{{if .PlannedFrom}}<br><small>{{.PlannedFrom}}</small>{{end}}</td><td>{{.Region}}</td><td class="n">{{.Replicas}}</td><td class="n">{{.Bytes}}</td><td class="n">{{.Erased}}</td><td class="n">{{.Soft}}</td><td class="n">{{.Remaining}}</td><td class="nw">{{.StatusLabel}}</td></tr>
+{{range .Sites}}<tr><td><strong>{{.Name}}</strong></td><td>{{.Role}}</td><td class="mono">{{.URI}}{{if .PlannedFrom}}<br><small>{{.PlannedFrom}}</small>{{end}}{{if .Recoverable}}<br><small>{{.Recoverable}}</small>{{end}}</td><td>{{.Region}}</td><td class="n">{{.Replicas}}</td><td class="n">{{.Bytes}}</td><td class="n">{{.Erased}}</td><td class="n">{{.Soft}}</td><td class="n">{{.Remaining}}</td><td class="nw">{{.StatusLabel}}</td></tr>
 {{end}}</table>
 
 <div class="grid narrow">

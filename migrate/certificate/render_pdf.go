@@ -672,6 +672,11 @@ func (d *pdfDoc) detailPages(v *view) {
 		f.CellFormat(d.width, 4, toPDFText(fmt.Sprintf("%s site, region %s", s.Row.Role, s.Row.Region)), "", 1, "L", false, 0, "")
 		d.mono(7.5)
 		f.MultiCell(d.width, 3.6, toPDFText(s.Row.URI), "", "L", false)
+		if s.Row.Recoverable != "" {
+			d.font("", 8)
+			d.color(colMuted)
+			f.MultiCell(d.width, 4, toPDFText(s.Row.Recoverable), "", "L", false)
+		}
 		d.rule(colRule, 0.2)
 		f.Ln(1.5)
 		top := f.GetY()
