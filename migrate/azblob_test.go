@@ -192,10 +192,10 @@ func TestAzblobRetainedReplicaNotDeleted(t *testing.T) {
 	if got := h.read("singapore", "u1/doc"); string(got) != "held at singapore" {
 		t.Fatalf("held blob now %q", got)
 	}
-	if !strings.Contains(p.LastError+err.Error(), "undeletable") {
-		t.Errorf("the reason does not say the blob is undeletable: state %s, last error %q, err %v", p.State, p.LastError, err)
+	if p.State != checkpoints.Undeletable || !strings.Contains(p.LastError, "undeletable") || !strings.Contains(p.LastError, "BlobImmutableDueToPolicy") {
+		t.Errorf("held replica: state %s, last error %q; want undeletable with Azure's reason", p.State, p.LastError)
 	}
-	t.Logf("held replica: state %s, exit %d, last error %q", p.State, ExitCode(err), p.LastError)
+	mustCode(t, err, ExitIncomplete) // finished, not complete; never a retry loop
 }
 
 const azblobSpecYAML = `migration: azure-spec
