@@ -11,6 +11,8 @@
 // journalled.
 package journaled
 
+//go:generate go run ../internal/capgen -pkg journaled
+
 import (
 	"context"
 	"io"

@@ -25,6 +25,8 @@
 // UncheckedOpener and Versioner from type assertions.)
 package limit
 
+//go:generate go run ../internal/capgen -pkg limit
+
 import (
 	"context"
 	"errors"

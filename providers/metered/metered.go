@@ -16,6 +16,8 @@
 // decorated: providers.As finds them through Unwrap.
 package metered
 
+//go:generate go run ../internal/capgen -pkg metered
+
 import (
 	"context"
 	"io"
