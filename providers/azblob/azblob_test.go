@@ -441,7 +441,7 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 	t.Run("AzuriteNotRunning", func(t *testing.T) {
-		port, err := azbtest.FreePort()
+		port, err := s3test.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}

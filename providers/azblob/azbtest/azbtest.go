@@ -18,13 +18,11 @@
 package azbtest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -57,7 +55,7 @@ type Server struct {
 
 	dir    string
 	cmd    *exec.Cmd
-	log    *tailBuffer
+	log    *s3test.TailBuffer
 	done   chan struct{}
 	client *service.Client
 	stop   sync.Once
@@ -130,16 +128,6 @@ func missing(t testing.TB, why string) {
 	t.Skip("azbtest: " + msg)
 }
 
-// FreePort returns a port of 127.0.0.1 that nothing listens on now.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // Launch starts Azurite's blob service from bin outside any test, retrying with
 // new ports if one was taken meanwhile. The caller stops it with Stop.
 func Launch(bin string) (*Server, error) {
@@ -154,7 +142,7 @@ func Launch(bin string) (*Server, error) {
 }
 
 func launch(bin string) (*Server, error) {
-	port, err := FreePort()
+	port, err := s3test.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +153,7 @@ func launch(bin string) (*Server, error) {
 	srv := &Server{
 		Base:   fmt.Sprintf("http://127.0.0.1:%d", port),
 		dir:    dir,
-		log:    &tailBuffer{max: 16 << 10},
+		log:    &s3test.TailBuffer{Max: 16 << 10},
 		done:   make(chan struct{}),
 		KeyEnv: fmt.Sprintf("FERRY_AZBTEST_KEY_%d_%d", os.Getpid(), serial.Add(1)),
 	}
@@ -340,27 +328,4 @@ func Match(ops ...Op) func(*http.Request) bool {
 		}
 		return false
 	}
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   bytes.Buffer
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b.Write(p)
-	if over := t.b.Len() - t.max; over > 0 {
-		t.b.Next(over)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.b.String()
 }

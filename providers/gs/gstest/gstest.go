@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -60,7 +59,7 @@ type Server struct {
 
 	cmd  *exec.Cmd
 	done chan struct{}
-	log  *tailBuffer
+	log  *s3test.TailBuffer
 	stop sync.Once
 }
 
@@ -126,15 +125,6 @@ func missing(t testing.TB, why string) {
 	t.Skip("gstest: " + msg)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func randHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
@@ -155,11 +145,11 @@ func Launch(bin string) (*Server, error) {
 }
 
 func launch(bin string) (*Server, error) {
-	port, err := freePort()
+	port, err := s3test.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	srv := &Server{Direct: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{}), log: &tailBuffer{max: 16 << 10}}
+	srv := &Server{Direct: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{}), log: &s3test.TailBuffer{Max: 16 << 10}}
 	// The proxies first: the server must know the client-facing URL, which it puts in
 	// resumable uploads' Location.
 	srv.Preconditions = newPreconditionProxy(srv.Direct)
@@ -283,29 +273,6 @@ func (s *Server) Config(bucket, prefix string) providers.Config {
 // reports it (0 when absent), looking behind the proxies.
 func (s *Server) ObjectGeneration(ctx context.Context, bucket, name string) (int64, error) {
 	return s.Preconditions.generation(ctx, bucket, escapePath(name), "")
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   bytes.Buffer
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b.Write(p)
-	if over := t.b.Len() - t.max; over > 0 {
-		t.b.Next(over)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.b.String()
 }
 
 var _ = httptest.NewServer // the proxies (precondition.go) are httptest servers

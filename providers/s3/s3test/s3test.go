@@ -68,7 +68,7 @@ type Server struct {
 
 	dataDir string
 	cmd     *exec.Cmd
-	log     *tailBuffer
+	log     *TailBuffer
 	done    chan struct{}
 	client  *s3.Client
 	stop    sync.Once
@@ -222,7 +222,8 @@ func isExec(p string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
-func freePort() (int, error) {
+// FreePort returns a port of 127.0.0.1 that nothing listens on now.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -261,12 +262,12 @@ func launch(kind Kind, bin, dir string, extraEnv []string) (*Server, error) {
 		Kind:      kind,
 		AccessKey: "ferrytest" + randHex(4),
 		SecretKey: "secret-" + randHex(16),
-		log:       &tailBuffer{max: 16 << 10},
+		log:       &TailBuffer{Max: 16 << 10},
 		done:      make(chan struct{}),
 	}
 	tag := fmt.Sprintf("FERRY_S3TEST_%s_%d_%d", strings.ToUpper(string(kind)), os.Getpid(), n)
 	srv.AccessKeyEnv, srv.SecretKeyEnv = tag+"_ACCESS_KEY", tag+"_SECRET_KEY"
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +281,7 @@ func launch(kind Kind, bin, dir string, extraEnv []string) (*Server, error) {
 	var args []string
 	switch kind {
 	case MinIO:
-		cport, err := freePort()
+		cport, err := FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -427,24 +428,25 @@ func (s *Server) Config(bucket, prefix string) providers.Config {
 	}
 }
 
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
+// TailBuffer keeps the last Max bytes written to it: a test server's output, for
+// failure messages (gstest and azbtest use it too).
+type TailBuffer struct {
+	Max int
 	mu  sync.Mutex
-	max int
 	b   bytes.Buffer
 }
 
-func (t *tailBuffer) Write(p []byte) (int, error) {
+func (t *TailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.b.Write(p)
-	if over := t.b.Len() - t.max; over > 0 {
+	if over := t.b.Len() - t.Max; over > 0 {
 		t.b.Next(over)
 	}
 	return len(p), nil
 }
 
-func (t *tailBuffer) String() string {
+func (t *TailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.b.String()
