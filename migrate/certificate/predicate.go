@@ -64,6 +64,8 @@ type Predicate struct {
 	// Journal names the heads of the journal of ferry's own access (journal.jsonl),
 	// when the report wrote one.
 	Journal *JournalSummary `json:"journal,omitempty"`
+	// Audit is the last `ferry audit` run's summary and findings, when one ran.
+	Audit *AuditSummary `json:"audit,omitempty"`
 
 	// Complete is true only when Assess finds nothing left undone; IncompleteReasons says
 	// in plain words what is (computed).
