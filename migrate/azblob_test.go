@@ -345,12 +345,7 @@ func TestAzblobSitesIntoS3KilledFerryConverges(t *testing.T) {
 	minio := s3test.Shared(t, s3test.MinIO)
 	sg, ar, tg := srv.Container(t), srv.Container(t), minio.Bucket(t, false)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "ferry")
-	build := exec.Command("go", "build", "-o", bin, "github.com/ferrymigrate/ferry/cmd/ferry")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building ferry: %v\n%s", err, out)
-	}
+	bin := BuildFerry(t)
 	spec := fmt.Sprintf(azblobCrashYAML, sg, ar, tg, srv.Endpoint, srv.KeyEnv, minio.Endpoint, minio.AccessKeyEnv, minio.SecretKeyEnv)
 	if err := os.WriteFile(filepath.Join(dir, "ferry.yaml"), []byte(spec), 0o644); err != nil {
 		t.Fatal(err)

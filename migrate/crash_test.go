@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrymigrate/ferry/migrate"
 	"github.com/ferrymigrate/ferry/migrate/synth"
 	"github.com/ferrymigrate/ferry/providers"
 	"github.com/ferrymigrate/ferry/providers/file"
@@ -39,17 +40,9 @@ delete:
     - {name: primary, sites: [virginia], mode: hard}
 `
 
-// buildFerry builds the real binary once for the crash tests.
-func buildFerry(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ferry")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/ferrymigrate/ferry/cmd/ferry")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building ferry: %v\n%s", err, out)
-	}
-	return bin
-}
+// buildFerry returns the path of the real ferry binary, built once per test process
+// (migrate.BuildFerry, in harness_test.go).
+func buildFerry(t *testing.T) string { return migrate.BuildFerry(t) }
 
 // killLoop runs args until one run exits on its own with an accepted code, killing
 // (SIGKILL) each run after a random delay first. It returns the number of kills.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -326,7 +327,8 @@ func deleteStage(t *testing.T, m *Migration, stage string) (*DeleteResult, error
 
 var errInjected = errors.New("injected fault")
 
-// TestMain stops the shared S3 test servers when the tests end. The S3 stores retry
+// TestMain stops the shared S3 test servers and removes the built ferry binary when
+// the tests end. The S3 stores retry
 // after a short fixed delay: the fault suite throws hundreds of 503s and dropped
 // connections, and the SDK's backoff (up to 20s) would only add waiting.
 func TestMain(m *testing.M) {
@@ -334,7 +336,10 @@ func TestMain(m *testing.M) {
 		execWithFileSizeLimit(limit)
 	}
 	s3.SetTestBackoff(20 * time.Millisecond)
-	s3test.Main(m)
+	code := m.Run()
+	s3test.StopShared()
+	removeFerryBin()
+	os.Exit(code)
 }
 
 // execWithFileSizeLimit replaces this test binary with the command in its arguments
@@ -381,4 +386,41 @@ func replaceOnce(s, old, new string) string {
 		panic("replaceOnce: " + old)
 	}
 	return s[:i] + new + s[i+len(old):]
+}
+
+// ferryBin is the real binary, built once per test process for every test that runs
+// it (the kill, worker, disk-full and privilege tests); TestMain removes it.
+var ferryBin struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+// BuildFerry returns the path of the real ferry binary, building it on first use.
+func BuildFerry(t *testing.T) string {
+	t.Helper()
+	ferryBin.once.Do(func() {
+		dir, err := os.MkdirTemp("", "ferry-test-bin-")
+		if err != nil {
+			ferryBin.err = err
+			return
+		}
+		ferryBin.dir, ferryBin.path = dir, filepath.Join(dir, "ferry")
+		cmd := exec.Command("go", "build", "-o", ferryBin.path, "github.com/ferrymigrate/ferry/cmd/ferry")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			ferryBin.err = fmt.Errorf("%v\n%s", err, out)
+		}
+	})
+	if ferryBin.err != nil {
+		t.Fatalf("building ferry: %v", ferryBin.err)
+	}
+	return ferryBin.path
+}
+
+// removeFerryBin removes the binary BuildFerry built, if it did.
+func removeFerryBin() {
+	if ferryBin.dir != "" {
+		os.RemoveAll(ferryBin.dir)
+	}
 }
