@@ -17,7 +17,9 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
-const schema = `
+// sqliteV1 creates version 1's tables (SchemaVersion). It is also the upgrade of an
+// unversioned state: the ferries before versioning ran it on every open.
+const sqliteV1 = `
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records(
 	key TEXT PRIMARY KEY,
@@ -167,16 +169,83 @@ func openDB(ctx context.Context, path string, ro bool) (*SQLite, error) {
 	db.SetMaxOpenConns(4)
 	db.SetConnMaxIdleTime(time.Minute)
 	s := &SQLite{db: db, path: path, ro: ro}
-	if !ro {
-		if _, err := db.ExecContext(ctx, schema); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("state %s: creating schema: %w", path, hint(path, err))
-		}
-	} else if err := db.PingContext(ctx); err != nil {
+	if err := s.checkVersion(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("state %s: %w", path, err)
+		return nil, err
 	}
 	return s, nil
+}
+
+// sqliteStep takes a state from one version to the next, inside the upgrade's
+// transaction.
+type sqliteStep func(ctx context.Context, tx *sql.Tx) error
+
+// sqliteSteps are the upgrades: step i takes version i to version i+1, and the
+// state is at version len(sqliteSteps) after them (SchemaVersion; a test checks).
+var sqliteSteps = []sqliteStep{
+	// 0 -> 1: version 1's tables, created or completed (see SchemaVersion).
+	func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, sqliteV1)
+		return err
+	},
+}
+
+type sqlQueryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func sqliteVersion(ctx context.Context, q sqlQueryer) (int, error) {
+	var v int
+	err := q.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v)
+	return v, err
+}
+
+// checkVersion refuses a state from a newer ferry and, unless the store is
+// read-only, upgrades an older one (a new file is version 0) to the latest version
+// in one transaction: the steps and the new user_version commit together or not at
+// all. BEGIN IMMEDIATE serialises concurrent openers; the version is read again
+// under that lock.
+func (s *SQLite) checkVersion(ctx context.Context) error {
+	latest := len(sqliteSteps)
+	v, err := sqliteVersion(ctx, s.db)
+	if err != nil {
+		return fmt.Errorf("state %s: %w", s.path, hint(s.path, err))
+	}
+	switch {
+	case v > latest:
+		return &NewerStateError{State: s.path, Version: v, Supported: latest}
+	case v == latest:
+		return nil
+	case s.ro:
+		if readableAs(v, latest) {
+			return nil
+		}
+		return &OlderStateError{State: s.path, Version: v, Supported: latest}
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("state %s: upgrading: %w", s.path, hint(s.path, err))
+	}
+	defer tx.Rollback()
+	if v, err = sqliteVersion(ctx, tx); err != nil {
+		return fmt.Errorf("state %s: upgrading: %w", s.path, hint(s.path, err))
+	}
+	if v > latest {
+		return &NewerStateError{State: s.path, Version: v, Supported: latest}
+	}
+	for i := v; i < latest; i++ {
+		if err := sqliteSteps[i](ctx, tx); err != nil {
+			return fmt.Errorf("state %s: upgrading the state from version %d to %d (nothing was changed): %w", s.path, i, i+1, hint(s.path, err))
+		}
+	}
+	// PRAGMA takes no parameters; latest is an int.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", latest)); err != nil {
+		return fmt.Errorf("state %s: upgrading: %w", s.path, hint(s.path, err))
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("state %s: upgrading from version %d to %d: %w", s.path, v, latest, hint(s.path, err))
+	}
+	return nil
 }
 
 // openScratch copies the real state (read-only) into a temp file, so a dry run can

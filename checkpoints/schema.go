@@ -1,0 +1,59 @@
+package checkpoints
+
+import (
+	"fmt"
+)
+
+// SchemaVersion is the layout of the state this ferry writes and reads. A state
+// records its version: SQLite in PRAGMA user_version, PostgreSQL in the one row of
+// the schema_version table of its schema.
+//
+// Versions:
+//
+//   - 0: unversioned. Either nothing yet (a new file, a missing or empty schema) or
+//     a state written by a ferry from before states carried a version. Those ferries
+//     created their tables with CREATE ... IF NOT EXISTS on every open, so any of
+//     their states is a subset of version 1's tables (with, in old SQLite files, two
+//     replica indexes version 1 drops).
+//   - 1: the tables records, replicas (one row per record and site), listing, meta,
+//     stages, lock, workers, claims and journal, as sqliteV1 and pgV1 create them.
+//
+// On open (read-write) a state older than SchemaVersion is upgraded in place by the
+// steps from its version on (sqliteSteps, pgSteps: step i takes version i to i+1),
+// all in ONE transaction with the new version: a crash during an upgrade leaves the
+// state as it was, and the next open upgrades it again. A state newer than this
+// ferry is refused with a *NewerStateError and never modified.
+//
+// A future layout change is one more step on each list and SchemaVersion+1.
+const SchemaVersion = 1
+
+// NewerStateError is returned by Open for a state written by a newer ferry: this
+// ferry cannot know its layout, so it neither reads nor changes it.
+type NewerStateError struct {
+	State     string // the state file, or the PostgreSQL schema
+	Version   int    // the state's version
+	Supported int    // the newest version this ferry knows (SchemaVersion)
+}
+
+func (e *NewerStateError) Error() string {
+	return fmt.Sprintf("state %s has layout version %d, written by a newer ferry; this ferry knows versions up to %d: "+
+		"use that newer ferry (the state was not modified)", e.State, e.Version, e.Supported)
+}
+
+// OlderStateError is returned by a read-only open of a state whose layout this
+// ferry reads only after upgrading it, which a read-only open does not do.
+type OlderStateError struct {
+	State     string
+	Version   int
+	Supported int
+}
+
+func (e *OlderStateError) Error() string {
+	return fmt.Sprintf("state %s has layout version %d and this ferry reads version %d: "+
+		"a command that writes the state (ferry plan, ferry run) upgrades it in place first", e.State, e.Version, e.Supported)
+}
+
+// readableAs reports whether a state at version v can be read, without upgrading,
+// by this ferry: its own version, or an unversioned state (version 0), whose tables
+// are version 1's.
+func readableAs(v, latest int) bool { return v == latest || (v == 0 && latest == 1) }
