@@ -262,6 +262,11 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (*Postgres, err
 	s.qual = pgx.Identifier{schema}.Sanitize()
 	if err := s.init(ctx, opts); err != nil {
 		pool.Close()
+		var ne *NewerStateError
+		var oe *OlderStateError
+		if errors.As(err, &ne) || errors.As(err, &oe) {
+			return nil, err // names the state already
+		}
 		return nil, fail(err)
 	}
 	return s, nil
@@ -312,18 +317,115 @@ func (s *Postgres) init(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case opts.Scratch:
+	if opts.Scratch {
 		return s.makeScratch(ctx, have)
-	case opts.ReadOnly:
-		if len(have) < len(pgTables) {
-			return fmt.Errorf("schema %q: %w", s.real, errNoState)
-		}
-		return nil
-	case len(have) < len(pgTables):
-		return s.createSchema(ctx)
 	}
-	return nil
+	if opts.ReadOnly && len(have) < len(pgTables) {
+		return fmt.Errorf("schema %q: %w", s.real, errNoState)
+	}
+	latest := len(pgSteps)
+	v, err := pgVersion(ctx, s.pool, s.real)
+	if err != nil {
+		return err
+	}
+	switch {
+	case v > latest:
+		return s.newerError(v, latest)
+	case v == latest && len(have) == len(pgTables):
+		return nil
+	case opts.ReadOnly:
+		if readableAs(v, latest) {
+			return nil
+		}
+		return &OlderStateError{State: s.stateName(), Version: v, Supported: latest}
+	}
+	return s.upgrade(ctx)
+}
+
+func (s *Postgres) stateName() string { return fmt.Sprintf("%s (schema %q)", s.dsn, s.real) }
+
+func (s *Postgres) newerError(v, latest int) error {
+	return &NewerStateError{State: s.stateName(), Version: v, Supported: latest}
+}
+
+// pgStep takes a state from one version to the next inside the upgrade's
+// transaction; sql qualifies "@." names with the schema being upgraded.
+type pgStep func(ctx context.Context, tx pgx.Tx, sql func(string) string) error
+
+// pgSteps are the upgrades: step i takes version i to version i+1, and the state is
+// at version len(pgSteps) after them (SchemaVersion; a test checks).
+var pgSteps = []pgStep{
+	// 0 -> 1: version 1's tables, created or completed (see SchemaVersion).
+	func(ctx context.Context, tx pgx.Tx, sql func(string) string) error {
+		_, err := tx.Exec(ctx, sql(pgSchemaSQL))
+		return err
+	},
+}
+
+// pgVersionSQL creates the table that holds a schema's layout version.
+const pgVersionSQL = `CREATE TABLE IF NOT EXISTS @.schema_version(
+	id integer PRIMARY KEY CHECK (id = 1),
+	version integer NOT NULL
+)`
+
+type pgQueryer interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// pgVersion reads the layout version of schema: 0 when it has no schema_version
+// table (or no row in it).
+func pgVersion(ctx context.Context, q pgQueryer, schema string) (int, error) {
+	var exists bool
+	if err := q.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgx.Identifier{schema, "schema_version"}.Sanitize()).Scan(&exists); err != nil || !exists {
+		return 0, err
+	}
+	var v int
+	err := q.QueryRow(ctx, "SELECT COALESCE((SELECT version FROM "+pgx.Identifier{schema}.Sanitize()+".schema_version WHERE id = 1), 0)").Scan(&v)
+	return v, err
+}
+
+// upgradeTo runs the steps from version from to version to on the schema sql
+// qualifies, then records version to, in tx.
+func upgradeTo(ctx context.Context, tx pgx.Tx, sql func(string) string, from, to int) error {
+	for i := from; i < to; i++ {
+		if err := pgSteps[i](ctx, tx, sql); err != nil {
+			return fmt.Errorf("upgrading the state from version %d to %d (nothing was changed): %w", i, i+1, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, sql(pgVersionSQL)); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, sql("INSERT INTO @.schema_version(id, version) VALUES(1, $1) ON CONFLICT (id) DO UPDATE SET version = excluded.version"), to)
+	return err
+}
+
+// upgrade creates the schema, or upgrades it to the latest version, in one
+// transaction: the steps and the new version commit together or not at all.
+// Concurrent openers are serialised by an advisory lock (CREATE ... IF NOT EXISTS
+// races otherwise); the version is read again under it.
+func (s *Postgres) upgrade(ctx context.Context) error {
+	latest := len(pgSteps)
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", pgLockKey(s.schema)); err != nil {
+			return err
+		}
+		v, err := pgVersion(ctx, tx, s.schema)
+		if err != nil {
+			return err
+		}
+		if v > latest {
+			return s.newerError(v, latest)
+		}
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+s.qual); err != nil {
+			return err
+		}
+		return upgradeTo(ctx, tx, s.sql, v, latest)
+	})
+	var ne *NewerStateError
+	if err != nil && !errors.As(err, &ne) {
+		return fmt.Errorf("schema %q: creating the tables: %w", s.schema, err)
+	}
+	return err
 }
 
 var errNoState = errors.New("no checkpoint state yet (run ferry plan first)")
@@ -346,25 +448,6 @@ func (s *Postgres) tablesIn(ctx context.Context, schema string) (map[string]bool
 	return have, err
 }
 
-// createSchema creates the schema and its tables. Concurrent openers of a new schema
-// are serialised by an advisory lock (CREATE ... IF NOT EXISTS races otherwise).
-func (s *Postgres) createSchema(ctx context.Context) error {
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", pgLockKey(s.schema)); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+s.qual); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, s.sql(pgSchemaSQL))
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("schema %q: creating the tables: %w", s.schema, err)
-	}
-	return nil
-}
-
 func pgLockKey(schema string) int64 {
 	h := fnv.New64a()
 	h.Write([]byte("ferry checkpoints schema\x00" + schema))
@@ -379,14 +462,26 @@ func (s *Postgres) makeScratch(ctx context.Context, have map[string]bool) error 
 	host, _ := os.Hostname()
 	comment := fmt.Sprintf("ferry dry run: a copy of schema %s by %s pid %d at %s; dropped when the dry run ends",
 		s.real, host, os.Getpid(), time.Now().UTC().Format(time.RFC3339))
+	latest := len(pgSteps)
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		// The copy is made in the real state's layout, then upgraded: an unversioned
+		// state's tables are version 1's.
+		v, err := pgVersion(ctx, tx, s.real)
+		if err != nil {
+			return err
+		}
+		if v > latest {
+			return s.newerError(v, latest)
+		}
+		layout := max(v, 1)
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA "+scratch); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, "COMMENT ON SCHEMA "+scratch+" IS "+pgQuoteLiteral(comment)); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, strings.ReplaceAll(pgSchemaSQL, "@.", scratch+".")); err != nil {
+		inScratch := func(q string) string { return strings.ReplaceAll(q, "@.", scratch+".") }
+		if err := upgradeTo(ctx, tx, inScratch, 0, layout); err != nil {
 			return err
 		}
 		for _, t := range pgTables {
@@ -398,8 +493,12 @@ func (s *Postgres) makeScratch(ctx context.Context, have map[string]bool) error 
 				return fmt.Errorf("copying %s: %w", t.name, err)
 			}
 		}
-		return nil
+		return upgradeTo(ctx, tx, inScratch, layout, latest)
 	})
+	var ne *NewerStateError
+	if errors.As(err, &ne) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("schema %q: copying for a dry run: %w", s.real, err)
 	}
