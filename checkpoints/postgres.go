@@ -40,6 +40,7 @@ type Postgres struct {
 	scratch bool // schema is a dry run's copy: dropped on Close
 	// pointMode runs lookups of one row by primary key (prepared, plan cached).
 	pointMode pgx.QueryExecMode
+	steps     []pgStep // the upgrades (pgSteps)
 }
 
 var _ Store = (*Postgres)(nil)
@@ -204,6 +205,11 @@ const pgNow = `((extract(epoch FROM clock_timestamp()) * 1000000)::bigint * 1000
 // OpenPostgres opens (creating its tables if needed) the store in the PostgreSQL
 // database named by dsn, a postgres:// or postgresql:// URL.
 func OpenPostgres(ctx context.Context, dsn string, opts Options) (*Postgres, error) {
+	return openPostgres(ctx, dsn, opts, pgSteps)
+}
+
+// openPostgres opens the store with the given upgrade steps (tests add their own).
+func openPostgres(ctx context.Context, dsn string, opts Options, steps []pgStep) (*Postgres, error) {
 	secrets := dsnSecrets(dsn)
 	shown := scrubString(redactDSN(dsn), secrets)
 	fail := func(err error) error {
@@ -258,7 +264,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (*Postgres, err
 		return nil, fail(err)
 	}
 	s := &Postgres{pool: pool, schema: schema, real: schema, dsn: shown, secrets: secrets,
-		pointMode: pointMode}
+		pointMode: pointMode, steps: steps}
 	s.qual = pgx.Identifier{schema}.Sanitize()
 	if err := s.init(ctx, opts); err != nil {
 		pool.Close()
@@ -323,7 +329,7 @@ func (s *Postgres) init(ctx context.Context, opts Options) error {
 	if opts.ReadOnly && len(have) < len(pgTables) {
 		return fmt.Errorf("schema %q: %w", s.real, errNoState)
 	}
-	latest := len(pgSteps)
+	latest := len(s.steps)
 	v, err := pgVersion(ctx, s.pool, s.real)
 	if err != nil {
 		return err
@@ -386,9 +392,9 @@ func pgVersion(ctx context.Context, q pgQueryer, schema string) (int, error) {
 
 // upgradeTo runs the steps from version from to version to on the schema sql
 // qualifies, then records version to, in tx.
-func upgradeTo(ctx context.Context, tx pgx.Tx, sql func(string) string, from, to int) error {
+func upgradeTo(ctx context.Context, tx pgx.Tx, steps []pgStep, sql func(string) string, from, to int) error {
 	for i := from; i < to; i++ {
-		if err := pgSteps[i](ctx, tx, sql); err != nil {
+		if err := steps[i](ctx, tx, sql); err != nil {
 			return fmt.Errorf("upgrading the state from version %d to %d (nothing was changed): %w", i, i+1, err)
 		}
 	}
@@ -404,7 +410,7 @@ func upgradeTo(ctx context.Context, tx pgx.Tx, sql func(string) string, from, to
 // Concurrent openers are serialised by an advisory lock (CREATE ... IF NOT EXISTS
 // races otherwise); the version is read again under it.
 func (s *Postgres) upgrade(ctx context.Context) error {
-	latest := len(pgSteps)
+	latest := len(s.steps)
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", pgLockKey(s.schema)); err != nil {
 			return err
@@ -419,7 +425,7 @@ func (s *Postgres) upgrade(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+s.qual); err != nil {
 			return err
 		}
-		return upgradeTo(ctx, tx, s.sql, v, latest)
+		return upgradeTo(ctx, tx, s.steps, s.sql, v, latest)
 	})
 	var ne *NewerStateError
 	if err != nil && !errors.As(err, &ne) {
@@ -462,7 +468,7 @@ func (s *Postgres) makeScratch(ctx context.Context, have map[string]bool) error 
 	host, _ := os.Hostname()
 	comment := fmt.Sprintf("ferry dry run: a copy of schema %s by %s pid %d at %s; dropped when the dry run ends",
 		s.real, host, os.Getpid(), time.Now().UTC().Format(time.RFC3339))
-	latest := len(pgSteps)
+	latest := len(s.steps)
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		// The copy is made in the real state's layout, then upgraded: an unversioned
 		// state's tables are version 1's.
@@ -481,7 +487,7 @@ func (s *Postgres) makeScratch(ctx context.Context, have map[string]bool) error 
 			return err
 		}
 		inScratch := func(q string) string { return strings.ReplaceAll(q, "@.", scratch+".") }
-		if err := upgradeTo(ctx, tx, inScratch, 0, layout); err != nil {
+		if err := upgradeTo(ctx, tx, s.steps, inScratch, 0, layout); err != nil {
 			return err
 		}
 		for _, t := range pgTables {
@@ -493,7 +499,7 @@ func (s *Postgres) makeScratch(ctx context.Context, have map[string]bool) error 
 				return fmt.Errorf("copying %s: %w", t.name, err)
 			}
 		}
-		return upgradeTo(ctx, tx, inScratch, layout, latest)
+		return upgradeTo(ctx, tx, s.steps, inScratch, layout, latest)
 	})
 	var ne *NewerStateError
 	if errors.As(err, &ne) {

@@ -130,12 +130,17 @@ var _ Store = (*SQLite)(nil)
 
 // OpenSQLite opens (creating if needed) the state file at path.
 func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error) {
+	return openSQLite(ctx, path, opts, sqliteSteps)
+}
+
+// openSQLite opens the state with the given upgrade steps (tests add their own).
+func openSQLite(ctx context.Context, path string, opts Options, steps []sqliteStep) (*SQLite, error) {
 	path = strings.TrimPrefix(path, "sqlite://")
 	if path == "" {
 		return nil, errors.New("state: empty SQLite path")
 	}
 	if opts.Scratch {
-		return openScratch(ctx, path)
+		return openScratch(ctx, path, steps)
 	}
 	if opts.ReadOnly {
 		if _, err := os.Stat(path); err != nil {
@@ -144,14 +149,14 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 	} else if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
-	s, err := openDB(ctx, path, opts.ReadOnly)
+	s, err := openDB(ctx, path, opts.ReadOnly, steps)
 	if err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func openDB(ctx context.Context, path string, ro bool) (*SQLite, error) {
+func openDB(ctx context.Context, path string, ro bool, steps []sqliteStep) (*SQLite, error) {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(15000)")
 	q.Add("_pragma", "journal_mode(WAL)")
@@ -169,7 +174,7 @@ func openDB(ctx context.Context, path string, ro bool) (*SQLite, error) {
 	db.SetMaxOpenConns(4)
 	db.SetConnMaxIdleTime(time.Minute)
 	s := &SQLite{db: db, path: path, ro: ro}
-	if err := s.checkVersion(ctx); err != nil {
+	if err := s.checkVersion(ctx, steps); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -205,8 +210,8 @@ func sqliteVersion(ctx context.Context, q sqlQueryer) (int, error) {
 // in one transaction: the steps and the new user_version commit together or not at
 // all. BEGIN IMMEDIATE serialises concurrent openers; the version is read again
 // under that lock.
-func (s *SQLite) checkVersion(ctx context.Context) error {
-	latest := len(sqliteSteps)
+func (s *SQLite) checkVersion(ctx context.Context, steps []sqliteStep) error {
+	latest := len(steps)
 	v, err := sqliteVersion(ctx, s.db)
 	if err != nil {
 		return fmt.Errorf("state %s: %w", s.path, hint(s.path, err))
@@ -234,7 +239,7 @@ func (s *SQLite) checkVersion(ctx context.Context) error {
 		return &NewerStateError{State: s.path, Version: v, Supported: latest}
 	}
 	for i := v; i < latest; i++ {
-		if err := sqliteSteps[i](ctx, tx); err != nil {
+		if err := steps[i](ctx, tx); err != nil {
 			return fmt.Errorf("state %s: upgrading the state from version %d to %d (nothing was changed): %w", s.path, i, i+1, hint(s.path, err))
 		}
 	}
@@ -250,14 +255,14 @@ func (s *SQLite) checkVersion(ctx context.Context) error {
 
 // openScratch copies the real state (read-only) into a temp file, so a dry run can
 // run the real code path without advancing the real state.
-func openScratch(ctx context.Context, path string) (*SQLite, error) {
+func openScratch(ctx context.Context, path string, steps []sqliteStep) (*SQLite, error) {
 	dir, err := os.MkdirTemp("", "ferry-dryrun-")
 	if err != nil {
 		return nil, err
 	}
 	tmp := filepath.Join(dir, "state.db")
 	if _, err := os.Stat(path); err == nil {
-		real, err := openDB(ctx, path, true)
+		real, err := openDB(ctx, path, true, steps)
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err
@@ -269,7 +274,7 @@ func openScratch(ctx context.Context, path string) (*SQLite, error) {
 			return nil, fmt.Errorf("state %s: copying for dry run: %w", path, err)
 		}
 	}
-	s, err := openDB(ctx, tmp, false)
+	s, err := openDB(ctx, tmp, false, steps)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

@@ -1,0 +1,399 @@
+package checkpoints
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// upgradeCrashEnv names the state a re-executed test binary upgrades with
+// slowStep until it is killed (see init).
+const upgradeCrashEnv = "FERRY_CHECKPOINTS_UPGRADE_CRASH_CHILD"
+
+func init() {
+	if path := os.Getenv(upgradeCrashEnv); path != "" {
+		// The child: upgrade path to version 2 through a step that stops half-way
+		// (after most of its writes) and waits to be killed.
+		_, err := openSQLite(context.Background(), path, Options{}, append(slices.Clip(sqliteSteps), noteStep(true)))
+		fmt.Fprintln(os.Stderr, "the upgrade was not killed:", err)
+		os.Exit(3)
+	}
+}
+
+// noteStep is a version 1 -> 2 upgrade for tests: a column added to records and
+// filled for every row, and a table. With hang, it stops after its writes (its
+// transaction open, with a cache so small that uncommitted pages spill into the
+// WAL), says "midway" on stdout and waits to be killed.
+func noteStep(hang bool) sqliteStep {
+	return func(ctx context.Context, tx *sql.Tx) error {
+		if hang {
+			if _, err := tx.ExecContext(ctx, "PRAGMA cache_size = 8"); err != nil {
+				return err
+			}
+		}
+		for _, q := range []string{
+			"ALTER TABLE records ADD COLUMN note TEXT NOT NULL DEFAULT ''",
+			"UPDATE records SET note = 'n-' || key",
+			"CREATE TABLE notes(k TEXT PRIMARY KEY, n INTEGER NOT NULL)",
+			"INSERT INTO notes(k, n) SELECT key, attempts FROM records",
+		} {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+		if hang {
+			fmt.Println("midway")
+			time.Sleep(time.Hour)
+		}
+		return nil
+	}
+}
+
+// failingStep makes changes, then fails.
+func failingStep(ctx context.Context, tx *sql.Tx) error {
+	if err := noteStep(false)(ctx, tx); err != nil {
+		return err
+	}
+	return errors.New("step failed on purpose")
+}
+
+// sqliteDump is the state file's version, schema and every row of every table, as
+// text: equal dumps, equal state.
+func sqliteDump(t *testing.T, path string) []string {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	v, err := sqliteVersion(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := []string{fmt.Sprintf("user_version %d", v)}
+	rows, err := db.QueryContext(ctx, "SELECT type, name, COALESCE(sql, '') FROM sqlite_master ORDER BY type, name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var typ, name, ddl string
+		if err := rows.Scan(&typ, &name, &ddl); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, typ+" "+name+": "+ddl)
+		if typ == "table" {
+			tables = append(tables, name)
+		}
+	}
+	rows.Close()
+	for _, tb := range tables {
+		rows, err := db.QueryContext(ctx, "SELECT * FROM "+tb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		var lines []string
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, tb+fmt.Sprint(vals...))
+		}
+		rows.Close()
+		slices.Sort(lines)
+		out = append(out, lines...)
+	}
+	return out
+}
+
+func setUserVersion(t *testing.T, path string, v int) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", v)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// seedState writes n records with two replicas each, meta and a stage.
+func seedState(t *testing.T, s Store, n int) {
+	t.Helper()
+	ctx := context.Background()
+	var recs []Record
+	for i := range n {
+		k := fmt.Sprintf("user%02d/file%05d", i%7, i)
+		recs = append(recs, Record{Key: k, User: fmt.Sprintf("user%02d", i%7), Size: int64(i), State: Copied,
+			SHA256: fmt.Sprintf("%064x", i), Attempts: i % 5, CopiedAt: time.Unix(1700000000, int64(i)).UTC(),
+			Replicas: []Replica{
+				{Site: "a", SiteKey: k, Primary: true, Size: int64(i), ETag: fmt.Sprintf("e%d", i), State: Identical, Stage: "one"},
+				{Site: "b", SiteKey: "b/" + k, Size: int64(i), State: Present, Stage: "two", ModTime: time.Unix(1600000000, 0).UTC()},
+			}})
+	}
+	if err := s.Save(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetMeta(ctx, "plan_digest", "d1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveStage(ctx, StageState{Name: "one", Ord: 1, Mode: "soft", State: "pending"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readAll is every record (with replicas), the meta value and the stages of s.
+func readAll(t *testing.T, s Store) ([]Record, string, []StageState) {
+	t.Helper()
+	ctx := context.Background()
+	var recs []Record
+	if err := s.Records(ctx, Query{}, func(r Record) error { recs = append(recs, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	v, _, err := s.Meta(ctx, "plan_digest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Stages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs, v, st
+}
+
+func TestSchemaVersionIsTheSteps(t *testing.T) {
+	if len(sqliteSteps) != SchemaVersion || len(pgSteps) != SchemaVersion {
+		t.Errorf("SchemaVersion %d, but %d SQLite and %d PostgreSQL upgrade steps", SchemaVersion, len(sqliteSteps), len(pgSteps))
+	}
+}
+
+// newSQLiteState writes a state at the current version with n records and closes it.
+func newSQLiteState(t *testing.T, n int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := OpenSQLite(context.Background(), path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedState(t, s, n)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestSQLiteFreshStateIsCurrent(t *testing.T) {
+	path := newSQLiteState(t, 0)
+	if d := sqliteDump(t, path); d[0] != fmt.Sprintf("user_version %d", SchemaVersion) {
+		t.Errorf("a new state has %s, want %d", d[0], SchemaVersion)
+	}
+}
+
+// TestSQLiteUpgradesUnversioned: a state of today's layout without its version (as
+// the ferries before versioning wrote it, with their two replica indexes) is
+// upgraded in place on open, and keeps every record, replica, meta value and stage.
+func TestSQLiteUpgradesUnversioned(t *testing.T) {
+	ctx := context.Background()
+	path := newSQLiteState(t, 3000)
+	s, err := OpenSQLite(ctx, path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRecs, wantMeta, wantStages := readAll(t, s)
+	s.Close()
+	if len(wantRecs) != 3000 || len(wantRecs[0].Replicas) != 2 {
+		t.Fatalf("seed: %d records", len(wantRecs))
+	}
+	setUserVersion(t, path, 0)
+	db, _ := sql.Open("sqlite", "file:"+path)
+	if _, err := db.Exec("CREATE INDEX replicas_stage ON replicas(stage, state, key); CREATE INDEX replicas_site ON replicas(site, state)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	// A read-only open reads an unversioned state as it is.
+	ro, err := OpenSQLite(ctx, path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("read-only open of an unversioned state: %v", err)
+	}
+	ro.Close()
+	if d := sqliteDump(t, path); d[0] != "user_version 0" {
+		t.Fatalf("a read-only open changed the version: %s", d[0])
+	}
+
+	s, err = OpenSQLite(ctx, path, Options{})
+	if err != nil {
+		t.Fatalf("open of an unversioned state: %v", err)
+	}
+	gotRecs, gotMeta, gotStages := readAll(t, s)
+	s.Close()
+	if !reflect.DeepEqual(gotRecs, wantRecs) || gotMeta != wantMeta || !reflect.DeepEqual(gotStages, wantStages) {
+		t.Errorf("the upgrade changed the state: %d records (want %d), meta %q (want %q), stages %+v (want %+v)",
+			len(gotRecs), len(wantRecs), gotMeta, wantMeta, gotStages, wantStages)
+	}
+	d := sqliteDump(t, path)
+	if d[0] != fmt.Sprintf("user_version %d", SchemaVersion) {
+		t.Errorf("after the upgrade: %s, want %d", d[0], SchemaVersion)
+	}
+	for _, l := range d {
+		if strings.HasPrefix(l, "index replicas_") {
+			t.Errorf("the upgrade kept an old index: %s", l)
+		}
+	}
+}
+
+// TestSQLiteUpgradeAtomic: an upgrade whose step fails after writing leaves the
+// state exactly as it was, whether it started at the current version or unversioned
+// (the 0 -> 1 step ran, then the failing one).
+func TestSQLiteUpgradeAtomic(t *testing.T) {
+	ctx := context.Background()
+	steps := append(slices.Clip(sqliteSteps), failingStep)
+	for _, from := range []int{SchemaVersion, 0} {
+		t.Run(fmt.Sprint("from", from), func(t *testing.T) {
+			path := newSQLiteState(t, 500)
+			setUserVersion(t, path, from)
+			before := sqliteDump(t, path)
+			_, err := openSQLite(ctx, path, Options{}, steps)
+			if err == nil || !strings.Contains(err.Error(), "step failed on purpose") ||
+				!strings.Contains(err.Error(), fmt.Sprintf("from version %d to %d", SchemaVersion, SchemaVersion+1)) {
+				t.Fatalf("open with a failing step: %v", err)
+			}
+			if after := sqliteDump(t, path); !slices.Equal(after, before) {
+				t.Errorf("a failed upgrade changed the state:\n%s\nwant\n%s", diffLines(after, before), diffLines(before, after))
+			}
+			// The real steps still open it.
+			s, err := OpenSQLite(ctx, path, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if recs, _, _ := readAll(t, s); len(recs) != 500 {
+				t.Errorf("%d records after the failed upgrade, want 500", len(recs))
+			}
+			s.Close()
+		})
+	}
+}
+
+func diffLines(a, b []string) string {
+	var out []string
+	for _, l := range a {
+		if !slices.Contains(b, l) {
+			out = append(out, l)
+			if len(out) == 5 {
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestSQLiteRefusesNewer: a state from a newer ferry is refused by every kind of
+// open, with its version and ours, and not modified.
+func TestSQLiteRefusesNewer(t *testing.T) {
+	ctx := context.Background()
+	path := newSQLiteState(t, 100)
+	setUserVersion(t, path, SchemaVersion+7)
+	before := sqliteDump(t, path)
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range []Options{{}, {ReadOnly: true}, {Scratch: true}} {
+		s, err := Open(ctx, path, opts)
+		var ne *NewerStateError
+		if !errors.As(err, &ne) {
+			if s != nil {
+				s.Close()
+			}
+			t.Fatalf("Open(%+v) of a newer state: %v, want a *NewerStateError", opts, err)
+		}
+		if ne.Version != SchemaVersion+7 || ne.Supported != SchemaVersion || ne.State != path ||
+			!strings.Contains(err.Error(), fmt.Sprint(SchemaVersion+7)) || !strings.Contains(err.Error(), "newer ferry") {
+			t.Errorf("Open(%+v): %+v: %v", opts, *ne, err)
+		}
+	}
+	if after := sqliteDump(t, path); !slices.Equal(after, before) {
+		t.Errorf("refusing a newer state changed it:\n%s", diffLines(after, before))
+	}
+	if now, _ := os.ReadFile(path); string(now) != string(file) {
+		t.Error("refusing a newer state changed its file")
+	}
+}
+
+// TestSQLiteUpgradeKilled: an upgrade killed (SIGKILL) half-way, its writes partly
+// in the WAL, leaves the state at its old version with its old layout, and the
+// next open upgrades it.
+func TestSQLiteUpgradeKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("re-executes the test binary")
+	}
+	ctx := context.Background()
+	path := newSQLiteState(t, 20000)
+	before := sqliteDump(t, path)
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), upgradeCrashEnv+"="+path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if line != "midway\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the upgrading child said %q, stderr %s", line, stderr.String())
+	}
+	if wal, err := os.Stat(path + "-wal"); err != nil || wal.Size() == 0 {
+		t.Logf("the killed upgrade left no WAL frames (%v): the test shows less", err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+
+	if after := sqliteDump(t, path); !slices.Equal(after, before) {
+		t.Fatalf("a killed upgrade changed the state:\n%s", diffLines(after, before))
+	}
+	s, err := openSQLite(ctx, path, Options{}, append(slices.Clip(sqliteSteps), noteStep(false)))
+	if err != nil {
+		t.Fatalf("open after a killed upgrade: %v", err)
+	}
+	defer s.Close()
+	var v, notes, wrong int
+	if err := s.db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.QueryRow("SELECT (SELECT COUNT(*) FROM notes), (SELECT COUNT(*) FROM records WHERE note != 'n-' || key)").Scan(&notes, &wrong); err != nil {
+		t.Fatal(err)
+	}
+	if v != SchemaVersion+1 || notes != 20000 || wrong != 0 {
+		t.Errorf("after the upgrade: version %d (want %d), %d notes (want 20000), %d records without their note", v, SchemaVersion+1, notes, wrong)
+	}
+	if recs, meta, _ := readAll(t, s); len(recs) != 20000 || meta != "d1" || len(recs[19999].Replicas) != 2 {
+		t.Errorf("after the upgrade: %d records, meta %q", len(recs), meta)
+	}
+}
