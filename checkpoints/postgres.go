@@ -1128,87 +1128,37 @@ const pgRecPage = 1024
 
 func (s *Postgres) Records(ctx context.Context, q Query, fn func(Record) error) error {
 	// A filter value PostgreSQL cannot store matches nothing stored.
-	states, repStates := storableOnly(q.States), storableOnly(q.ReplicaStates)
+	states, repStates := storable(q.States), storable(q.ReplicaStates)
 	if (len(q.States) > 0 && len(states) == 0) || (q.Stage != "" && len(q.ReplicaStates) > 0 && len(repStates) == 0) {
 		return nil
 	}
 	if !pgText(q.User) || !pgText(q.Stage) {
 		return nil
 	}
-	after, first := q.After, true
-	total := 0
-	for {
-		var where []string
-		var args []any
-		arg := func(v any) string {
-			args = append(args, v)
-			return "$" + strconv.Itoa(len(args))
-		}
-		switch {
-		case !first:
-			where = append(where, "r.key > "+arg(after))
-		case after == "":
-		case pgText(after):
-			where = append(where, "r.key > "+arg(after))
-		default:
-			// An After no stored key can equal (a NUL, invalid UTF-8): compare bytes,
-			// from the longest prefix of it that is text (for the index).
-			if p := pgTextPrefix(after); p != "" {
-				where = append(where, "r.key >= "+arg(p))
-			}
-			where = append(where, "convert_to(r.key, 'UTF8') > "+arg([]byte(after)))
-		}
-		switch {
-		case q.Through == "":
-		case pgText(q.Through):
-			where = append(where, "r.key <= "+arg(q.Through))
-		default:
-			where = append(where, "convert_to(r.key, 'UTF8') <= "+arg([]byte(q.Through)))
-		}
-		if len(q.States) > 0 {
-			where = append(where, "r.state = ANY("+arg(states)+"::text[])")
-		}
-		if q.User != "" {
-			where = append(where, "r.user_name = "+arg(q.User))
-		}
-		if q.Stage != "" {
-			sub := "EXISTS (SELECT 1 FROM @.replicas p WHERE p.key = r.key AND p.stage = " + arg(q.Stage)
-			if len(q.ReplicaStates) > 0 {
-				sub += " AND p.state = ANY(" + arg(repStates) + "::text[])"
-			}
-			where = append(where, sub+")")
-		}
-		limit := pgRecPage
-		if q.Limit > 0 && q.Limit-total < limit {
-			limit = q.Limit - total
-		}
-		query := "SELECT " + prefixed("r.", pgRecCols) + " FROM @.records r"
-		if len(where) > 0 {
-			query += " WHERE " + strings.Join(where, " AND ")
-		}
-		query += " ORDER BY r.key LIMIT " + arg(limit)
-		// One read-only snapshot per page: each record with its replicas as one commit
-		// left them. The transaction ends before fn runs (fn may write).
+	q.States, q.ReplicaStates = states, repStates
+	// One read-only snapshot per page: each record with its replicas as one commit
+	// left them. The transaction ends before fn runs (fn may write).
+	read := func(ctx context.Context, query string, args []any) ([]Record, error) {
 		var page []Record
 		err := s.readTx(ctx, func(tx pgx.Tx) error {
 			var err error
 			page, err = s.readRecords(ctx, tx, query, args)
 			return err
 		})
-		if err != nil {
-			return s.wrap("records", err)
-		}
-		for _, r := range page {
-			if err := fn(r); err != nil {
-				return err
-			}
-		}
-		total += len(page)
-		if len(page) < limit || (q.Limit > 0 && total >= q.Limit) {
-			return nil
-		}
-		after, first = page[len(page)-1].Key, false
+		return page, s.wrap("records", err)
 	}
+	return keysetRecords(ctx, pgKeyset, q, pgRecPage, read, fn)
+}
+
+// storable is the values of in that PostgreSQL can store (see pgText).
+func storable[T ~string](in []T) []T {
+	var out []T
+	for _, v := range in {
+		if pgText(string(v)) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // pgRecColumns holds records column by column, for one statement over arrays.

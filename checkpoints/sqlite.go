@@ -584,65 +584,7 @@ func (s *SQLite) Get(ctx context.Context, key string) (Record, bool, error) {
 const recPage = 1024
 
 func (s *SQLite) Records(ctx context.Context, q Query, fn func(Record) error) error {
-	after, first := q.After, q.After == ""
-	total := 0
-	for {
-		where := []string{}
-		args := []any{}
-		if first {
-			where = append(where, "r.key >= ?")
-		} else {
-			where = append(where, "r.key > ?")
-		}
-		args = append(args, after)
-		if q.Through != "" {
-			where = append(where, "r.key <= ?")
-			args = append(args, q.Through)
-		}
-		if len(q.States) > 0 {
-			where = append(where, "r.state IN ("+placeholders(len(q.States))+")")
-			for _, st := range q.States {
-				args = append(args, string(st))
-			}
-		}
-		if q.User != "" {
-			where = append(where, "r.user = ?")
-			args = append(args, q.User)
-		}
-		if q.Stage != "" {
-			sub := "EXISTS (SELECT 1 FROM replicas p WHERE p.key = r.key AND +p.stage = ?" // unary + keeps SQLite on the primary key: an index on stage here makes the scan quadratic
-			args = append(args, q.Stage)
-			if len(q.ReplicaStates) > 0 {
-				sub += " AND +p.state IN (" + placeholders(len(q.ReplicaStates)) + ")"
-				for _, st := range q.ReplicaStates {
-					args = append(args, string(st))
-				}
-			}
-			where = append(where, sub+")")
-		}
-		limit := recPage
-		if q.Limit > 0 && q.Limit-total < limit {
-			limit = q.Limit - total
-		}
-		args = append(args, limit)
-		page, err := s.recordsPage(ctx, "SELECT "+prefixed("r.", recCols)+" FROM records r WHERE "+strings.Join(where, " AND ")+" ORDER BY r.key LIMIT ?", args)
-		if err != nil {
-			return err
-		}
-		if len(page) == 0 {
-			return nil
-		}
-		for _, r := range page {
-			if err := fn(r); err != nil {
-				return err
-			}
-		}
-		total += len(page)
-		if len(page) < limit || (q.Limit > 0 && total >= q.Limit) {
-			return nil
-		}
-		after, first = page[len(page)-1].Key, false
-	}
+	return keysetRecords(ctx, sqliteKeyset, q, recPage, s.recordsPage, fn)
 }
 
 // recordsPage reads one page of records and their replicas in one read transaction, so
