@@ -3,6 +3,7 @@ package checkpoints_test
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -76,6 +77,7 @@ func BenchmarkStateBytes(b *testing.B) {
 				}
 			}
 			perRecord = float64(total) / stateBytesRecords
+			logSQLiteBreakdown(b, path)
 		}
 		b.ReportMetric(perRecord, "B/record")
 	})
@@ -103,6 +105,22 @@ func BenchmarkStateBytes(b *testing.B) {
 			}
 			err = c.QueryRow(ctx, `SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
 				JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'`, schema).Scan(&total)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rows, err := c.Query(ctx, `SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c
+				JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r' ORDER BY 2 DESC`, schema)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var name string
+			var size int64
+			_, err = pgx.ForEachRow(rows, []any{&name, &size}, func() error {
+				if size > 8192*4 {
+					b.Logf("postgres %s (with its indexes): %.0f B/record", name, float64(size)/stateBytesRecords)
+				}
+				return nil
+			})
 			c.Close(ctx)
 			if err != nil {
 				b.Fatal(err)
@@ -111,4 +129,31 @@ func BenchmarkStateBytes(b *testing.B) {
 		}
 		b.ReportMetric(perRecord, "B/record")
 	})
+}
+
+// logSQLiteBreakdown logs the bytes per record of each table and index of the
+// state file (SQLite's dbstat: pages in use, with their free space).
+func logSQLiteBreakdown(b *testing.B, path string) {
+	b.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC")
+	if err != nil {
+		b.Logf("no dbstat: %v", err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var size int64
+		if err := rows.Scan(&name, &size); err != nil {
+			b.Fatal(err)
+		}
+		if size > 4096*4 {
+			b.Logf("sqlite %s: %.0f B/record", name, float64(size)/stateBytesRecords)
+		}
+	}
 }
