@@ -294,6 +294,11 @@ func (m *Migration) predicate(ctx context.Context) (certificate.Predicate, error
 		}
 		p.Sites = append(p.Sites, cs)
 	}
+	if a, ok, err := m.auditSummary(ctx); err != nil {
+		return p, err
+	} else if ok {
+		p.Audit = a // the last `ferry audit`'s findings
+	}
 	states, err := m.stageStates(ctx)
 	if err != nil {
 		return p, err

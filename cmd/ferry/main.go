@@ -172,7 +172,7 @@ The phases, each resumable after any crash:
 	root.AddCommand(
 		newInitCmd(g), newValidateCmd(g), newPlanCmd(g), newCopyCmd(g), newVerifyCmd(g),
 		newDeleteCmd(g), newReportCmd(g), newStatusCmd(g), newRunCmd(g), newKeysCmd(g),
-		newDemoCmd(g), newGenerateCmd(g), newLimitsCmd(g),
+		newDemoCmd(g), newGenerateCmd(g), newLimitsCmd(g), newAuditCmd(g),
 	)
 	for _, c := range root.Commands() {
 		wrapArgs(c)

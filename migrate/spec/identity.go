@@ -33,3 +33,11 @@ func planEndpoint(loc location, written string) string {
 	}
 	return written
 }
+
+// Container is the site's bucket (s3, oci, gs) or container (azblob) and the key
+// prefix under it as written, both "" for a file site: what the store's access logs
+// name (ferry audit).
+func (s *Site) Container() (bucket, prefix string) { return s.loc.bucket, s.loc.prefix }
+
+// Container is the target's bucket or container and key prefix (see Site.Container).
+func (t *Target) Container() (bucket, prefix string) { return t.loc.bucket, t.loc.prefix }
