@@ -50,6 +50,12 @@ func (m *Migration) Audit(ctx context.Context, o AuditOptions) (*certificate.Aud
 	if err := m.needPlan(ctx); err != nil {
 		return nil, err
 	}
+	// This process's own requests so far belong in the journal the logs are read against.
+	if m.journal != nil {
+		if err := m.journal.flush(ctx); err != nil {
+			return nil, Errorf(ExitRuntime, "%w", err)
+		}
+	}
 	own, from, err := m.ferryAccess(ctx, o.FerryIdentities)
 	if err != nil {
 		return nil, err

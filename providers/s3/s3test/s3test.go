@@ -166,11 +166,18 @@ func scratchDir() string {
 // Start runs a private server of kind for the duration of t.
 func Start(t testing.TB, kind Kind) *Server {
 	t.Helper()
+	return StartWith(t, kind)
+}
+
+// StartWith is Start with extraEnv added to the server's environment (MinIO's
+// MINIO_AUDIT_WEBHOOK_* settings, say).
+func StartWith(t testing.TB, kind Kind, extraEnv ...string) *Server {
+	t.Helper()
 	bin, why := Binary(string(kind))
 	if bin == "" {
 		missing(t, why)
 	}
-	srv, err := start(kind, bin, t.TempDir())
+	srv, err := Launch(kind, bin, t.TempDir(), extraEnv...)
 	if err != nil {
 		t.Fatalf("s3test: %s: %v", kind, err)
 	}
