@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -15,6 +17,7 @@ import (
 	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/migrate/audit"
 	"github.com/ferrymigrate/ferry/migrate/certificate"
+	"github.com/ferrymigrate/ferry/providers"
 )
 
 // AuditOptions are `ferry audit`'s inputs.
@@ -70,15 +73,10 @@ func (m *Migration) Audit(ctx context.Context, o AuditOptions) (*certificate.Aud
 		FerryIdentities: own.names(),
 	}
 	var findings []certificate.AuditFinding
-	for _, path := range o.Logs {
-		f, err := os.Open(path)
+	err = m.eachLog(ctx, o.Logs, func(path string, r io.Reader) error {
+		accesses, format, err := audit.Read(r, path, o.Format)
 		if err != nil {
-			return nil, Errorf(ExitUsage, "ferry audit: %w", err)
-		}
-		accesses, format, err := audit.Read(f, path, o.Format)
-		f.Close()
-		if err != nil {
-			return nil, Errorf(ExitUsage, "ferry audit: %w", err)
+			return Errorf(ExitUsage, "ferry audit: %w", err)
 		}
 		src := certificate.AuditSource{Location: path, Format: format, Entries: int64(len(accesses))}
 		for _, a := range accesses {
@@ -98,7 +96,7 @@ func (m *Migration) Audit(ctx context.Context, o AuditOptions) (*certificate.Aud
 			}
 			fd, ok, err := m.auditFinding(ctx, st, key, a, from, now)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if ok {
 				fd.Log = path + ":" + strconv.Itoa(a.Line)
@@ -109,6 +107,10 @@ func (m *Migration) Audit(ctx context.Context, o AuditOptions) (*certificate.Aud
 			src.Store = ""
 		}
 		sum.Sources = append(sum.Sources, src)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := m.mergeAudit(ctx, sum, findings); err != nil {
 		return nil, err
@@ -118,6 +120,79 @@ func (m *Migration) Audit(ctx context.Context, o AuditOptions) (*certificate.Aud
 			sum.FindingsTotal, sum.Findings[0].Kind, sum.Findings[0].Operation, sum.Findings[0].Store, sum.Findings[0].Key, sum.Findings[0].Identity, sum.Findings[0].Time)
 	}
 	return sum, nil
+}
+
+// eachLog calls fn with each access log: a file, or every object under a store URL
+// (s3://bucket/prefix/, gs://, azblob://, oci://: the bucket logs are delivered to),
+// opened with the endpoint and credentials of the spec's first store of that scheme.
+func (m *Migration) eachLog(ctx context.Context, locs []string, fn func(location string, r io.Reader) error) error {
+	for _, loc := range locs {
+		scheme, _, isURL := strings.Cut(loc, "://")
+		if !isURL || scheme == "file" {
+			path := strings.TrimPrefix(loc, "file://")
+			f, err := os.Open(path)
+			if err != nil {
+				return Errorf(ExitUsage, "ferry audit: %w", err)
+			}
+			err = fn(path, f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		cfg, ok := m.logStoreConfig(scheme)
+		if !ok {
+			return Errorf(ExitUsage, "ferry audit: --logs %s: no site or target of the spec is a %s:// store to take the endpoint and credentials from", loc, scheme)
+		}
+		cfg.Name, cfg.URL = "audit log "+loc, loc
+		st, err := providers.Open(ctx, cfg)
+		if err != nil {
+			return Errorf(ExitRuntime, "ferry audit: --logs %s: %w", loc, err)
+		}
+		var keys []string
+		err = st.List(ctx, func(o providers.Object) error {
+			keys = append(keys, o.Key)
+			return nil
+		})
+		if err == nil && len(keys) == 0 {
+			err = fmt.Errorf("no log objects under it")
+		}
+		for _, k := range keys {
+			if err != nil {
+				break
+			}
+			var rc io.ReadCloser
+			if rc, _, err = st.Open(ctx, k); err != nil {
+				break
+			}
+			err = fn(strings.TrimSuffix(loc, "/")+"/"+k, rc)
+			rc.Close()
+		}
+		st.Close()
+		if err != nil {
+			var ee *Error
+			if errors.As(err, &ee) {
+				return err
+			}
+			return Errorf(ExitRuntime, "ferry audit: --logs %s: %w", loc, err)
+		}
+	}
+	return nil
+}
+
+// logStoreConfig is the config of the spec's first store (sites, then the target)
+// whose URL has scheme.
+func (m *Migration) logStoreConfig(scheme string) (providers.Config, bool) {
+	for i := range m.Spec.Sources {
+		if s := &m.Spec.Sources[i]; strings.HasPrefix(s.URL, scheme+"://") {
+			return s.ProviderConfig(m.Spec.Migration), true
+		}
+	}
+	if strings.HasPrefix(m.Spec.Target.URL, scheme+"://") {
+		return m.Spec.Target.ProviderConfig(m.Spec.Migration), true
+	}
+	return providers.Config{}, false
 }
 
 // auditFinding decides whether another identity's access a to key at st is a finding.

@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -195,6 +196,37 @@ func TestAuditMinIO(t *testing.T) {
 		}
 	}
 
+	// The same log, gzipped, read from the bucket it was delivered to, finds the same.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	b, _ := os.ReadFile(sink.path)
+	zw.Write(b)
+	zw.Close()
+	logBucket := srv.Bucket(t, false)
+	if _, err := root.PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String(logBucket), Key: aws.String("audit/2026/minio.log.gz"), Body: bytes.NewReader(gz.Bytes())}); err != nil {
+		t.Fatal(err)
+	}
+	fromBucket, err := m.Audit(ctx, AuditOptions{Logs: []string{"s3://" + logBucket + "/audit/"}})
+	mustCode(t, err, ExitIncomplete)
+	if len(fromBucket.Sources) != 2 || fromBucket.FindingsTotal != 6 {
+		t.Fatalf("log from its bucket: %+v, %d findings", fromBucket.Sources, fromBucket.FindingsTotal)
+	}
+	var inBucket int
+	for _, f := range fromBucket.Findings {
+		if strings.HasPrefix(f.Log, "s3://"+logBucket+"/audit/2026/minio.log.gz:") {
+			inBucket++
+		}
+	}
+	if inBucket != 3 {
+		t.Fatalf("%d findings from the bucket's log, want 3: %+v", inBucket, fromBucket.Findings)
+	}
+	// Auditing the file again replaces its findings rather than adding to them.
+	sum, err = m.Audit(ctx, AuditOptions{Logs: []string{sink.path}})
+	mustCode(t, err, ExitIncomplete)
+	if sum.FindingsTotal != 6 {
+		t.Fatalf("re-audit of one log: %d findings, want 6 (3 per log)", sum.FindingsTotal)
+	}
+
 	// The next report's certificate carries the findings.
 	rep, err := m.Report(ctx, filepath.Join(dir, "report"))
 	if err != nil && rep == nil {
@@ -209,7 +241,7 @@ func TestAuditMinIO(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := st.Predicate.Audit
-	if a == nil || a.FindingsTotal != 3 || len(a.Findings) != 3 || a.Findings[1].Key != "bob/c.json" || a.Findings[1].Identity != mallory.AccessKey {
+	if a == nil || a.FindingsTotal != 6 || len(a.Findings) != 6 || a.Findings[2].Key != "bob/c.json" || a.Findings[2].Identity != mallory.AccessKey {
 		js, _ := json.Marshal(a)
 		t.Fatalf("certificate's audit section: %s", js)
 	}

@@ -27,14 +27,17 @@ acted as:
 
 Formats (--format, or auto): s3 (S3 server access logs), minio (MinIO audit log JSON),
 oci (OCI Audit events), gcs (Cloud Audit Logs, Data Access), azure (StorageBlobLogs).
-Gzip-compressed files are read as they are. ferry's own requests are known from its
+Gzip-compressed files are read as they are. A --logs value may be the bucket the logs
+are delivered to (s3://logs/access/, gs://, azblob://, oci://): every object under it
+is read, with the endpoint and credentials of the spec's first store of that scheme. ferry's own requests are known from its
 journal: the access key ids it signed with (matched by SHA-256), the identities it
 acted as and the request ids the stores answered; add others with --ferry-identity
 (e.g. the ARN a log names for ferry's role).
 
 The findings are kept in the state and go into the next report's certificate
 (predicate.audit). audit exits 3 when there are findings, 0 when there are none.
-It reads only the state and the logs: no store's credentials are needed.`,
+It reads only the state and the logs: no credentials for the migrated stores are needed
+unless the logs are in a bucket.`,
 		Example: `  ferry audit --logs logs/virginia-access.log --logs logs/target-audit.json.gz
   ferry audit --logs logs/*.log --format s3 --ferry-identity arn:aws:iam::123456789012:role/ferry --json`,
 		Args: cobra.NoArgs,
@@ -46,7 +49,7 @@ It reads only the state and the logs: no store's credentials are needed.`,
 			})
 		},
 	}
-	c.Flags().StringSliceVar(&o.Logs, "logs", nil, "access log files to read (repeat or comma-separate)")
+	c.Flags().StringSliceVar(&o.Logs, "logs", nil, "access log files, or bucket URLs they are delivered to (repeat or comma-separate)")
 	c.Flags().StringVar(&o.Format, "format", "auto", "log format: auto, s3, minio, oci, gcs or azure")
 	c.Flags().StringSliceVar(&o.FerryIdentities, "ferry-identity", nil, "an identity to take as ferry's own, as the logs name it (repeatable)")
 	return c
