@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
@@ -207,9 +208,17 @@ func (m *Migration) Report(ctx context.Context, dir string) (*ReportResult, erro
 			return nil, Errorf(ExitUsage, "report.approvers %q: that is the operator's own key (report.signing_key): an approver countersigns with a key of their own", a.Name)
 		}
 	}
+	// The versions of undeletable replicas, for the certificate's retention list (the
+	// manifest, which the list is computed from, does not carry versions).
+	retainedVersions := map[[2]string]string{}
 	records := func(yield func(certificate.ManifestLine, error) bool) {
 		err := m.State.Records(ctx, checkpoints.Query{}, func(r checkpoints.Record) error {
 			failpoint("report-mid")
+			for _, p := range r.Replicas {
+				if p.State == checkpoints.Undeletable && p.Version != "" && len(retainedVersions) < certificate.MaxRetained {
+					retainedVersions[[2]string{p.Site, certificate.EscapeKey(r.Key)}] = p.Version
+				}
+			}
 			if !yield(m.manifestLine(r), nil) {
 				return errStopIter
 			}
@@ -239,6 +248,9 @@ func (m *Migration) Report(ctx context.Context, dir string) (*ReportResult, erro
 	out, err := certificate.WriteReport(iter.Seq2[certificate.ManifestLine, error](records), certificate.ReportOptions{
 		Dir: dir, Predicate: pred, Key: key, Now: m.now(), SkipHTML: m.Opts.DryRun, SkipPDF: m.Opts.DryRun,
 		Journal: journal,
+		RetainedVersion: func(site, key string) string {
+			return retainedVersions[[2]string{site, key}]
+		},
 	})
 	if err != nil {
 		return nil, phaseErr("report", err)
@@ -293,6 +305,14 @@ func (m *Migration) predicate(ctx context.Context) (certificate.Predicate, error
 			cs.Inventory = &certificate.SiteInventory{Format: in.Format, Manifest: in.Manifest, Date: certificate.FormatTime(in.Date), Keys: in.Keys}
 		}
 		p.Sites = append(p.Sites, cs)
+		if ce := s.CryptoErase; ce != nil {
+			// Declared by the operator; ferry does not call the KMS. The status is
+			// the declared date against the certificate's generation time.
+			p.Sanitization.CryptoErase = append(p.Sanitization.CryptoErase, certificate.CryptoErase{
+				Site: s.Name, KeyID: ce.KeyID, DeletionDate: certificate.FormatTime(ce.DeletionDate), Note: ce.Note,
+				Status: certificate.CryptoEraseStatus(ce.DeletionDate.Truncate(time.Second), m.now().UTC().Truncate(time.Second)),
+			})
+		}
 	}
 	if a, ok, err := m.auditSummary(ctx); err != nil {
 		return p, err

@@ -66,6 +66,9 @@ type Predicate struct {
 	Journal *JournalSummary `json:"journal,omitempty"`
 	// Audit is the last `ferry audit` run's summary and findings, when one ran.
 	Audit *AuditSummary `json:"audit,omitempty"`
+	// Retention lists the replicas that sites refused to delete (retention policy,
+	// object lock, legal hold), with their reasons; `ferry report` always fills it.
+	Retention *Retention `json:"retention,omitempty"`
 
 	// Complete is true only when Assess finds nothing left undone; IncompleteReasons says
 	// in plain words what is (computed).
@@ -257,6 +260,9 @@ type Sanitization struct {
 	PostSanitizationDestination     string `json:"post_sanitization_destination"`
 	DataBackup                      string `json:"data_backup"` // where the data was kept: the target
 	Limitations                     string `json:"limitations"`
+	// CryptoErase lists the cryptographic erasures the operator declared in the spec
+	// (sources[i].crypto_erase), in spec order; absent when none was declared.
+	CryptoErase []CryptoErase `json:"crypto_erase,omitempty"`
 }
 
 // NewStatement wraps a finalized predicate in an in-toto Statement whose subject is the
@@ -326,6 +332,9 @@ func normalizeSlices(p *Predicate) {
 	}
 	if p.IncompleteReasons == nil {
 		p.IncompleteReasons = []string{}
+	}
+	if p.Retention != nil && p.Retention.Replicas == nil {
+		p.Retention.Replicas = []RetainedReplica{}
 	}
 }
 
@@ -587,6 +596,26 @@ func (s *Statement) validate() error {
 	}
 	if p.Complete != (len(p.IncompleteReasons) == 0) {
 		return errors.New("predicate.complete contradicts predicate.incomplete_reasons")
+	}
+	for i, ce := range p.Sanitization.CryptoErase {
+		at := fmt.Sprintf("predicate.sanitization.crypto_erase[%d]", i)
+		if ce.Site == "" || ce.KeyID == "" {
+			return fmt.Errorf("%s: site and key_id must not be empty", at)
+		}
+		d, err := ParseTime(ce.DeletionDate)
+		if err != nil {
+			return fmt.Errorf("%s.deletion_date: %w", at, err)
+		}
+		// The status is what the declared date says at generated_at, nothing more.
+		gen, _ := ParseTime(p.GeneratedAt)
+		if want := CryptoEraseStatus(d, gen); ce.Status != want {
+			return fmt.Errorf("%s.status is %q, but the declared deletion date %s is %q at generated_at %s", at, truncate(ce.Status, 40), ce.DeletionDate, want, p.GeneratedAt)
+		}
+	}
+	if r := p.Retention; r != nil {
+		if int64(len(r.Replicas)) > r.Total || len(r.Replicas) > MaxRetained || (int64(len(r.Replicas)) < r.Total && len(r.Replicas) < MaxRetained) {
+			return fmt.Errorf("predicate.retention lists %d replicas of a total of %d (at most %d are listed)", len(r.Replicas), r.Total, MaxRetained)
+		}
 	}
 	return nil
 }

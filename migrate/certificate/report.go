@@ -40,6 +40,11 @@ type ReportOptions struct {
 	// seq) order: they are written to journal.jsonl, checked against the chain rule (a
 	// broken chain fails the report) and their heads go into the predicate.
 	Journal iter.Seq2[[]byte, error]
+	// RetainedVersion, when not nil, names the version ferry tried to delete of an
+	// undeletable replica (site, record key), for the predicate's retention list; it is
+	// called after the records are consumed. The list itself is computed from the
+	// manifest, so a verifier can recompute it.
+	RetainedVersion func(site, key string) string
 }
 
 // ReportResult describes what WriteReport wrote. The CLI exits 3 when !Complete.
@@ -101,6 +106,7 @@ func WriteReport(records iter.Seq2[ManifestLine, error], opt ReportOptions) (*Re
 		return nil
 	}
 	var sum ManifestSummary
+	retention := &Retention{}
 	err := stage(res.ManifestPath, func(w io.Writer) error {
 		bw := bufio.NewWriterSize(w, 1<<20)
 		mw := NewManifestWriter(bw)
@@ -111,6 +117,7 @@ func WriteReport(records iter.Seq2[ManifestLine, error], opt ReportOptions) (*Re
 			if err := mw.Add(l); err != nil {
 				return fmt.Errorf("report: %w", err)
 			}
+			retention.AddLine(l)
 		}
 		s, err := mw.Close()
 		if err != nil {
@@ -123,6 +130,13 @@ func WriteReport(records iter.Seq2[ManifestLine, error], opt ReportOptions) (*Re
 		return nil, err
 	}
 	p := opt.Predicate
+	if opt.RetainedVersion != nil {
+		for i := range retention.Replicas {
+			r := &retention.Replicas[i]
+			r.Version = opt.RetainedVersion(r.Site, r.Key)
+		}
+	}
+	p.Retention = retention
 	if opt.Journal != nil {
 		res.JournalPath = filepath.Join(opt.Dir, JournalName)
 		var chain JournalChain

@@ -40,6 +40,7 @@ const (
 	CheckLines       = "manifest lines"
 	CheckMerkle      = "merkle root"
 	CheckCounts      = "counts"
+	CheckRetention   = "retained replicas"
 	CheckProof       = "proof binding"
 	CheckInclusion   = "inclusion"
 )
@@ -219,7 +220,13 @@ func VerifyCertificate(env *Envelope, manifest io.Reader, trusted []ed25519.Publ
 		r.add(CheckManifest, Skip, "the statement did not decode, so there is nothing to check the manifest against")
 		return r, r.Err()
 	}
-	sum, problems, nProblems, err := ReadManifest(manifest, 5, nil)
+	var retained Retention
+	sum, problems, nProblems, err := ReadManifest(manifest, 5, func(_ uint64, _ []byte, l *ManifestLine) error {
+		if l != nil {
+			retained.AddLine(*l)
+		}
+		return nil
+	})
 	if err != nil {
 		if errors.Is(err, ErrIO) {
 			return r, err
@@ -259,6 +266,16 @@ func VerifyCertificate(env *Envelope, manifest io.Reader, trusted []ed25519.Publ
 		}
 	} else {
 		r.add(CheckCounts, Skip, "not recomputed: some manifest lines did not parse")
+	}
+	if p.Retention != nil {
+		switch {
+		case nProblems > 0:
+			r.add(CheckRetention, Skip, "not recomputed: some manifest lines did not parse")
+		case retentionEqual(&retained, p.Retention):
+			r.add(CheckRetention, Pass, "the %s the sites refused to delete, recomputed from the manifest, match the certificate's list", plural(retained.Total, "replica", "replicas"))
+		default:
+			r.add(CheckRetention, Fail, "the manifest has %s that the sites refused to delete; the certificate lists %d of a total of %d, not the same", plural(retained.Total, "undeletable replica", "undeletable replicas"), len(p.Retention.Replicas), p.Retention.Total)
+		}
 	}
 	return r, r.Err()
 }
@@ -457,4 +474,20 @@ func mergeKeys[V any](a, b map[string]V) map[string]bool {
 		out[k] = true
 	}
 	return out
+}
+
+// retentionEqual compares a retention list recomputed from the manifest with the
+// certificate's. The version is not in the manifest, so it is not compared.
+func retentionEqual(got, want *Retention) bool {
+	if got.Total != want.Total || len(got.Replicas) != len(want.Replicas) {
+		return false
+	}
+	for i, g := range got.Replicas {
+		w := want.Replicas[i]
+		w.Version = ""
+		if g != w {
+			return false
+		}
+	}
+	return true
 }

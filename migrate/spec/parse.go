@@ -595,7 +595,7 @@ func parseStateURL(v string) (string, error) {
 	return v, nil
 }
 
-var siteKeys = []string{"name", "role", "url", "endpoint", "region", "path_style", "checksum_when_required", "credentials", "quarantine", "part_size", "limits", "inventory", "prices"}
+var siteKeys = []string{"name", "role", "url", "endpoint", "region", "path_style", "checksum_when_required", "credentials", "quarantine", "part_size", "limits", "inventory", "prices", "crypto_erase"}
 
 func (p *parser) sources(n *yaml.Node, s *Spec) {
 	ok := p.list(n, "sources", func(i int, item *yaml.Node, path string) {
@@ -646,6 +646,9 @@ func (p *parser) site(n *yaml.Node, path string, site *Site, partSize int64) {
 	})
 	if e, ok := m["inventory"]; ok {
 		site.Inventory = p.inventory(e.val, joinKey(path, "inventory"), site.loc) // inventory.go
+	}
+	if e, ok := m["crypto_erase"]; ok {
+		site.CryptoErase = p.cryptoErase(e.val, joinKey(path, "crypto_erase")) // cryptoerase.go
 	}
 	if e, ok := m["quarantine"]; ok && !isNull(e.val) {
 		kp := joinKey(path, "quarantine")

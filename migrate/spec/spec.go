@@ -141,6 +141,9 @@ type Site struct {
 	Inventory *Inventory `json:"inventory,omitempty"`
 	// Prices, when set, price the estimate plan prints (prices.go).
 	Prices *Prices `json:"prices,omitempty"`
+	// CryptoErase, when set, declares that the site's data was encrypted under a key
+	// that is (to be) destroyed (cryptoerase.go). Not part of the spec digest.
+	CryptoErase *CryptoErase `json:"crypto_erase,omitempty"`
 
 	loc location
 }

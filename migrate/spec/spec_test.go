@@ -446,6 +446,12 @@ func TestBadSpecs(t *testing.T) {
 		{"encryption_scope malformed", edit(map[int]string{10: "  url: azblob://acct/con/t/\n  encryption_scope: 'a b'"}, ""), 11, "target.encryption_scope", "3 to 63 letters"},
 		{"path_style on gs", edit(map[int]string{10: "  url: gs://b-t/x/\n  path_style: true"}, ""), 11, "target.path_style", "only to s3"},
 		{"credentials not mapping", edit(map[int]string{10: "  url: s3://b/t/\n  credentials: va-migrator"}, ""), 11, "target.credentials", "mapping of names"},
+		{"crypto_erase bad date", edit(map[int]string{5: "    url: file:///srv/a\n    crypto_erase: {key_id: k1, deletion_date: 31/12/2026}"}, ""), 6, "sources[0].crypto_erase.deletion_date", "must be a date (2026-12-31)"},
+		{"crypto_erase empty key_id", edit(map[int]string{5: "    url: file:///srv/a\n    crypto_erase: {key_id: '', deletion_date: 2026-12-31}"}, ""), 6, "sources[0].crypto_erase.key_id", "must not be empty"},
+		{"crypto_erase missing key_id", edit(map[int]string{5: "    url: file:///srv/a\n    crypto_erase: {deletion_date: 2026-12-31}"}, ""), 6, "sources[0].crypto_erase.key_id", "missing required key"},
+		{"crypto_erase missing date", edit(map[int]string{5: "    url: file:///srv/a\n    crypto_erase: {key_id: k1}"}, ""), 6, "sources[0].crypto_erase.deletion_date", "missing required key"},
+		{"crypto_erase unknown key", edit(map[int]string{8: "    url: file:///srv/b\n    crypto_erase: {key_id: k1, deletion_date: 2026-12-31, when: now}"}, ""), 9, "sources[1].crypto_erase.when", "unknown key"},
+		{"crypto_erase not mapping", edit(map[int]string{5: "    url: file:///srv/a\n    crypto_erase: k1"}, ""), 6, "sources[0].crypto_erase", "mapping"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.doc), specFile)
@@ -1086,5 +1092,30 @@ records:
 	}
 	if sp3.Digest() == s2.Digest() {
 		t.Error("digest ignores encryption_scope")
+	}
+}
+
+func TestCryptoErase(t *testing.T) {
+	doc := edit(map[int]string{8: "    url: file:///srv/b\n    crypto_erase:\n      key_id: arn:aws:kms:us-east-1:111122223333:key/1234abcd\n      deletion_date: 2026-12-31\n      note: ' CHG-4711 '"}, "")
+	s := mustParse(t, doc)
+	if s.Sources[0].CryptoErase != nil {
+		t.Errorf("sources[0].crypto_erase = %+v, want none", s.Sources[0].CryptoErase)
+	}
+	ce := s.Sources[1].CryptoErase
+	if ce == nil {
+		t.Fatal("sources[1].crypto_erase not parsed")
+	}
+	want := CryptoErase{KeyID: "arn:aws:kms:us-east-1:111122223333:key/1234abcd", DeletionDate: time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC), DeletionDateRaw: "2026-12-31", Note: "CHG-4711"}
+	if *ce != want {
+		t.Errorf("crypto_erase = %+v, want %+v", *ce, want)
+	}
+	// An RFC 3339 time with an offset is kept as the instant, in UTC.
+	s2 := mustParse(t, strings.Replace(doc, "deletion_date: 2026-12-31", "deletion_date: '2026-12-31T18:30:00+02:00'", 1))
+	if got := s2.Sources[1].CryptoErase.DeletionDate; !got.Equal(time.Date(2026, 12, 31, 16, 30, 0, 0, time.UTC)) || got.Location() != time.UTC {
+		t.Errorf("deletion_date = %v", got)
+	}
+	// Evidence, not scope: declaring it does not change the spec digest.
+	if a, b := mustParse(t, base).Digest(), s.Digest(); a != b {
+		t.Errorf("crypto_erase changed the spec digest: %s vs %s", a, b)
 	}
 }

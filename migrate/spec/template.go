@@ -67,6 +67,10 @@ sources:
     #   format: s3-csv                # s3-csv (an S3 Inventory manifest.json) | keys (one key per line)
     #   manifest: inventory/legacy-users/all-objects/2026-06-01T01-00Z/manifest.json
     # prices: {list_per_1000: 0.005, get_per_1000: 0.0004, egress_per_gib: 0.09}   # for plan's estimate (README "Cost and time estimate")
+    # crypto_erase:                   # the site's data is encrypted under a key that is (to be) destroyed
+    #   key_id: arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab
+    #   deletion_date: 2026-12-31     # a date, or an RFC 3339 time; the certificate says "scheduled" until then
+    #   note: KMS key deletion scheduled under CHG-4711   # ferry records this; it does not call the KMS
   - name: singapore
     role: backup
     url: file://./data/singapore
