@@ -68,6 +68,9 @@ type view struct {
 	ApprovedBy       string
 	ApprovedTitle    string
 	SiteDetails      []siteDetail
+	Evidence         evidence
+	// AuditMoreSummary: how many findings the summary page leaves out ("" if none).
+	AuditMoreSummary string
 }
 
 var statusOrder = []string{
@@ -362,6 +365,11 @@ func buildView(env *Envelope) (*view, error) {
 			}
 			v.Signers = append(v.Signers, signerRow{Name: name, Role: "Approver", KeyID: a.KeyID, State: "pending"})
 		}
+	}
+
+	v.Evidence = buildEvidence(p)
+	if p.Audit != nil {
+		v.AuditMoreSummary = v.Evidence.MoreFindings(p.Audit.FindingsTotal)
 	}
 
 	v.ManifestSHA256 = st.ManifestDigest()

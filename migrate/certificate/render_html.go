@@ -48,6 +48,11 @@ var htmlTemplate = template.Must(template.New("certificate").Parse(`<!DOCTYPE ht
   .grid.narrow { grid-template-columns: 30% 1fr; }
   td.nw { white-space: nowrap; }
   td.mono { white-space: nowrap; }
+  td.wrap, .wrap { overflow-wrap: anywhere; word-break: break-all; }
+  table.fixed { table-layout: fixed; }
+  .evidence p { margin: 2px 0 4px; font-size: 9pt; }
+  .evidence h4 { font-size: 9pt; margin: 8px 0 2px; }
+  .finding { color: var(--bad); font-weight: 600; }
   dl { display: grid; grid-template-columns: max-content 1fr; margin: 0; font-size: 9pt; }
   dl.two { grid-template-columns: max-content 1fr max-content 1fr; }
   dl.two dd { padding-right: 14px; }
@@ -109,6 +114,30 @@ var htmlTemplate = template.Must(template.New("certificate").Parse(`<!DOCTYPE ht
 {{else}}<tr><td colspan="9">No deletion stages.</td></tr>{{end}}
 </table>
 
+<h2>Evidence</h2>
+<div class="evidence">
+<h4>Journal of ferry's own requests</h4>
+<p>{{.Evidence.Journal}}</p>
+{{if .Evidence.JournalHeads}}<table class="fixed">
+<tr><th style="width:30%">Stream</th><th class="n" style="width:12%">Entries</th><th>Head (SHA-256 of the last line)</th></tr>
+{{range .Evidence.JournalHeads}}<tr><td class="wrap">{{.Stream}}</td><td class="n">{{.Count}}</td><td class="mono wrap" title="{{.Head}}">{{.HeadShort}}</td></tr>{{end}}
+</table>{{end}}
+<h4>Access-log audit</h4>
+<p{{if .Evidence.AuditBad}} class="finding"{{end}}>{{.Evidence.Audit}}</p>
+{{if .Evidence.AuditFindings}}<table class="fixed">
+<tr><th style="width:13%">Kind</th><th style="width:22%">Identity</th><th style="width:15%">Time (UTC)</th><th style="width:12%">Store</th><th>Key</th></tr>
+{{range .Evidence.SummaryFindings}}<tr><td>{{.Kind}}</td><td class="wrap">{{.Identity}}</td><td>{{.Time}}</td><td class="wrap">{{.Store}}</td><td class="mono wrap">{{.Key}}</td></tr>{{end}}
+</table>{{if .AuditMoreSummary}}<p>{{.AuditMoreSummary}}</p>{{end}}{{end}}
+<h4>Cryptographic erase (declared by the operator; ferry does not call the KMS)</h4>
+{{if .Evidence.CryptoErase}}<table class="fixed">
+<tr><th style="width:14%">Site</th><th>Key ID</th><th style="width:19%">Key deletion date</th><th style="width:11%">Status</th></tr>
+{{range .Evidence.CryptoErase}}<tr><td>{{.Site}}</td><td class="mono wrap">{{.KeyID}}</td><td>{{.Date}}</td><td>{{.Status}}</td></tr>{{end}}
+</table>{{else}}<p>{{.Evidence.CryptoNone}}</p>{{end}}
+<h4>Replicas retained by their sites</h4>
+<p>{{.Evidence.Retained}}</p>
+{{if .Evidence.RetainedBySite}}<ul style="margin:0 0 4px 18px;padding:0;font-size:9pt">{{range .Evidence.RetainedBySite}}<li class="wrap">{{.}}</li>{{end}}</ul>{{end}}
+</div>
+
 <h2>Sanitization record (NIST SP 800-88 Rev. 2)</h2>
 <dl class="two">{{range .Sanitization}}<dt>{{.K}}</dt><dd>{{.V}}</dd>{{end}}</dl>
 <dl>{{range .SanitizationLong}}<dt>{{.K}}</dt><dd>{{.V}}</dd>{{end}}</dl>
@@ -166,6 +195,34 @@ It checks
 {{else}}<tr><td colspan="10">No deletion stage covers this site.</td></tr>{{end}}
 </table>
 {{end}}
+</div>
+
+<div class="page break">
+<header><h1>Evidence and retention</h1><div class="meta">Migration <strong>{{.Migration}}</strong></div></header>
+<h3>Journal heads</h3>
+<p>{{.Evidence.Journal}}</p>
+{{if .Evidence.JournalHeads}}<table class="fixed">
+<tr><th style="width:28%">Stream</th><th class="n" style="width:10%">Entries</th><th>Head (SHA-256 of the last line)</th></tr>
+{{range .Evidence.JournalHeads}}<tr><td class="wrap">{{.Stream}}</td><td class="n">{{.Count}}</td><td class="mono wrap">{{.Head}}</td></tr>{{end}}
+</table>{{end}}
+<h3>Access-log audit</h3>
+<p{{if .Evidence.AuditBad}} class="finding"{{end}}>{{.Evidence.Audit}}</p>
+{{if .Evidence.AuditFindings}}<table class="fixed">
+<tr><th style="width:12%">Kind</th><th style="width:20%">Identity</th><th style="width:14%">Time (UTC)</th><th style="width:10%">Store</th><th style="width:9%">Operation</th><th>Key</th></tr>
+{{range .Evidence.AuditFindings}}<tr><td>{{.Kind}}</td><td class="wrap">{{.Identity}}</td><td>{{.Time}}</td><td class="wrap">{{.Store}}</td><td>{{.Operation}}</td><td class="mono wrap">{{.Key}}</td></tr>{{end}}
+</table>{{if .Evidence.AuditMore}}<p>{{.Evidence.AuditMore}}</p>{{end}}{{end}}
+<h3>Cryptographic erase</h3>
+<p>NIST SP 800-88 Rev. 2 "cryptographic erase": the site's data was encrypted under the key named, and destroying the key sanitizes every copy encrypted under it. These entries are as the operator declared them in the spec; ferry did not contact the key management service. Status is the declared date against the certificate's generation time.</p>
+{{if .Evidence.CryptoErase}}<table class="fixed">
+<tr><th style="width:12%">Site</th><th style="width:38%">Key ID</th><th style="width:16%">Key deletion date</th><th style="width:10%">Status</th><th>Note</th></tr>
+{{range .Evidence.CryptoErase}}<tr><td>{{.Site}}</td><td class="mono wrap">{{.KeyID}}</td><td>{{.Date}}</td><td>{{.Status}}</td><td class="wrap">{{.Note}}</td></tr>{{end}}
+</table>{{else}}<p>{{.Evidence.CryptoNone}}</p>{{end}}
+<h3>Retained replicas</h3>
+<p>{{.Evidence.Retained}}</p>
+{{if .Evidence.RetainedRows}}<table class="fixed">
+<tr><th style="width:12%">Site</th><th style="width:30%">Key</th><th style="width:14%">Version</th><th>Reason (as the site gave it)</th></tr>
+{{range .Evidence.RetainedRows}}<tr><td>{{.Site}}</td><td class="mono wrap">{{.Key}}</td><td class="mono wrap">{{.Version}}</td><td class="wrap">{{.Reason}}</td></tr>{{end}}
+</table>{{if .Evidence.RetainedMore}}<p>{{.Evidence.RetainedMore}}</p>{{end}}{{end}}
 </div>
 </body>
 </html>

@@ -17,7 +17,7 @@ const MaxRetained = 1000
 // RetainedReplica is one replica a site refused to delete.
 type RetainedReplica struct {
 	Site    string `json:"site"`
-	Key     string `json:"key"`               // the record key
+	Key     string `json:"key"`               // the record key (EscapeKey'd when not UTF-8)
 	URI     string `json:"uri"`               // the replica's URI, as the manifest spells it
 	Version string `json:"version,omitempty"` // the version ferry tried to delete, if the site keeps versions
 	State   string `json:"state"`             // ReplicaUndeletable
@@ -36,7 +36,7 @@ func (r *Retention) Add(x RetainedReplica) {
 func (r *Retention) AddLine(l ManifestLine) {
 	for _, p := range l.Replicas {
 		if p.State == ReplicaUndeletable {
-			r.Add(RetainedReplica{Site: p.Site, Key: l.Key, URI: p.URI, State: p.State, Reason: p.Reason})
+			r.Add(RetainedReplica{Site: p.Site, Key: EscapeKey(l.Key), URI: p.URI, State: p.State, Reason: p.Reason})
 		}
 	}
 }
