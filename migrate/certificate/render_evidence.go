@@ -42,6 +42,10 @@ const (
 	retainedReasonShown = 160
 )
 
+// fullHeadsElsewhere ends the journal sentence where the heads are shown short (the
+// HTML summary); renderings that show them whole drop it.
+const fullHeadsElsewhere = " (full values under Evidence and retention)"
+
 func shortHash(h string) string {
 	if len(h) > shortHashDigits {
 		return h[:shortHashDigits] + "…"
@@ -54,8 +58,8 @@ func buildEvidence(p *Predicate) evidence {
 	if j := p.Journal; j == nil {
 		e.Journal = "No journal was written with this certificate."
 	} else {
-		e.Journal = fmt.Sprintf("%s of ferry's own requests in %s (%s), in journal.jsonl; each head is the SHA-256 of its stream's last line (full values under Evidence and retention).",
-			plural(j.Entries, "entry", "entries"), plural(int64(len(j.Streams)), "stream", "streams"), j.Algorithm)
+		e.Journal = fmt.Sprintf("%s of ferry's own requests in %s (%s), in journal.jsonl; each head is the SHA-256 of its stream's last line%s.",
+			plural(j.Entries, "entry", "entries"), plural(int64(len(j.Streams)), "stream", "streams"), j.Algorithm, fullHeadsElsewhere)
 		for _, s := range j.Streams {
 			e.JournalHeads = append(e.JournalHeads, journalRow{Stream: s.Stream, Count: FormatCount(s.Count), Head: s.Head, HeadShort: shortHash(s.Head)})
 		}

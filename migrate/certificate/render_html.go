@@ -49,6 +49,7 @@ var htmlTemplate = template.Must(template.New("certificate").Parse(`<!DOCTYPE ht
   td.nw { white-space: nowrap; }
   td.mono { white-space: nowrap; }
   td.wrap, .wrap { overflow-wrap: anywhere; word-break: break-all; }
+  td.mono.wrap { white-space: normal; }
   table.fixed { table-layout: fixed; }
   .evidence p { margin: 2px 0 4px; font-size: 9pt; }
   .evidence h4 { font-size: 9pt; margin: 8px 0 2px; }

@@ -36,6 +36,7 @@ func WritePDF(w io.Writer, env *Envelope) error {
 	d := newPDFDoc(v.GeneratedAt)
 	d.summaryPage(v)
 	d.detailPages(v)
+	d.evidencePage(v)
 	if err := d.f.Error(); err != nil {
 		return err
 	}
@@ -160,6 +161,9 @@ type pdfDoc struct {
 	left   float64
 	width  float64
 	bottom float64 // lowest y content may reach
+	// migration names the certificate in every footer; cont is the title of a
+	// continuation page of the part being drawn.
+	migration, cont string
 }
 
 const (
@@ -204,14 +208,14 @@ func (d *pdfDoc) font(style string, size float64) {
 }
 func (d *pdfDoc) mono(size float64) { d.f.SetFont("gomono", "", size) }
 
-func (d *pdfDoc) addPage(title, migration string) {
+func (d *pdfDoc) addPage(title string) {
 	d.f.AddPage()
 	// footer drawn per page: page numbers and the migration id
 	d.f.SetFooterFunc(func() {
 		d.f.SetY(pdfPageH - pdfFooterGap)
 		d.font("", 7)
 		d.color(colMuted)
-		d.f.CellFormat(d.width/2, 4, toPDFText("Certificate of Migration and Deletion - "+migration), "", 0, "L", false, 0, "")
+		d.f.CellFormat(d.width/2, 4, toPDFText("Certificate of Migration and Deletion - "+d.migration), "", 0, "L", false, 0, "")
 		d.f.CellFormat(d.width/2, 4, fmt.Sprintf("Page %d of {nb}", d.f.PageNo()), "", 0, "R", false, 0, "")
 	})
 	if title != "" {
@@ -230,10 +234,10 @@ func (d *pdfDoc) rule(c [3]int, lw float64) {
 	d.f.Line(d.left, y, d.left+d.width, y)
 }
 
-// ensure starts a new page when h more millimetres do not fit.
-func (d *pdfDoc) ensure(h float64, migration string) {
+// ensure starts a continuation page (titled d.cont) when h more millimetres do not fit.
+func (d *pdfDoc) ensure(h float64) {
 	if d.f.GetY()+h > d.bottom {
-		d.addPage("Site details (continued)", migration)
+		d.addPage(d.cont)
 	}
 }
 
@@ -297,7 +301,7 @@ func (d *pdfDoc) kvGrid(rows []kv, ncol int, keyW, size float64) {
 
 // table draws a table with a shaded header; cells wrap. x and the column widths give its
 // position; migration is for continuation pages.
-func (d *pdfDoc) table(x float64, cols []pdfCol, rows [][]string, size float64, migration string) {
+func (d *pdfDoc) table(x float64, cols []pdfCol, rows [][]string, size float64) {
 	lh := size * 0.43
 	total := 0.0
 	for _, c := range cols {
@@ -334,7 +338,7 @@ func (d *pdfDoc) table(x float64, cols []pdfCol, rows [][]string, size float64, 
 		}
 		h := float64(n)*lh + 1.1
 		if d.f.GetY()+h > d.bottom {
-			d.addPage("Site details (continued)", migration)
+			d.addPage(d.cont)
 			d.f.SetX(x)
 			header()
 		}
@@ -382,17 +386,10 @@ func widths(total float64, weights ...float64) []float64 {
 
 const maxReasonsOnSummary = 5
 
-// sectionFits starts a continuation page when a section of about h millimetres does not
-// fit on the summary page (unusually many sites, stages or signers).
-func (d *pdfDoc) sectionFits(h float64, migration string) {
-	if d.f.GetY()+h > d.bottom {
-		d.addPage("Certificate of Migration and Deletion (continued)", migration)
-	}
-}
-
 func (d *pdfDoc) summaryPage(v *view) {
 	f := d.f
-	d.addPage("", v.Migration)
+	d.migration, d.cont = v.Migration, "Certificate of Migration and Deletion (continued)"
+	d.addPage("")
 	pdfInfo(f.SetTitle, "Certificate of Migration and Deletion - "+v.Migration)
 	pdfInfo(f.SetSubject, "Migration "+v.Migration+", Merkle root "+v.Root)
 	pdfInfo(f.SetCreator, orDash(v.Tool))
@@ -476,7 +473,7 @@ func (d *pdfDoc) summaryPage(v *view) {
 	d.kvGrid(v.Facts, 2, 25, 7.5)
 
 	// Sites.
-	d.sectionFits(25, v.Migration)
+	d.ensure(25)
 	d.section("Sites (originals)")
 	sw := []float64{16, 12, 44, 20, 14, 15, 12, 13, 17, 19}
 	siteCols := []pdfCol{
@@ -492,10 +489,10 @@ func (d *pdfDoc) summaryPage(v *view) {
 	if len(siteRows) == 0 {
 		siteRows = append(siteRows, []string{"(none)", "", "", "", "", "", "", "", "", ""})
 	}
-	d.table(d.left, siteCols, siteRows, 7.2, v.Migration)
+	d.table(d.left, siteCols, siteRows, 7.2)
 
 	// Records by status (left) and integrity (right).
-	d.sectionFits(30, v.Migration)
+	d.ensure(30)
 	d.section("Records by status, and integrity")
 	top := f.GetY()
 	stCols := []pdfCol{{"Status", 21, "L", false, false}, {"Records", 15, "R", false, false}, {"Bytes", 17, "R", false, false}}
@@ -507,7 +504,7 @@ func (d *pdfDoc) summaryPage(v *view) {
 	if len(stRows) == 0 {
 		stRows = append(stRows, []string{"(no records)", "0", "0 B"})
 	}
-	d.table(d.left, stCols, stRows, 7.2, v.Migration)
+	d.table(d.left, stCols, stRows, 7.2)
 	leftBottom := f.GetY()
 	ix := d.left + leftW + 5
 	iw := d.width - leftW - 5
@@ -534,7 +531,7 @@ func (d *pdfDoc) summaryPage(v *view) {
 	f.SetXY(d.left, max(leftBottom, f.GetY()))
 
 	// Stages.
-	d.sectionFits(22, v.Migration)
+	d.ensure(22)
 	d.section("Deletion stages")
 	gw := widths(d.width, 16, 28, 10, 11, 22, 22, 22, 20, 20)
 	stageCols := []pdfCol{
@@ -549,16 +546,18 @@ func (d *pdfDoc) summaryPage(v *view) {
 	if len(sgRows) == 0 {
 		sgRows = append(sgRows, []string{"(none)", "", "", "", "", "", "", "", ""})
 	}
-	d.table(d.left, stageCols, sgRows, 7.2, v.Migration)
+	d.table(d.left, stageCols, sgRows, 7.2)
 
 	// Sanitization record.
-	d.sectionFits(40, v.Migration)
+	d.ensure(40)
 	d.section("Sanitization record (NIST SP 800-88 Rev. 2)")
 	d.kvGrid(v.Sanitization, 2, 26, 7)
 	d.kvGrid(v.SanitizationLong, 1, 26, 7)
 
+	d.evidenceSummary(v)
+
 	// Signatures.
-	d.sectionFits(20, v.Migration)
+	d.ensure(20)
 	d.section("Signatures")
 	sgw := widths(d.width, 60, 16, 94, 12)
 	sigCols := []pdfCol{{"Signer", sgw[0], "L", false, false}, {"Role", sgw[1], "L", false, false}, {"Key ID (SHA-256 of the public key)", sgw[2], "L", true, false}, {"State", sgw[3], "L", false, false}}
@@ -566,7 +565,7 @@ func (d *pdfDoc) summaryPage(v *view) {
 	for _, s := range v.Signers {
 		sigRows = append(sigRows, []string{s.Name, s.Role, s.KeyID, s.State})
 	}
-	d.table(d.left, sigCols, sigRows, 7.2, v.Migration)
+	d.table(d.left, sigCols, sigRows, 7.2)
 
 	// How to verify.
 	d.font("", 7.2)
@@ -575,7 +574,7 @@ func (d *pdfDoc) summaryPage(v *view) {
 	prove := d.lines(toPDFText(v.ProveText), d.width-6)
 	lh = 3.2
 	boxH := float64(len(intro)+len(checks)+len(prove))*lh + 5.5 + 3
-	d.sectionFits(boxH+8, v.Migration)
+	d.ensure(boxH + 8)
 	d.section("How to verify")
 	d.font("", 7.2)
 	y = f.GetY()
@@ -603,7 +602,7 @@ func (d *pdfDoc) summaryPage(v *view) {
 	f.SetY(y + boxH)
 
 	// Signature lines, at the foot of the page.
-	d.sectionFits(18, v.Migration)
+	d.ensure(18)
 	sy := max(f.GetY()+11, d.bottom-9)
 	half := (d.width - 12) / 2
 	for i, who := range []struct{ label, name, title string }{
@@ -646,7 +645,8 @@ func (d *pdfDoc) summaryPage(v *view) {
 
 func (d *pdfDoc) detailPages(v *view) {
 	f := d.f
-	d.addPage("Site details", v.Migration)
+	d.cont = "Site details (continued)"
+	d.addPage("Site details")
 	d.font("", 8)
 	d.color(colMuted)
 	f.MultiCell(d.width, 3.6, toPDFText("Each site's originals as the manifest records them. Deleted for good: hard-deleted, or soft-deleted and purged. Stage figures are totals for the stage, which may cover several sites."), "", "L", false)
@@ -655,14 +655,14 @@ func (d *pdfDoc) detailPages(v *view) {
 		d.font("", 8)
 		d.color(colInk)
 		for _, r := range v.Reasons {
-			d.ensure(8, v.Migration)
+			d.ensure(8)
 			f.SetX(d.left)
 			f.CellFormat(4, 3.8, "•", "", 0, "L", false, 0, "")
 			f.MultiCell(d.width-4, 3.8, toPDFText(r), "", "L", false)
 		}
 	}
 	for _, s := range v.SiteDetails {
-		d.ensure(60, v.Migration)
+		d.ensure(60)
 		f.Ln(3)
 		d.font("B", 11)
 		d.color(colInk)
@@ -691,7 +691,7 @@ func (d *pdfDoc) detailPages(v *view) {
 			{"Deleted, not confirmed absent", s.Row.Unconfirmed, ""},
 			{"Vanished without ferry deleting them", s.Row.Missing, ""},
 		}
-		d.table(d.left, origCols, origRows, 7.5, v.Migration)
+		d.table(d.left, origCols, origRows, 7.5)
 		leftBottom := f.GetY()
 		f.SetXY(d.left+half+8, top)
 		stateCols := []pdfCol{{"Replica state", half - 36, "L", false, false}, {"Replicas", 16, "R", false, false}, {"Bytes", 20, "R", false, false}}
@@ -702,7 +702,7 @@ func (d *pdfDoc) detailPages(v *view) {
 		if len(stateRows) == 0 {
 			stateRows = [][]string{{"(no replicas)", "", ""}}
 		}
-		d.table(d.left+half+8, stateCols, stateRows, 7.5, v.Migration)
+		d.table(d.left+half+8, stateCols, stateRows, 7.5)
 		f.SetXY(d.left, max(leftBottom, f.GetY())+3)
 		gw := widths(d.width, 16, 9, 11, 22, 22, 22, 12, 12, 11, 20)
 		cols := []pdfCol{
@@ -718,6 +718,6 @@ func (d *pdfDoc) detailPages(v *view) {
 		if len(rows) == 0 {
 			rows = [][]string{{"(no deletion stage covers this site)", "", "", "", "", "", "", "", "", ""}}
 		}
-		d.table(d.left, cols, rows, 7.5, v.Migration)
+		d.table(d.left, cols, rows, 7.5)
 	}
 }
