@@ -389,11 +389,23 @@ func (s *Store) clientOptions(o Options) *service.ClientOptions {
 			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}}
 	copts.Transport = s.httpClient
 	copts.PerCallPolicies = []policy.Policy{countPolicy{&s.calls}, ownBody{}}
-	copts.PerRetryPolicies = []policy.Policy{countPolicy{&s.tries}, freshBody{}}
+	copts.PerRetryPolicies = []policy.Policy{countPolicy{&s.tries}, freshBody{}, requestIDPolicy{}}
 	// Never log request URLs or headers (a SAS token rides in the query).
 	copts.Logging = policy.LogOptions{IncludeBody: false}
 	copts.Telemetry.Disabled = true
 	return copts
+}
+
+// requestIDPolicy notes the id the service gave each try (x-ms-request-id, which
+// StorageBlobLogs carries as CorrelationId) for ferry's journal of its own access.
+type requestIDPolicy struct{}
+
+func (requestIDPolicy) Do(req *policy.Request) (*http.Response, error) {
+	resp, err := req.Next()
+	if resp != nil {
+		providers.NoteRequestID(req.Raw().Context(), resp.Header.Get("x-ms-request-id"))
+	}
+	return resp, err
 }
 
 type countPolicy struct{ n *atomic.Int64 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/ferrymigrate/ferry/providers"
 	"github.com/oracle/oci-go-sdk/v65/common"
 	"github.com/oracle/oci-go-sdk/v65/objectstorage"
 )
@@ -22,14 +23,20 @@ func sdkContext(ctx context.Context) context.Context {
 	return context.WithValue(context.WithoutCancel(ctx), callerCtxKey{}, ctx)
 }
 
-// dispatcher runs each HTTP request under the caller's context.
+// dispatcher runs each HTTP request under the caller's context, and notes the id
+// Object Storage gave it (opc-request-id, which OCI Audit events carry as
+// data.request.id) for ferry's journal of its own access.
 type dispatcher struct{ inner common.HTTPRequestDispatcher }
 
 func (d dispatcher) Do(req *http.Request) (*http.Response, error) {
 	if ctx, ok := req.Context().Value(callerCtxKey{}).(context.Context); ok {
 		req = req.WithContext(ctx)
 	}
-	return d.inner.Do(req)
+	resp, err := d.inner.Do(req)
+	if resp != nil {
+		providers.NoteRequestID(req.Context(), resp.Header.Get("opc-request-id"))
+	}
+	return resp, err
 }
 
 type result[T any] struct {
