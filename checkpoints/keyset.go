@@ -2,6 +2,7 @@ package checkpoints
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -11,25 +12,25 @@ import (
 // stores page through records with the same query (recordsQuery) and the same loop
 // (keysetRecords).
 type keysetDialect struct {
-	records, replicas string // table names as the store writes them
-	cols              string // the record columns, each prefixed with "r."
-	user              string // the user column
+	records, replicas, listing string // table names as the store writes them
+	cols                       string // the record columns, each prefixed with "r."
+	user                       string // the user column
 	// placeholder is the n-th (from 1) argument's placeholder.
 	placeholder func(n int) string
 	// anyOf is "col is one of vals" (vals is placed with arg).
 	anyOf func(arg func(any) string, col string, vals []string) string
-	// after bounds keys from below on a page: above after, or from after on the
-	// first page of a query without After (after is then "").
-	after func(arg func(any) string, after string, first bool) []string
-	// through bounds keys from above (through is not "").
-	through func(arg func(any) string, through string) []string
+	// after bounds the key column col from below on a page: above after, or from
+	// after on the first page of a query without After (after is then "").
+	after func(arg func(any) string, col, after string, first bool) []string
+	// through bounds the key column col from above (through is not "").
+	through func(arg func(any) string, col, through string) []string
 	// pinned prefixes a replica column whose index the planner must not use in the
 	// stage filter ("+" in SQLite: an index on stage there makes the scan quadratic).
 	pinned string
 }
 
 var sqliteKeyset = &keysetDialect{
-	records: "records", replicas: "replicas", cols: prefixed("r.", recCols), user: "r.user",
+	records: "records", replicas: "replicas", listing: "listing", cols: prefixed("r.", recCols), user: "r.user",
 	placeholder: func(int) string { return "?" },
 	anyOf: func(arg func(any) string, col string, vals []string) string {
 		ph := make([]string, len(vals))
@@ -38,48 +39,48 @@ var sqliteKeyset = &keysetDialect{
 		}
 		return col + " IN (" + strings.Join(ph, ",") + ")"
 	},
-	after: func(arg func(any) string, after string, first bool) []string {
+	after: func(arg func(any) string, col, after string, first bool) []string {
 		// Always a bound (>= '' on a first page): it keeps SQLite on the primary key.
 		if first && after == "" {
-			return []string{"r.key >= " + arg(after)}
+			return []string{col + " >= " + arg(after)}
 		}
-		return []string{"r.key > " + arg(after)}
+		return []string{col + " > " + arg(after)}
 	},
-	through: func(arg func(any) string, through string) []string {
-		return []string{"r.key <= " + arg(through)}
+	through: func(arg func(any) string, col, through string) []string {
+		return []string{col + " <= " + arg(through)}
 	},
 	pinned: "+",
 }
 
 var pgKeyset = &keysetDialect{
-	records: "@.records", replicas: "@.replicas", cols: prefixed("r.", pgRecCols), user: "r.user_name",
+	records: "@.records", replicas: "@.replicas", listing: "@.listing", cols: prefixed("r.", pgRecCols), user: "r.user_name",
 	placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
 	anyOf: func(arg func(any) string, col string, vals []string) string {
 		return col + " = ANY(" + arg(vals) + "::text[])"
 	},
-	after: func(arg func(any) string, after string, first bool) []string {
+	after: func(arg func(any) string, col, after string, first bool) []string {
 		switch {
 		case !first:
-			return []string{"r.key > " + arg(after)}
+			return []string{col + " > " + arg(after)}
 		case after == "":
 			return nil
 		case pgText(after):
-			return []string{"r.key > " + arg(after)}
+			return []string{col + " > " + arg(after)}
 		default:
 			// An After no stored key can equal (a NUL, invalid UTF-8): compare bytes,
 			// from the longest prefix of it that is text (for the index).
 			var w []string
 			if p := pgTextPrefix(after); p != "" {
-				w = append(w, "r.key >= "+arg(p))
+				w = append(w, col+" >= "+arg(p))
 			}
-			return append(w, "convert_to(r.key, 'UTF8') > "+arg([]byte(after)))
+			return append(w, "convert_to("+col+", 'UTF8') > "+arg([]byte(after)))
 		}
 	},
-	through: func(arg func(any) string, through string) []string {
+	through: func(arg func(any) string, col, through string) []string {
 		if pgText(through) {
-			return []string{"r.key <= " + arg(through)}
+			return []string{col + " <= " + arg(through)}
 		}
-		return []string{"convert_to(r.key, 'UTF8') <= " + arg([]byte(through))}
+		return []string{"convert_to(" + col + ", 'UTF8') <= " + arg([]byte(through))}
 	},
 }
 
@@ -92,9 +93,9 @@ func (d *keysetDialect) recordsQuery(q Query, after string, first bool, limit in
 		args = append(args, v)
 		return d.placeholder(len(args))
 	}
-	where = append(where, d.after(arg, after, first)...)
+	where = append(where, d.after(arg, "r.key", after, first)...)
 	if q.Through != "" {
-		where = append(where, d.through(arg, q.Through)...)
+		where = append(where, d.through(arg, "r.key", q.Through)...)
 	}
 	if len(q.States) > 0 {
 		where = append(where, d.anyOf(arg, "r.state", strs(q.States)))
@@ -151,5 +152,141 @@ func keysetRecords(ctx context.Context, d *keysetDialect, q Query, page int,
 			return nil
 		}
 		after, first = recs[len(recs)-1].Key, false
+	}
+}
+
+// ---- the staged listing ----
+
+// listedQuery is the query for one page of the staged listing: rows with keys above
+// after (from after on, on the first page), in (key, site) order.
+func (d *keysetDialect) listedQuery(after string, first bool, limit int) (string, []any) {
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return d.placeholder(len(args))
+	}
+	where := d.after(arg, "l.key", after, first)
+	q := "SELECT l.key, l.site, l.site_key, l.size, l.etag, l.version, l.mtime, l.sha256 FROM " + d.listing + " l"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	return q + " ORDER BY l.key, l.site LIMIT " + arg(limit), args
+}
+
+// keysetListed calls fn with each key of the staged listing and its rows (one per
+// site), in key order, reading pages of at most page rows with read (each page one
+// statement, so one snapshot, and a key's rows are never split between pages).
+func keysetListed(ctx context.Context, d *keysetDialect, page int,
+	read func(ctx context.Context, query string, args []any) ([]Listed, error), fn func(key string, objs []Listed) error) error {
+	after, first := "", true
+	for {
+		query, args := d.listedQuery(after, first, page)
+		rows, err := read(ctx, query, args)
+		if err != nil {
+			return err
+		}
+		next, more, err := groupListed(rows, page, fn)
+		if err != nil || !more {
+			return err
+		}
+		after, first = next, false
+	}
+}
+
+// unlistedStates are the replica states that say "still at the site": a replica in
+// one of them that the staged listing lacks has vanished.
+var unlistedStates = []string{string(Present), string(Identical), string(Divergent), string(Restored)}
+
+// unlistedQuery is the query for one page of the replicas at sites, in a state that
+// says they are there, that the staged listing lacks: (key, site) in that order.
+func (d *keysetDialect) unlistedQuery(sites []string, after string, first bool, limit int) (string, []any) {
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return d.placeholder(len(args))
+	}
+	where := []string{d.anyOf(arg, "r.site", sites), d.anyOf(arg, "r.state", unlistedStates)}
+	where = append(where, d.after(arg, "r.key", after, first)...)
+	where = append(where, "NOT EXISTS (SELECT 1 FROM "+d.listing+" l WHERE l.key = r.site_key AND l.site = r.site)")
+	return "SELECT r.key, r.site FROM " + d.replicas + " r WHERE " + strings.Join(where, " AND ") +
+		" ORDER BY r.key, r.site LIMIT " + arg(limit), args
+}
+
+// recordsByKeyQuery is the query for the records with the given keys, in key order.
+func (d *keysetDialect) recordsByKeyQuery(keys []string) (string, []any) {
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return d.placeholder(len(args))
+	}
+	return "SELECT " + d.cols + " FROM " + d.records + " r WHERE " + d.anyOf(arg, "r.key", keys) + " ORDER BY r.key", args
+}
+
+// keySite is one replica named by its record's key and its site.
+type keySite struct{ key, site string }
+
+// pageReader reads within one read-only snapshot of a store.
+type pageReader interface {
+	keySites(ctx context.Context, query string, args []any) ([]keySite, error)
+	records(ctx context.Context, query string, args []any) ([]Record, error)
+}
+
+// keysetUnlisted calls fn with each record that has a replica at one of sites the
+// staged listing lacks (in a state that says it is there), and those sites, in key
+// order. Each page of at most page replicas is read with its records in one snapshot
+// (view); fn runs after it ended (fn may write). Memory is bounded by the page.
+func keysetUnlisted(ctx context.Context, d *keysetDialect, sites []string, page int,
+	view func(ctx context.Context, f func(pageReader) error) error, fn func(Record, []string) error) error {
+	if len(sites) == 0 {
+		return nil
+	}
+	after, first := "", true
+	for {
+		var recs []Record
+		bySite := map[string][]string{}
+		var last string
+		full := false
+		err := view(ctx, func(r pageReader) error {
+			query, args := d.unlistedQuery(sites, after, first, page)
+			pairs, err := r.keySites(ctx, query, args)
+			if err != nil {
+				return err
+			}
+			var keys []string
+			for _, p := range pairs {
+				if len(bySite[p.key]) == 0 {
+					keys = append(keys, p.key)
+				}
+				bySite[p.key] = append(bySite[p.key], p.site)
+			}
+			if full = len(pairs) == page; full {
+				// The last key's group may go on on the next page: it starts there.
+				last = keys[len(keys)-1]
+				if len(keys) == 1 {
+					return fmt.Errorf("state: unlisted: key %q has more than %d replicas", last, page)
+				}
+				keys = keys[:len(keys)-1]
+				delete(bySite, last)
+				last = keys[len(keys)-1]
+			}
+			if len(keys) == 0 {
+				return nil
+			}
+			query, args = d.recordsByKeyQuery(keys)
+			recs, err = r.records(ctx, query, args)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			if err := fn(rec, bySite[rec.Key]); err != nil {
+				return err
+			}
+		}
+		if !full {
+			return nil
+		}
+		after, first = last, false
 	}
 }

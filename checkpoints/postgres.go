@@ -898,100 +898,66 @@ func (s *Postgres) ListedCount(ctx context.Context, site string) (int64, error) 
 const pgListPage = 4096
 
 func (s *Postgres) Listed(ctx context.Context, fn func(key string, objs []Listed) error) error {
-	after, first := "", true
-	for {
-		// One statement per page: one snapshot, and every group it returns whole.
-		q, args := "SELECT "+pgListCols+" FROM @.listing ORDER BY key, site LIMIT $1", []any{pgListPage}
-		if !first {
-			q, args = "SELECT "+pgListCols+" FROM @.listing WHERE key > $2 ORDER BY key, site LIMIT $1", []any{pgListPage, after}
-		}
-		rows, err := s.pool.Query(ctx, s.sql(q), args...)
-		if err != nil {
-			return s.wrap("listing", err)
-		}
-		var page []Listed
-		var mt int64
-		var o Listed
-		_, err = pgx.ForEachRow(rows, []any{&o.Key, &o.Site, &o.SiteKey, &o.Size, &o.ETag, &o.Version, &mt, &o.SHA256}, func() error {
-			o.ModTime = fromNanos(mt)
-			page = append(page, o)
-			return nil
-		})
-		if err != nil {
-			return s.wrap("listing", err)
-		}
-		next, more, err := groupListed(page, pgListPage, fn)
-		if err != nil || !more {
-			return err
-		}
-		after, first = next, false
+	return keysetListed(ctx, pgKeyset, pgListPage, s.listedPage, fn)
+}
+
+func (s *Postgres) listedPage(ctx context.Context, query string, args []any) ([]Listed, error) {
+	rows, err := s.pool.Query(ctx, s.sql(query), args...)
+	if err != nil {
+		return nil, s.wrap("listing", err)
 	}
+	var page []Listed
+	var mt int64
+	var o Listed
+	_, err = pgx.ForEachRow(rows, []any{&o.Key, &o.Site, &o.SiteKey, &o.Size, &o.ETag, &o.Version, &mt, &o.SHA256}, func() error {
+		o.ModTime = fromNanos(mt)
+		page = append(page, o)
+		return nil
+	})
+	return page, s.wrap("listing", err)
 }
 
 // Unlisted pages through the unlisted replicas by key; each page's records are read
 // in the same snapshot as the page, and fn runs after that transaction ended.
 func (s *Postgres) Unlisted(ctx context.Context, sites []string, fn func(Record, []string) error) error {
-	sites = storableOnly(sites)
-	if len(sites) == 0 {
+	return keysetUnlisted(ctx, pgKeyset, storableOnly(sites), pgListPage, s.view, fn)
+}
+
+// view runs f in one read-only, repeatable-read transaction: one snapshot.
+func (s *Postgres) view(ctx context.Context, f func(pageReader) error) error {
+	var ferr error
+	err := s.readTx(ctx, func(tx pgx.Tx) error {
+		ferr = f(pgReader{s, tx})
+		return ferr
+	})
+	if err != nil && err != ferr {
+		return s.wrap("read", err)
+	}
+	return err
+}
+
+type pgReader struct {
+	s  *Postgres
+	tx pgx.Tx
+}
+
+func (r pgReader) keySites(ctx context.Context, query string, args []any) ([]keySite, error) {
+	rows, err := r.tx.Query(ctx, r.s.sql(query), args...)
+	if err != nil {
+		return nil, r.s.wrap("unlisted", err)
+	}
+	var out []keySite
+	var ks keySite
+	_, err = pgx.ForEachRow(rows, []any{&ks.key, &ks.site}, func() error {
+		out = append(out, ks)
 		return nil
-	}
-	const cols = `SELECT r.key, r.site FROM @.replicas r WHERE r.site = ANY($1::text[])
-		AND r.state IN ('present','identical','divergent','restored')
-		AND NOT EXISTS (SELECT 1 FROM @.listing l WHERE l.key = r.site_key AND l.site = r.site)`
-	after, first := "", true
-	for {
-		q, args := cols+" ORDER BY r.key, r.site LIMIT $2", []any{sites, pgListPage}
-		if !first {
-			q, args = cols+" AND r.key > $3 ORDER BY r.key, r.site LIMIT $2", []any{sites, pgListPage, after}
-		}
-		var keys []string
-		bySite := map[string][]string{}
-		var recs []Record
-		full := false
-		err := s.readTx(ctx, func(tx pgx.Tx) error {
-			rows, err := tx.Query(ctx, s.sql(q), args...)
-			if err != nil {
-				return err
-			}
-			var k, site string
-			n := 0
-			if _, err := pgx.ForEachRow(rows, []any{&k, &site}, func() error {
-				n++
-				if len(bySite[k]) == 0 {
-					keys = append(keys, k)
-				}
-				bySite[k] = append(bySite[k], site)
-				return nil
-			}); err != nil {
-				return err
-			}
-			if full = n == pgListPage; full {
-				last := keys[len(keys)-1]
-				if len(keys) == 1 {
-					return fmt.Errorf("key %q has more than %d replicas", last, pgListPage)
-				}
-				keys = keys[:len(keys)-1] // its group may continue on the next page
-				delete(bySite, last)
-			}
-			if len(keys) == 0 {
-				return nil
-			}
-			recs, err = s.readRecords(ctx, tx, "SELECT "+pgRecCols+" FROM @.records WHERE key = ANY($1::text[]) ORDER BY key", []any{keys})
-			return err
-		})
-		if err != nil {
-			return s.wrap("unlisted", err)
-		}
-		for _, r := range recs {
-			if err := fn(r, bySite[r.Key]); err != nil {
-				return err
-			}
-		}
-		if !full {
-			return nil
-		}
-		after, first = keys[len(keys)-1], false
-	}
+	})
+	return out, r.s.wrap("unlisted", err)
+}
+
+func (r pgReader) records(ctx context.Context, query string, args []any) ([]Record, error) {
+	recs, err := r.s.readRecords(ctx, r.tx, query, args)
+	return recs, r.s.wrap("records", err)
 }
 
 // ---- records ----

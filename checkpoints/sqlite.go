@@ -440,85 +440,63 @@ func (s *SQLite) ListedCount(ctx context.Context, site string) (int64, error) {
 const listPage = 4096
 
 func (s *SQLite) Listed(ctx context.Context, fn func(key string, objs []Listed) error) error {
-	after, first := "", true
-	for {
-		q := "SELECT key, site, site_key, size, etag, version, mtime, sha256 FROM listing WHERE key > ? ORDER BY key, site LIMIT ?"
-		if first {
-			q = "SELECT key, site, site_key, size, etag, version, mtime, sha256 FROM listing WHERE key >= ? ORDER BY key, site LIMIT ?"
-		}
-		rows, err := s.db.QueryContext(ctx, q, after, listPage)
-		if err != nil {
-			return wrap("listing", err)
-		}
-		var page []Listed
-		for rows.Next() {
-			var o Listed
-			var mt int64
-			if err := rows.Scan(&o.Key, &o.Site, &o.SiteKey, &o.Size, &o.ETag, &o.Version, &mt, &o.SHA256); err != nil {
-				rows.Close()
-				return wrap("listing", err)
-			}
-			o.ModTime = fromNanos(mt)
-			page = append(page, o)
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return wrap("listing", err)
-		}
-		next, more, err := groupListed(page, listPage, fn)
-		if err != nil || !more {
-			return err
-		}
-		after, first = next, false
+	return keysetListed(ctx, sqliteKeyset, listPage, s.listedPage, fn)
+}
+
+func (s *SQLite) listedPage(ctx context.Context, query string, args []any) ([]Listed, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, wrap("listing", err)
 	}
+	defer rows.Close()
+	var page []Listed
+	for rows.Next() {
+		var o Listed
+		var mt int64
+		if err := rows.Scan(&o.Key, &o.Site, &o.SiteKey, &o.Size, &o.ETag, &o.Version, &mt, &o.SHA256); err != nil {
+			return nil, wrap("listing", err)
+		}
+		o.ModTime = fromNanos(mt)
+		page = append(page, o)
+	}
+	return page, wrap("listing", rows.Err())
 }
 
 func (s *SQLite) Unlisted(ctx context.Context, sites []string, fn func(Record, []string) error) error {
-	if len(sites) == 0 {
-		return nil
-	}
-	args := []any{}
-	for _, s := range sites {
-		args = append(args, s)
-	}
-	q := `SELECT r.key, r.site FROM replicas r WHERE r.site IN (` + placeholders(len(sites)) + `)
-		AND r.state IN ('present','identical','divergent','restored')
-		AND NOT EXISTS (SELECT 1 FROM listing l WHERE l.key = r.site_key AND l.site = r.site) ORDER BY r.key, r.site`
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	return keysetUnlisted(ctx, sqliteKeyset, sites, listPage, s.view, fn)
+}
+
+// view runs f in one read-only transaction: one snapshot.
+func (s *SQLite) view(ctx context.Context, f func(pageReader) error) error {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return wrap("unlisted", err)
+		return wrap("read", err)
 	}
-	var keys []string
-	bySite := map[string][]string{}
+	defer tx.Rollback()
+	return f(sqliteReader{tx})
+}
+
+type sqliteReader struct{ tx *sql.Tx }
+
+func (r sqliteReader) keySites(ctx context.Context, query string, args []any) ([]keySite, error) {
+	rows, err := r.tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, wrap("unlisted", err)
+	}
+	defer rows.Close()
+	var out []keySite
 	for rows.Next() {
-		var k, site string
-		if err := rows.Scan(&k, &site); err != nil {
-			rows.Close()
-			return wrap("unlisted", err)
+		var ks keySite
+		if err := rows.Scan(&ks.key, &ks.site); err != nil {
+			return nil, wrap("unlisted", err)
 		}
-		if len(bySite[k]) == 0 {
-			keys = append(keys, k)
-		}
-		bySite[k] = append(bySite[k], site)
+		out = append(out, ks)
 	}
-	err = rows.Err()
-	rows.Close()
-	if err != nil {
-		return wrap("unlisted", err)
-	}
-	for _, k := range keys {
-		rec, ok, err := s.Get(ctx, k)
-		if err != nil {
-			return err
-		}
-		if ok {
-			if err := fn(rec, bySite[k]); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return out, wrap("unlisted", rows.Err())
+}
+
+func (r sqliteReader) records(ctx context.Context, query string, args []any) ([]Record, error) {
+	return readRecords(ctx, r.tx, query, args)
 }
 
 // ---- records ----
@@ -596,6 +574,11 @@ func (s *SQLite) recordsPage(ctx context.Context, query string, args []any) ([]R
 		return nil, wrap("records", err)
 	}
 	defer tx.Rollback()
+	return readRecords(ctx, tx, query, args)
+}
+
+// readRecords reads the records query selects, with their replicas, in tx.
+func readRecords(ctx context.Context, tx *sql.Tx, query string, args []any) ([]Record, error) {
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, wrap("records", err)

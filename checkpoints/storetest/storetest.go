@@ -960,6 +960,42 @@ func testUnlisted(t *testing.T, s checkpoints.Store) {
 	if n != 4 { // all-listed, sg-gone, both-gone, deleted (its virginia replica is live)
 		t.Errorf("Unlisted(virginia) after ResetListing: %d records, want 4", n)
 	}
+
+	// Many more unlisted replicas than one page (4096) holds, with a record's group
+	// across the page boundary (the first bulk record has one replica, so the groups
+	// of two after it straddle every even row): each record once, with all its sites.
+	const bulk = 2100
+	var more []checkpoints.Record
+	for i := range bulk {
+		k := fmt.Sprintf("bulk-%05d", i)
+		r := rec(k, rep(siteVA, k, checkpoints.Present), rep(siteSG, k, checkpoints.Identical))
+		if i == 0 {
+			r.Replicas = r.Replicas[:1]
+		}
+		more = append(more, r)
+	}
+	save(t, s, more...)
+	seen := map[string]int{}
+	if err := s.Unlisted(ctx, []string{siteVA, siteSG}, func(r checkpoints.Record, sites []string) error {
+		if !strings.HasPrefix(r.Key, "bulk-") {
+			return nil
+		}
+		seen[r.Key]++
+		if want := len(r.Replicas); len(sites) != want || len(r.Replicas) == 0 {
+			return fmt.Errorf("record %q: sites %v, want its %d replicas' sites", r.Key, sites, want)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != bulk {
+		t.Errorf("Unlisted over several pages reported %d bulk records, want %d", len(seen), bulk)
+	}
+	for k, c := range seen {
+		if c != 1 {
+			t.Errorf("Unlisted reported %q %d times", k, c)
+		}
+	}
 }
 
 // ---- stages ----
