@@ -366,6 +366,10 @@ var pgSteps = []pgStep{
 		_, err := tx.Exec(ctx, sql(pgSchemaSQL))
 		return err
 	},
+	// 1 -> 2: nothing. Version 2 adds SQLite's tallies (see SchemaVersion); a
+	// PostgreSQL state counts with queries, so concurrent workers do not all update
+	// the same counter rows.
+	func(context.Context, pgx.Tx, func(string) string) error { return nil },
 }
 
 // pgVersionSQL creates the table that holds a schema's layout version.

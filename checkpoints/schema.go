@@ -17,6 +17,9 @@ import (
 //     replica indexes version 1 drops).
 //   - 1: the tables records, replicas (one row per record and site), listing, meta,
 //     stages, lock, workers, claims and journal, as sqliteV1 and pgV1 create them.
+//   - 2: SQLite adds the tallies and events tables and the triggers that keep them
+//     (sqliteV2): Stats reads counts kept as the rows change instead of scanning
+//     every row. PostgreSQL's layout is unchanged (its step is empty).
 //
 // On open (read-write) a state older than SchemaVersion is upgraded in place by the
 // steps from its version on (sqliteSteps, pgSteps: step i takes version i to i+1),
@@ -25,7 +28,7 @@ import (
 // ferry is refused with a *NewerStateError and never modified.
 //
 // A future layout change is one more step on each list and SchemaVersion+1.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // NewerStateError is returned by Open for a state written by a newer ferry: this
 // ferry cannot know its layout, so it neither reads nor changes it.
@@ -54,6 +57,7 @@ func (e *OlderStateError) Error() string {
 }
 
 // readableAs reports whether a state at version v can be read, without upgrading,
-// by this ferry: its own version, or an unversioned state (version 0), whose tables
-// are version 1's.
-func readableAs(v, latest int) bool { return v == latest || (v == 0 && latest == 1) }
+// by this ferry: every version so far only added to version 1's tables (an
+// unversioned state, version 0, has version 1's tables), and a read of a state
+// without version 2's tallies counts by scanning.
+func readableAs(v, latest int) bool { return v <= latest }

@@ -193,6 +193,12 @@ var sqliteSteps = []sqliteStep{
 		_, err := tx.ExecContext(ctx, sqliteV1)
 		return err
 	},
+	// 1 -> 2: the tallies and events that Stats reads, filled from the rows, and the
+	// triggers that keep them (sqlite_tallies.go).
+	func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, sqliteV2)
+		return err
+	},
 }
 
 type sqlQueryer interface {
@@ -775,16 +781,28 @@ func (s *SQLite) Stats(ctx context.Context, now time.Time) (Stats, error) {
 		Recent:       map[string]int64{},
 		RecentWindow: RecentWindow,
 	}
+	switch ok, err := s.tallied(ctx); {
+	case err != nil:
+		return st, wrap("stats", err)
+	case ok:
+		return st, wrap("stats", s.statsFromTallies(ctx, &st, now))
+	}
+	// A version 1 state opened read-only: count by scanning.
+	return st, s.statsByScan(ctx, &st, now)
+}
+
+// statsByScan fills st by scanning every record and replica.
+func (s *SQLite) statsByScan(ctx context.Context, st *Stats, now time.Time) error {
 	rows, err := s.db.QueryContext(ctx, "SELECT state, COUNT(*), COALESCE(SUM(size),0) FROM records GROUP BY state")
 	if err != nil {
-		return st, wrap("stats", err)
+		return wrap("stats", err)
 	}
 	for rows.Next() {
 		var k string
 		var c Count
 		if err := rows.Scan(&k, &c.N, &c.Bytes); err != nil {
 			rows.Close()
-			return st, wrap("stats", err)
+			return wrap("stats", err)
 		}
 		st.Records[RecordState(k)] = c
 	}
@@ -798,14 +816,14 @@ func (s *SQLite) Stats(ctx context.Context, now time.Time) (Stats, error) {
 	} {
 		rows, err := s.db.QueryContext(ctx, q.sql)
 		if err != nil {
-			return st, wrap("stats", err)
+			return wrap("stats", err)
 		}
 		for rows.Next() {
 			var a, b string
 			var c Count
 			if err := rows.Scan(&a, &b, &c.N, &c.Bytes); err != nil {
 				rows.Close()
-				return st, wrap("stats", err)
+				return wrap("stats", err)
 			}
 			if q.m[a] == nil {
 				q.m[a] = map[ReplicaState]Count{}
@@ -822,11 +840,11 @@ func (s *SQLite) Stats(ctx context.Context, now time.Time) (Stats, error) {
 	} {
 		var n int64
 		if err := s.db.QueryRowContext(ctx, q, since).Scan(&n); err != nil {
-			return st, wrap("stats", err)
+			return wrap("stats", err)
 		}
 		st.Recent[name] = n
 	}
-	return st, nil
+	return nil
 }
 
 // ---- helpers ----

@@ -1,0 +1,173 @@
+package checkpoints
+
+import (
+	"context"
+	"database/sql"
+	"time"
+)
+
+// Version 2 of the SQLite layout keeps Stats' counts as the records and replicas
+// change, so that status and each phase's start and end read a few dozen rows
+// instead of scanning every record and replica (seconds at 10 million records):
+//
+//   - tallies holds, per kind and group, the number of rows and their bytes:
+//     ('rec', state, ''), ('rep', site, state), ('stage', stage, state). Groups that
+//     fall to zero rows stay with n = 0.
+//   - events holds, per kind (copied, verified, deleted) and second, how many records
+//     (replicas for deleted) carry that second as their copied_at, verified_at or
+//     deleted_at: Recent sums the seconds of its window.
+//
+// Triggers on records and replicas keep both in the same transaction as the change,
+// whatever statement makes it, so they cannot drift from the rows; the upgrade from
+// version 1 fills them from the rows (dropping any it finds first: it rebuilds them
+// from the rows whenever it runs). PostgreSQL has no such tables: many workers
+// write its state at once, and one counter row per group would serialise them.
+var sqliteV2 = `
+DROP TRIGGER IF EXISTS records_tally_ins; DROP TRIGGER IF EXISTS records_tally_del; DROP TRIGGER IF EXISTS records_tally_upd;
+DROP TRIGGER IF EXISTS records_copied_upd; DROP TRIGGER IF EXISTS records_verified_upd;
+DROP TRIGGER IF EXISTS replicas_tally_ins; DROP TRIGGER IF EXISTS replicas_tally_del; DROP TRIGGER IF EXISTS replicas_tally_upd;
+DROP TRIGGER IF EXISTS replicas_deleted_upd;
+DROP TABLE IF EXISTS tallies; DROP TABLE IF EXISTS events;
+CREATE TABLE tallies(
+	kind TEXT NOT NULL, a TEXT NOT NULL, b TEXT NOT NULL,
+	n INTEGER NOT NULL, bytes INTEGER NOT NULL,
+	PRIMARY KEY(kind, a, b)
+) WITHOUT ROWID;
+CREATE TABLE events(
+	kind TEXT NOT NULL, sec INTEGER NOT NULL, n INTEGER NOT NULL,
+	PRIMARY KEY(kind, sec)
+) WITHOUT ROWID;
+
+INSERT INTO tallies SELECT 'rec', state, '', COUNT(*), COALESCE(SUM(size), 0) FROM records GROUP BY state;
+INSERT INTO tallies SELECT 'rep', site, state, COUNT(*), COALESCE(SUM(size), 0) FROM replicas GROUP BY site, state;
+INSERT INTO tallies SELECT 'stage', stage, state, COUNT(*), COALESCE(SUM(size), 0) FROM replicas WHERE stage != '' GROUP BY stage, state;
+INSERT INTO events SELECT 'copied', copied_at / 1000000000, COUNT(*) FROM records WHERE copied_at > 0 GROUP BY 2;
+INSERT INTO events SELECT 'verified', verified_at / 1000000000, COUNT(*) FROM records WHERE verified_at > 0 GROUP BY 2;
+INSERT INTO events SELECT 'deleted', deleted_at / 1000000000, COUNT(*) FROM replicas WHERE deleted_at > 0 GROUP BY 2;
+` + tallyTriggers
+
+// tallyTriggers: each change adds its new row to its groups and takes its old row
+// out. An UPDATE trigger fires only when a counted column changed.
+var tallyTriggers = `
+CREATE TRIGGER records_tally_ins AFTER INSERT ON records BEGIN
+	` + tallyAdd("'rec'", "NEW.state", "''", "1", "NEW.size") + `
+	` + eventAdd("copied", "NEW.copied_at", "1") + `
+	` + eventAdd("verified", "NEW.verified_at", "1") + `
+END;
+CREATE TRIGGER records_tally_del AFTER DELETE ON records BEGIN
+	` + tallyAdd("'rec'", "OLD.state", "''", "-1", "-OLD.size") + `
+	` + eventAdd("copied", "OLD.copied_at", "-1") + `
+	` + eventAdd("verified", "OLD.verified_at", "-1") + `
+END;
+CREATE TRIGGER records_tally_upd AFTER UPDATE OF state, size ON records
+WHEN OLD.state IS NOT NEW.state OR OLD.size IS NOT NEW.size BEGIN
+	` + tallyAdd("'rec'", "OLD.state", "''", "-1", "-OLD.size") + `
+	` + tallyAdd("'rec'", "NEW.state", "''", "1", "NEW.size") + `
+END;
+CREATE TRIGGER records_copied_upd AFTER UPDATE OF copied_at ON records
+WHEN OLD.copied_at IS NOT NEW.copied_at BEGIN
+	` + eventAdd("copied", "OLD.copied_at", "-1") + `
+	` + eventAdd("copied", "NEW.copied_at", "1") + `
+END;
+CREATE TRIGGER records_verified_upd AFTER UPDATE OF verified_at ON records
+WHEN OLD.verified_at IS NOT NEW.verified_at BEGIN
+	` + eventAdd("verified", "OLD.verified_at", "-1") + `
+	` + eventAdd("verified", "NEW.verified_at", "1") + `
+END;
+CREATE TRIGGER replicas_tally_ins AFTER INSERT ON replicas BEGIN
+	` + repTally("NEW", "1") + `
+	` + eventAdd("deleted", "NEW.deleted_at", "1") + `
+END;
+CREATE TRIGGER replicas_tally_del AFTER DELETE ON replicas BEGIN
+	` + repTally("OLD", "-1") + `
+	` + eventAdd("deleted", "OLD.deleted_at", "-1") + `
+END;
+CREATE TRIGGER replicas_tally_upd AFTER UPDATE OF site, state, stage, size ON replicas
+WHEN OLD.site IS NOT NEW.site OR OLD.state IS NOT NEW.state OR OLD.stage IS NOT NEW.stage OR OLD.size IS NOT NEW.size BEGIN
+	` + repTally("OLD", "-1") + `
+	` + repTally("NEW", "1") + `
+END;
+CREATE TRIGGER replicas_deleted_upd AFTER UPDATE OF deleted_at ON replicas
+WHEN OLD.deleted_at IS NOT NEW.deleted_at BEGIN
+	` + eventAdd("deleted", "OLD.deleted_at", "-1") + `
+	` + eventAdd("deleted", "NEW.deleted_at", "1") + `
+END;
+`
+
+// tallyAdd adds n rows of bytes to the group (kind, a, b).
+func tallyAdd(kind, a, b, n, bytes string) string {
+	return "INSERT INTO tallies(kind, a, b, n, bytes) VALUES(" + kind + ", " + a + ", " + b + ", " + n + ", " + bytes + ")" +
+		" ON CONFLICT(kind, a, b) DO UPDATE SET n = n + excluded.n, bytes = bytes + excluded.bytes;"
+}
+
+// repTally adds (sign 1) or takes out (-1) the replica row (NEW or OLD) in its site's
+// and, when it has one, its stage's groups.
+func repTally(row, sign string) string {
+	return tallyAdd("'rep'", row+".site", row+".state", sign, sign+"*"+row+".size") + `
+	INSERT INTO tallies(kind, a, b, n, bytes) SELECT 'stage', ` + row + `.stage, ` + row + `.state, ` + sign + `, ` + sign + `*` + row + `.size
+		WHERE ` + row + `.stage != '' ON CONFLICT(kind, a, b) DO UPDATE SET n = n + excluded.n, bytes = bytes + excluded.bytes;`
+}
+
+// eventAdd counts n events of kind at the second of the nanosecond time t (none when
+// t is 0: no such event).
+func eventAdd(kind, t, n string) string {
+	return "INSERT INTO events(kind, sec, n) SELECT '" + kind + "', " + t + " / 1000000000, " + n + " WHERE " + t + " > 0" +
+		" ON CONFLICT(kind, sec) DO UPDATE SET n = n + excluded.n;"
+}
+
+// tallied reports whether the state keeps tallies (version 2 on): a read-only open
+// of a version 1 state (which it does not upgrade) counts by scanning instead.
+func (s *SQLite) tallied(ctx context.Context) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'tallies'").Scan(&n)
+	return n == 1, err
+}
+
+// statsFromTallies fills st's counts from the tallies and events (version 2).
+func (s *SQLite) statsFromTallies(ctx context.Context, st *Stats, now time.Time) error {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, "SELECT kind, a, b, n, bytes FROM tallies WHERE n != 0")
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var kind, a, b string
+		var c Count
+		if err := rows.Scan(&kind, &a, &b, &c.N, &c.Bytes); err != nil {
+			rows.Close()
+			return err
+		}
+		switch kind {
+		case "rec":
+			st.Records[RecordState(a)] = c
+		case "rep", "stage":
+			m := st.ReplicasSite
+			if kind == "stage" {
+				m = st.StageCounts
+			}
+			if m[a] == nil {
+				m[a] = map[ReplicaState]Count{}
+			}
+			m[a][ReplicaState(b)] = c
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// A time t is in the window when t > since; its second is then >= since's second
+	// (the window is counted in whole seconds: at most one second more).
+	since := now.Add(-RecentWindow).Unix()
+	for _, kind := range []string{"copied", "verified", "deleted"} {
+		var n int64
+		if err := tx.QueryRowContext(ctx, "SELECT COALESCE(SUM(n), 0) FROM events WHERE kind = ? AND sec >= ?", kind, since).Scan(&n); err != nil {
+			return err
+		}
+		st.Recent[kind] = n
+	}
+	return nil
+}
