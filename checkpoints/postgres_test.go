@@ -138,8 +138,8 @@ func sameDump(t *testing.T, what string, got, want map[string][]string) {
 
 func TestPostgresConformance(t *testing.T) {
 	pgTestDSN(t)
-	storetest.Run(t, func(t *testing.T) checkpoints.Store {
-		return openPG(t, pgSchema(t), checkpoints.Options{})
+	storetest.Run(t, func(t *testing.T, opts checkpoints.Options) checkpoints.Store {
+		return openPG(t, pgSchema(t), opts)
 	})
 }
 
