@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/ferrymigrate/ferry/checkpoints/clock"
 )
 
 // RecordState is where one record stands.
@@ -261,6 +263,12 @@ type Options struct {
 	// Scratch opens a throwaway copy of the state (dry run): the real state is only
 	// read, never written, and the copy is removed by Close.
 	Scratch bool
+	// Clock sets and judges leases: the migration lock's, workers' and their
+	// claims'. Nil: the local clock on SQLite (one machine), and the database's clock
+	// on PostgreSQL, so that machines whose clocks disagree still agree on when a
+	// lease ends. Tests set a fake clock (clock.NewFake) to move time instead of
+	// sleeping; on PostgreSQL it then stands in for the database's clock.
+	Clock clock.Clock
 }
 
 // Open opens the store named by dsn: a SQLite file path, or postgres://.

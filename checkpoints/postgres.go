@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/ferrymigrate/ferry/checkpoints/clock"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -41,6 +42,9 @@ type Postgres struct {
 	// pointMode runs lookups of one row by primary key (prepared, plan cached).
 	pointMode pgx.QueryExecMode
 	steps     []pgStep // the upgrades (pgSteps)
+	// clock, when set (Options.Clock: tests), stands in for the database's clock in
+	// every lease the store sets or judges; nil: the database's clock (pgNow).
+	clock clock.Clock
 }
 
 var _ Store = (*Postgres)(nil)
@@ -202,6 +206,20 @@ CREATE TABLE IF NOT EXISTS @.journal(
 // lease ends.
 const pgNow = `((extract(epoch FROM clock_timestamp()) * 1000000)::bigint * 1000)`
 
+// nowAt is the time leases are set and judged by in a statement whose parameter $n
+// is s.clockArg(): the store's clock when one was set (Options.Clock), else the
+// database's (pgNow), as without one.
+func nowAt(n int) string { return fmt.Sprintf("COALESCE($%d::int8, %s)", n, pgNow) }
+
+// clockArg is the parameter of nowAt: the store's clock in nanoseconds, or NULL for
+// the database's clock.
+func (s *Postgres) clockArg() any {
+	if s.clock == nil {
+		return nil
+	}
+	return s.clock.Now().UnixNano()
+}
+
 // OpenPostgres opens (creating its tables if needed) the store in the PostgreSQL
 // database named by dsn, a postgres:// or postgresql:// URL.
 func OpenPostgres(ctx context.Context, dsn string, opts Options) (*Postgres, error) {
@@ -264,7 +282,7 @@ func openPostgres(ctx context.Context, dsn string, opts Options, steps []pgStep)
 		return nil, fail(err)
 	}
 	s := &Postgres{pool: pool, schema: schema, real: schema, dsn: shown, secrets: secrets,
-		pointMode: pointMode, steps: steps}
+		pointMode: pointMode, steps: steps, clock: opts.Clock}
 	s.qual = pgx.Identifier{schema}.Sanitize()
 	if err := s.init(ctx, opts); err != nil {
 		pool.Close()
@@ -736,7 +754,7 @@ var errLockRace = errors.New("lock row appeared concurrently")
 
 // Lock takes the migration lock: the lock table's one row, read with SELECT ... FOR
 // UPDATE so that contenders queue on it, replaced when its holder is gone
-// (HolderAlive, judged by the database's clock).
+// (HolderAlive, judged by the database's clock, or Options.Clock).
 func (s *Postgres) Lock(ctx context.Context, holder LockInfo, lease time.Duration) (Lock, error) {
 	if err := checkText("lock", "host", holder.Host, "phase", holder.Phase); err != nil {
 		return nil, s.wrap("lock", err)
@@ -749,7 +767,7 @@ func (s *Postgres) Lock(ctx context.Context, holder LockInfo, lease time.Duratio
 				return err
 			}
 			var now int64
-			cur, ok, err := scanPGLock(tx.QueryRow(ctx, s.sql("SELECT host, pid, start, phase, acquired, lease_until, token, "+pgNow+" FROM @.lock WHERE id = 1 FOR UPDATE")), &now)
+			cur, ok, err := scanPGLock(tx.QueryRow(ctx, s.sql("SELECT host, pid, start, phase, acquired, lease_until, token, "+nowAt(1)+" FROM @.lock WHERE id = 1 FOR UPDATE"), s.clockArg()), &now)
 			if err != nil {
 				return err
 			}
@@ -764,15 +782,15 @@ func (s *Postgres) Lock(ctx context.Context, holder LockInfo, lease time.Duratio
 			if ok {
 				err = tx.QueryRow(ctx, s.sql(`UPDATE @.lock SET host = $1, pid = $2, start = $3, phase = $4,
 					acquired = n.now, lease_until = n.now + $5, token = $6
-					FROM (SELECT `+pgNow+` AS now) n WHERE id = 1 RETURNING acquired, lease_until`),
-					h.Host, h.PID, h.Start, h.Phase, int64(lease), h.Token).Scan(&acq, &till)
+					FROM (SELECT `+nowAt(7)+` AS now) n WHERE id = 1 RETURNING acquired, lease_until`),
+					h.Host, h.PID, h.Start, h.Phase, int64(lease), h.Token, s.clockArg()).Scan(&acq, &till)
 			} else {
 				// No row: insert one. A contender inserting at the same time makes this
 				// wait for its commit, then do nothing: start again and find its row.
 				err = tx.QueryRow(ctx, s.sql(`INSERT INTO @.lock(`+pgLockCols+`)
-					SELECT 1, $1, $2, $3, $4, n.now, n.now + $5, $6 FROM (SELECT `+pgNow+` AS now) n
+					SELECT 1, $1, $2, $3, $4, n.now, n.now + $5, $6 FROM (SELECT `+nowAt(7)+` AS now) n
 					ON CONFLICT (id) DO NOTHING RETURNING acquired, lease_until`),
-					h.Host, h.PID, h.Start, h.Phase, int64(lease), h.Token).Scan(&acq, &till)
+					h.Host, h.PID, h.Start, h.Phase, int64(lease), h.Token, s.clockArg()).Scan(&acq, &till)
 				if errors.Is(err, pgx.ErrNoRows) {
 					return errLockRace
 				}
@@ -815,7 +833,7 @@ func (s *Postgres) LockHolder(ctx context.Context) (LockInfo, bool, error) {
 }
 
 func (l *pgLock) Refresh(ctx context.Context) error {
-	tag, err := l.s.pool.Exec(ctx, l.s.sql("UPDATE @.lock SET lease_until = "+pgNow+" + $1 WHERE id = 1 AND token = $2"), int64(l.lease), l.info.Token)
+	tag, err := l.s.pool.Exec(ctx, l.s.sql("UPDATE @.lock SET lease_until = "+nowAt(3)+" + $1 WHERE id = 1 AND token = $2"), int64(l.lease), l.info.Token, l.s.clockArg())
 	if err != nil {
 		return l.s.wrap("lock refresh", err)
 	}

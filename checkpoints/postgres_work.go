@@ -10,7 +10,8 @@ import (
 
 // Shared work on PostgreSQL: claims are taken with SELECT ... FOR UPDATE SKIP LOCKED,
 // fenced writes re-read their claim row FOR UPDATE in the same transaction as the
-// records they save, and leases are set and judged by the database's clock (pgNow).
+// records they save, and leases are set and judged by the database's clock (pgNow),
+// or by Options.Clock when one is set (tests: see nowAt).
 
 // lockKey is the advisory lock that serialises the migration lock and Join.
 func (s *Postgres) lockKey() int64 { return pgLockKey(s.schema) ^ 0x6c6f636b }
@@ -34,7 +35,7 @@ func (s *Postgres) Join(ctx context.Context, w Worker, lease time.Duration) erro
 			return err
 		}
 		var now int64
-		cur, ok, err := scanPGLock(tx.QueryRow(ctx, s.sql("SELECT host, pid, start, phase, acquired, lease_until, token, "+pgNow+" FROM @.lock WHERE id = 1")), &now)
+		cur, ok, err := scanPGLock(tx.QueryRow(ctx, s.sql("SELECT host, pid, start, phase, acquired, lease_until, token, "+nowAt(1)+" FROM @.lock WHERE id = 1"), s.clockArg()), &now)
 		if err != nil {
 			return err
 		}
@@ -46,10 +47,10 @@ func (s *Postgres) Join(ctx context.Context, w Worker, lease time.Duration) erro
 			return err
 		}
 		_, err = tx.Exec(ctx, s.sql(`INSERT INTO @.workers(`+workerCols+`)
-			SELECT $1, $2, $3, $4, $5, n.now, n.now, n.now + $6, 0, 0, 0, 0 FROM (SELECT `+pgNow+` AS now) n
+			SELECT $1, $2, $3, $4, $5, n.now, n.now, n.now + $6, 0, 0, 0, 0 FROM (SELECT `+nowAt(7)+` AS now) n
 			ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, start = excluded.start, phase = excluded.phase,
 				joined = excluded.joined, heartbeat = excluded.heartbeat, lease_until = excluded.lease_until, left_at = 0`),
-			w.ID, w.Host, w.PID, w.Start, w.Phase, int64(lease))
+			w.ID, w.Host, w.PID, w.Start, w.Phase, int64(lease), s.clockArg())
 		return err
 	})
 	var le *LockedError
@@ -63,12 +64,13 @@ func (s *Postgres) Heartbeat(ctx context.Context, id string, lease time.Duration
 	var held []Claim
 	err := s.writeTx(ctx, func(tx pgx.Tx) error {
 		held = nil
+		now := s.clockArg() // one time for the worker and its claims
 		if _, err := tx.Exec(ctx, s.sql(`UPDATE @.workers SET heartbeat = n.now, lease_until = n.now + $1, records = $2, bytes = $3
-			FROM (SELECT `+pgNow+` AS now) n WHERE id = $4`), int64(lease), records, bytes, id); err != nil {
+			FROM (SELECT `+nowAt(5)+` AS now) n WHERE id = $4`), int64(lease), records, bytes, id, now); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, s.sql(`UPDATE @.claims SET lease_until = n.now + $1 FROM (SELECT `+pgNow+` AS now) n
-			WHERE worker = $2 AND state = 'held' RETURNING `+claimCols), int64(lease), id)
+		rows, err := tx.Query(ctx, s.sql(`UPDATE @.claims SET lease_until = n.now + $1 FROM (SELECT `+nowAt(3)+` AS now) n
+			WHERE worker = $2 AND state = 'held' RETURNING `+claimCols), int64(lease), id, now)
 		if err != nil {
 			return err
 		}
@@ -81,7 +83,7 @@ func (s *Postgres) Heartbeat(ctx context.Context, id string, lease time.Duration
 
 func (s *Postgres) Leave(ctx context.Context, id string) error {
 	err := s.writeTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, s.sql(`UPDATE @.workers SET left_at = n.now, heartbeat = n.now FROM (SELECT `+pgNow+` AS now) n WHERE id = $1`), id); err != nil {
+		if _, err := tx.Exec(ctx, s.sql(`UPDATE @.workers SET left_at = n.now, heartbeat = n.now FROM (SELECT `+nowAt(2)+` AS now) n WHERE id = $1`), id, s.clockArg()); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, s.sql(`UPDATE @.claims SET state = 'open', lease_until = 0 WHERE worker = $1 AND state = 'held'`), id)
@@ -182,12 +184,12 @@ func (s *Postgres) Claim(ctx context.Context, scope string, round int64, worker 
 		var err error
 		c, err = scanClaim(tx.QueryRow(ctx, s.sql(`UPDATE @.claims c SET state = 'held', worker = $3, epoch = c.epoch + 1, lease_until = n.now + $4
 			FROM (SELECT scope, round, seq, state AS prev_state, worker AS prev_worker FROM @.claims
-				WHERE scope = $1 AND round = $2 AND (state = 'open' OR (state = 'held' AND lease_until < `+pgNow+`))
+				WHERE scope = $1 AND round = $2 AND (state = 'open' OR (state = 'held' AND lease_until < `+nowAt(5)+`))
 				ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) x,
-				(SELECT `+pgNow+` AS now) n
+				(SELECT `+nowAt(5)+` AS now) n
 			WHERE c.scope = x.scope AND c.round = x.round AND c.seq = x.seq
 			RETURNING c.scope, c.round, c.seq, c.site, c.lo, c.hi, c.worker, c.epoch, c.lease_until, c.resume_after, x.prev_state, x.prev_worker`),
-			scope, round, worker, int64(lease)), &prevState, &prevWorker)
+			scope, round, worker, int64(lease), s.clockArg()), &prevState, &prevWorker)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -205,7 +207,8 @@ func (s *Postgres) Claim(ctx context.Context, scope string, round int64, worker 
 }
 
 // fenced queues write's statements after a check, in the same transaction, that the
-// caller still holds c (same worker and epoch, lease not expired by the database's clock).
+// caller still holds c (same worker and epoch, lease not expired by the database's clock,
+// or Options.Clock).
 func (s *Postgres) fenced(ctx context.Context, op string, c Claim, recs []Record, listed []Listed, then string, args ...any) error {
 	b := &pgx.Batch{}
 	if err := s.queueSave(b, recs); err != nil {
@@ -225,8 +228,8 @@ func (s *Postgres) fenced(ctx context.Context, op string, c Claim, recs []Record
 		var worker, state string
 		var epoch int64
 		var alive bool
-		err := tx.QueryRow(ctx, s.sql(`SELECT worker, epoch, state, lease_until >= `+pgNow+` FROM @.claims
-			WHERE scope = $1 AND round = $2 AND seq = $3 FOR UPDATE`), c.Scope, c.Round, c.Seq).Scan(&worker, &epoch, &state, &alive)
+		err := tx.QueryRow(ctx, s.sql(`SELECT worker, epoch, state, lease_until >= `+nowAt(4)+` FROM @.claims
+			WHERE scope = $1 AND round = $2 AND seq = $3 FOR UPDATE`), c.Scope, c.Round, c.Seq, s.clockArg()).Scan(&worker, &epoch, &state, &alive)
 		if err != nil {
 			return err
 		}
@@ -251,10 +254,10 @@ func (s *Postgres) Checkpoint(ctx context.Context, c Claim, cursor string, recs 
 }
 
 func (s *Postgres) Finish(ctx context.Context, c Claim, recs []Record) error {
-	return s.fenced(ctx, "finish", c, recs, nil, `WITH d AS (UPDATE @.claims SET state = 'done', done_at = `+pgNow+`
+	return s.fenced(ctx, "finish", c, recs, nil, `WITH d AS (UPDATE @.claims SET state = 'done', done_at = `+nowAt(4)+`
 			WHERE scope = $1 AND round = $2 AND seq = $3 RETURNING worker)
 		UPDATE @.workers w SET ranges = w.ranges + 1 FROM d WHERE w.id = d.worker`,
-		c.Scope, c.Round, c.Seq)
+		c.Scope, c.Round, c.Seq, s.clockArg())
 }
 
 func (s *Postgres) Release(ctx context.Context, c Claim) error {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ferrymigrate/ferry/checkpoints/clock"
+
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -124,6 +126,7 @@ type SQLite struct {
 	path    string
 	scratch string // temp dir removed on Close (dry run)
 	ro      bool
+	clock   clock.Clock // leases and liveness (Options.Clock)
 }
 
 var _ Store = (*SQLite)(nil)
@@ -139,9 +142,23 @@ func openSQLite(ctx context.Context, path string, opts Options, steps []sqliteSt
 	if path == "" {
 		return nil, errors.New("state: empty SQLite path")
 	}
+	var s *SQLite
+	var err error
 	if opts.Scratch {
-		return openScratch(ctx, path, steps)
+		s, err = openScratch(ctx, path, steps)
+	} else {
+		s, err = openReal(ctx, path, opts, steps)
 	}
+	if err != nil {
+		return nil, err
+	}
+	if opts.Clock != nil {
+		s.clock = opts.Clock
+	}
+	return s, nil
+}
+
+func openReal(ctx context.Context, path string, opts Options, steps []sqliteStep) (*SQLite, error) {
 	if opts.ReadOnly {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("state %s: no checkpoint state yet (run ferry plan first): %w", path, err)
@@ -173,7 +190,7 @@ func openDB(ctx context.Context, path string, ro bool, steps []sqliteStep) (*SQL
 	}
 	db.SetMaxOpenConns(4)
 	db.SetConnMaxIdleTime(time.Minute)
-	s := &SQLite{db: db, path: path, ro: ro}
+	s := &SQLite{db: db, path: path, ro: ro, clock: clock.Real}
 	if err := s.checkVersion(ctx, steps); err != nil {
 		db.Close()
 		return nil, err
@@ -339,7 +356,7 @@ func (s *SQLite) Lock(ctx context.Context, holder LockInfo, lease time.Duration)
 	if err != nil {
 		return nil, wrap("lock", err)
 	}
-	now := time.Now()
+	now := s.clock.Now()
 	ws, err := activeWorkers(ctx, tx)
 	if err != nil {
 		return nil, wrap("lock", err)
@@ -383,7 +400,7 @@ func (s *SQLite) LockHolder(ctx context.Context) (LockInfo, bool, error) {
 }
 
 func (l *sqliteLock) Refresh(ctx context.Context) error {
-	till := time.Now().Add(l.lease)
+	till := l.s.clock.Now().Add(l.lease)
 	res, err := l.s.db.ExecContext(ctx, "UPDATE lock SET lease_until = ? WHERE id = 1 AND token = ?", till.UnixNano(), l.info.Token)
 	if err != nil {
 		return wrap("lock refresh", err)

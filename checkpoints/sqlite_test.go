@@ -22,7 +22,12 @@ import (
 
 func openTemp(t *testing.T) checkpoints.Store {
 	t.Helper()
-	s, err := checkpoints.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "state.db"), checkpoints.Options{})
+	return openTempWith(t, checkpoints.Options{})
+}
+
+func openTempWith(t *testing.T, opts checkpoints.Options) checkpoints.Store {
+	t.Helper()
+	s, err := checkpoints.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "state.db"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +35,7 @@ func openTemp(t *testing.T) checkpoints.Store {
 }
 
 func TestSQLiteConformance(t *testing.T) {
-	storetest.Run(t, openTemp)
+	storetest.Run(t, openTempWith)
 }
 
 // ---- helpers ----

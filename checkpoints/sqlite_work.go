@@ -9,7 +9,7 @@ import (
 
 // Shared work on SQLite: every write transaction is BEGIN IMMEDIATE, so claims,
 // fenced writes and partitions are serialised by the database's write lock. Workers
-// share one SQLite file on one machine; leases use the local clock.
+// share one SQLite file on one machine; leases use the local clock (Options.Clock).
 
 const workerCols = "id, host, pid, start, phase, joined, heartbeat, lease_until, left_at, ranges, records, bytes"
 
@@ -46,7 +46,7 @@ func (s *SQLite) Join(ctx context.Context, w Worker, lease time.Duration) error 
 		return wrap("join", err)
 	}
 	defer tx.Rollback()
-	now := time.Now()
+	now := s.clock.Now()
 	cur, ok, err := scanLock(tx.QueryRowContext(ctx, "SELECT host, pid, start, phase, acquired, lease_until, token FROM lock WHERE id = 1"))
 	if err != nil {
 		return wrap("join", err)
@@ -72,7 +72,7 @@ func (s *SQLite) Heartbeat(ctx context.Context, id string, lease time.Duration, 
 		return nil, wrap("heartbeat", err)
 	}
 	defer tx.Rollback()
-	now := time.Now()
+	now := s.clock.Now()
 	till := now.Add(lease).UnixNano()
 	if _, err := tx.ExecContext(ctx, "UPDATE workers SET heartbeat = ?, lease_until = ?, records = ?, bytes = ? WHERE id = ?",
 		now.UnixNano(), till, records, bytes, id); err != nil {
@@ -94,7 +94,7 @@ func (s *SQLite) Leave(ctx context.Context, id string) error {
 		return wrap("leave", err)
 	}
 	defer tx.Rollback()
-	now := time.Now().UnixNano()
+	now := s.clock.Now().UnixNano()
 	if _, err := tx.ExecContext(ctx, "UPDATE workers SET left_at = ?, heartbeat = ? WHERE id = ?", now, now, id); err != nil {
 		return wrap("leave", err)
 	}
@@ -209,7 +209,7 @@ func (s *SQLite) Claim(ctx context.Context, scope string, round int64, worker st
 		return Claim{}, false, wrap("claim", err)
 	}
 	defer tx.Rollback()
-	now := time.Now()
+	now := s.clock.Now()
 	var state string
 	c, err := scanClaim(tx.QueryRowContext(ctx, "SELECT "+claimCols+", state FROM claims WHERE scope = ? AND round = ? AND (state = 'open' OR (state = 'held' AND lease_until < ?)) ORDER BY seq LIMIT 1",
 		scope, round, now.UnixNano()), &state)
@@ -235,7 +235,7 @@ func (s *SQLite) fenced(ctx context.Context, op string, c Claim, write func(tx *
 		return wrap(op, err)
 	}
 	defer tx.Rollback()
-	now := time.Now()
+	now := s.clock.Now()
 	var worker, state string
 	var epoch, till int64
 	err = tx.QueryRowContext(ctx, "SELECT worker, epoch, state, lease_until FROM claims WHERE scope = ? AND round = ? AND seq = ?",

@@ -25,7 +25,8 @@ import (
 //     expired. Otherwise they fail with ErrFenced and nothing is written, so a worker
 //     that was paused past its lease cannot overwrite what its successor did.
 //   - Leases are judged by the database's clock on PostgreSQL (machines' clocks may
-//     disagree) and by the local clock on SQLite (one machine).
+//     disagree) and by the local clock on SQLite (one machine); a clock set in
+//     Options.Clock (tests: a fake one) stands in for either.
 
 // Worker is one process taking part in a shared phase.
 type Worker struct {

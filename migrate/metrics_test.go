@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/checkpoints/clock"
 	"github.com/ferrymigrate/ferry/migrate/metrics"
 	"github.com/ferrymigrate/ferry/migrate/spec"
 	"github.com/ferrymigrate/ferry/providers"
@@ -284,7 +285,9 @@ func TestMetricsCountTakeovers(t *testing.T) {
 	shared := filepath.Join(h.dir, "shared.db")
 	ctx := context.Background()
 	opts := h.options(false)
-	opts.StateDSN = shared
+	// Every process here shares one fake clock for the state's leases.
+	clk := clock.NewFake()
+	opts.StateDSN, opts.Clock = shared, clk
 	m, err := Open(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -309,7 +312,7 @@ func TestMetricsCountTakeovers(t *testing.T) {
 		t.Fatalf("claim: %v %v", ok, err)
 	}
 	dead.Close()
-	time.Sleep(1200 * time.Millisecond) // its lease runs out
+	clk.Advance(1200 * time.Millisecond) // its lease runs out
 
 	met := metrics.New()
 	var total int64

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/checkpoints/clock"
 	"github.com/ferrymigrate/ferry/migrate/metrics"
 	"github.com/ferrymigrate/ferry/migrate/spec"
 	"github.com/ferrymigrate/ferry/providers"
@@ -26,6 +27,11 @@ type Options struct {
 	Logger   *slog.Logger
 	Progress ProgressFactory // nil: no progress output
 	Now      func() time.Time
+	// Clock sets and judges the state's leases: the lock's, the workers' and their
+	// claims' (checkpoints.Options.Clock); Now is its Now when nil. Nil: the
+	// state's own clock (the database's, on PostgreSQL), and time.Now. Tests set a
+	// fake one to let leases run out without sleeping.
+	Clock clock.Clock
 	// NoState opens no checkpoint state (validate: read-only probes only).
 	NoState bool
 	// ReadOnlyState opens the state read-only and never creates it (status).
@@ -96,6 +102,9 @@ func OpenSpec(ctx context.Context, sp *spec.Spec, opts Options) (*Migration, err
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+		if opts.Clock != nil {
+			opts.Now = opts.Clock.Now
+		}
 	}
 	if opts.OpenStore == nil {
 		opts.OpenStore = providers.Open
@@ -106,7 +115,7 @@ func OpenSpec(ctx context.Context, sp *spec.Spec, opts Options) (*Migration, err
 		dsn = opts.StateDSN
 	}
 	if !opts.NoState {
-		st, err := checkpoints.Open(ctx, dsn, checkpoints.Options{Scratch: opts.DryRun && !opts.ReadOnlyState, ReadOnly: opts.ReadOnlyState})
+		st, err := checkpoints.Open(ctx, dsn, checkpoints.Options{Scratch: opts.DryRun && !opts.ReadOnlyState, ReadOnly: opts.ReadOnlyState, Clock: opts.Clock})
 		if err != nil {
 			return nil, Errorf(ExitRuntime, "%w", err)
 		}

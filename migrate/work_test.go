@@ -10,17 +10,25 @@ import (
 	"time"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/checkpoints/clock"
 	"github.com/ferrymigrate/ferry/providers"
 )
 
 // workers runs fn in n migrations that share one state as workers, at once.
 func (h *harness) workers(n int, state string, rangeSize int, fn func(m *Migration) error) []error {
 	h.t.Helper()
+	return h.workersOn(nil, n, state, rangeSize, fn)
+}
+
+// workersOn is workers whose state's leases follow clk (nil: the state's own clock).
+func (h *harness) workersOn(clk clock.Clock, n int, state string, rangeSize int, fn func(m *Migration) error) []error {
+	h.t.Helper()
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		opts := h.options(false)
 		opts.StateDSN, opts.Worker, opts.RangeSize, opts.WorkerLease = state, true, rangeSize, 5*time.Second
+		opts.Clock = clk
 		m, err := Open(context.Background(), opts)
 		if err != nil {
 			h.t.Fatal(err)
@@ -165,9 +173,11 @@ func TestSharedPlanResumesARange(t *testing.T) {
 	want := h.planAlone()
 
 	// A worker cuts the plan, claims the first range and lists part of it, then dies.
+	// Every process here shares one fake clock for the state's leases.
+	clk := clock.NewFake()
 	shared := filepath.Join(h.dir, "shared.db")
 	opts := h.options(false)
-	opts.StateDSN, opts.Worker, opts.RangeSize = shared, true, 4
+	opts.StateDSN, opts.Worker, opts.RangeSize, opts.Clock = shared, true, 4, clk
 	dead, err := Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -196,9 +206,9 @@ func TestSharedPlanResumesARange(t *testing.T) {
 		t.Fatal(err)
 	}
 	dead.Close()
-	time.Sleep(1200 * time.Millisecond) // its lease runs out
+	clk.Advance(1200 * time.Millisecond) // its lease runs out
 
-	errs := h.workers(2, shared, 4, func(m *Migration) error {
+	errs := h.workersOn(clk, 2, shared, 4, func(m *Migration) error {
 		res, err := m.Plan(context.Background())
 		if err == nil && res.Digest != want.Digest {
 			return fmt.Errorf("digest %.16s, one process %.16s", res.Digest, want.Digest)

@@ -26,16 +26,20 @@ import (
 	"time"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/checkpoints/clock"
 )
 
-// Run runs the conformance suite. open returns a new, empty store for one subtest;
-// the suite closes it when the subtest ends. Subtests run one at a time. The lock tests
-// start the test binary (os.Args[0] -test.run=^$) once to get the pid of a process
-// that has exited, and sleep for a few seconds to let a lease run out.
-func Run(t *testing.T, open func(t *testing.T) checkpoints.Store) {
-	fresh := func(t *testing.T) checkpoints.Store {
+// Run runs the conformance suite. open returns a new, empty store for one subtest,
+// opened with opts; the suite closes it when the subtest ends. Subtests run one at a
+// time. The lock tests start the test binary (os.Args[0] -test.run=^$) once to get
+// the pid of a process that has exited. Tests that wait for a lease to run out open
+// their store with a fake clock (opts.Clock) and advance it instead of sleeping; the
+// others leave opts.Clock nil, so the store's own clock (the database's, on
+// PostgreSQL) is the one they exercise.
+func Run(t *testing.T, open func(t *testing.T, opts checkpoints.Options) checkpoints.Store) {
+	fresh := func(t *testing.T, opts checkpoints.Options) checkpoints.Store {
 		t.Helper()
-		s := open(t)
+		s := open(t, opts)
 		t.Cleanup(func() {
 			if err := s.Close(); err != nil {
 				t.Errorf("Close: %v", err)
@@ -43,32 +47,44 @@ func Run(t *testing.T, open func(t *testing.T) checkpoints.Store) {
 		})
 		return s
 	}
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s checkpoints.Store)
-	}{
-		{"Meta", testMeta},
-		{"RoundTrip", testRoundTrip},
-		{"ExactKeys", testExactKeys},
-		{"SaveReplacesReplicas", testSaveReplacesReplicas},
-		{"SaveLastWriteWins", testSaveLastWriteWins},
-		{"Records", testRecords},
-		{"RecordsStageMatchesOneReplica", testRecordsStageMatchesOneReplica},
-		{"RecordsCallbackWrites", testRecordsCallbackWrites},
-		{"Listed", testListed},
-		{"Unlisted", testUnlisted},
-		{"Stages", testStages},
-		{"Stats", testStats},
-		{"LockLiveHolder", testLockLiveHolder},
-		{"LockDeadHolder", testLockDeadHolder},
-		{"LockOtherHost", testLockOtherHost},
-		{"LockRace", testLockRace},
-		{"Journal", testJournal},
+	tests := []suiteTest{
+		{name: "Meta", fn: testMeta},
+		{name: "RoundTrip", fn: testRoundTrip},
+		{name: "ExactKeys", fn: testExactKeys},
+		{name: "SaveReplacesReplicas", fn: testSaveReplacesReplicas},
+		{name: "SaveLastWriteWins", fn: testSaveLastWriteWins},
+		{name: "Records", fn: testRecords},
+		{name: "RecordsStageMatchesOneReplica", fn: testRecordsStageMatchesOneReplica},
+		{name: "RecordsCallbackWrites", fn: testRecordsCallbackWrites},
+		{name: "Listed", fn: testListed},
+		{name: "Unlisted", fn: testUnlisted},
+		{name: "Stages", fn: testStages},
+		{name: "Stats", fn: testStats},
+		{name: "LockLiveHolder", timed: testLockLiveHolder},
+		{name: "LockDeadHolder", fn: testLockDeadHolder},
+		{name: "LockOtherHost", timed: testLockOtherHost},
+		{name: "LockRace", fn: testLockRace},
+		{name: "Journal", fn: testJournal},
 	}
 	tests = append(tests, workTests()...)
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, fresh(t)) })
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.timed == nil {
+				tc.fn(t, fresh(t, checkpoints.Options{}))
+				return
+			}
+			clk := clock.NewFake()
+			tc.timed(t, fresh(t, checkpoints.Options{Clock: clk}), clk)
+		})
 	}
+}
+
+// suiteTest is one test of the suite: fn runs on a store with its own clock; timed,
+// on a store whose clock is clk, which it advances to let leases run out.
+type suiteTest struct {
+	name  string
+	fn    func(t *testing.T, s checkpoints.Store)
+	timed func(t *testing.T, s checkpoints.Store, clk *clock.Fake)
 }
 
 // ---- fixtures and helpers ----
@@ -1216,7 +1232,7 @@ func holderIs(t *testing.T, s checkpoints.Store, want checkpoints.LockInfo) chec
 	return h
 }
 
-func testLockLiveHolder(t *testing.T, s checkpoints.Store) {
+func testLockLiveHolder(t *testing.T, s checkpoints.Store, clk *clock.Fake) {
 	ctx := t.Context()
 	if h, ok, err := s.LockHolder(ctx); ok || err != nil {
 		t.Fatalf("LockHolder of a new store = %+v, %v, %v; want none", h, ok, err)
@@ -1225,21 +1241,19 @@ func testLockLiveHolder(t *testing.T, s checkpoints.Store) {
 	if me.Host != hostname(t) || me.PID != os.Getpid() {
 		t.Fatalf("Self = %+v", me)
 	}
-	before := time.Now()
 	l, err := s.Lock(ctx, me, time.Minute)
 	if err != nil {
 		t.Fatalf("Lock: %v", err)
 	}
-	after := time.Now()
 	h := holderIs(t, s, me)
 	if h.Token == "" {
 		t.Error("LockHolder has no token")
 	}
-	slack := time.Second
-	if h.Acquired.Before(before.Add(-slack)) || h.Acquired.After(after.Add(slack)) {
-		t.Errorf("LockHolder.Acquired = %v, want between %v and %v", h.Acquired, before, after)
+	// The store's clock stands still: the lock was taken at its time, for the lease.
+	if now := clk.Now(); !h.Acquired.Equal(now) {
+		t.Errorf("LockHolder.Acquired = %v, want the store's clock, %v", h.Acquired, now)
 	}
-	if d := h.LeaseTill.Sub(h.Acquired); d < time.Minute-slack || d > time.Minute+slack {
+	if d := h.LeaseTill.Sub(h.Acquired); d != time.Minute {
 		t.Errorf("lease: LeaseTill - Acquired = %v, want 1m", d)
 	}
 
@@ -1248,13 +1262,13 @@ func testLockLiveHolder(t *testing.T, s checkpoints.Store) {
 	lockedBy(t, err, me)
 	holderIs(t, s, me) // the refused Lock changed nothing
 
-	// Refresh extends the lease.
-	time.Sleep(20 * time.Millisecond)
+	// Refresh extends the lease: a lease from the time of the refresh.
+	clk.Advance(20 * time.Millisecond)
 	if err := l.Refresh(ctx); err != nil {
 		t.Fatalf("Refresh: %v", err)
 	}
-	if h2 := holderIs(t, s, me); !h2.LeaseTill.After(h.LeaseTill) {
-		t.Errorf("Refresh did not extend the lease: %v, then %v", h.LeaseTill, h2.LeaseTill)
+	if h2 := holderIs(t, s, me); !h2.LeaseTill.After(h.LeaseTill) || !h2.LeaseTill.Equal(clk.Now().Add(time.Minute)) {
+		t.Errorf("Refresh did not extend the lease to a minute from now (%v): %v, then %v", clk.Now(), h.LeaseTill, h2.LeaseTill)
 	}
 
 	if err := l.Release(ctx); err != nil {
@@ -1279,7 +1293,7 @@ func testLockLiveHolder(t *testing.T, s checkpoints.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(20 * time.Millisecond)
+	clk.Advance(20 * time.Millisecond)
 	_, err = s.Lock(ctx, checkpoints.Self("verify"), time.Minute)
 	lockedBy(t, err, me)
 	if err := short.Release(ctx); err != nil {
@@ -1364,7 +1378,7 @@ func testLockDeadHolder(t *testing.T, s checkpoints.Store) {
 	}
 }
 
-func testLockOtherHost(t *testing.T, s checkpoints.Store) {
+func testLockOtherHost(t *testing.T, s checkpoints.Store, clk *clock.Fake) {
 	ctx := t.Context()
 	me := checkpoints.Self("copy")
 	// pid 1 exists here, which must not matter for another host's holder.
@@ -1379,23 +1393,24 @@ func testLockOtherHost(t *testing.T, s checkpoints.Store) {
 	lockedBy(t, err, other)
 
 	// A refresh keeps it: after the first lease would have ended, it is still held.
-	time.Sleep(lease / 2)
+	clk.Advance(lease / 2)
 	if err := theirs.Refresh(ctx); err != nil {
 		t.Fatalf("Refresh: %v", err)
 	}
 	h2 := holderIs(t, s, other)
-	time.Sleep(time.Until(h.LeaseTill) + 50*time.Millisecond)
-	if _, err := s.Lock(ctx, me, time.Minute); err == nil {
-		if time.Now().Before(h2.LeaseTill) {
-			t.Fatalf("Lock succeeded before the refreshed lease (until %v) ran out", h2.LeaseTill)
-		}
-		t.Fatal("this machine is too slow for the lease test: the refreshed lease ran out before the check")
-	} else {
-		lockedBy(t, err, other)
+	if !h2.LeaseTill.After(h.LeaseTill) {
+		t.Fatalf("Refresh did not extend the lease: %v, then %v", h.LeaseTill, h2.LeaseTill)
 	}
+	clk.Advance(h.LeaseTill.Sub(clk.Now()) + 50*time.Millisecond)
+	_, err = s.Lock(ctx, me, time.Minute)
+	lockedBy(t, err, other)
+	// Up to its last moment the refreshed lease holds.
+	clk.Advance(h2.LeaseTill.Sub(clk.Now()) - time.Millisecond)
+	_, err = s.Lock(ctx, me, time.Minute)
+	lockedBy(t, err, other)
 
 	// Once the lease has run out, the lock is taken over.
-	time.Sleep(time.Until(h2.LeaseTill) + 50*time.Millisecond)
+	clk.Advance(2 * time.Millisecond)
 	mine, err := s.Lock(ctx, me, time.Minute)
 	if err != nil {
 		t.Fatalf("Lock after the other host's lease expired: %v", err)

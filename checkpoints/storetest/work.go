@@ -9,25 +9,20 @@ import (
 	"time"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
+	"github.com/ferrymigrate/ferry/checkpoints/clock"
 )
 
 // The shared-work part of the suite (checkpoints.WorkStore).
 
-func workTests() []struct {
-	name string
-	fn   func(t *testing.T, s checkpoints.Store)
-} {
-	return []struct {
-		name string
-		fn   func(t *testing.T, s checkpoints.Store)
-	}{
-		{"RecordsThrough", testRecordsThrough},
-		{"WorkersExcludeLock", testWorkersExcludeLock},
-		{"WorkPartitionRounds", testWorkPartitionRounds},
-		{"WorkFencing", testWorkFencing},
-		{"WorkHeartbeatAndLeave", testWorkHeartbeatAndLeave},
-		{"WorkClaimRace", testWorkClaimRace},
-		{"WorkSharedListing", testWorkSharedListing},
+func workTests() []suiteTest {
+	return []suiteTest{
+		{name: "RecordsThrough", fn: testRecordsThrough},
+		{name: "WorkersExcludeLock", fn: testWorkersExcludeLock},
+		{name: "WorkPartitionRounds", fn: testWorkPartitionRounds},
+		{name: "WorkFencing", timed: testWorkFencing},
+		{name: "WorkHeartbeatAndLeave", timed: testWorkHeartbeatAndLeave},
+		{name: "WorkClaimRace", fn: testWorkClaimRace},
+		{name: "WorkSharedListing", timed: testWorkSharedListing},
 	}
 }
 
@@ -197,7 +192,7 @@ func testWorkPartitionRounds(t *testing.T, s checkpoints.Store) {
 	}
 }
 
-func testWorkFencing(t *testing.T, s checkpoints.Store) {
+func testWorkFencing(t *testing.T, s checkpoints.Store, clk *clock.Fake) {
 	ctx := t.Context()
 	if _, err := s.Partition(ctx, "copy", false, func() ([]checkpoints.Range, error) {
 		return []checkpoints.Range{{Lo: "", Hi: ""}}, nil
@@ -214,7 +209,15 @@ func testWorkFencing(t *testing.T, s checkpoints.Store) {
 	if err := s.Checkpoint(ctx, old, "k1", []checkpoints.Record{first}, nil); err != nil {
 		t.Fatalf("Checkpoint within the lease: %v", err)
 	}
-	time.Sleep(lease + 200*time.Millisecond)
+	// Up to the end of the lease, it still holds the range.
+	clk.Advance(lease - time.Millisecond)
+	if _, ok, err := s.Claim(ctx, "copy", 1, "fast", time.Minute); ok || err != nil {
+		t.Fatalf("Claim of a range whose lease still runs = %v, %v; want none", ok, err)
+	}
+	if err := s.Checkpoint(ctx, old, "k1", []checkpoints.Record{first}, nil); err != nil {
+		t.Fatalf("Checkpoint at the end of the lease: %v", err)
+	}
+	clk.Advance(200 * time.Millisecond)
 	// Expired and not yet taken over: still rejected, since the lease was lost.
 	late := fullRecord("k2", 2)
 	if err := s.Checkpoint(ctx, old, "k2", []checkpoints.Record{late}, nil); !errors.Is(err, checkpoints.ErrFenced) {
@@ -254,7 +257,7 @@ func testWorkFencing(t *testing.T, s checkpoints.Store) {
 	}
 }
 
-func testWorkHeartbeatAndLeave(t *testing.T, s checkpoints.Store) {
+func testWorkHeartbeatAndLeave(t *testing.T, s checkpoints.Store, clk *clock.Fake) {
 	ctx := t.Context()
 	if err := s.Join(ctx, worker(t, "w1", "verify"), time.Second); err != nil {
 		t.Fatal(err)
@@ -273,7 +276,7 @@ func testWorkHeartbeatAndLeave(t *testing.T, s checkpoints.Store) {
 	if !held[0].LeaseTill.After(c.LeaseTill.Add(30 * time.Second)) {
 		t.Errorf("Heartbeat did not extend the claim's lease: %v then %v", c.LeaseTill, held[0].LeaseTill)
 	}
-	time.Sleep(1200 * time.Millisecond) // past the claim's first lease: the heartbeat kept it
+	clk.Advance(1200 * time.Millisecond) // past the claim's first lease: the heartbeat kept it
 	if _, ok, _ := s.Claim(ctx, "verify", 1, "w2", time.Minute); !ok {
 		t.Fatal("no open range left for a second worker")
 	}
@@ -311,7 +314,7 @@ func testWorkHeartbeatAndLeave(t *testing.T, s checkpoints.Store) {
 	if c4, ok, _ := s.Claim(ctx, "verify", 1, "w4", time.Minute); !ok || c4.Seq != c3.Seq || c4.Takeover {
 		t.Fatalf("after Release: %+v, %v; want range %d open again", c4, ok, c3.Seq)
 	}
-	if ws, _ := s.Workers(ctx); len(ws) != 1 || !ws[0].Left || ws[0].Alive(time.Now()) {
+	if ws, _ := s.Workers(ctx); len(ws) != 1 || !ws[0].Left || ws[0].Alive(clk.Now()) {
 		t.Fatalf("after Leave: %+v; want w1 left", ws)
 	}
 }
@@ -370,7 +373,7 @@ func testWorkClaimRace(t *testing.T, s checkpoints.Store) {
 	}
 }
 
-func testWorkSharedListing(t *testing.T, s checkpoints.Store) {
+func testWorkSharedListing(t *testing.T, s checkpoints.Store, clk *clock.Fake) {
 	ctx := t.Context()
 	listed := func(site string, keys ...string) []checkpoints.Listed {
 		var out []checkpoints.Listed
@@ -416,7 +419,7 @@ func testWorkSharedListing(t *testing.T, s checkpoints.Store) {
 	if n := count(siteVA); n != 3 {
 		t.Fatalf("rejoining the round reset the listing: %d staged", n)
 	}
-	time.Sleep(400 * time.Millisecond)
+	clk.Advance(400 * time.Millisecond) // past the claim's lease
 	if err := s.Checkpoint(ctx, c, "e", nil, listed(siteVA, "d", "e")); !errors.Is(err, checkpoints.ErrFenced) {
 		t.Fatalf("Checkpoint after the lease = %v; want ErrFenced", err)
 	}
