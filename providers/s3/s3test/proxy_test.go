@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"github.com/ferrymigrate/ferry/providers/fault"
 	"io"
 	"testing"
 	"time"
@@ -51,13 +52,13 @@ func TestProxyFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []Fault{{Status: 503}, {Status: 429}, {Status: 500}, {Drop: true}} {
-		px.Inject(&Rule{Times: 1, Fault: f})
+		px.Inject(&Rule{When: fault.When{Times: 1}, Fault: f})
 		if err := put(); err == nil {
 			t.Fatalf("%+v: put succeeded", f)
 		}
 	}
 	for _, f := range []Fault{{CorruptRequest: true}, {TruncateRequest: true}} {
-		px.Inject(&Rule{Op: OpPut, Times: 1, Fault: f})
+		px.Inject(&Rule{Op: OpPut, When: fault.When{Times: 1}, Fault: f})
 		t0 := time.Now()
 		err := put()
 		t.Logf("%+v: %v after %s", f, err, time.Since(t0))
@@ -68,19 +69,19 @@ func TestProxyFaults(t *testing.T) {
 	if b, err := get(); err != nil || !bytes.Equal(b, data) {
 		t.Fatalf("object changed by failed puts: %v", err)
 	}
-	px.Inject(&Rule{Op: OpGet, Times: 1, Fault: Fault{CorruptResponse: true}})
+	px.Inject(&Rule{Op: OpGet, When: fault.When{Times: 1}, Fault: Fault{CorruptBody: true}})
 	if b, err := get(); err == nil && sha256.Sum256(b) == sha256.Sum256(data) {
 		t.Fatal("corrupted response arrived intact")
 	}
-	px.Inject(&Rule{Op: OpGet, Times: 1, Fault: Fault{TruncateResponse: true}})
+	px.Inject(&Rule{Op: OpGet, When: fault.When{Times: 1}, Fault: Fault{ShortBody: true}})
 	if b, err := get(); err == nil && len(b) == len(data) {
 		t.Fatal("truncated response arrived whole")
 	}
-	px.Inject(&Rule{Op: OpGet, Times: 1, Fault: Fault{DropMidBody: true}})
+	px.Inject(&Rule{Op: OpGet, When: fault.When{Times: 1}, Fault: Fault{Truncate: true}})
 	if _, err := get(); err == nil {
 		t.Fatal("a response cut mid-body read without error")
 	}
-	lat := &Rule{Op: OpGet, Times: 1, Fault: Fault{Latency: 100 * time.Millisecond}}
+	lat := &Rule{Op: OpGet, When: fault.When{Times: 1}, Fault: Fault{Latency: 100 * time.Millisecond}}
 	px.Inject(lat)
 	if b, err := get(); err != nil || !bytes.Equal(b, data) || lat.Fired() != 1 {
 		t.Fatalf("a delayed response: %v", err)
