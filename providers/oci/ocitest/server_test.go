@@ -548,6 +548,33 @@ func TestMultipartAndFaults(t *testing.T) {
 			t.Errorf("truncated body: %d bytes, %v", len(b), rerr)
 		}
 	}
+	// ShortBody: half of the body, with a Content-Length that says it is all of it.
+	full, err := c.GetObject(ctx, objectstorage.GetObjectRequest{NamespaceName: &ns, BucketName: str("b"), ObjectName: str("big")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := io.ReadAll(full.Content)
+	full.Content.Close()
+	srv.Inject(&ocitest.Rule{Op: "GetObject", When: fault.When{Times: 1}, Fault: ocitest.Fault{ShortBody: true}})
+	if g, err := c.GetObject(ctx, objectstorage.GetObjectRequest{NamespaceName: &ns, BucketName: str("b"), ObjectName: str("big")}); err != nil {
+		t.Errorf("short body: %v", err)
+	} else {
+		b, rerr := io.ReadAll(g.Content)
+		g.Content.Close()
+		if rerr != nil || len(b) != len(all)/2 || !bytes.Equal(b, all[:len(all)/2]) {
+			t.Errorf("short body: %d of %d bytes, %v", len(b), len(all), rerr)
+		}
+	}
+	// TruncateRequest: half the upload reaches the emulator, the connection drops,
+	// and nothing is stored.
+	srv.Inject(&ocitest.Rule{Op: "PutObject", When: fault.When{Times: 3}, Fault: ocitest.Fault{TruncateRequest: true}})
+	body := bytes.Repeat([]byte("x"), 4096)
+	if _, err := c.PutObject(ctx, objectstorage.PutObjectRequest{NamespaceName: &ns, BucketName: str("b"), ObjectName: str("cut"),
+		ContentLength: common.Int64(int64(len(body))), PutObjectBody: io.NopCloser(bytes.NewReader(body))}); err == nil {
+		t.Error("a put whose body was cut succeeded")
+	}
+	_, err = c.HeadObject(ctx, objectstorage.HeadObjectRequest{NamespaceName: &ns, BucketName: str("b"), ObjectName: str("cut")})
+	wantStatus(t, err, 404, "HEAD of an object whose upload was cut")
 	if st := srv.Stats(); st["HeadObject"] < 5 || st["UploadPart"] != 6 {
 		t.Errorf("stats: %v", st)
 	}

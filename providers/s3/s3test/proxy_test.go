@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"github.com/ferrymigrate/ferry/providers/fault"
 	"io"
 	"testing"
 	"time"
@@ -13,6 +12,8 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/ferrymigrate/ferry/providers/fault"
 )
 
 func TestMain(m *testing.M) { Main(m) }
@@ -88,5 +89,29 @@ func TestProxyFaults(t *testing.T) {
 	}
 	if n := px.Answered(OpPut, bucket); n != 1 {
 		t.Fatalf("%d puts answered, want 1", n)
+	}
+	// Skip: the first matching get passes, the second is faulted, Times spares the third.
+	skip := &Rule{Op: OpGet, When: fault.When{Skip: 1, Times: 1}, Fault: Fault{Status: 503}}
+	px.Inject(skip)
+	for i, want := range []bool{true, false, true} {
+		if _, err := get(); (err == nil) != want {
+			t.Fatalf("get #%d under Skip 1, Times 1: %v", i+1, err)
+		}
+	}
+	if skip.Matched() != 3 || skip.Fired() != 1 {
+		t.Fatalf("Skip rule matched %d, fired %d; want 3, 1", skip.Matched(), skip.Fired())
+	}
+	// Lost: the put takes effect, but the client never hears so.
+	old := data
+	data = bytes.Repeat([]byte("fedcba9876543210"), 512)
+	px.Inject(&Rule{Op: OpPut, When: fault.When{Times: 1}, Fault: Fault{Lost: true}})
+	if err := put(); err == nil {
+		t.Fatal("a put whose response was lost succeeded")
+	}
+	if b, err := get(); err != nil || bytes.Equal(b, old) || !bytes.Equal(b, data) {
+		t.Fatalf("a put whose response was lost did not take effect: %v", err)
+	}
+	if n := px.Answered(OpPut, bucket); n != 2 {
+		t.Fatalf("%d puts answered, want 2", n)
 	}
 }
