@@ -22,6 +22,7 @@ import (
 	"github.com/ferrymigrate/ferry/providers"
 	"github.com/ferrymigrate/ferry/providers/azblob"
 	"github.com/ferrymigrate/ferry/providers/azblob/azbtest"
+	"github.com/ferrymigrate/ferry/providers/fault"
 	"github.com/ferrymigrate/ferry/providers/faulty"
 	"github.com/ferrymigrate/ferry/providers/file"
 	"github.com/ferrymigrate/ferry/providers/s3"
@@ -83,7 +84,7 @@ func TestAzblobCrashResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first target Put happens, its response is lost.
-	h.faults["target"].AddRule(faulty.Rule{Method: faulty.Put, Nth: 1, After: true, Err: errInjected})
+	h.faults["target"].AddRule(faulty.Rule{Method: faulty.Put, When: fault.When{Nth: 1}, Effect: fault.Effect{Lost: true, Err: errInjected}})
 	if _, err := m.Copy(ctx); err == nil {
 		// A lost response is retried within the run; either way the rerun converges.
 		t.Log("copy absorbed the lost response itself")
@@ -96,8 +97,8 @@ func TestAzblobCrashResume(t *testing.T) {
 	}
 	// Lose the outcome of the first soft delete at singapore and of the first hard
 	// delete at virginia: they happened, ferry does not know.
-	h.faults["singapore"].AddRule(faulty.Rule{Method: faulty.SoftDelete, Nth: 1, After: true, Err: errInjected})
-	h.faults["virginia"].AddRule(faulty.Rule{Method: faulty.DeleteIf, Nth: 1, After: true, Err: errInjected})
+	h.faults["singapore"].AddRule(faulty.Rule{Method: faulty.SoftDelete, When: fault.When{Nth: 1}, Effect: fault.Effect{Lost: true, Err: errInjected}})
+	h.faults["virginia"].AddRule(faulty.Rule{Method: faulty.DeleteIf, When: fault.When{Nth: 1}, Effect: fault.Effect{Lost: true, Err: errInjected}})
 	for _, st := range []string{"canary", "backups", "primary"} {
 		if _, err := deleteStage(t, m, st); err == nil {
 			continue

@@ -13,6 +13,7 @@ import (
 	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/migrate/synth"
 	"github.com/ferrymigrate/ferry/providers"
+	"github.com/ferrymigrate/ferry/providers/fault"
 	"github.com/ferrymigrate/ferry/providers/oci/ocitest"
 	"github.com/ferrymigrate/ferry/providers/s3"
 	"github.com/ferrymigrate/ferry/providers/s3/s3test"
@@ -107,13 +108,13 @@ func untilDone(t *testing.T, what string, tries int, f func() error) int {
 // mid-body on about share of all requests; it returns the rules.
 func storm(px *s3test.Proxy, share float64) []*s3test.Rule {
 	rules := []*s3test.Rule{
-		{Fraction: share * 0.3, Fault: s3test.Fault{Status: http.StatusServiceUnavailable}},
-		{Fraction: share * 0.2, Fault: s3test.Fault{Status: http.StatusTooManyRequests}},
-		{Fraction: share * 0.2, Fault: s3test.Fault{Status: http.StatusInternalServerError}},
-		{Fraction: share * 0.1, Fault: s3test.Fault{Latency: 250 * time.Millisecond}},
-		{Op: s3test.OpGet, Fraction: share * 0.2, Fault: s3test.Fault{DropMidBody: true}},
-		{Op: s3test.OpPut, Fraction: share * 0.2, Fault: s3test.Fault{TruncateRequest: true}},
-		{Op: s3test.OpHead, Fraction: share * 0.2, Fault: s3test.Fault{Drop: true}},
+		{When: fault.When{Fraction: share * 0.3}, Fault: s3test.Fault{Status: http.StatusServiceUnavailable}},
+		{When: fault.When{Fraction: share * 0.2}, Fault: s3test.Fault{Status: http.StatusTooManyRequests}},
+		{When: fault.When{Fraction: share * 0.2}, Fault: s3test.Fault{Status: http.StatusInternalServerError}},
+		{When: fault.When{Fraction: share * 0.1}, Fault: s3test.Fault{Latency: 250 * time.Millisecond}},
+		{Op: s3test.OpGet, When: fault.When{Fraction: share * 0.2}, Fault: s3test.Fault{Truncate: true}},
+		{Op: s3test.OpPut, When: fault.When{Fraction: share * 0.2}, Fault: s3test.Fault{TruncateRequest: true}},
+		{Op: s3test.OpHead, When: fault.When{Fraction: share * 0.2}, Fault: s3test.Fault{Drop: true}},
 	}
 	for _, r := range rules {
 		px.Inject(r)
@@ -233,9 +234,9 @@ func TestFaultCorruptionS3(t *testing.T) {
 		op    s3test.Op
 		fault s3test.Fault
 	}{
-		{"site-read-corrupted", "virginia", s3test.OpGet, s3test.Fault{CorruptResponse: true}},
-		{"site-read-truncated", "virginia", s3test.OpGet, s3test.Fault{TruncateResponse: true}},
-		{"site-read-cut", "virginia", s3test.OpGet, s3test.Fault{DropMidBody: true}},
+		{"site-read-corrupted", "virginia", s3test.OpGet, s3test.Fault{CorruptBody: true}},
+		{"site-read-truncated", "virginia", s3test.OpGet, s3test.Fault{ShortBody: true}},
+		{"site-read-cut", "virginia", s3test.OpGet, s3test.Fault{Truncate: true}},
 		{"target-write-corrupted", "target", s3test.OpPut, s3test.Fault{CorruptRequest: true}},
 		{"target-write-truncated", "target", s3test.OpPut, s3test.Fault{TruncateRequest: true}},
 	}
@@ -251,8 +252,8 @@ func TestFaultCorruptionS3(t *testing.T) {
 			if _, err := m.Plan(ctx); err != nil {
 				t.Fatal(err)
 			}
-			rule := &s3test.Rule{Op: c.op, Bucket: px.buckets[c.store], Fraction: 0.3, Fault: c.fault}
-			sure := &s3test.Rule{Op: c.op, Bucket: px.buckets[c.store], After: 1, Times: 1, Fault: c.fault} // fires whatever the dice say
+			rule := &s3test.Rule{Op: c.op, Bucket: px.buckets[c.store], When: fault.When{Fraction: 0.3}, Fault: c.fault}
+			sure := &s3test.Rule{Op: c.op, Bucket: px.buckets[c.store], When: fault.When{Skip: 1, Times: 1}, Fault: c.fault} // fires whatever the dice say
 			px.proxy.Inject(sure)
 			px.proxy.Inject(rule)
 			// Under the fault: copy and verify, as often as an operator would rerun them.
@@ -350,8 +351,8 @@ func TestFaultListingS3(t *testing.T) {
 		code int
 	}{
 		{"page 2 failing", &s3test.Rule{Op: s3test.OpList, Bucket: virginia, Match: page2, Fault: s3test.Fault{Status: 500}}, ExitRuntime},
-		{"page 2 dropped mid-body", &s3test.Rule{Op: s3test.OpList, Bucket: virginia, Match: page2, Fault: s3test.Fault{DropMidBody: true}}, ExitRuntime},
-		{"page 2 cut short", &s3test.Rule{Op: s3test.OpList, Bucket: virginia, Match: page2, Fault: s3test.Fault{TruncateResponse: true}}, ExitRuntime},
+		{"page 2 dropped mid-body", &s3test.Rule{Op: s3test.OpList, Bucket: virginia, Match: page2, Fault: s3test.Fault{Truncate: true}}, ExitRuntime},
+		{"page 2 cut short", &s3test.Rule{Op: s3test.OpList, Bucket: virginia, Match: page2, Fault: s3test.Fault{ShortBody: true}}, ExitRuntime},
 		{"an empty listing", &s3test.Rule{Op: s3test.OpList, Bucket: virginia, Fault: s3test.Fault{Rewrite: func(_ int, _ http.Header, b []byte) []byte {
 			b = contentsRE.ReplaceAll(b, nil)
 			b = isTruncatedRE.ReplaceAll(b, []byte("<IsTruncated>false</IsTruncated>"))
@@ -413,23 +414,23 @@ func TestFaultStormOCITarget(t *testing.T) {
 	recs := h.standardData(8)
 	const share = 0.15
 	storm := []*ocitest.Rule{
-		{Fraction: share * 0.3, Fault: ocitest.Fault{Status: 503}},
-		{Fraction: share * 0.2, Fault: ocitest.Fault{Status: 429}},
-		{Fraction: share * 0.2, Fault: ocitest.Fault{Status: 500}},
-		{Fraction: share * 0.1, Fault: ocitest.Fault{Latency: 200 * time.Millisecond}},
-		{Op: "PutObject", Fraction: share * 0.2, Fault: ocitest.Fault{DropAfter: true}},
-		{Op: "HeadObject", Fraction: share * 0.2, Fault: ocitest.Fault{Drop: true}},
-		{Op: "GetObject", Fraction: share * 0.3, Fault: ocitest.Fault{Truncate: true}},
+		{When: fault.When{Fraction: share * 0.3}, Fault: ocitest.Fault{Status: 503}},
+		{When: fault.When{Fraction: share * 0.2}, Fault: ocitest.Fault{Status: 429}},
+		{When: fault.When{Fraction: share * 0.2}, Fault: ocitest.Fault{Status: 500}},
+		{When: fault.When{Fraction: share * 0.1}, Fault: ocitest.Fault{Latency: 200 * time.Millisecond}},
+		{Op: "PutObject", When: fault.When{Fraction: share * 0.2}, Fault: ocitest.Fault{Lost: true}},
+		{Op: "HeadObject", When: fault.When{Fraction: share * 0.2}, Fault: ocitest.Fault{Drop: true}},
+		{Op: "GetObject", When: fault.When{Fraction: share * 0.3}, Fault: ocitest.Fault{Truncate: true}},
 	}
 	corrupt := []*ocitest.Rule{
-		{Op: "PutObject", Fraction: share * 0.3, Fault: ocitest.Fault{CorruptRequest: true}},
-		{Op: "GetObject", Fraction: share * 0.3, Fault: ocitest.Fault{CorruptBody: true}},
+		{Op: "PutObject", When: fault.When{Fraction: share * 0.3}, Fault: ocitest.Fault{CorruptRequest: true}},
+		{Op: "GetObject", When: fault.When{Fraction: share * 0.3}, Fault: ocitest.Fault{CorruptBody: true}},
 	}
 	// Each kind of fault also fires once for certain (the third request it matches),
 	// so the test never passes on a run whose dice spared one kind.
 	var sure []*ocitest.Rule
 	for _, r := range append(append([]*ocitest.Rule(nil), storm...), corrupt...) {
-		sure = append(sure, &ocitest.Rule{Op: r.Op, After: 2, Times: 1, Fault: r.Fault})
+		sure = append(sure, &ocitest.Rule{Op: r.Op, When: fault.When{Skip: 2, Times: 1}, Fault: r.Fault})
 	}
 	inject := func(rules []*ocitest.Rule) {
 		for _, r := range rules {

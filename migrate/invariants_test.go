@@ -19,6 +19,7 @@ import (
 	"github.com/ferrymigrate/ferry/migrate/certificate"
 	"github.com/ferrymigrate/ferry/migrate/synth"
 	"github.com/ferrymigrate/ferry/providers"
+	"github.com/ferrymigrate/ferry/providers/fault"
 	"github.com/ferrymigrate/ferry/providers/faulty"
 )
 
@@ -216,7 +217,7 @@ func TestI4IntentDurableBeforeDelete(t *testing.T) {
 		return nil
 	})
 	// Lose the response of the first delete: it happened, ferry does not know.
-	h.faults["singapore"].AddRule(faulty.Rule{Method: faulty.SoftDelete, Nth: 1, After: true, Err: errInjected})
+	h.faults["singapore"].AddRule(faulty.Rule{Method: faulty.SoftDelete, When: fault.When{Nth: 1}, Effect: fault.Effect{Lost: true, Err: errInjected}})
 	_, err := deleteStage(t, m, "canary")
 	mustCode(t, err, ExitRuntime)
 	if checked.Load() == 0 {

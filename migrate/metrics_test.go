@@ -20,6 +20,7 @@ import (
 	"github.com/ferrymigrate/ferry/migrate/metrics"
 	"github.com/ferrymigrate/ferry/migrate/spec"
 	"github.com/ferrymigrate/ferry/providers"
+	"github.com/ferrymigrate/ferry/providers/fault"
 	"github.com/ferrymigrate/ferry/providers/faulty"
 )
 
@@ -145,7 +146,7 @@ func TestMetricsScrapedDuringCopy(t *testing.T) {
 	failing, flaky := keys[3], keys[5]
 	target := h.faults[spec.TargetName]
 	target.FailKey(faulty.Put, failing, fmt.Errorf("no writing here: %w", providers.ErrPermission))
-	target.AddRule(faulty.Rule{Method: faulty.Put, Key: flaky, Times: 1, Err: fmt.Errorf("%w: in flight", providers.ErrChecksum)})
+	target.AddRule(faulty.Rule{Method: faulty.Put, Key: flaky, When: fault.When{Times: 1}, Effect: fault.Effect{Err: fmt.Errorf("%w: in flight", providers.ErrChecksum)}})
 	const before = 6
 	release := make(chan struct{})
 	var puts atomic.Int64

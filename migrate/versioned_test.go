@@ -13,6 +13,7 @@ import (
 	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/migrate/certificate"
 	"github.com/ferrymigrate/ferry/providers"
+	"github.com/ferrymigrate/ferry/providers/fault"
 	"github.com/ferrymigrate/ferry/providers/faulty"
 	"github.com/ferrymigrate/ferry/providers/mem"
 	"github.com/ferrymigrate/ferry/providers/oci"
@@ -280,7 +281,7 @@ func TestVersionedInterruptedDelete(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Every delete at virginia happens, and its answer is lost.
-		h.faults["virginia"].AddRule(faulty.Rule{Method: faulty.DeleteIf, After: true, Err: errInjected})
+		h.faults["virginia"].AddRule(faulty.Rule{Method: faulty.DeleteIf, Effect: fault.Effect{Lost: true, Err: errInjected}})
 		_, err := deleteStage(t, m, "primary")
 		mustCode(t, err, ExitRuntime)
 		if st := replicaState(t, m, "u1/doc", "virginia"); st != checkpoints.Intent {
@@ -320,7 +321,7 @@ func TestVersionedIntentNotYetDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Every delete call at virginia fails before it reaches the store.
-	h.faults["virginia"].AddRule(faulty.Rule{Method: faulty.DeleteIf, Err: errInjected})
+	h.faults["virginia"].AddRule(faulty.Rule{Method: faulty.DeleteIf, Effect: fault.Effect{Err: errInjected}})
 	_, err := deleteStage(t, m, "primary")
 	mustCode(t, err, ExitRuntime)
 	if len(h.versions("virginia", "u1/doc")) != 2 {

@@ -24,6 +24,7 @@ import (
 	"github.com/ferrymigrate/ferry/providers"
 	"github.com/ferrymigrate/ferry/providers/azblob"
 	"github.com/ferrymigrate/ferry/providers/azblob/azbtest"
+	"github.com/ferrymigrate/ferry/providers/fault"
 	"github.com/ferrymigrate/ferry/providers/providertest"
 	"github.com/ferrymigrate/ferry/providers/s3/s3test"
 )
@@ -198,7 +199,7 @@ func TestBlockListIntegrity(t *testing.T) {
 	// fails with ErrChecksum and the old blob stays.
 	rule := &s3test.Rule{Match: func(r *http.Request) bool {
 		return azbtest.Classify(r) == azbtest.OpPut && r.URL.Query().Get("comp") == "block"
-	}, After: 2, Times: 1, Fault: s3test.Fault{CorruptRequest: true}}
+	}, When: fault.When{Skip: 2, Times: 1}, Fault: s3test.Fault{CorruptRequest: true}}
 	remove := p.Inject(rule)
 	other := providertest.Bytes(8, len(data))
 	_, err = s.Put(ctx, "big", bytes.NewReader(other), int64(len(other)), providers.PutOptions{SHA256: sha(other)})
@@ -214,7 +215,7 @@ func TestBlockListIntegrity(t *testing.T) {
 	}
 
 	// A single Put Blob corrupted in flight: refused by its Content-MD5.
-	rule = &s3test.Rule{Match: azbtest.Match(azbtest.OpPut), Times: 1, Fault: s3test.Fault{CorruptRequest: true}}
+	rule = &s3test.Rule{Match: azbtest.Match(azbtest.OpPut), When: fault.When{Times: 1}, Fault: s3test.Fault{CorruptRequest: true}}
 	remove = p.Inject(rule)
 	small := []byte("small blob, one request")
 	_, err = s.Put(ctx, "small", bytes.NewReader(small), int64(len(small)), providers.PutOptions{})
@@ -227,7 +228,7 @@ func TestBlockListIntegrity(t *testing.T) {
 	}
 
 	// A download corrupted in flight fails its Content-MD5 check.
-	remove = p.Inject(&s3test.Rule{Match: azbtest.Match(azbtest.OpGet), Times: 1, Fault: s3test.Fault{CorruptResponse: true}})
+	remove = p.Inject(&s3test.Rule{Match: azbtest.Match(azbtest.OpGet), When: fault.When{Times: 1}, Fault: s3test.Fault{CorruptBody: true}})
 	rc, _, err := s.Open(ctx, "big")
 	if err != nil {
 		t.Fatal(err)
@@ -255,10 +256,10 @@ func TestFaultStorm(t *testing.T) {
 	ctx := t.Context()
 
 	for _, st := range []int{429, 500, 503} {
-		p.Inject(&s3test.Rule{Match: azbtest.Match(), Fraction: 0.08, Fault: s3test.Fault{Status: st}})
+		p.Inject(&s3test.Rule{Match: azbtest.Match(), When: fault.When{Fraction: 0.08}, Fault: s3test.Fault{Status: st}})
 	}
-	cut := &s3test.Rule{Match: azbtest.Match(azbtest.OpGet), Fraction: 0.15, Fault: s3test.Fault{DropMidBody: true}}
-	short := &s3test.Rule{Match: azbtest.Match(azbtest.OpGet), Fraction: 0.15, Fault: s3test.Fault{TruncateResponse: true}}
+	cut := &s3test.Rule{Match: azbtest.Match(azbtest.OpGet), When: fault.When{Fraction: 0.15}, Fault: s3test.Fault{Truncate: true}}
+	short := &s3test.Rule{Match: azbtest.Match(azbtest.OpGet), When: fault.When{Fraction: 0.15}, Fault: s3test.Fault{ShortBody: true}}
 	p.Inject(cut)
 	p.Inject(short)
 

@@ -4,6 +4,7 @@
 package faulty
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/ferrymigrate/ferry/providers"
+	"github.com/ferrymigrate/ferry/providers/fault"
 )
 
 // Method names a Store method (or capability method) that rules match.
@@ -38,21 +40,25 @@ type Call struct {
 	N      int    // 1-based count of calls of Method so far, this one included
 }
 
-// Rule fails matching calls with Err.
+// Rule applies a fault.Effect to the calls it matches, when its fault.When selects
+// them (Skip, Nth, Times, Fraction; the zero When: every matching call).
+//
+// Of the Effect, a Go call honours: Latency (a delay before the call); Err or Drop
+// (the call fails with Err, default fault.ErrDropped, without reaching the inner
+// store); and Lost (the inner call is made, then the caller gets Err, default
+// fault.ErrLost: the effect happened but the response was lost). The HTTP-only
+// fields (Status, Truncate, ...) have no meaning here: AddRule panics on them.
 type Rule struct {
 	Method Method // "" matches every method
 	Key    string // "" matches every key; otherwise exact match
-	// Nth, when > 0, fails only the Nth matching call (1-based).
-	Nth int
-	// Times, when > 0 and Nth is 0, fails only the first Times matching calls (a
-	// transient fault); 0 fails every matching call.
-	Times int
-	Err   error
-	// After performs the inner call and then returns Err: the effect happened but
-	// the caller sees a failure (a lost response).
-	After bool
+	// Match, when set, must also return true. It runs under the Store's lock, so it
+	// must not call the Store.
+	Match func(Call) bool
 
-	seen int
+	fault.When
+	fault.Effect
+
+	n *fault.Counter
 }
 
 // Store is the fault-injecting decorator. Safe for concurrent use.
@@ -61,6 +67,7 @@ type Store struct {
 
 	mu       sync.Mutex
 	rules    []*Rule
+	rng      *fault.Rand // for Fraction; seeded by Seed
 	calls    map[Method]int
 	corrupt  map[string]bool // keys whose Open bytes are corrupted; "" = all
 	listCut  int             // stop listings after this many objects; -1 = off
@@ -85,23 +92,38 @@ func Wrap(inner providers.Store) *Store {
 // Unwrap returns the inner store.
 func (s *Store) Unwrap() providers.Store { return s.inner }
 
-// AddRule adds a failure rule.
+// AddRule adds a fault rule, its counts at zero.
 func (s *Store) AddRule(r Rule) *Store {
+	if f := r.HTTPOnly(); f != "" {
+		panic(fmt.Sprintf("faulty: a rule's %s has no meaning for a Store; use Err, Drop, Lost or Latency", f))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r.seen = 0
+	if s.rng == nil {
+		s.rng = fault.NewRand(0)
+	}
+	r.n = new(fault.Counter)
 	s.rules = append(s.rules, &r)
+	return s
+}
+
+// Seed restarts the random source that rules' Fraction draws from (0: a random
+// seed), so that a run can be repeated.
+func (s *Store) Seed(seed uint64) *Store {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rng = fault.NewRand(seed)
 	return s
 }
 
 // FailNth fails the nth call (1-based) of m with err.
 func (s *Store) FailNth(m Method, n int, err error) *Store {
-	return s.AddRule(Rule{Method: m, Nth: n, Err: err})
+	return s.AddRule(Rule{Method: m, When: fault.When{Nth: n}, Effect: fault.Effect{Err: err}})
 }
 
 // FailKey fails every call of m on key with err.
 func (s *Store) FailKey(m Method, key string, err error) *Store {
-	return s.AddRule(Rule{Method: m, Key: key, Err: err})
+	return s.AddRule(Rule{Method: m, Key: key, Effect: fault.Effect{Err: err}})
 }
 
 // CorruptOpen flips the first byte Open returns for key ("" for every key); an
@@ -172,33 +194,30 @@ func (s *Store) begin(ctx context.Context, m Method, key string) (pre, post erro
 	s.calls[m]++
 	c := Call{Method: m, Key: key, N: s.calls[m]}
 	hooks := s.hooks
+	var delay fault.Effect
 	for _, r := range s.rules {
-		if (r.Method != "" && r.Method != m) || (r.Key != "" && r.Key != key) {
+		if (r.Method != "" && r.Method != m) || (r.Key != "" && r.Key != key) || (r.Match != nil && !r.Match(c)) {
 			continue
 		}
-		r.seen++
-		fire := false
+		if !r.n.Fire(r.When, s.rng) {
+			continue
+		}
+		delay.Latency += r.Latency
 		switch {
-		case r.Nth > 0:
-			fire = r.seen == r.Nth
-		case r.Times > 0:
-			fire = r.seen <= r.Times
-		default:
-			fire = true
-		}
-		if !fire {
-			continue
-		}
-		err := fmt.Errorf("faulty: %s %q: %w", m, key, r.Err)
-		if r.After {
+		case r.Lost && !r.Drop:
 			if post == nil {
-				post = err
+				post = fmt.Errorf("faulty: %s %q: %w", m, key, cmp.Or(r.Err, fault.ErrLost))
 			}
-		} else if pre == nil {
-			pre = err
+		case r.Err != nil || r.Drop:
+			if pre == nil {
+				pre = fmt.Errorf("faulty: %s %q: %w", m, key, cmp.Or(r.Err, fault.ErrDropped))
+			}
 		}
 	}
 	s.mu.Unlock()
+	if !delay.Wait(ctx) {
+		return ctx.Err(), nil
+	}
 	for _, h := range hooks {
 		if err := h(ctx, c); err != nil {
 			return err, nil

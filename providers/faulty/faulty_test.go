@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ferrymigrate/ferry/providers"
+	"github.com/ferrymigrate/ferry/providers/fault"
 	"github.com/ferrymigrate/ferry/providers/faulty"
 	"github.com/ferrymigrate/ferry/providers/mem"
 	"github.com/ferrymigrate/ferry/providers/providertest"
@@ -76,7 +77,7 @@ func TestFailKeyAndTimes(t *testing.T) {
 	}
 
 	f.Clear()
-	f.AddRule(faulty.Rule{Method: faulty.Open, Times: 2, Err: errBoom})
+	f.AddRule(faulty.Rule{Method: faulty.Open, When: fault.When{Times: 2}, Effect: fault.Effect{Err: errBoom}})
 	for i := 1; i <= 3; i++ {
 		rc, _, err := f.Open(t.Context(), "good")
 		if i <= 2 && !errors.Is(err, errBoom) {
@@ -95,7 +96,7 @@ func TestFailKeyAndTimes(t *testing.T) {
 func TestFailAfterTakesEffect(t *testing.T) {
 	f := faulty.Wrap(newMem(t))
 	o := put(t, f, "k", "v")
-	f.AddRule(faulty.Rule{Method: faulty.DeleteIf, Err: errBoom, After: true})
+	f.AddRule(faulty.Rule{Method: faulty.DeleteIf, Effect: fault.Effect{Err: errBoom, Lost: true}})
 	if err := f.DeleteIf(t.Context(), "k", o); !errors.Is(err, errBoom) {
 		t.Fatalf("DeleteIf: %v, want boom", err)
 	}
@@ -234,4 +235,56 @@ func TestCapabilities(t *testing.T) {
 	if ok, _ := m.SoftExists(ctx, "k", h); !ok {
 		t.Error("a call over the bare store reached the inner store")
 	}
+}
+
+// The engine's fields mean for a Store what they mean for the HTTP tools: Drop
+// fails before the call, Lost after it, Skip and Match narrow the calls.
+func TestEngineFields(t *testing.T) {
+	f := faulty.Wrap(newMem(t))
+	f.AddRule(faulty.Rule{Method: faulty.Put, When: fault.When{Skip: 1, Times: 1}, Effect: fault.Effect{Drop: true}})
+	put(t, f, "a", "1") // skipped
+	if _, err := f.Put(t.Context(), "b", strings.NewReader("2"), 1, providers.PutOptions{}); !errors.Is(err, fault.ErrDropped) {
+		t.Errorf("2nd Put: %v, want ErrDropped", err)
+	}
+	if _, err := f.Unwrap().Stat(t.Context(), "b"); !errors.Is(err, providers.ErrNotFound) {
+		t.Errorf("dropped Put reached the inner store: %v", err)
+	}
+	put(t, f, "c", "3") // Times spent
+
+	f.Clear()
+	f.AddRule(faulty.Rule{Method: faulty.Put, Match: func(c faulty.Call) bool { return strings.HasPrefix(c.Key, "lost/") },
+		Effect: fault.Effect{Lost: true}})
+	put(t, f, "kept", "x")
+	if _, err := f.Put(t.Context(), "lost/k", strings.NewReader("y"), 1, providers.PutOptions{}); !errors.Is(err, fault.ErrLost) {
+		t.Errorf("Put(lost/k): %v, want ErrLost", err)
+	}
+	if _, err := f.Unwrap().Stat(t.Context(), "lost/k"); err != nil {
+		t.Errorf("a lost Put did not take effect: %v", err)
+	}
+
+	// Fraction draws from the Store's seeded source: the same seed fails the same calls.
+	pattern := func() string {
+		g := faulty.Wrap(newMem(t)).Seed(9)
+		g.AddRule(faulty.Rule{Method: faulty.Stat, When: fault.When{Fraction: 0.5}, Effect: fault.Effect{Err: errBoom}})
+		var b strings.Builder
+		for range 64 {
+			if _, err := g.Stat(t.Context(), "x"); errors.Is(err, errBoom) {
+				b.WriteByte('x')
+			} else {
+				b.WriteByte('.')
+			}
+		}
+		return b.String()
+	}
+	p1, p2 := pattern(), pattern()
+	if p1 != p2 || !strings.Contains(p1, "x") || !strings.Contains(p1, ".") {
+		t.Errorf("Fraction 0.5 with one seed: %s then %s", p1, p2)
+	}
+
+	defer func() {
+		if recover() == nil {
+			t.Error("AddRule accepted an HTTP status, which a Store cannot honour")
+		}
+	}()
+	f.AddRule(faulty.Rule{Effect: fault.Effect{Status: 503}})
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ferrymigrate/ferry/providers"
+	"github.com/ferrymigrate/ferry/providers/fault"
 	"github.com/ferrymigrate/ferry/providers/gs"
 	"github.com/ferrymigrate/ferry/providers/gs/gstest"
 	"github.com/ferrymigrate/ferry/providers/providertest"
@@ -28,12 +29,12 @@ func TestFaultStorm(t *testing.T) {
 	}
 	defer s.Close()
 	rules := map[string]*s3test.Rule{
-		"503":           {Match: gstest.Match(gstest.OpAny, bucket), Fraction: 0.12, Fault: s3test.Fault{Status: http.StatusServiceUnavailable}},
-		"429":           {Match: gstest.Match(gstest.OpAny, bucket), Fraction: 0.08, Fault: s3test.Fault{Status: http.StatusTooManyRequests}},
-		"500 on puts":   {Match: gstest.Match(gstest.OpPut, bucket), Fraction: 0.1, Fault: s3test.Fault{Status: http.StatusInternalServerError}},
-		"dropped":       {Match: gstest.Match(gstest.OpAny, bucket), Fraction: 0.05, Fault: s3test.Fault{Drop: true}},
-		"cut read body": {Match: gstest.Match(gstest.OpRead, bucket), Fraction: 0.25, Fault: s3test.Fault{DropMidBody: true}},
-		"cut list body": {Match: gstest.Match(gstest.OpList, bucket), Times: 1, Fault: s3test.Fault{DropMidBody: true}},
+		"503":           {Match: gstest.Match(gstest.OpAny, bucket), When: fault.When{Fraction: 0.12}, Fault: s3test.Fault{Status: http.StatusServiceUnavailable}},
+		"429":           {Match: gstest.Match(gstest.OpAny, bucket), When: fault.When{Fraction: 0.08}, Fault: s3test.Fault{Status: http.StatusTooManyRequests}},
+		"500 on puts":   {Match: gstest.Match(gstest.OpPut, bucket), When: fault.When{Fraction: 0.1}, Fault: s3test.Fault{Status: http.StatusInternalServerError}},
+		"dropped":       {Match: gstest.Match(gstest.OpAny, bucket), When: fault.When{Fraction: 0.05}, Fault: s3test.Fault{Drop: true}},
+		"cut read body": {Match: gstest.Match(gstest.OpRead, bucket), When: fault.When{Fraction: 0.25}, Fault: s3test.Fault{Truncate: true}},
+		"cut list body": {Match: gstest.Match(gstest.OpList, bucket), When: fault.When{Times: 1}, Fault: s3test.Fault{Truncate: true}},
 	}
 	for _, r := range rules {
 		defer srv.Faults.Inject(r)()

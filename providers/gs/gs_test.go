@@ -230,7 +230,7 @@ func TestCorruptReadRefused(t *testing.T) {
 	srv, s, bucket := fresh(t, false, "")
 	data := providertest.Bytes(8, 32<<10)
 	put(t, s, "k", data)
-	remove := srv.Faults.Inject(gstest.Rule(gstest.OpRead, bucket, s3test.Fault{CorruptResponse: true}))
+	remove := srv.Faults.Inject(gstest.Rule(gstest.OpRead, bucket, s3test.Fault{CorruptBody: true}))
 	defer remove()
 	rc, _, err := s.Open(t.Context(), "k")
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/oracle/oci-go-sdk/v65/common"
 
 	"github.com/ferrymigrate/ferry/providers"
+	"github.com/ferrymigrate/ferry/providers/fault"
 	"github.com/ferrymigrate/ferry/providers/oci"
 	"github.com/ferrymigrate/ferry/providers/oci/ocitest"
 	"github.com/ferrymigrate/ferry/providers/providertest"
@@ -163,8 +164,8 @@ func listKeys(t *testing.T, s providers.Store) ([]string, error) {
 // versioned, with 10% of all requests failing with 429 or 503: every operation must
 // still succeed, through retries.
 func TestConformance(t *testing.T) {
-	throttle := &ocitest.Rule{Fraction: 0.05, Fault: ocitest.Fault{Status: 429}}
-	unavailable := &ocitest.Rule{Fraction: 0.05, Fault: ocitest.Fault{Status: 503}}
+	throttle := &ocitest.Rule{When: fault.When{Fraction: 0.05}, Fault: ocitest.Fault{Status: 429}}
+	unavailable := &ocitest.Rule{When: fault.When{Fraction: 0.05}, Fault: ocitest.Fault{Status: 503}}
 	srv := emulator(t, ocitest.Options{Faults: []*ocitest.Rule{throttle, unavailable}, Seed: 42})
 	o := fastOptions()
 	o.MaxAttempts = 12
@@ -285,7 +286,7 @@ func TestCorruptUploadCaught(t *testing.T) {
 	ctx := t.Context()
 
 	t.Run("SinglePutCorruptedInFlight", func(t *testing.T) {
-		remove := srv.Inject(&ocitest.Rule{Op: "PutObject", Times: 1, Fault: ocitest.Fault{CorruptRequest: true}})
+		remove := srv.Inject(&ocitest.Rule{Op: "PutObject", When: fault.When{Times: 1}, Fault: ocitest.Fault{CorruptRequest: true}})
 		defer remove()
 		data := providertest.Bytes(10, 200<<10)
 		_, err := s.Put(ctx, "single", bytes.NewReader(data), int64(len(data)), providers.PutOptions{SHA256: sha(data)})
@@ -297,7 +298,7 @@ func TestCorruptUploadCaught(t *testing.T) {
 		}
 	})
 	t.Run("PartCorruptedInFlight", func(t *testing.T) {
-		remove := srv.Inject(&ocitest.Rule{Op: "UploadPart", After: 1, Times: 1, Fault: ocitest.Fault{CorruptRequest: true}})
+		remove := srv.Inject(&ocitest.Rule{Op: "UploadPart", When: fault.When{Skip: 1, Times: 1}, Fault: ocitest.Fault{CorruptRequest: true}})
 		defer remove()
 		data := providertest.Bytes(11, 3*testPart+100)
 		_, err := s.Put(ctx, "multi", bytes.NewReader(data), int64(len(data)), providers.PutOptions{SHA256: sha(data), CRC32C: crc(data)})
@@ -339,7 +340,7 @@ func TestCorruptUploadCaught(t *testing.T) {
 		for _, size := range []int{50 << 10, 2*testPart + 7} {
 			data := providertest.Bytes(13, size)
 			put(t, s, "dl", data)
-			remove := srv.Inject(&ocitest.Rule{Op: "GetObject", Times: 1, Fault: ocitest.Fault{CorruptBody: true}})
+			remove := srv.Inject(&ocitest.Rule{Op: "GetObject", When: fault.When{Times: 1}, Fault: ocitest.Fault{CorruptBody: true}})
 			rc, _, err := s.Open(ctx, "dl")
 			if err != nil {
 				t.Fatal(err)
@@ -355,7 +356,7 @@ func TestCorruptUploadCaught(t *testing.T) {
 	t.Run("TruncatedDownload", func(t *testing.T) {
 		data := providertest.Bytes(14, 300<<10)
 		put(t, s, "tr", data)
-		defer srv.Inject(&ocitest.Rule{Op: "GetObject", Times: 1, Fault: ocitest.Fault{Truncate: true}})()
+		defer srv.Inject(&ocitest.Rule{Op: "GetObject", When: fault.When{Times: 1}, Fault: ocitest.Fault{Truncate: true}})()
 		rc, _, err := s.Open(ctx, "tr")
 		if err != nil {
 			t.Fatal(err)
@@ -376,7 +377,7 @@ func TestMultipart(t *testing.T) {
 			data := providertest.Bytes(20, 5*testPart+12345) // 6 parts
 			meta := map[string]string{"source-site": "virginia", "source-key": "users/é/x", "sha256": sha(data)}
 			// A non-seekable source: parts are buffered, so each is retryable.
-			defer srv.Inject(&ocitest.Rule{Op: "UploadPart", After: 2, Times: 2, Fault: ocitest.Fault{Status: 503}})()
+			defer srv.Inject(&ocitest.Rule{Op: "UploadPart", When: fault.When{Skip: 2, Times: 2}, Fault: ocitest.Fault{Status: 503}})()
 			p, err := s.Put(t.Context(), "big", io.MultiReader(bytes.NewReader(data)), int64(len(data)),
 				providers.PutOptions{SHA256: sha(data), CRC32C: crc(data), Metadata: meta})
 			if err != nil {
@@ -428,8 +429,8 @@ func TestLostResponses(t *testing.T) {
 
 	// A dropped connection before the request is handled, and a response lost after
 	// it took effect: both retried.
-	defer srv.Inject(&ocitest.Rule{Op: "PutObject", Times: 1, Fault: ocitest.Fault{Drop: true}})()
-	defer srv.Inject(&ocitest.Rule{Op: "HeadObject", Times: 1, Fault: ocitest.Fault{DropAfter: true}})()
+	defer srv.Inject(&ocitest.Rule{Op: "PutObject", When: fault.When{Times: 1}, Fault: ocitest.Fault{Drop: true}})()
+	defer srv.Inject(&ocitest.Rule{Op: "HeadObject", When: fault.When{Times: 1}, Fault: ocitest.Fault{Lost: true}})()
 	small := []byte("small object")
 	put(t, s, "small", small)
 	if _, err := s.Stat(ctx, "small"); err != nil {
@@ -438,7 +439,7 @@ func TestLostResponses(t *testing.T) {
 
 	// The commit of a multipart upload takes effect but its response is lost: the
 	// retry finds no upload, and the store recognises its own object.
-	defer srv.Inject(&ocitest.Rule{Op: "CommitMultipartUpload", Times: 1, Fault: ocitest.Fault{DropAfter: true}})()
+	defer srv.Inject(&ocitest.Rule{Op: "CommitMultipartUpload", When: fault.When{Times: 1}, Fault: ocitest.Fault{Lost: true}})()
 	data := providertest.Bytes(30, 2*testPart+1)
 	p := put(t, s, "big", data)
 	if p.Checksums.CRC32C != crc(data) {
@@ -470,7 +471,7 @@ func TestListFailures(t *testing.T) {
 			}
 
 			// Page 3 fails, and keeps failing through the retries.
-			remove := srv.Inject(&ocitest.Rule{Op: op, After: 2, Fault: ocitest.Fault{Status: 500}})
+			remove := srv.Inject(&ocitest.Rule{Op: op, When: fault.When{Skip: 2}, Fault: ocitest.Fault{Status: 500}})
 			keys, err := listKeys(t, s)
 			remove()
 			if !errors.Is(err, providers.ErrIncompleteList) {
@@ -508,7 +509,7 @@ func TestListFailures(t *testing.T) {
 
 			if !versioned {
 				// A continuation that goes backwards.
-				remove = srv.Inject(&ocitest.Rule{Op: op, After: 1, Times: 1, Fault: ocitest.Fault{Rewrite: func(_ int, _ http.Header, body []byte) []byte {
+				remove = srv.Inject(&ocitest.Rule{Op: op, When: fault.When{Skip: 1, Times: 1}, Fault: ocitest.Fault{Rewrite: func(_ int, _ http.Header, body []byte) []byte {
 					var m map[string]any
 					json.Unmarshal(body, &m)
 					m["nextStartWith"] = "site/k000"
@@ -523,7 +524,7 @@ func TestListFailures(t *testing.T) {
 
 				// A full page that leaves nextStartWith out: the store looks further
 				// rather than stopping short.
-				remove = srv.Inject(&ocitest.Rule{Op: op, Times: 1, Fault: ocitest.Fault{Rewrite: func(_ int, _ http.Header, body []byte) []byte {
+				remove = srv.Inject(&ocitest.Rule{Op: op, When: fault.When{Times: 1}, Fault: ocitest.Fault{Rewrite: func(_ int, _ http.Header, body []byte) []byte {
 					var m map[string]any
 					json.Unmarshal(body, &m)
 					delete(m, "nextStartWith")
@@ -542,8 +543,8 @@ func TestListFailures(t *testing.T) {
 
 func TestRetriesAndBreaker(t *testing.T) {
 	// 10% of all requests answered 429 or 503, with the per-store circuit breaker on.
-	rule := &ocitest.Rule{Fraction: 0.1, Fault: ocitest.Fault{Status: 503}}
-	srv := emulator(t, ocitest.Options{Faults: []*ocitest.Rule{rule, {Op: "PutObject", Fraction: 0.1, Fault: ocitest.Fault{Status: 429}}}, Seed: 7})
+	rule := &ocitest.Rule{When: fault.When{Fraction: 0.1}, Fault: ocitest.Fault{Status: 503}}
+	srv := emulator(t, ocitest.Options{Faults: []*ocitest.Rule{rule, {Op: "PutObject", When: fault.When{Fraction: 0.1}, Fault: ocitest.Fault{Status: 429}}}, Seed: 7})
 	bucket := newBucket(t, srv, false)
 	o := fastOptions()
 	o.DisableCircuitBreaker = false
@@ -650,7 +651,7 @@ func TestConditionalDelete(t *testing.T) {
 			}
 			// The check is the service's too: a stale etag that slips past the HEAD is
 			// refused by If-Match.
-			defer srv.Inject(&ocitest.Rule{Op: "HeadObject", Times: 1, Fault: ocitest.Fault{Rewrite: func(_ int, h http.Header, b []byte) []byte {
+			defer srv.Inject(&ocitest.Rule{Op: "HeadObject", When: fault.When{Times: 1}, Fault: ocitest.Fault{Rewrite: func(_ int, h http.Header, b []byte) []byte {
 				h.Set("ETag", old.ETag)
 				if old.Version != "" {
 					h.Set("version-id", old.Version)

@@ -42,7 +42,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -51,6 +50,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ferrymigrate/ferry/providers/fault"
 )
 
 // DefaultNamespace is the namespace used when Options.Namespace is empty.
@@ -117,7 +118,7 @@ type Server struct {
 
 	faultMu sync.Mutex
 	rules   []*Rule
-	rng     *mrand.Rand
+	rng     *fault.Rand
 }
 
 // New returns an emulator for opts. Close it when done (it closes the journal of a
@@ -144,11 +145,7 @@ func New(opts Options) (*Server, error) {
 	if s.skew == 0 {
 		s.skew = 5 * time.Minute
 	}
-	seed := opts.Seed
-	if seed == 0 {
-		seed = mrand.Uint64()
-	}
-	s.rng = mrand.New(mrand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	s.rng = fault.NewRand(opts.Seed)
 	for id, pemBytes := range opts.PublicKeys {
 		if err := s.AddPublicKey(id, pemBytes); err != nil {
 			return nil, err

@@ -23,6 +23,7 @@ import (
 	"github.com/oracle/oci-go-sdk/v65/common"
 	"github.com/oracle/oci-go-sdk/v65/objectstorage"
 
+	"github.com/ferrymigrate/ferry/providers/fault"
 	"github.com/ferrymigrate/ferry/providers/oci/ocitest"
 )
 
@@ -446,7 +447,7 @@ func TestMultipartAndFaults(t *testing.T) {
 			OpcChecksumAlgorithm: objectstorage.UploadPartOpcChecksumAlgorithmCrc32c, OpcContentCrc32c: str(crc32c(body))}
 		if i == 2 {
 			// The first try is corrupted in flight: refused.
-			remove := srv.Inject(&ocitest.Rule{Op: "UploadPart", Times: 1, Fault: ocitest.Fault{CorruptRequest: true}})
+			remove := srv.Inject(&ocitest.Rule{Op: "UploadPart", When: fault.When{Times: 1}, Fault: ocitest.Fault{CorruptRequest: true}})
 			_, err := c.UploadPart(ctx, req)
 			remove()
 			if code, name := status(err); code != 400 || name != "UnmatchedContentCRC32C" {
@@ -512,7 +513,7 @@ func TestMultipartAndFaults(t *testing.T) {
 	}
 
 	// Faults: status on the Nth request, a dropped connection, latency, truncation.
-	rule := &ocitest.Rule{Op: "HeadObject", After: 1, Times: 1, Fault: ocitest.Fault{Status: 503}}
+	rule := &ocitest.Rule{Op: "HeadObject", When: fault.When{Skip: 1, Times: 1}, Fault: ocitest.Fault{Status: 503}}
 	srv.Inject(rule)
 	head := func() error {
 		_, err := c.HeadObject(ctx, objectstorage.HeadObjectRequest{NamespaceName: &ns, BucketName: str("b"), ObjectName: str("big")})
@@ -528,17 +529,17 @@ func TestMultipartAndFaults(t *testing.T) {
 	srv.ClearFaults()
 	// (net/http retries an idempotent request once on a reused connection that
 	// closes, so drop more than once.)
-	srv.Inject(&ocitest.Rule{Op: "HeadObject", Times: 3, Fault: ocitest.Fault{Drop: true}})
+	srv.Inject(&ocitest.Rule{Op: "HeadObject", When: fault.When{Times: 3}, Fault: ocitest.Fault{Drop: true}})
 	if err := head(); err == nil || status0(err) {
 		t.Errorf("dropped connection: %v", err)
 	}
 	srv.ClearFaults()
-	srv.Inject(&ocitest.Rule{Method: "HEAD", Path: "/o/big", Times: 1, Fault: ocitest.Fault{Latency: 50 * time.Millisecond}})
+	srv.Inject(&ocitest.Rule{Method: "HEAD", Path: "/o/big", When: fault.When{Times: 1}, Fault: ocitest.Fault{Latency: 50 * time.Millisecond}})
 	start := time.Now()
 	if err := head(); err != nil || time.Since(start) < 50*time.Millisecond {
 		t.Errorf("latency: %v after %s", err, time.Since(start))
 	}
-	srv.Inject(&ocitest.Rule{Op: "GetObject", Times: 1, Fault: ocitest.Fault{Truncate: true, TruncateBody: 100}})
+	srv.Inject(&ocitest.Rule{Op: "GetObject", When: fault.When{Times: 1}, Fault: ocitest.Fault{Truncate: true, TruncateAt: 100}})
 	g, err := c.GetObject(ctx, objectstorage.GetObjectRequest{NamespaceName: &ns, BucketName: str("b"), ObjectName: str("big")})
 	if err == nil {
 		b, rerr := io.ReadAll(g.Content)
@@ -547,6 +548,33 @@ func TestMultipartAndFaults(t *testing.T) {
 			t.Errorf("truncated body: %d bytes, %v", len(b), rerr)
 		}
 	}
+	// ShortBody: half of the body, with a Content-Length that says it is all of it.
+	full, err := c.GetObject(ctx, objectstorage.GetObjectRequest{NamespaceName: &ns, BucketName: str("b"), ObjectName: str("big")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := io.ReadAll(full.Content)
+	full.Content.Close()
+	srv.Inject(&ocitest.Rule{Op: "GetObject", When: fault.When{Times: 1}, Fault: ocitest.Fault{ShortBody: true}})
+	if g, err := c.GetObject(ctx, objectstorage.GetObjectRequest{NamespaceName: &ns, BucketName: str("b"), ObjectName: str("big")}); err != nil {
+		t.Errorf("short body: %v", err)
+	} else {
+		b, rerr := io.ReadAll(g.Content)
+		g.Content.Close()
+		if rerr != nil || len(b) != len(all)/2 || !bytes.Equal(b, all[:len(all)/2]) {
+			t.Errorf("short body: %d of %d bytes, %v", len(b), len(all), rerr)
+		}
+	}
+	// TruncateRequest: half the upload reaches the emulator, the connection drops,
+	// and nothing is stored.
+	srv.Inject(&ocitest.Rule{Op: "PutObject", When: fault.When{Times: 3}, Fault: ocitest.Fault{TruncateRequest: true}})
+	body := bytes.Repeat([]byte("x"), 4096)
+	if _, err := c.PutObject(ctx, objectstorage.PutObjectRequest{NamespaceName: &ns, BucketName: str("b"), ObjectName: str("cut"),
+		ContentLength: common.Int64(int64(len(body))), PutObjectBody: io.NopCloser(bytes.NewReader(body))}); err == nil {
+		t.Error("a put whose body was cut succeeded")
+	}
+	_, err = c.HeadObject(ctx, objectstorage.HeadObjectRequest{NamespaceName: &ns, BucketName: str("b"), ObjectName: str("cut")})
+	wantStatus(t, err, 404, "HEAD of an object whose upload was cut")
 	if st := srv.Stats(); st["HeadObject"] < 5 || st["UploadPart"] != 6 {
 		t.Errorf("stats: %v", st)
 	}

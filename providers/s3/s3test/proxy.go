@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ferrymigrate/ferry/providers"
+	"github.com/ferrymigrate/ferry/providers/fault"
 )
 
 // Op is the kind of S3 request a proxy rule matches.
@@ -34,62 +34,31 @@ const (
 	OpOther  Op = "other"
 )
 
-// Fault is what a proxy does to one request.
-type Fault struct {
-	// Status answers the request with this status and an S3 error body, without
-	// forwarding it (503, 429, 500, ...). Code overrides the error code (default:
-	// SlowDown for 503, TooManyRequests for 429, InternalError otherwise).
-	Status int
-	Code   string
-	// Latency delays the request before anything else happens (a latency spike).
-	Latency time.Duration
-	// Drop closes the client's connection without forwarding the request.
-	Drop bool
-	// DropMidBody forwards the request, sends the response's headers and the first
-	// half of its body, then closes the connection (the length promised is not met).
-	DropMidBody bool
-	// TruncateResponse forwards the request and sends the first half of the response
-	// body as if it were all of it (Content-Length fixed up): a clean-looking short body.
-	TruncateResponse bool
-	// CorruptResponse flips one byte in the middle of the response body; the length
-	// and headers are unchanged.
-	CorruptResponse bool
-	// CorruptRequest flips one byte in the middle of the request body on its way to
-	// the server (corruption in flight on an upload).
-	CorruptRequest bool
-	// TruncateRequest forwards only the first half of the request body, then cuts the
-	// connection to the server and the client's connection.
-	TruncateRequest bool
-	// Rewrite receives the complete response (status, headers, body) and returns the
-	// body to send instead (headers may be changed in place; Content-Length is fixed).
-	Rewrite func(status int, h http.Header, body []byte) []byte
-}
+// Fault is what a proxy does to one request: the shared vocabulary of
+// fault.Effect, HTTP fields only (Err has no meaning here). A Status answer has an
+// S3 error body, with the code SlowDown for 503, TooManyRequests for 429 and
+// InternalError otherwise unless Code says.
+type Fault = fault.Effect
 
-// Rule applies a Fault to the requests it matches.
+// Rule applies a Fault to the requests it matches, when its fault.When selects
+// them (Skip, Nth, Times, Fraction).
 type Rule struct {
 	Op     Op     // OpAny matches every request
 	Bucket string // when non-empty, only requests to this bucket
 	// Match, when set, must also return true.
 	Match func(r *http.Request) bool
-	// After skips the first After matching requests; Times bounds how many requests
-	// are faulted (0: no bound); Fraction (when > 0) faults only this share of the
-	// eligible requests, at random.
-	After, Times int
-	Fraction     float64
 
+	fault.When
 	Fault
 
-	mu      sync.Mutex
-	matched int
-	fired   int
+	n fault.Counter
 }
 
 // Fired returns how many requests the rule has faulted.
-func (r *Rule) Fired() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.fired
-}
+func (r *Rule) Fired() int { return r.n.Fired() }
+
+// Matched returns how many requests the rule has matched.
+func (r *Rule) Matched() int { return r.n.Matched() }
 
 // Proxy is a fault-injecting HTTP reverse proxy of ours, on 127.0.0.1, in front of
 // an S3 server. Requests keep the Host the client signed, so signatures verify.
@@ -102,7 +71,7 @@ type Proxy struct {
 
 	mu    sync.Mutex
 	rules []*Rule
-	rng   *rand.Rand
+	rng   *fault.Rand
 	// counts holds requests the server answered, by op, bucket and status class.
 	counts map[string]*atomic.Int64
 	// observers see every request the proxy forwarded untouched (Observe).
@@ -155,7 +124,7 @@ func NewProxy(endpoint string) (*Proxy, error) {
 	if h := u.Hostname(); h != "127.0.0.1" && h != "localhost" && h != "::1" {
 		return nil, fmt.Errorf("s3test: the proxy only talks to the loopback interface, not %s", h)
 	}
-	p := &Proxy{rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3)), counts: map[string]*atomic.Int64{}}
+	p := &Proxy{rng: fault.NewRand(0), counts: map[string]*atomic.Int64{}}
 	p.rp = httputil.NewSingleHostReverseProxy(u)
 	// Never through an HTTP proxy from the environment: loopback only.
 	p.rp.Transport = &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, DisableCompression: true}
@@ -198,6 +167,10 @@ func (p *Proxy) Inject(r *Rule) (remove func()) {
 		}
 	}
 }
+
+// Seed restarts the random source that Fraction draws from (0: a random seed), so
+// that a run can be repeated.
+func (p *Proxy) Seed(seed uint64) { p.rng.Seed(seed) }
 
 // Clear removes every rule.
 func (p *Proxy) Clear() {
@@ -267,38 +240,16 @@ func (p *Proxy) faultFor(r *http.Request, op Op, bucket string) *Fault {
 		if rule.Op != OpAny && rule.Op != op || rule.Bucket != "" && rule.Bucket != bucket || rule.Match != nil && !rule.Match(r) {
 			continue
 		}
-		rule.mu.Lock()
-		rule.matched++
-		fire := rule.matched > rule.After && (rule.Times == 0 || rule.fired < rule.Times)
-		if fire && rule.Fraction > 0 {
-			p.mu.Lock()
-			fire = p.rng.Float64() < rule.Fraction
-			p.mu.Unlock()
-		}
-		if fire {
-			rule.fired++
-		}
-		rule.mu.Unlock()
-		if !fire {
+		if !rule.n.Fire(rule.When, p.rng) {
 			continue
+		}
+		if rule.Err != nil {
+			panic("s3test: a proxy rule's Fault has an Err; answer with a Status instead")
 		}
 		if out == nil {
 			out = &Fault{}
 		}
-		f := rule.Fault
-		out.Latency += f.Latency
-		if out.Status == 0 {
-			out.Status, out.Code = f.Status, f.Code
-		}
-		out.Drop = out.Drop || f.Drop
-		out.DropMidBody = out.DropMidBody || f.DropMidBody
-		out.TruncateResponse = out.TruncateResponse || f.TruncateResponse
-		out.CorruptResponse = out.CorruptResponse || f.CorruptResponse
-		out.CorruptRequest = out.CorruptRequest || f.CorruptRequest
-		out.TruncateRequest = out.TruncateRequest || f.TruncateRequest
-		if f.Rewrite != nil {
-			out.Rewrite = f.Rewrite
-		}
+		out.Merge(rule.Fault)
 	}
 	return out
 }
@@ -321,14 +272,8 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if f.Latency > 0 {
-		t := time.NewTimer(f.Latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
+	if !f.Wait(r.Context()) {
+		return
 	}
 	if f.Drop {
 		panic(http.ErrAbortHandler)
@@ -361,12 +306,12 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.ContentLength > 0 {
 		switch {
 		case f.TruncateRequest:
-			r.Body = &cutReader{rc: r.Body, left: r.ContentLength / 2}
+			r.Body = fault.CutReader(r.Body, r.ContentLength/2)
 		case f.CorruptRequest:
-			r.Body = &flipReader{rc: r.Body, at: r.ContentLength / 2}
+			r.Body = fault.FlipReader(r.Body, r.ContentLength/2)
 		}
 	}
-	if !f.DropMidBody && !f.TruncateResponse && !f.CorruptResponse && f.Rewrite == nil {
+	if !f.Lost && !f.Truncate && !f.ShortBody && !f.CorruptBody && f.Rewrite == nil {
 		sw := &statusWriter{ResponseWriter: w}
 		p.rp.ServeHTTP(sw, r)
 		p.count(op, bucket, sw.code())
@@ -375,6 +320,10 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	rec := httptest.NewRecorder()
 	p.rp.ServeHTTP(rec, r)
 	p.count(op, bucket, rec.Code)
+	if f.Lost {
+		// The server handled the request; the client never hears of it.
+		panic(http.ErrAbortHandler)
+	}
 	body := rec.Body.Bytes()
 	h := w.Header()
 	for k, v := range rec.Header() {
@@ -385,17 +334,17 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		body = f.Rewrite(rec.Code, h, bytes.Clone(body))
 		h.Set("Content-Length", strconv.Itoa(len(body)))
 	}
-	if f.CorruptResponse && len(body) > 0 {
+	if f.CorruptBody && len(body) > 0 {
 		body = bytes.Clone(body)
-		body[len(body)/2] ^= 0x5a
+		body[fault.Offset(f.CorruptAt, int64(len(body)))] ^= 0x5a
 	}
 	switch {
-	case f.DropMidBody && len(body) > 0:
+	case f.Truncate && len(body) > 0:
 		w.WriteHeader(rec.Code)
-		w.Write(body[:len(body)/2])
+		w.Write(body[:fault.Offset(f.TruncateAt, int64(len(body)))])
 		http.NewResponseController(w).Flush()
 		panic(http.ErrAbortHandler)
-	case f.TruncateResponse && len(body) > 0:
+	case f.ShortBody && len(body) > 0:
 		body = body[:len(body)/2]
 		h.Set("Content-Length", strconv.Itoa(len(body)))
 	}
@@ -436,41 +385,3 @@ func (s *statusWriter) code() int {
 	}
 	return s.status
 }
-
-// flipReader flips the byte at offset at of the stream.
-type flipReader struct {
-	rc  io.ReadCloser
-	at  int64
-	off int64
-}
-
-func (f *flipReader) Read(p []byte) (int, error) {
-	n, err := f.rc.Read(p)
-	if f.at >= f.off && f.at < f.off+int64(n) {
-		p[f.at-f.off] ^= 0x5a
-	}
-	f.off += int64(n)
-	return n, err
-}
-
-func (f *flipReader) Close() error { return f.rc.Close() }
-
-// cutReader yields left bytes, then fails as a connection cut mid-body would.
-type cutReader struct {
-	rc   io.ReadCloser
-	left int64
-}
-
-func (c *cutReader) Read(p []byte) (int, error) {
-	if c.left <= 0 {
-		return 0, io.ErrUnexpectedEOF
-	}
-	if int64(len(p)) > c.left {
-		p = p[:c.left]
-	}
-	n, err := c.rc.Read(p)
-	c.left -= int64(n)
-	return n, err
-}
-
-func (c *cutReader) Close() error { return c.rc.Close() }

@@ -12,6 +12,8 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/ferrymigrate/ferry/providers/fault"
 )
 
 func TestMain(m *testing.M) { Main(m) }
@@ -51,13 +53,13 @@ func TestProxyFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []Fault{{Status: 503}, {Status: 429}, {Status: 500}, {Drop: true}} {
-		px.Inject(&Rule{Times: 1, Fault: f})
+		px.Inject(&Rule{When: fault.When{Times: 1}, Fault: f})
 		if err := put(); err == nil {
 			t.Fatalf("%+v: put succeeded", f)
 		}
 	}
 	for _, f := range []Fault{{CorruptRequest: true}, {TruncateRequest: true}} {
-		px.Inject(&Rule{Op: OpPut, Times: 1, Fault: f})
+		px.Inject(&Rule{Op: OpPut, When: fault.When{Times: 1}, Fault: f})
 		t0 := time.Now()
 		err := put()
 		t.Logf("%+v: %v after %s", f, err, time.Since(t0))
@@ -68,24 +70,48 @@ func TestProxyFaults(t *testing.T) {
 	if b, err := get(); err != nil || !bytes.Equal(b, data) {
 		t.Fatalf("object changed by failed puts: %v", err)
 	}
-	px.Inject(&Rule{Op: OpGet, Times: 1, Fault: Fault{CorruptResponse: true}})
+	px.Inject(&Rule{Op: OpGet, When: fault.When{Times: 1}, Fault: Fault{CorruptBody: true}})
 	if b, err := get(); err == nil && sha256.Sum256(b) == sha256.Sum256(data) {
 		t.Fatal("corrupted response arrived intact")
 	}
-	px.Inject(&Rule{Op: OpGet, Times: 1, Fault: Fault{TruncateResponse: true}})
+	px.Inject(&Rule{Op: OpGet, When: fault.When{Times: 1}, Fault: Fault{ShortBody: true}})
 	if b, err := get(); err == nil && len(b) == len(data) {
 		t.Fatal("truncated response arrived whole")
 	}
-	px.Inject(&Rule{Op: OpGet, Times: 1, Fault: Fault{DropMidBody: true}})
+	px.Inject(&Rule{Op: OpGet, When: fault.When{Times: 1}, Fault: Fault{Truncate: true}})
 	if _, err := get(); err == nil {
 		t.Fatal("a response cut mid-body read without error")
 	}
-	lat := &Rule{Op: OpGet, Times: 1, Fault: Fault{Latency: 100 * time.Millisecond}}
+	lat := &Rule{Op: OpGet, When: fault.When{Times: 1}, Fault: Fault{Latency: 100 * time.Millisecond}}
 	px.Inject(lat)
 	if b, err := get(); err != nil || !bytes.Equal(b, data) || lat.Fired() != 1 {
 		t.Fatalf("a delayed response: %v", err)
 	}
 	if n := px.Answered(OpPut, bucket); n != 1 {
 		t.Fatalf("%d puts answered, want 1", n)
+	}
+	// Skip: the first matching get passes, the second is faulted, Times spares the third.
+	skip := &Rule{Op: OpGet, When: fault.When{Skip: 1, Times: 1}, Fault: Fault{Status: 503}}
+	px.Inject(skip)
+	for i, want := range []bool{true, false, true} {
+		if _, err := get(); (err == nil) != want {
+			t.Fatalf("get #%d under Skip 1, Times 1: %v", i+1, err)
+		}
+	}
+	if skip.Matched() != 3 || skip.Fired() != 1 {
+		t.Fatalf("Skip rule matched %d, fired %d; want 3, 1", skip.Matched(), skip.Fired())
+	}
+	// Lost: the put takes effect, but the client never hears so.
+	old := data
+	data = bytes.Repeat([]byte("fedcba9876543210"), 512)
+	px.Inject(&Rule{Op: OpPut, When: fault.When{Times: 1}, Fault: Fault{Lost: true}})
+	if err := put(); err == nil {
+		t.Fatal("a put whose response was lost succeeded")
+	}
+	if b, err := get(); err != nil || bytes.Equal(b, old) || !bytes.Equal(b, data) {
+		t.Fatalf("a put whose response was lost did not take effect: %v", err)
+	}
+	if n := px.Answered(OpPut, bucket); n != 2 {
+		t.Fatalf("%d puts answered, want 2", n)
 	}
 }
