@@ -2,8 +2,11 @@ package checkpoints_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -174,4 +177,59 @@ func benchListedReconcileScan(b *testing.B, s checkpoints.Store) {
 		total += seen
 	}
 	perSecond(b, total)
+}
+
+// BenchmarkStatusBigState: open a SQLite state of FERRY_BIG_STATE records (default
+// 1,000,000; the target is 10,000,000 in under 1 s) with 2 replicas each, read-write
+// as `ferry status` opens it, and read its Stats. The state is generated with SQL
+// (through the same triggers as Save), once, before the timer starts.
+func BenchmarkStatusBigState(b *testing.B) {
+	n := 1_000_000
+	if v := os.Getenv("FERRY_BIG_STATE"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			b.Fatalf("FERRY_BIG_STATE=%q: %v", v, err)
+		}
+	}
+	ctx := context.Background()
+	path := filepath.Join(b.TempDir(), "state.db")
+	s, err := checkpoints.OpenSQLite(ctx, path, checkpoints.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, fmt.Sprintf(`
+WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < %d)
+INSERT INTO records(key, user, size, state, sha256, copied_at, verified_at)
+	SELECT printf('u%%03d/%%09d', i %% 1000, i), printf('u%%03d', i %% 1000), 1000 + i %% 5000,
+		CASE i %% 4 WHEN 0 THEN 'planned' WHEN 1 THEN 'copied' ELSE 'verified' END,
+		printf('%%064x', i), CASE WHEN i %% 4 > 0 THEN 1700000000000000000 + i ELSE 0 END,
+		CASE WHEN i %% 4 > 1 THEN 1700000000000000000 + i ELSE 0 END FROM seq;
+INSERT INTO replicas(key, site, site_key, size, state, stage, deleted_at)
+	SELECT key, 'virginia', key, size, CASE WHEN state = 'verified' THEN 'identical' ELSE 'present' END, '', 0 FROM records;
+INSERT INTO replicas(key, site, site_key, size, state, stage, deleted_at)
+	SELECT key, 'singapore', key, size, CASE WHEN state = 'verified' THEN 'deleted' ELSE 'present' END,
+		'backups', CASE WHEN state = 'verified' THEN 1700000000000000000 ELSE 0 END FROM records;`, n)); err != nil {
+		b.Fatal(err)
+	}
+	db.Close()
+	b.ResetTimer()
+	for b.Loop() {
+		s, err := checkpoints.OpenSQLite(ctx, path, checkpoints.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, err := s.Stats(ctx, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got := st.Records[checkpoints.Planned].N + st.Records[checkpoints.Copied].N + st.Records[checkpoints.Verified].N; got != int64(n) {
+			b.Fatalf("stats count %d records, want %d", got, n)
+		}
+		s.Close()
+	}
 }
