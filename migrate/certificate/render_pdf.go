@@ -567,43 +567,10 @@ func (d *pdfDoc) summaryPage(v *view) {
 	}
 	d.table(d.left, sigCols, sigRows, 7.2)
 
-	// How to verify.
-	d.font("", 7.2)
-	intro := d.lines(toPDFText("Anyone can check this certificate offline, with the files handed over with it and the signer's public key:"), d.width-6)
-	checks := d.lines(toPDFText("It checks "+strings.Join(v.VerifyChecks, " ")), d.width-6)
-	prove := d.lines(toPDFText(v.ProveText), d.width-6)
-	lh = 3.2
-	boxH := float64(len(intro)+len(checks)+len(prove))*lh + 5.5 + 3
-	d.ensure(boxH + 8)
-	d.section("How to verify")
-	d.font("", 7.2)
-	y = f.GetY()
-	d.fill(colBand)
-	f.Rect(d.left, y, d.width, boxH, "F")
-	d.fill(colInk)
-	f.Rect(d.left, y, 0.8, boxH, "F")
-	f.SetXY(d.left+3, y+1)
-	d.color(colInk)
-	for _, l := range intro {
-		f.SetX(d.left + 3)
-		f.CellFormat(d.width-6, lh, l, "", 2, "L", false, 0, "")
-	}
-	f.SetX(d.left + 3)
-	f.SetFillColor(255, 255, 255)
-	d.draw(colRule)
-	f.SetLineWidth(0.2)
-	d.mono(8)
-	f.CellFormat(d.width-6, 5, " "+toPDFText(v.VerifyCommand), "1", 2, "L", true, 0, "")
-	d.font("", 7.2)
-	for _, l := range append(checks, prove...) {
-		f.SetX(d.left + 3)
-		f.CellFormat(d.width-6, lh, l, "", 2, "L", false, 0, "")
-	}
-	f.SetY(y + boxH)
-
-	// Signature lines, at the foot of the page.
-	d.ensure(18)
-	sy := max(f.GetY()+11, d.bottom-9)
+	// Signature lines, right under the signatures, on the page with the evidence when
+	// it fits (the instructions to verify come after them).
+	d.ensure(24)
+	sy := f.GetY() + 11
 	half := (d.width - 12) / 2
 	for i, who := range []struct{ label, name, title string }{
 		{"Performed by", v.PerformedBy, v.PerformedTitle},
@@ -641,6 +608,40 @@ func (d *pdfDoc) summaryPage(v *view) {
 		}
 	}
 	f.SetY(sy + 10)
+	// How to verify.
+	d.font("", 7.2)
+	intro := d.lines(toPDFText("Anyone can check this certificate offline, with the files handed over with it and the signer's public key:"), d.width-6)
+	checks := d.lines(toPDFText("It checks "+strings.Join(v.VerifyChecks, " ")), d.width-6)
+	prove := d.lines(toPDFText(v.ProveText), d.width-6)
+	lh = 3.2
+	boxH := float64(len(intro)+len(checks)+len(prove))*lh + 5.5 + 3
+	d.ensure(boxH + 8)
+	d.section("How to verify")
+	d.font("", 7.2)
+	y = f.GetY()
+	d.fill(colBand)
+	f.Rect(d.left, y, d.width, boxH, "F")
+	d.fill(colInk)
+	f.Rect(d.left, y, 0.8, boxH, "F")
+	f.SetXY(d.left+3, y+1)
+	d.color(colInk)
+	for _, l := range intro {
+		f.SetX(d.left + 3)
+		f.CellFormat(d.width-6, lh, l, "", 2, "L", false, 0, "")
+	}
+	f.SetX(d.left + 3)
+	f.SetFillColor(255, 255, 255)
+	d.draw(colRule)
+	f.SetLineWidth(0.2)
+	d.mono(8)
+	f.CellFormat(d.width-6, 5, " "+toPDFText(v.VerifyCommand), "1", 2, "L", true, 0, "")
+	d.font("", 7.2)
+	for _, l := range append(checks, prove...) {
+		f.SetX(d.left + 3)
+		f.CellFormat(d.width-6, lh, l, "", 2, "L", false, 0, "")
+	}
+	f.SetY(y + boxH)
+
 }
 
 func (d *pdfDoc) detailPages(v *view) {

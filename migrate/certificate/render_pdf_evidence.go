@@ -20,15 +20,6 @@ func (d *pdfDoc) para(text string, size float64, c [3]int) {
 	d.f.MultiCell(d.width, size*0.44, toPDFText(text), "", "L", false)
 }
 
-// label writes a small bold heading inside a section.
-func (d *pdfDoc) label(text string) {
-	d.f.Ln(0.8)
-	d.font("B", 7.2)
-	d.color(colInk)
-	d.f.SetX(d.left)
-	d.f.CellFormat(d.width, 3.6, toPDFText(text), "", 1, "L", false, 0, "")
-}
-
 func (d *pdfDoc) journalHeads(rows []journalRow, size float64) {
 	w := widths(d.width, 50, 14, 118)
 	cols := []pdfCol{{"Stream", w[0], "L", false, false}, {"Entries", w[1], "R", false, false}, {"Head (SHA-256 of the stream's last line)", w[2], "L", true, false}}
@@ -82,14 +73,40 @@ func (d *pdfDoc) cryptoErase(rows []cryptoRow, size float64, withNote bool) {
 	d.table(d.left, cols, out, size)
 }
 
-// evidenceSummary is the Evidence section of the summary page.
+// kvLine writes one key/value row across the page, the value wrapped and in colour c.
+func (d *pdfDoc) kvLine(k, v string, c [3]int) {
+	const keyW, size = 30.0, 7.0
+	lh := size * 0.44
+	d.font("", size)
+	vl := d.lines(toPDFText(v), d.width-keyW)
+	h := float64(len(vl))*lh + 0.9
+	d.ensure(h)
+	y := d.f.GetY()
+	d.font("B", size)
+	d.color(colMuted)
+	d.f.SetXY(d.left, y+0.45)
+	d.f.CellFormat(keyW, lh, toPDFText(k), "", 0, "L", false, 0, "")
+	d.font("", size)
+	d.color(c)
+	for i, l := range vl {
+		d.f.SetXY(d.left+keyW, y+0.45+float64(i)*lh)
+		d.f.CellFormat(d.width-keyW, lh, l, "", 0, "L", false, 0, "")
+	}
+	d.draw(colBand)
+	d.f.SetLineWidth(0.2)
+	d.f.Line(d.left, y+h, d.left+d.width, y+h)
+	d.f.SetXY(d.left, y+h)
+}
+
+// evidenceSummary is the Evidence section of the summary page: one row each for the
+// journal, the audit, the crypto-erase and the retained replicas, with the journal
+// heads, the first findings and the declared keys under their rows.
 func (d *pdfDoc) evidenceSummary(v *view) {
 	e := v.Evidence
 	d.ensure(30)
 	d.section("Evidence")
 
-	d.label("Journal of ferry's own requests")
-	d.para(strings.Replace(e.Journal, fullHeadsElsewhere, "", 1), 7, colInk)
+	d.kvLine("Journal", strings.Replace(e.Journal, fullHeadsElsewhere, "", 1), colInk)
 	heads := e.JournalHeads
 	if len(heads) > summaryJournalHeads {
 		heads = heads[:summaryJournalHeads]
@@ -101,13 +118,11 @@ func (d *pdfDoc) evidenceSummary(v *view) {
 		}
 	}
 
-	d.ensure(12)
-	d.label("Access-log audit")
 	c := colInk
 	if e.AuditBad {
 		c = colBad
 	}
-	d.para(e.Audit, 7, c)
+	d.kvLine("Access-log audit", e.Audit, c)
 	if f := e.SummaryFindings(); len(f) > 0 {
 		d.auditFindings(f, 6.8, false)
 		if v.AuditMoreSummary != "" {
@@ -115,20 +130,18 @@ func (d *pdfDoc) evidenceSummary(v *view) {
 		}
 	}
 
-	d.ensure(12)
-	d.label("Cryptographic erase (declared by the operator; ferry does not call the KMS)")
 	if len(e.CryptoErase) > 0 {
+		d.kvLine("Cryptographic erase", "Declared by the operator (ferry does not call the KMS):", colInk)
 		d.cryptoErase(e.CryptoErase, 6.8, false)
 	} else {
-		d.para(e.CryptoNone, 7, colInk)
+		d.kvLine("Cryptographic erase", e.CryptoNone, colInk)
 	}
 
-	d.ensure(10)
-	d.label("Replicas retained by their sites")
-	d.para(e.Retained, 7, colInk)
-	for _, s := range e.RetainedBySite {
-		d.para("• "+s, 7, colInk)
+	retained := e.Retained
+	if len(e.RetainedBySite) > 0 {
+		retained += " " + strings.Join(e.RetainedBySite, "; ") + "."
 	}
+	d.kvLine("Retained replicas", retained, colInk)
 }
 
 // evidencePage lists the evidence in full.
