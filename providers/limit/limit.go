@@ -319,6 +319,12 @@ func LimiterOf(s providers.Store) (*Limiter, bool) {
 
 func (s *Store) limiter() *Limiter { return s.lim }
 
+// The decorator's own methods; caps.go checks each type Wrap can return.
+var (
+	_ providers.Store    = (*Store)(nil)
+	_ providers.Featurer = (*Store)(nil)
+)
+
 // Unwrap returns the inner store.
 func (s *Store) Unwrap() providers.Store { return s.inner }
 
