@@ -98,10 +98,15 @@ type Store interface {
 	// Before runs hook before every call, outside any lock, so it may use the inner
 	// store. A non-nil error fails the call without reaching the inner store.
 	Before(hook func(ctx context.Context, c Call) error) Store
+	// RefuseRanges makes ListRange and SplitKeys return ErrNotSupported before
+	// listing anything, as a store that cannot list by range in its configuration
+	// does (a versioned S3 bucket): callers list it whole.
+	RefuseRanges() Store
 	// KeepOpen makes Close not close the inner store, for a harness that opens and
 	// closes migrations over the same stores.
 	KeepOpen() Store
-	// Clear removes every rule, corruption, listing cut and hook. Call counts remain.
+	// Clear removes every rule, corruption, listing cut and hook, and RefuseRanges.
+	// Call counts remain.
 	Clear()
 	// Calls returns how many times m was called.
 	Calls(m Method) int
@@ -124,6 +129,7 @@ type faults struct {
 	hooks    []func(context.Context, Call) error
 	corruptN int
 	keepOpen bool
+	noRanges bool
 }
 
 var (
@@ -184,6 +190,13 @@ func (s *faults) Before(hook func(ctx context.Context, c Call) error) Store {
 	return s.self
 }
 
+func (s *faults) RefuseRanges() Store {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noRanges = true
+	return s.self
+}
+
 func (s *faults) KeepOpen() Store {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -197,6 +210,7 @@ func (s *faults) Clear() {
 	s.rules = nil
 	s.corrupt = map[string]bool{}
 	s.listCut, s.listErr = -1, nil
+	s.noRanges = false
 	s.hooks = nil
 }
 
@@ -464,21 +478,27 @@ func (d softDeleter) SoftExists(ctx context.Context, key, handle string) (bool, 
 	return exists, nil
 }
 
-// rangeLister lists by range between the rules. While a listing cut is configured
-// (TruncateList, FailListAfter) it refuses ranges, before listing anything, as a
-// store that cannot list by range in its current configuration does: the caller
-// then makes the one whole listing the cut applies to.
+// rangeLister lists by range between the rules. After RefuseRanges, and while a
+// listing cut is configured (TruncateList, FailListAfter), it refuses ranges, before
+// listing anything, as a store that cannot list by range in its current
+// configuration does: the caller then makes the one whole listing a cut applies to.
 type rangeLister struct{ s *faults }
 
-func (r rangeLister) cut() bool {
+func (r rangeLister) refused() error {
 	r.s.mu.Lock()
 	defer r.s.mu.Unlock()
-	return r.s.listCut >= 0
+	switch {
+	case r.s.noRanges:
+		return fmt.Errorf("faulty: ranges refused: %w", providers.ErrNotSupported)
+	case r.s.listCut >= 0:
+		return fmt.Errorf("faulty: listing cut configured: %w", providers.ErrNotSupported)
+	}
+	return nil
 }
 
 func (r rangeLister) ListRange(ctx context.Context, after, through string, fn func(providers.Object) error) error {
-	if r.cut() {
-		return fmt.Errorf("faulty: listing cut configured: %w", providers.ErrNotSupported)
+	if err := r.refused(); err != nil {
+		return err
 	}
 	return r.s.do(ctx, ListRange, "", func() error {
 		return r.s.inner.(providers.RangeLister).ListRange(ctx, after, through, fn)
@@ -486,8 +506,8 @@ func (r rangeLister) ListRange(ctx context.Context, after, through string, fn fu
 }
 
 func (r rangeLister) SplitKeys(ctx context.Context, parts int) ([]string, error) {
-	if r.cut() {
-		return nil, fmt.Errorf("faulty: listing cut configured: %w", providers.ErrNotSupported)
+	if err := r.refused(); err != nil {
+		return nil, err
 	}
 	var keys []string
 	err := r.s.do(ctx, SplitKeys, "", func() error {

@@ -266,6 +266,15 @@ func TestListRange(t *testing.T) {
 	if n := f.Calls(faulty.ListRange); n != 2 {
 		t.Errorf("Calls(ListRange) = %d, want 2", n)
 	}
+	f.Clear()
+	f.RefuseRanges()
+	if _, err := rl.SplitKeys(ctx, 4); !errors.Is(err, providers.ErrNotSupported) {
+		t.Errorf("SplitKeys after RefuseRanges: %v, want ErrNotSupported", err)
+	}
+	f.Clear()
+	if _, err := rl.SplitKeys(ctx, 4); err != nil {
+		t.Errorf("SplitKeys after Clear: %v", err)
+	}
 	f.TruncateList(1)
 	if _, err := rl.SplitKeys(ctx, 4); !errors.Is(err, providers.ErrNotSupported) {
 		t.Errorf("SplitKeys with a listing cut: %v, want ErrNotSupported", err)
