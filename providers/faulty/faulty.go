@@ -39,10 +39,9 @@ const (
 	SoftExists Method = "SoftExists"
 	ListRange  Method = "ListRange"
 	SplitKeys  Method = "SplitKeys"
-	// OpenUnchecked and the Versioner calls.
-	OpenUnchecked Method = "OpenUnchecked"
-	Versioning    Method = "Versioning"
-	Versions      Method = "Versions"
+	// The Versioner calls. (An OpenUnchecked is an Open to the rules.)
+	Versioning Method = "Versioning"
+	Versions   Method = "Versions"
 	// Region is no longer decorated (Regioner is found through Unwrap); a hook never
 	// sees it. Kept so that callers filtering on it still compile.
 	Region Method = "Region"
