@@ -257,11 +257,12 @@ func (m *Migration) copyAttempt(ctx context.Context, r *checkpoints.Record) (ski
 	// Where the store would check the bytes against its own checksum while they are
 	// read, copy checks them itself against the hashes it computes anyway (below):
 	// the same proof without hashing every byte twice.
+	caps := m.caps(src.Site)
 	open := store.Open
-	if u, ok := store.(providers.UncheckedOpener); ok {
-		open = u.OpenUnchecked
+	if caps.UncheckedOpener != nil {
+		open = caps.UncheckedOpener.OpenUnchecked
 	}
-	snapshot := providers.FeaturesOf(store).SnapshotReads
+	snapshot := caps.SnapshotReads
 	rc, obj, err := open(ctx, src.SiteKey)
 	if err != nil {
 		if errors.Is(err, providers.ErrNotFound) {

@@ -214,12 +214,12 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 	}
 	// Every site of the stage must support the delete the mode needs.
 	for _, site := range st.Sites {
-		s := m.Sites[site]
+		c := m.caps(site)
 		if res.Mode == "soft" {
-			if _, ok := s.(providers.SoftDeleter); !ok {
+			if c.SoftDeleter == nil {
 				return res, Refused("site %s cannot soft-delete (no versioning or quarantine support); use mode: hard for this stage", site)
 			}
-		} else if _, ok := s.(providers.ConditionalDeleter); !ok {
+		} else if c.ConditionalDeleter == nil {
 			return res, Refused("site %s cannot delete conditionally; ferry never deletes unconditionally", site)
 		}
 	}
@@ -395,7 +395,7 @@ func (m *Migration) deleteBatch(ctx context.Context, mode string, units []*delUn
 			if p.State == checkpoints.Identical || p.State == checkpoints.Undeletable {
 				p.State, p.IntentAt, p.Mode = checkpoints.Intent, now, mode
 				if mode == "soft" {
-					p.Handle = m.Sites[p.Site].(providers.SoftDeleter).SoftHandle(p.SiteKey, replicaObject(*p))
+					p.Handle = m.caps(p.Site).SoftDeleter.SoftHandle(p.SiteKey, replicaObject(*p))
 				}
 				u.fresh = append(u.fresh, i)
 			}
@@ -682,8 +682,8 @@ func (m *Migration) resolveIntent(ctx context.Context, p *checkpoints.Replica) e
 	switch {
 	case errors.Is(err, providers.ErrNotFound):
 		if p.Mode == "soft" {
-			sd, ok := store.(providers.SoftDeleter)
-			if !ok {
+			sd := m.caps(p.Site).SoftDeleter
+			if sd == nil {
 				return fmt.Errorf("site %s cannot soft-delete", p.Site)
 			}
 			kept, err := sd.SoftExists(ctx, p.SiteKey, p.Handle)
@@ -724,12 +724,12 @@ func (m *Migration) deleteReplica(ctx context.Context, p *checkpoints.Replica, m
 	var err error
 	if mode == "soft" {
 		var h string
-		h, err = store.(providers.SoftDeleter).SoftDelete(ctx, p.SiteKey, expect)
+		h, err = m.caps(p.Site).SoftDeleter.SoftDelete(ctx, p.SiteKey, expect)
 		if err == nil && h != "" {
 			p.Handle = h
 		}
 	} else {
-		err = store.(providers.ConditionalDeleter).DeleteIf(ctx, p.SiteKey, expect)
+		err = m.caps(p.Site).ConditionalDeleter.DeleteIf(ctx, p.SiteKey, expect)
 	}
 	failpoint("delete-after-call")
 	if err != nil {
@@ -835,8 +835,8 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 				}
 				continue
 			}
-			sd, ok := m.Sites[p.Site].(providers.SoftDeleter)
-			if !ok {
+			sd := m.caps(p.Site).SoftDeleter
+			if sd == nil {
 				return Refused("site %s cannot %s soft deletes", p.Site, op)
 			}
 			var err error

@@ -164,7 +164,7 @@ func (m *Migration) newEstimator() *estimator {
 		}
 		e.scheme[name], _, _ = strings.Cut(url, ":")
 		e.remote[name] = e.scheme[name] != "file"
-		f := providers.FeaturesOf(store)
+		f := m.caps(name).Features
 		e.trusted[name], e.snapshot[name] = f.TrustedSHA256, f.SnapshotReads
 	}
 	for _, s := range m.Spec.Sources {

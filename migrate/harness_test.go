@@ -73,7 +73,7 @@ type harness struct {
 	dir    string
 	kind   storeKind
 	raw    map[string]providers.Store
-	faults map[string]*faulty.Store
+	faults map[string]faulty.Store
 	// buckets names each store's bucket, for kinds that record it (identity_test.go).
 	buckets map[string]string
 	spec    string
@@ -119,7 +119,7 @@ report:
 
 func newHarness(t *testing.T, k storeKind, specYAML string) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: t.TempDir(), kind: k, raw: map[string]providers.Store{}, faults: map[string]*faulty.Store{}, buckets: map[string]string{},
+	h := &harness{t: t, dir: t.TempDir(), kind: k, raw: map[string]providers.Store{}, faults: map[string]faulty.Store{}, buckets: map[string]string{},
 		spec: specYAML, logs: &bytes.Buffer{}, now: time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)}
 	if err := os.WriteFile(filepath.Join(h.dir, "ferry.yaml"), []byte(specYAML), 0o644); err != nil {
 		t.Fatal(err)
@@ -170,13 +170,14 @@ func (h *harness) options(dry bool) Options {
 			if !ok {
 				return nil, fmt.Errorf("no test store %q", cfg.Name)
 			}
-			return nopClose{f}, nil
+			return f.KeepOpen(), nil // the harness's stores outlive Migration.Close
 		},
 	}
 }
 
-// nopClose keeps the harness's stores open across Migration.Close.
-type nopClose struct{ *faulty.Store }
+// nopClose keeps a harness store open across Migration.Close. It has only the
+// faulty store's core methods: a test that embeds it adds the capabilities it wants.
+type nopClose struct{ faulty.Store }
 
 func (nopClose) Close() error { return nil }
 

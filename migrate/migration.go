@@ -83,6 +83,9 @@ type Migration struct {
 	unwatchState func()
 	// journal records every request to user data (journal.go); nil when off.
 	journal *journal
+	// resolved holds each store's capabilities by name, resolved once (caps.go).
+	capsMu   sync.Mutex
+	resolved map[string]providers.Caps
 }
 
 // Open loads the spec, opens the checkpoint state and every store. In a dry run the
@@ -159,6 +162,7 @@ func OpenSpec(ctx context.Context, sp *spec.Spec, opts Options) (*Migration, err
 		target = m.limitStore(spec.TargetName, m.journalStore(ctx, spec.TargetName, sp.Target.Credentials, sp.Target.URL, m.meter(spec.TargetName, target)), sp.Target.Limits, sp.Target.PartSize)
 	}
 	m.Target = m.guard(target)
+	m.resolveCaps()
 	if m.limiter != nil {
 		m.limiter.start(ctx)
 	}
@@ -168,10 +172,7 @@ func OpenSpec(ctx context.Context, sp *spec.Spec, opts Options) (*Migration, err
 
 func (m *Migration) guard(s providers.Store) providers.Store {
 	if m.Opts.DryRun {
-		if rl, ok := s.(providers.RangeLister); ok {
-			return &dryRangeStore{dryStore{Store: s}, rl}
-		}
-		return &dryStore{Store: s}
+		return &dryStore{Store: s} // its capabilities: capsOf
 	}
 	return s
 }
@@ -301,8 +302,8 @@ func (m *Migration) checkResidency(ctx context.Context) error {
 	if len(allowed) == 0 {
 		return nil
 	}
-	r, ok := providers.As[providers.Regioner](m.Target)
-	if !ok {
+	r := m.caps(spec.TargetName).Regioner
+	if r == nil {
 		return nil
 	}
 	region, err := r.Region(ctx)
@@ -327,12 +328,12 @@ func (m *Migration) saveRetries(ctx context.Context) {
 		return
 	}
 	add := map[string]int64{}
-	for name, s := range m.Sites {
-		if r, ok := providers.As[providers.Retrier](s); ok && r.Retries() > 0 {
+	for name := range m.Sites {
+		if r := m.caps(name).Retrier; r != nil && r.Retries() > 0 {
 			add[name] = r.Retries()
 		}
 	}
-	if r, ok := providers.As[providers.Retrier](m.Target); ok && r.Retries() > 0 {
+	if r := m.caps(spec.TargetName).Retrier; r != nil && r.Retries() > 0 {
 		add["target"] = r.Retries()
 	}
 	if len(add) == 0 {

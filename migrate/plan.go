@@ -163,7 +163,7 @@ func (m *Migration) listSites(ctx context.Context, res *PlanResult) error {
 			if site.Inventory != nil {
 				err = each(func(fn func(providers.Object) error) error { return m.listFromInventory(gctx, &site, store, nil, fn) })
 			} else {
-				err = listByRanges(gctx, store, &n, each)
+				err = listByRanges(gctx, m.caps(name).RangeLister, &n, each)
 				if errors.Is(err, providers.ErrNotSupported) {
 					err = each(func(fn func(providers.Object) error) error { return store.List(gctx, fn) })
 				}
@@ -190,14 +190,13 @@ func (m *Migration) listSites(ctx context.Context, res *PlanResult) error {
 // keys, through each. The ranges (-inf, k1], (k1, k2], ..., (kn, +inf) cover every key
 // exactly once, and any range's failure fails the whole listing (I6). It returns
 // ErrNotSupported, having listed nothing (n still 0), when the store cannot list by
-// range, has no cuts to offer or fails to cut; the caller then lists the store whole.
+// range (rl nil), has no cuts to offer or fails to cut; the caller then lists the
+// store whole.
 //
-// The store itself must be a RangeLister: a decorator that must see every listing
-// (fault injection) is never looked through; one that lets ranges through offers
-// them itself (the dry run's dryRangeStore).
-func listByRanges(ctx context.Context, store providers.Store, n *atomic.Int64, each func(func(func(providers.Object) error) error) error) error {
-	rl, ok := store.(providers.RangeLister)
-	if !ok {
+// rl is the store's resolved RangeLister (Migration.caps): the outermost decorator's,
+// so that one that must see every listing (fault injection) is never looked through.
+func listByRanges(ctx context.Context, rl providers.RangeLister, n *atomic.Int64, each func(func(func(providers.Object) error) error) error) error {
+	if rl == nil {
 		return providers.ErrNotSupported
 	}
 	cuts, err := rl.SplitKeys(ctx, listParts)

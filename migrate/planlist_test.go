@@ -12,8 +12,7 @@ import (
 	"github.com/ferrymigrate/ferry/providers"
 )
 
-// rangedStore offers the harness store's listing by range (the faulty decorator
-// hides RangeLister), counting the ranges listed and failing, when asked, the range
+// rangedStore offers the harness store's listing by range, counting the ranges listed and failing, when asked, the range
 // that starts after failAfter once it has listed one object.
 type rangedStore struct {
 	nopClose

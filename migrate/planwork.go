@@ -153,8 +153,8 @@ func (m *Migration) listBounds(ctx context.Context, site string) ([]string, erro
 	if s := m.siteSpec(site); s != nil && s.Inventory != nil {
 		return nil, nil // an inventory is read whole, by one worker
 	}
-	rl, ok := providers.As[providers.RangeLister](m.Sites[site])
-	if !ok {
+	rl := m.caps(site).RangeLister
+	if rl == nil {
 		return nil, nil
 	}
 	size := m.listRangeSize()
@@ -193,7 +193,8 @@ func (m *Migration) listClaimed(ctx context.Context, c checkpoints.Claim) error 
 	if store == nil {
 		return Errorf(ExitRuntime, "listing range %s names a site the spec does not have", c)
 	}
-	rl, ranged := providers.As[providers.RangeLister](store)
+	rl := m.caps(c.Site).RangeLister
+	ranged := rl != nil
 	after := c.Lo
 	if ranged && c.Cursor != "" {
 		after = c.Cursor // resume where the previous holder stopped

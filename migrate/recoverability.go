@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/ferrymigrate/ferry/migrate/certificate"
-	"github.com/ferrymigrate/ferry/providers"
 )
 
 // Provider recoverability (DESIGN.md "Providers", "Certificate"): some stores keep
@@ -34,8 +33,8 @@ func (m *Migration) recordRecoverability(ctx context.Context, stage string, dele
 		return
 	}
 	for _, site := range st.Sites {
-		r, ok := providers.As[providers.Recoverer](m.Sites[site])
-		if !ok {
+		r := m.caps(site).Recoverer
+		if r == nil {
 			continue
 		}
 		rv, err := r.Recoverability(ctx)

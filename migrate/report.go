@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/migrate/certificate"
+	"github.com/ferrymigrate/ferry/migrate/spec"
 	"github.com/ferrymigrate/ferry/providers"
 )
 
@@ -277,7 +278,7 @@ func (m *Migration) predicate(ctx context.Context) (certificate.Predicate, error
 		Residency:  certificate.Residency{AllowedRegions: sp.Target.Residency},
 	}
 	p.Tool.Version, p.Tool.Commit = ToolVersion()
-	if r, ok := providers.As[providers.Regioner](m.Target); ok {
+	if r := m.caps(spec.TargetName).Regioner; r != nil {
 		if region, err := r.Region(ctx); err == nil && region != "" {
 			p.Target.Region = region
 		}

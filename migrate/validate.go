@@ -54,7 +54,7 @@ func (m *Migration) Validate(ctx context.Context) (*ValidateResult, error) {
 			p.Error = errString(err)
 			return p
 		}
-		if r, ok := providers.As[providers.Regioner](s); ok {
+		if r := m.caps(name).Regioner; r != nil {
 			region, err := r.Region(ctx)
 			if err != nil && !errors.Is(err, providers.ErrNotSupported) {
 				p.Error = errString(err)

@@ -59,7 +59,7 @@ func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, err
 	}
 	res.Records = total
 	if m.Opts.DryRun {
-		if reread || !providers.FeaturesOf(m.Target).TrustedSHA256 {
+		if reread || !m.caps(spec.TargetName).TrustedSHA256 {
 			res.BytesRead = totalBytes
 		}
 		return res, nil

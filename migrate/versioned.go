@@ -55,7 +55,7 @@ func (m *Migration) versioner(ctx context.Context, site string) (providers.Versi
 		return sv.v, sv.on
 	}
 	var sv siteVersioning
-	if v, ok := providers.As[providers.Versioner](m.Sites[site]); ok {
+	if v := m.caps(site).Versioner; v != nil {
 		on, err := v.Versioning(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -164,8 +164,8 @@ func (m *Migration) resolveVersionedIntent(ctx context.Context, v providers.Vers
 		return nil
 	}
 	if p.Mode == "soft" {
-		sd, ok := store.(providers.SoftDeleter)
-		if !ok {
+		sd := m.caps(p.Site).SoftDeleter
+		if sd == nil {
 			return fmt.Errorf("site %s cannot soft-delete", p.Site)
 		}
 		kept, err := sd.SoftExists(ctx, p.SiteKey, p.Handle)

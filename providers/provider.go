@@ -1,6 +1,7 @@
 // Package providers defines the one interface every store (file, s3, oci) implements,
-// the portable errors they map to, and the optional capabilities the pipeline
-// discovers by type assertion.
+// the portable errors they map to, and the optional capabilities a store may have,
+// which the pipeline resolves once per store into a Caps value (CapsOf) instead of
+// type-asserting at every call.
 //
 // # The contract
 //
@@ -32,7 +33,9 @@
 //   - Errors wrap the portable errors below where one applies, so callers use errors.Is.
 //
 // Retry, rate limiting, fault injection and dry run are decorators around a Store, each
-// with Unwrap.
+// with Unwrap. A decorator implements an optional capability exactly when the store it
+// wraps does (minus what it deliberately blocks, said in its code), so that its
+// capabilities, by type assertion or by CapsOf, are the wrapped store's.
 package providers
 
 import (
@@ -313,7 +316,8 @@ func FeaturesOf(s Store) Features {
 // As finds the first store in s's decorator chain (following Unwrap) that implements
 // T. Use it for read-only capabilities (Regioner, Featurer). Capabilities that write
 // (ConditionalDeleter, SoftDeleter) are asserted on s itself, so that a decorator that
-// must see every write (dry run, fault injection) cannot be bypassed.
+// must see every write (dry run, fault injection) cannot be bypassed. CapsOf follows
+// this rule.
 func As[T any](s Store) (T, bool) {
 	for s != nil {
 		if t, ok := s.(T); ok {

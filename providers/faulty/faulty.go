@@ -1,7 +1,16 @@
 // Package faulty wraps a providers.Store to inject faults in tests: failed calls,
 // calls that fail after taking effect, corrupted reads, listings cut short, and
 // hooks that run before a call (to change the inner store between calls).
+//
+// Capabilities pass through honestly, as in providers/limit: Wrap's result implements
+// exactly the optional interfaces (ConditionalDeleter, SoftDeleter, RangeLister,
+// UncheckedOpener, Versioner) the inner store implements, each subject to the rules
+// like the core methods, and no others. What a store reports about itself (Region,
+// Recoverability, Identity, Retries, Features) is not decorated: providers.As finds
+// it through Unwrap.
 package faulty
+
+//go:generate go run ../internal/capgen -pkg faulty -base faults -result Store
 
 import (
 	"cmp"
@@ -30,13 +39,20 @@ const (
 	Restore    Method = "Restore"
 	Purge      Method = "Purge"
 	SoftExists Method = "SoftExists"
-	Region     Method = "Region"
+	ListRange  Method = "ListRange"
+	SplitKeys  Method = "SplitKeys"
+	// The Versioner calls. (An OpenUnchecked is an Open to the rules.)
+	Versioning Method = "Versioning"
+	Versions   Method = "Versions"
+	// Region is no longer decorated (Regioner is found through Unwrap); a hook never
+	// sees it. Kept so that callers filtering on it still compile.
+	Region Method = "Region"
 )
 
 // Call is what a hook sees.
 type Call struct {
 	Method Method
-	Key    string // empty for List and Region
+	Key    string // empty for List, ListRange, SplitKeys and Versioning
 	N      int    // 1-based count of calls of Method so far, this one included
 }
 
@@ -61,9 +77,56 @@ type Rule struct {
 	n *fault.Counter
 }
 
-// Store is the fault-injecting decorator. Safe for concurrent use.
-type Store struct {
+// Store is what Wrap returns: the decorated store, with exactly the inner store's
+// optional capabilities, and the controls that configure its faults. Safe for
+// concurrent use. Each control returns the Store, for chaining.
+type Store interface {
+	providers.Store
+	// Unwrap returns the inner store.
+	Unwrap() providers.Store
+	// AddRule adds a fault rule, its counts at zero.
+	AddRule(r Rule) Store
+	// Seed restarts the random source that rules' Fraction draws from (0: a random
+	// seed), so that a run can be repeated.
+	Seed(seed uint64) Store
+	// FailNth fails the nth call (1-based) of m with err.
+	FailNth(m Method, n int, err error) Store
+	// FailKey fails every call of m on key with err.
+	FailKey(m Method, key string, err error) Store
+	// CorruptOpen flips the first byte Open (and OpenUnchecked) returns for key (""
+	// for every key); an empty object reads as one byte. The Object returned is left
+	// as the store reported it: the bytes lie, not the description.
+	CorruptOpen(key string) Store
+	// TruncateList makes List stop after n objects and return nil: a lying store
+	// whose listing claims to be complete.
+	TruncateList(n int) Store
+	// FailListAfter makes List stop after n objects and return err: a page that fails
+	// midway.
+	FailListAfter(n int, err error) Store
+	// Before runs hook before every call, outside any lock, so it may use the inner
+	// store. A non-nil error fails the call without reaching the inner store.
+	Before(hook func(ctx context.Context, c Call) error) Store
+	// RefuseRanges makes ListRange and SplitKeys return ErrNotSupported before
+	// listing anything, as a store that cannot list by range in its configuration
+	// does (a versioned S3 bucket): callers list it whole.
+	RefuseRanges() Store
+	// KeepOpen makes Close not close the inner store, for a harness that opens and
+	// closes migrations over the same stores.
+	KeepOpen() Store
+	// Clear removes every rule, corruption, listing cut and hook, and RefuseRanges.
+	// Call counts remain.
+	Clear()
+	// Calls returns how many times m was called.
+	Calls(m Method) int
+	// Corrupted returns how many Open calls returned corrupted bytes.
+	Corrupted() int
+}
+
+// faults is the decorator's state and its core methods; Wrap returns it inside a
+// generated type (caps.go) with exactly the inner store's optional capabilities.
+type faults struct {
 	inner providers.Store
+	self  Store // what Wrap returned, for the controls to return
 
 	mu       sync.Mutex
 	rules    []*Rule
@@ -74,26 +137,25 @@ type Store struct {
 	listErr  error           // returned by a cut listing (nil: lie and claim success)
 	hooks    []func(context.Context, Call) error
 	corruptN int
+	keepOpen bool
+	noRanges bool
 }
 
 var (
-	_ providers.Store              = (*Store)(nil)
-	_ providers.ConditionalDeleter = (*Store)(nil)
-	_ providers.SoftDeleter        = (*Store)(nil)
-	_ providers.Featurer           = (*Store)(nil)
-	_ providers.Regioner           = (*Store)(nil)
+	_ Store              = (*faults)(nil)
+	_ providers.Featurer = (*faults)(nil)
 )
 
 // Wrap returns a decorator around inner with no faults configured.
-func Wrap(inner providers.Store) *Store {
-	return &Store{inner: inner, calls: map[Method]int{}, corrupt: map[string]bool{}, listCut: -1}
+func Wrap(inner providers.Store) Store {
+	s := &faults{inner: inner, calls: map[Method]int{}, corrupt: map[string]bool{}, listCut: -1}
+	s.self = withCaps(s, capsOf(inner))
+	return s.self
 }
 
-// Unwrap returns the inner store.
-func (s *Store) Unwrap() providers.Store { return s.inner }
+func (s *faults) Unwrap() providers.Store { return s.inner }
 
-// AddRule adds a fault rule, its counts at zero.
-func (s *Store) AddRule(r Rule) *Store {
+func (s *faults) AddRule(r Rule) Store {
 	if f := r.HTTPOnly(); f != "" {
 		panic(fmt.Sprintf("faulty: a rule's %s has no meaning for a Store; use Err, Drop, Lost or Latency", f))
 	}
@@ -104,84 +166,83 @@ func (s *Store) AddRule(r Rule) *Store {
 	}
 	r.n = new(fault.Counter)
 	s.rules = append(s.rules, &r)
-	return s
+	return s.self
 }
 
-// Seed restarts the random source that rules' Fraction draws from (0: a random
-// seed), so that a run can be repeated.
-func (s *Store) Seed(seed uint64) *Store {
+func (s *faults) Seed(seed uint64) Store {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rng = fault.NewRand(seed)
-	return s
+	return s.self
 }
 
-// FailNth fails the nth call (1-based) of m with err.
-func (s *Store) FailNth(m Method, n int, err error) *Store {
+func (s *faults) FailNth(m Method, n int, err error) Store {
 	return s.AddRule(Rule{Method: m, When: fault.When{Nth: n}, Effect: fault.Effect{Err: err}})
 }
 
-// FailKey fails every call of m on key with err.
-func (s *Store) FailKey(m Method, key string, err error) *Store {
+func (s *faults) FailKey(m Method, key string, err error) Store {
 	return s.AddRule(Rule{Method: m, Key: key, Effect: fault.Effect{Err: err}})
 }
 
-// CorruptOpen flips the first byte Open returns for key ("" for every key); an
-// empty object reads as one byte. The Object Open returns is left as the store
-// reported it: the bytes lie, not the description.
-func (s *Store) CorruptOpen(key string) *Store {
+func (s *faults) CorruptOpen(key string) Store {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.corrupt[key] = true
-	return s
+	return s.self
 }
 
-// TruncateList makes List stop after n objects and return nil: a lying store whose
-// listing claims to be complete.
-func (s *Store) TruncateList(n int) *Store {
+func (s *faults) TruncateList(n int) Store {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.listCut, s.listErr = n, nil
-	return s
+	return s.self
 }
 
-// FailListAfter makes List stop after n objects and return err: a page that fails
-// midway.
-func (s *Store) FailListAfter(n int, err error) *Store {
+func (s *faults) FailListAfter(n int, err error) Store {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.listCut, s.listErr = n, err
-	return s
+	return s.self
 }
 
-// Before runs hook before every call, outside any lock, so it may use the inner
-// store. A non-nil error fails the call without reaching the inner store.
-func (s *Store) Before(hook func(ctx context.Context, c Call) error) *Store {
+func (s *faults) Before(hook func(ctx context.Context, c Call) error) Store {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.hooks = append(s.hooks, hook)
-	return s
+	return s.self
 }
 
-// Clear removes every rule, corruption, listing cut and hook. Call counts remain.
-func (s *Store) Clear() {
+func (s *faults) RefuseRanges() Store {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noRanges = true
+	return s.self
+}
+
+func (s *faults) KeepOpen() Store {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keepOpen = true
+	return s.self
+}
+
+func (s *faults) Clear() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rules = nil
 	s.corrupt = map[string]bool{}
 	s.listCut, s.listErr = -1, nil
+	s.noRanges = false
 	s.hooks = nil
 }
 
-// Calls returns how many times m was called.
-func (s *Store) Calls(m Method) int {
+func (s *faults) Calls(m Method) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.calls[m]
 }
 
-// Corrupted returns how many Open calls returned corrupted bytes.
-func (s *Store) Corrupted() int {
+func (s *faults) Corrupted() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.corruptN
@@ -189,7 +250,7 @@ func (s *Store) Corrupted() int {
 
 // begin counts the call, runs hooks and returns the error to fail it with before
 // (pre) or after (post) the inner call.
-func (s *Store) begin(ctx context.Context, m Method, key string) (pre, post error) {
+func (s *faults) begin(ctx context.Context, m Method, key string) (pre, post error) {
 	s.mu.Lock()
 	s.calls[m]++
 	c := Call{Method: m, Key: key, N: s.calls[m]}
@@ -227,16 +288,24 @@ func (s *Store) begin(ctx context.Context, m Method, key string) (pre, post erro
 }
 
 // URI forwards.
-func (s *Store) URI(key string) string { return s.inner.URI(key) }
+func (s *faults) URI(key string) string { return s.inner.URI(key) }
 
-// Close forwards.
-func (s *Store) Close() error { return s.inner.Close() }
+// Close forwards, unless KeepOpen.
+func (s *faults) Close() error {
+	s.mu.Lock()
+	keep := s.keepOpen
+	s.mu.Unlock()
+	if keep {
+		return nil
+	}
+	return s.inner.Close()
+}
 
 // Features forwards (unwrapping further decorators).
-func (s *Store) Features() providers.Features { return providers.FeaturesOf(s.inner) }
+func (s *faults) Features() providers.Features { return providers.FeaturesOf(s.inner) }
 
 // List forwards, applying a configured cut.
-func (s *Store) List(ctx context.Context, fn func(providers.Object) error) error {
+func (s *faults) List(ctx context.Context, fn func(providers.Object) error) error {
 	pre, post := s.begin(ctx, List, "")
 	if pre != nil {
 		return pre
@@ -271,7 +340,7 @@ func (s *Store) List(ctx context.Context, fn func(providers.Object) error) error
 var errStop = errors.New("faulty: listing cut")
 
 // Stat forwards.
-func (s *Store) Stat(ctx context.Context, key string) (providers.Object, error) {
+func (s *faults) Stat(ctx context.Context, key string) (providers.Object, error) {
 	pre, post := s.begin(ctx, Stat, key)
 	if pre != nil {
 		return providers.Object{}, pre
@@ -287,12 +356,18 @@ func (s *Store) Stat(ctx context.Context, key string) (providers.Object, error) 
 }
 
 // Open forwards, corrupting the bytes when configured.
-func (s *Store) Open(ctx context.Context, key string) (io.ReadCloser, providers.Object, error) {
+func (s *faults) Open(ctx context.Context, key string) (io.ReadCloser, providers.Object, error) {
 	pre, post := s.begin(ctx, Open, key)
 	if pre != nil {
 		return nil, providers.Object{}, pre
 	}
 	rc, o, err := s.inner.Open(ctx, key)
+	return s.finishOpen(key, post, rc, o, err)
+}
+
+// finishOpen ends an Open-like call of key: with the failure post, or with the bytes,
+// corrupted when configured.
+func (s *faults) finishOpen(key string, post error, rc io.ReadCloser, o providers.Object, err error) (io.ReadCloser, providers.Object, error) {
 	if err != nil {
 		return rc, o, err
 	}
@@ -337,7 +412,7 @@ func (c *corrupter) Read(p []byte) (int, error) {
 }
 
 // Put forwards.
-func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, opts providers.PutOptions) (providers.Object, error) {
+func (s *faults) Put(ctx context.Context, key string, r io.Reader, size int64, opts providers.PutOptions) (providers.Object, error) {
 	pre, post := s.begin(ctx, Put, key)
 	if pre != nil {
 		return providers.Object{}, pre
@@ -353,12 +428,12 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, op
 }
 
 // Delete forwards.
-func (s *Store) Delete(ctx context.Context, key string) error {
+func (s *faults) Delete(ctx context.Context, key string) error {
 	return s.do(ctx, Delete, key, func() error { return s.inner.Delete(ctx, key) })
 }
 
 // do runs an error-only call between the rules.
-func (s *Store) do(ctx context.Context, m Method, key string, call func() error) error {
+func (s *faults) do(ctx context.Context, m Method, key string, call func() error) error {
 	pre, post := s.begin(ctx, m, key)
 	if pre != nil {
 		return pre
@@ -369,38 +444,30 @@ func (s *Store) do(ctx context.Context, m Method, key string, call func() error)
 	return post
 }
 
-func unsupported(m Method, inner providers.Store) error {
-	return fmt.Errorf("faulty: %s: inner store %T: %w", m, inner, providers.ErrNotSupported)
+// ---- optional capabilities, present exactly when the inner store has them ----
+
+type conditionalDeleter struct{ s *faults }
+
+func (c conditionalDeleter) DeleteIf(ctx context.Context, key string, expect providers.Object) error {
+	return c.s.do(ctx, DeleteIf, key, func() error {
+		return c.s.inner.(providers.ConditionalDeleter).DeleteIf(ctx, key, expect)
+	})
 }
 
-// DeleteIf forwards to the inner ConditionalDeleter, or returns ErrNotSupported.
-func (s *Store) DeleteIf(ctx context.Context, key string, expect providers.Object) error {
-	cd, ok := s.inner.(providers.ConditionalDeleter)
-	if !ok {
-		return unsupported(DeleteIf, s.inner)
-	}
-	return s.do(ctx, DeleteIf, key, func() error { return cd.DeleteIf(ctx, key, expect) })
+type softDeleter struct{ s *faults }
+
+func (d softDeleter) sd() providers.SoftDeleter { return d.s.inner.(providers.SoftDeleter) }
+
+// SoftHandle touches no store, so no rule applies to it.
+func (d softDeleter) SoftHandle(key string, expect providers.Object) string {
+	return d.sd().SoftHandle(key, expect)
 }
 
-// SoftHandle forwards to the inner SoftDeleter; "" when it has none. It touches no
-// store, so no rule applies to it.
-func (s *Store) SoftHandle(key string, expect providers.Object) string {
-	if sd, ok := s.inner.(providers.SoftDeleter); ok {
-		return sd.SoftHandle(key, expect)
-	}
-	return ""
-}
-
-// SoftDelete forwards to the inner SoftDeleter, or returns ErrNotSupported.
-func (s *Store) SoftDelete(ctx context.Context, key string, expect providers.Object) (string, error) {
-	sd, ok := s.inner.(providers.SoftDeleter)
-	if !ok {
-		return "", unsupported(SoftDelete, s.inner)
-	}
+func (d softDeleter) SoftDelete(ctx context.Context, key string, expect providers.Object) (string, error) {
 	var h string
-	err := s.do(ctx, SoftDelete, key, func() error {
+	err := d.s.do(ctx, SoftDelete, key, func() error {
 		var err error
-		h, err = sd.SoftDelete(ctx, key, expect)
+		h, err = d.sd().SoftDelete(ctx, key, expect)
 		return err
 	})
 	if err != nil {
@@ -409,34 +476,19 @@ func (s *Store) SoftDelete(ctx context.Context, key string, expect providers.Obj
 	return h, nil
 }
 
-// Restore forwards to the inner SoftDeleter, or returns ErrNotSupported.
-func (s *Store) Restore(ctx context.Context, key, handle string) error {
-	sd, ok := s.inner.(providers.SoftDeleter)
-	if !ok {
-		return unsupported(Restore, s.inner)
-	}
-	return s.do(ctx, Restore, key, func() error { return sd.Restore(ctx, key, handle) })
+func (d softDeleter) Restore(ctx context.Context, key, handle string) error {
+	return d.s.do(ctx, Restore, key, func() error { return d.sd().Restore(ctx, key, handle) })
 }
 
-// Purge forwards to the inner SoftDeleter, or returns ErrNotSupported.
-func (s *Store) Purge(ctx context.Context, key, handle string) error {
-	sd, ok := s.inner.(providers.SoftDeleter)
-	if !ok {
-		return unsupported(Purge, s.inner)
-	}
-	return s.do(ctx, Purge, key, func() error { return sd.Purge(ctx, key, handle) })
+func (d softDeleter) Purge(ctx context.Context, key, handle string) error {
+	return d.s.do(ctx, Purge, key, func() error { return d.sd().Purge(ctx, key, handle) })
 }
 
-// SoftExists forwards to the inner SoftDeleter, or returns ErrNotSupported.
-func (s *Store) SoftExists(ctx context.Context, key, handle string) (bool, error) {
-	sd, ok := s.inner.(providers.SoftDeleter)
-	if !ok {
-		return false, unsupported(SoftExists, s.inner)
-	}
+func (d softDeleter) SoftExists(ctx context.Context, key, handle string) (bool, error) {
 	var exists bool
-	err := s.do(ctx, SoftExists, key, func() error {
+	err := d.s.do(ctx, SoftExists, key, func() error {
 		var err error
-		exists, err = sd.SoftExists(ctx, key, handle)
+		exists, err = d.sd().SoftExists(ctx, key, handle)
 		return err
 	})
 	if err != nil {
@@ -445,21 +497,86 @@ func (s *Store) SoftExists(ctx context.Context, key, handle string) (bool, error
 	return exists, nil
 }
 
-// Region forwards to the inner Regioner (found through further decorators), or
-// returns ErrNotSupported.
-func (s *Store) Region(ctx context.Context) (string, error) {
-	rg, ok := providers.As[providers.Regioner](s.inner)
-	if !ok {
-		return "", unsupported(Region, s.inner)
+// rangeLister lists by range between the rules. After RefuseRanges, and while a
+// listing cut is configured (TruncateList, FailListAfter), it refuses ranges, before
+// listing anything, as a store that cannot list by range in its current
+// configuration does: the caller then makes the one whole listing a cut applies to.
+type rangeLister struct{ s *faults }
+
+func (r rangeLister) refused() error {
+	r.s.mu.Lock()
+	defer r.s.mu.Unlock()
+	switch {
+	case r.s.noRanges:
+		return fmt.Errorf("faulty: ranges refused: %w", providers.ErrNotSupported)
+	case r.s.listCut >= 0:
+		return fmt.Errorf("faulty: listing cut configured: %w", providers.ErrNotSupported)
 	}
-	var region string
-	err := s.do(ctx, Region, "", func() error {
+	return nil
+}
+
+func (r rangeLister) ListRange(ctx context.Context, after, through string, fn func(providers.Object) error) error {
+	if err := r.refused(); err != nil {
+		return err
+	}
+	return r.s.do(ctx, ListRange, "", func() error {
+		return r.s.inner.(providers.RangeLister).ListRange(ctx, after, through, fn)
+	})
+}
+
+func (r rangeLister) SplitKeys(ctx context.Context, parts int) ([]string, error) {
+	if err := r.refused(); err != nil {
+		return nil, err
+	}
+	var keys []string
+	err := r.s.do(ctx, SplitKeys, "", func() error {
 		var err error
-		region, err = rg.Region(ctx)
+		keys, err = r.s.inner.(providers.RangeLister).SplitKeys(ctx, parts)
 		return err
 	})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return region, nil
+	return keys, nil
+}
+
+// uncheckedOpener: an OpenUnchecked is an Open to the rules, the hooks, the counts
+// and CorruptOpen, so that a fault set on reads applies however the caller reads.
+type uncheckedOpener struct{ s *faults }
+
+func (u uncheckedOpener) OpenUnchecked(ctx context.Context, key string) (io.ReadCloser, providers.Object, error) {
+	pre, post := u.s.begin(ctx, Open, key)
+	if pre != nil {
+		return nil, providers.Object{}, pre
+	}
+	rc, o, err := u.s.inner.(providers.UncheckedOpener).OpenUnchecked(ctx, key)
+	return u.s.finishOpen(key, post, rc, o, err)
+}
+
+type versioner struct{ s *faults }
+
+func (v versioner) Versioning(ctx context.Context) (bool, error) {
+	var on bool
+	err := v.s.do(ctx, Versioning, "", func() error {
+		var err error
+		on, err = v.s.inner.(providers.Versioner).Versioning(ctx)
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	return on, nil
+}
+
+func (v versioner) Versions(ctx context.Context, key string) ([]providers.Object, error) {
+	var vs []providers.Object
+	err := v.s.do(ctx, Versions, key, func() error {
+		var err error
+		vs, err = v.s.inner.(providers.Versioner).Versions(ctx, key)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return vs, nil
 }

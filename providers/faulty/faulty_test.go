@@ -97,7 +97,7 @@ func TestFailAfterTakesEffect(t *testing.T) {
 	f := faulty.Wrap(newMem(t))
 	o := put(t, f, "k", "v")
 	f.AddRule(faulty.Rule{Method: faulty.DeleteIf, Effect: fault.Effect{Err: errBoom, Lost: true}})
-	if err := f.DeleteIf(t.Context(), "k", o); !errors.Is(err, errBoom) {
+	if err := f.(providers.ConditionalDeleter).DeleteIf(t.Context(), "k", o); !errors.Is(err, errBoom) {
 		t.Fatalf("DeleteIf: %v, want boom", err)
 	}
 	// The delete happened even though the caller was told it failed.
@@ -170,7 +170,7 @@ func TestBeforeHookMutatesInner(t *testing.T) {
 		}
 		return nil
 	})
-	if err := f.DeleteIf(t.Context(), "k", o); !errors.Is(err, providers.ErrPrecondition) {
+	if err := f.(providers.ConditionalDeleter).DeleteIf(t.Context(), "k", o); !errors.Is(err, providers.ErrPrecondition) {
 		t.Errorf("DeleteIf after a concurrent rewrite: %v, want ErrPrecondition", err)
 	}
 	if len(seen) != 1 || seen[0] != (faulty.Call{Method: faulty.DeleteIf, Key: "k", N: 1}) {
@@ -195,14 +195,21 @@ func TestCapabilities(t *testing.T) {
 	if got := providers.FeaturesOf(f); got != m.Features() {
 		t.Errorf("Features = %+v, want the inner store's %+v", got, m.Features())
 	}
-	if r, err := f.Region(ctx); err != nil || r != "us-phoenix-1" {
+	if got, want := providers.CapsOf(f).Has(), providers.CapsOf(m).Has(); got != want {
+		t.Errorf("capabilities %v, want the inner store's %v", got, want)
+	}
+	// Region is not decorated: it is found through Unwrap.
+	if rg, ok := providers.As[providers.Regioner](f); !ok {
+		t.Error("Region not found through the decorator")
+	} else if r, err := rg.Region(ctx); err != nil || r != "us-phoenix-1" {
 		t.Errorf("Region = %q, %v", r, err)
 	}
 	o := put(t, f, "k", "v")
-	if h := f.SoftHandle("k", o); h != m.SoftHandle("k", o) {
+	sd := f.(providers.SoftDeleter)
+	if h := sd.SoftHandle("k", o); h != m.SoftHandle("k", o) {
 		t.Errorf("SoftHandle = %q, inner says %q", h, m.SoftHandle("k", o))
 	}
-	h, err := f.SoftDelete(ctx, "k", o)
+	h, err := sd.SoftDelete(ctx, "k", o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,24 +217,21 @@ func TestCapabilities(t *testing.T) {
 		t.Errorf("SoftDelete did not reach the inner store: %v, %v", ok, err)
 	}
 	f.FailNth(faulty.Restore, 1, errBoom)
-	if err := f.Restore(ctx, "k", h); !errors.Is(err, errBoom) {
+	if err := sd.Restore(ctx, "k", h); !errors.Is(err, errBoom) {
 		t.Errorf("Restore: %v, want boom", err)
 	}
 
-	// Over a store without the capabilities, every one reports ErrNotSupported.
+	// Over a store without the capabilities, the decorator has none either: it
+	// invents nothing.
 	b := faulty.Wrap(bare{m})
-	checks := map[string]error{
-		"DeleteIf": b.DeleteIf(ctx, "k", o),
-		"Restore":  b.Restore(ctx, "k", h),
-		"Purge":    b.Purge(ctx, "k", h),
+	if got := providers.CapsOf(b).Has(); got != 0 {
+		t.Errorf("capabilities over a bare store: %v, want none", got)
 	}
-	_, checks["SoftDelete"] = b.SoftDelete(ctx, "k", o)
-	_, checks["SoftExists"] = b.SoftExists(ctx, "k", h)
-	_, checks["Region"] = b.Region(ctx)
-	for name, err := range checks {
-		if !errors.Is(err, providers.ErrNotSupported) {
-			t.Errorf("%s over a bare store: %v, want ErrNotSupported", name, err)
-		}
+	if _, ok := providers.Store(b).(providers.ConditionalDeleter); ok {
+		t.Error("the decorator over a bare store claims ConditionalDeleter")
+	}
+	if _, ok := providers.Store(b).(providers.SoftDeleter); ok {
+		t.Error("the decorator over a bare store claims SoftDeleter")
 	}
 	if got := providers.FeaturesOf(b); got != (providers.Features{}) {
 		t.Errorf("Features over a bare store = %+v, want none", got)
@@ -287,4 +291,48 @@ func TestEngineFields(t *testing.T) {
 		}
 	}()
 	f.AddRule(faulty.Rule{Effect: fault.Effect{Status: 503}})
+}
+
+// Ranges pass through with the rules; a listing cut refuses them so that the cut
+// applies to the whole listing the caller makes instead.
+func TestListRange(t *testing.T) {
+	ctx := t.Context()
+	f := faulty.Wrap(newMem(t))
+	for _, k := range []string{"a/1", "a/2", "b/1", "c/1"} {
+		put(t, f, k, "x")
+	}
+	rl, ok := f.(providers.RangeLister)
+	if !ok {
+		t.Fatal("the decorator hides the inner store's RangeLister")
+	}
+	var got []string
+	if err := rl.ListRange(ctx, "a/2", "c/1", func(o providers.Object) error { got = append(got, o.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "[b/1 c/1]" {
+		t.Errorf("ListRange(a/2, c/1] = %v", got)
+	}
+	f.FailNth(faulty.ListRange, 1, errBoom)
+	if err := rl.ListRange(ctx, "", "", func(providers.Object) error { return nil }); !errors.Is(err, errBoom) {
+		t.Errorf("failing ListRange: %v, want boom", err)
+	}
+	if n := f.Calls(faulty.ListRange); n != 2 {
+		t.Errorf("Calls(ListRange) = %d, want 2", n)
+	}
+	f.Clear()
+	f.RefuseRanges()
+	if _, err := rl.SplitKeys(ctx, 4); !errors.Is(err, providers.ErrNotSupported) {
+		t.Errorf("SplitKeys after RefuseRanges: %v, want ErrNotSupported", err)
+	}
+	f.Clear()
+	if _, err := rl.SplitKeys(ctx, 4); err != nil {
+		t.Errorf("SplitKeys after Clear: %v", err)
+	}
+	f.TruncateList(1)
+	if _, err := rl.SplitKeys(ctx, 4); !errors.Is(err, providers.ErrNotSupported) {
+		t.Errorf("SplitKeys with a listing cut: %v, want ErrNotSupported", err)
+	}
+	if err := rl.ListRange(ctx, "", "", func(providers.Object) error { t.Error("listed under a cut"); return nil }); !errors.Is(err, providers.ErrNotSupported) {
+		t.Errorf("ListRange with a listing cut: %v, want ErrNotSupported", err)
+	}
 }

@@ -20,9 +20,8 @@
 // optional interfaces (ConditionalDeleter, SoftDeleter, RangeLister,
 // UncheckedOpener, Versioner) the inner store implements, each limited like the
 // core methods, so a caller's type assertion answers as it would without the
-// decorator. (providers/faulty, by contrast, claims ConditionalDeleter,
-// SoftDeleter and Regioner whatever the inner store has, and hides RangeLister,
-// UncheckedOpener and Versioner from type assertions.)
+// decorator; providers.CapsOf of the decorated store equals the inner store's
+// (providers/caps_test.go checks every decorator).
 package limit
 
 //go:generate go run ../internal/capgen -pkg limit
@@ -318,6 +317,12 @@ func LimiterOf(s providers.Store) (*Limiter, bool) {
 }
 
 func (s *Store) limiter() *Limiter { return s.lim }
+
+// The decorator's own methods; caps.go checks each type Wrap can return.
+var (
+	_ providers.Store    = (*Store)(nil)
+	_ providers.Featurer = (*Store)(nil)
+)
 
 // Unwrap returns the inner store.
 func (s *Store) Unwrap() providers.Store { return s.inner }

@@ -121,6 +121,7 @@ var (
 	_ providers.Featurer           = (*Store)(nil)
 	_ providers.Regioner           = (*Store)(nil)
 	_ providers.Versioner          = (*Store)(nil)
+	_ providers.RangeLister        = (*Store)(nil)
 )
 
 // New opens the in-memory store called name, creating it empty if needed.

@@ -67,6 +67,12 @@ func Wrap(inner providers.Store, name string, obs Observer) providers.Store {
 	return withCaps(&Store{inner: inner, name: name, obs: obs, now: time.Now}, capsOf(inner))
 }
 
+// The decorator's own methods; caps.go checks each type Wrap can return.
+var (
+	_ providers.Store    = (*Store)(nil)
+	_ providers.Featurer = (*Store)(nil)
+)
+
 // Unwrap returns the inner store.
 func (s *Store) Unwrap() providers.Store { return s.inner }
 

@@ -166,6 +166,7 @@ var (
 	_ providers.Featurer           = (*Store)(nil)
 	_ providers.Regioner           = (*Store)(nil)
 	_ providers.UncheckedOpener    = (*Store)(nil)
+	_ providers.Retrier            = (*Store)(nil)
 )
 
 // ParseURL splits s3://bucket/prefix into the bucket and the prefix ("" or ending

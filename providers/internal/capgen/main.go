@@ -3,7 +3,11 @@
 // so that Wrap's result has exactly the inner store's set. A new optional interface
 // is added here once, and every decorator gets it by `go generate ./providers/...`.
 //
-//	//go:generate go run ../internal/capgen -pkg NAME
+//	//go:generate go run ../internal/capgen -pkg NAME [-base TYPE -result TYPE]
+//
+// -base names the decorator's type (default Store; the generated types embed *TYPE)
+// and -result the type withCaps returns (default providers.Store; providers/faulty
+// returns its own interface, which adds the fault controls).
 package main
 
 import (
@@ -25,6 +29,8 @@ var caps = []struct{ mixin, iface string }{
 
 func main() {
 	pkg := flag.String("pkg", "", "the decorator's package name")
+	base := flag.String("base", "Store", "the decorator's type, embedded as *TYPE")
+	result := flag.String("result", "providers.Store", "the type withCaps returns")
 	flag.Parse()
 	if *pkg == "" {
 		fmt.Fprintln(os.Stderr, "capgen: -pkg is required")
@@ -45,13 +51,25 @@ func main() {
 				fields = append(fields, c.mixin)
 			}
 		}
-		fmt.Fprintf(&b, "type store%02d struct {\n\t*Store\n", m)
+		fmt.Fprintf(&b, "type store%02d struct {\n\t*%s\n", m, *base)
 		for _, f := range fields {
 			fmt.Fprintf(&b, "\t%s\n", f)
 		}
 		b.WriteString("}\n\n")
 	}
-	b.WriteString("// withCaps returns s as the type with exactly the capabilities in the set m.\nfunc withCaps(s *Store, m int) providers.Store {\n\tswitch m {\n")
+	// Compile-time checks: each type implements the decorator's result type and
+	// exactly the capabilities its name says (the test of the package checks "exactly").
+	b.WriteString("var (\n")
+	for m := 0; m < n; m++ {
+		fmt.Fprintf(&b, "\t_ %s = store%02d{}\n", *result, m)
+		for i, c := range caps {
+			if m&(1<<i) != 0 {
+				fmt.Fprintf(&b, "\t_ %s = store%02d{}\n", c.iface, m)
+			}
+		}
+	}
+	b.WriteString(")\n\n")
+	fmt.Fprintf(&b, "// withCaps returns s as the type with exactly the capabilities in the set m.\nfunc withCaps(s *%s, m int) %s {\n\tswitch m {\n", *base, *result)
 	for m := 0; m < n; m++ {
 		var inits []string
 		for i, c := range caps {
