@@ -11,7 +11,7 @@ import (
 // instead of scanning every record and replica (seconds at 10 million records):
 //
 //   - tallies holds, per kind and group, the number of rows and their bytes:
-//     ('rec', state, ''), ('rep', site, state), ('stage', stage, state). Groups that
+//     (rec, state, empty), (rep, site, state), (stage, stage, state). Groups that
 //     fall to zero rows stay with n = 0.
 //   - events holds, per kind (copied, verified, deleted) and second, how many records
 //     (replicas for deleted) carry that second as their copied_at, verified_at or
