@@ -50,22 +50,6 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // errPermanent marks an error retrying will not fix within this run.
 var errPermanent = errors.New("permanent")
 
-// needPlan refuses a phase when no plan exists; in a dry run it plans on the scratch
-// state first, so a CI dry run of any phase on a fresh checkout still says exactly
-// what would happen.
-func (m *Migration) needPlan(ctx context.Context) error {
-	if _, ok, err := m.State.Meta(ctx, "plan_digest"); err != nil {
-		return Errorf(ExitRuntime, "%w", err)
-	} else if ok {
-		return nil
-	}
-	if m.Opts.DryRun {
-		_, err := m.Plan(ctx)
-		return err
-	}
-	return Errorf(ExitUsage, "no plan in the state: run `ferry plan` first")
-}
-
 // Copy copies every planned record to the target, verifying checksums on the way.
 func (m *Migration) Copy(ctx context.Context) (*CopyResult, error) {
 	if err := m.enter(ctx, "copy"); err != nil {
@@ -151,18 +135,6 @@ func (m *Migration) Copy(ctx context.Context) (*CopyResult, error) {
 	return res, nil
 }
 
-// phaseErr maps an interrupted context to exit 130 and anything else to a runtime error.
-func phaseErr(phase string, err error) error {
-	if errors.Is(err, context.Canceled) {
-		return Errorf(ExitInterrupted, "%s interrupted: state saved, rerun resumes", phase)
-	}
-	var e *Error
-	if errors.As(err, &e) {
-		return err
-	}
-	return Errorf(ExitRuntime, "%s: %w", phase, err)
-}
-
 // copyRecord copies one record with bounded retries and returns its new state.
 func (m *Migration) copyRecord(ctx context.Context, r checkpoints.Record) (checkpoints.Record, bool, int, error) {
 	retries := m.Spec.Copy.Retries
@@ -203,17 +175,6 @@ func (m *Migration) copyRecord(ctx context.Context, r checkpoints.Record) (check
 func backoff(attempt int) time.Duration {
 	d := 50 * time.Millisecond << min(attempt, 7)
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // sources lists the replicas a copy may read, primary first.
