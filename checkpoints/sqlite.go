@@ -127,6 +127,8 @@ type SQLite struct {
 	scratch string // temp dir removed on Close (dry run)
 	ro      bool
 	clock   clock.Clock // leases and liveness (Options.Clock)
+	// tallied: the state keeps Stats' counts (version 2 on); found once at open.
+	tallied bool
 }
 
 var _ Store = (*SQLite)(nil)
@@ -194,6 +196,10 @@ func openDB(ctx context.Context, path string, ro bool, steps []sqliteStep) (*SQL
 	if err := s.checkVersion(ctx, steps); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if s.tallied, err = s.hasTallies(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state %s: %w", path, hint(path, err))
 	}
 	return s, nil
 }
@@ -798,10 +804,7 @@ func (s *SQLite) Stats(ctx context.Context, now time.Time) (Stats, error) {
 		Recent:       map[string]int64{},
 		RecentWindow: RecentWindow,
 	}
-	switch ok, err := s.tallied(ctx); {
-	case err != nil:
-		return st, wrap("stats", err)
-	case ok:
+	if s.tallied {
 		return st, wrap("stats", s.statsFromTallies(ctx, &st, now))
 	}
 	// A version 1 state opened read-only: count by scanning.

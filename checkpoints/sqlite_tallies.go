@@ -115,9 +115,9 @@ func eventAdd(kind, t, n string) string {
 		" ON CONFLICT(kind, sec) DO UPDATE SET n = n + excluded.n;"
 }
 
-// tallied reports whether the state keeps tallies (version 2 on): a read-only open
+// hasTallies reports whether the state keeps tallies (version 2 on): a read-only open
 // of a version 1 state (which it does not upgrade) counts by scanning instead.
-func (s *SQLite) tallied(ctx context.Context) (bool, error) {
+func (s *SQLite) hasTallies(ctx context.Context) (bool, error) {
 	var n int
 	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'tallies'").Scan(&n)
 	return n == 1, err
