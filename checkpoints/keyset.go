@@ -84,15 +84,21 @@ var pgKeyset = &keysetDialect{
 	},
 }
 
+// binder returns arg, which adds a query argument and returns its placeholder, and
+// the arguments added so far.
+func (d *keysetDialect) binder() (func(any) string, *[]any) {
+	args := new([]any)
+	return func(v any) string {
+		*args = append(*args, v)
+		return d.placeholder(len(*args))
+	}, args
+}
+
 // recordsQuery is the query for one page of records matching q: keys above after
 // (from after on, on the first page), at most limit of them, in key order.
 func (d *keysetDialect) recordsQuery(q Query, after string, first bool, limit int) (string, []any) {
 	var where []string
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return d.placeholder(len(args))
-	}
+	arg, args := d.binder()
 	where = append(where, d.after(arg, "r.key", after, first)...)
 	if q.Through != "" {
 		where = append(where, d.through(arg, "r.key", q.Through)...)
@@ -114,7 +120,8 @@ func (d *keysetDialect) recordsQuery(q Query, after string, first bool, limit in
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
-	return query + " ORDER BY r.key LIMIT " + arg(limit), args
+	query += " ORDER BY r.key LIMIT " + arg(limit)
+	return query, *args
 }
 
 func strs[T ~string](in []T) []string {
@@ -160,17 +167,14 @@ func keysetRecords(ctx context.Context, d *keysetDialect, q Query, page int,
 // listedQuery is the query for one page of the staged listing: rows with keys above
 // after (from after on, on the first page), in (key, site) order.
 func (d *keysetDialect) listedQuery(after string, first bool, limit int) (string, []any) {
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return d.placeholder(len(args))
-	}
+	arg, args := d.binder()
 	where := d.after(arg, "l.key", after, first)
 	q := "SELECT l.key, l.site, l.site_key, l.size, l.etag, l.version, l.mtime, l.sha256 FROM " + d.listing + " l"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	return q + " ORDER BY l.key, l.site LIMIT " + arg(limit), args
+	q += " ORDER BY l.key, l.site LIMIT " + arg(limit)
+	return q, *args
 }
 
 // keysetListed calls fn with each key of the staged listing and its rows (one per
@@ -200,26 +204,20 @@ var unlistedStates = []string{string(Present), string(Identical), string(Diverge
 // unlistedQuery is the query for one page of the replicas at sites, in a state that
 // says they are there, that the staged listing lacks: (key, site) in that order.
 func (d *keysetDialect) unlistedQuery(sites []string, after string, first bool, limit int) (string, []any) {
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return d.placeholder(len(args))
-	}
+	arg, args := d.binder()
 	where := []string{d.anyOf(arg, "r.site", sites), d.anyOf(arg, "r.state", unlistedStates)}
 	where = append(where, d.after(arg, "r.key", after, first)...)
 	where = append(where, "NOT EXISTS (SELECT 1 FROM "+d.listing+" l WHERE l.key = r.site_key AND l.site = r.site)")
-	return "SELECT r.key, r.site FROM " + d.replicas + " r WHERE " + strings.Join(where, " AND ") +
-		" ORDER BY r.key, r.site LIMIT " + arg(limit), args
+	q := "SELECT r.key, r.site FROM " + d.replicas + " r WHERE " + strings.Join(where, " AND ") +
+		" ORDER BY r.key, r.site LIMIT " + arg(limit)
+	return q, *args
 }
 
 // recordsByKeyQuery is the query for the records with the given keys, in key order.
 func (d *keysetDialect) recordsByKeyQuery(keys []string) (string, []any) {
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return d.placeholder(len(args))
-	}
-	return "SELECT " + d.cols + " FROM " + d.records + " r WHERE " + d.anyOf(arg, "r.key", keys) + " ORDER BY r.key", args
+	arg, args := d.binder()
+	q := "SELECT " + d.cols + " FROM " + d.records + " r WHERE " + d.anyOf(arg, "r.key", keys) + " ORDER BY r.key"
+	return q, *args
 }
 
 // keySite is one replica named by its record's key and its site.
@@ -261,12 +259,12 @@ func keysetUnlisted(ctx context.Context, d *keysetDialect, sites []string, page 
 			}
 			if full = len(pairs) == page; full {
 				// The last key's group may go on on the next page: it starts there.
-				last = keys[len(keys)-1]
+				cut := keys[len(keys)-1]
 				if len(keys) == 1 {
-					return fmt.Errorf("state: unlisted: key %q has more than %d replicas", last, page)
+					return fmt.Errorf("state: unlisted: key %q has more than %d replicas", cut, page)
 				}
 				keys = keys[:len(keys)-1]
-				delete(bySite, last)
+				delete(bySite, cut)
 				last = keys[len(keys)-1]
 			}
 			if len(keys) == 0 {
