@@ -265,6 +265,11 @@ func (d *pdfDoc) lines(text string, w float64) []string {
 
 // kvGrid draws key/value pairs in ncol columns; values wrap.
 func (d *pdfDoc) kvGrid(rows []kv, ncol int, keyW, size float64) {
+	d.kvGridIn(rows, ncol, keyW, size, colInk)
+}
+
+// kvGridIn is kvGrid with the values in colour c.
+func (d *pdfDoc) kvGridIn(rows []kv, ncol int, keyW, size float64, c [3]int) {
 	lh := size * 0.44
 	colW := (d.width - float64(ncol-1)*5) / float64(ncol)
 	for i := 0; i < len(rows); i += ncol {
@@ -286,7 +291,7 @@ func (d *pdfDoc) kvGrid(rows []kv, ncol int, keyW, size float64) {
 				d.f.CellFormat(keyW, lh, l, "", 0, "L", false, 0, "")
 			}
 			d.font("", size)
-			d.color(colInk)
+			d.color(c)
 			for k, l := range vl {
 				d.f.SetXY(x+keyW, y+0.45+float64(k)*lh)
 				d.f.CellFormat(colW-keyW, lh, l, "", 0, "L", false, 0, "")

@@ -73,29 +73,13 @@ func (d *pdfDoc) cryptoErase(rows []cryptoRow, size float64, withNote bool) {
 	d.table(d.left, cols, out, size)
 }
 
-// kvLine writes one key/value row across the page, the value wrapped and in colour c.
+// kvLine writes one key/value row across the page (kvGrid's), the value in colour c,
+// on a new page if it does not fit.
 func (d *pdfDoc) kvLine(k, v string, c [3]int) {
 	const keyW, size = 30.0, 7.0
-	lh := size * 0.44
 	d.font("", size)
-	vl := d.lines(toPDFText(v), d.width-keyW)
-	h := float64(len(vl))*lh + 0.9
-	d.ensure(h)
-	y := d.f.GetY()
-	d.font("B", size)
-	d.color(colMuted)
-	d.f.SetXY(d.left, y+0.45)
-	d.f.CellFormat(keyW, lh, toPDFText(k), "", 0, "L", false, 0, "")
-	d.font("", size)
-	d.color(c)
-	for i, l := range vl {
-		d.f.SetXY(d.left+keyW, y+0.45+float64(i)*lh)
-		d.f.CellFormat(d.width-keyW, lh, l, "", 0, "L", false, 0, "")
-	}
-	d.draw(colBand)
-	d.f.SetLineWidth(0.2)
-	d.f.Line(d.left, y+h, d.left+d.width, y+h)
-	d.f.SetXY(d.left, y+h)
+	d.ensure(float64(len(d.lines(toPDFText(v), d.width-keyW)))*size*0.44 + 0.9)
+	d.kvGridIn([]kv{{k, v}}, 1, keyW, size, c)
 }
 
 // evidenceSummary is the Evidence section of the summary page: one row each for the
