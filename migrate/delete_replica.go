@@ -20,6 +20,16 @@ func vanished(key string) error {
 		"replicas deleted so far are recorded; run ferry verify", key)
 }
 
+// softKept reports whether the bytes a soft delete of p keeps are where its handle
+// says.
+func (m *Migration) softKept(ctx context.Context, p *checkpoints.Replica) (bool, error) {
+	sd := m.caps(p.Site).SoftDeleter
+	if sd == nil {
+		return false, fmt.Errorf("site %s cannot soft-delete", p.Site)
+	}
+	return sd.SoftExists(ctx, p.SiteKey, p.Handle)
+}
+
 // resolveIntent settles a delete intent left by an earlier run by looking at the site
 // (I4): absent means the delete happened; the same version present means it did not
 // (the replica goes back to identical and is deleted now); anything else is a change.
@@ -32,11 +42,7 @@ func (m *Migration) resolveIntent(ctx context.Context, p *checkpoints.Replica) e
 	switch {
 	case errors.Is(err, providers.ErrNotFound):
 		if p.Mode == "soft" {
-			sd := m.caps(p.Site).SoftDeleter
-			if sd == nil {
-				return fmt.Errorf("site %s cannot soft-delete", p.Site)
-			}
-			kept, err := sd.SoftExists(ctx, p.SiteKey, p.Handle)
+			kept, err := m.softKept(ctx, p)
 			if err != nil {
 				return err
 			}

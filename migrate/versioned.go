@@ -164,11 +164,7 @@ func (m *Migration) resolveVersionedIntent(ctx context.Context, v providers.Vers
 		return nil
 	}
 	if p.Mode == "soft" {
-		sd := m.caps(p.Site).SoftDeleter
-		if sd == nil {
-			return fmt.Errorf("site %s cannot soft-delete", p.Site)
-		}
-		kept, err := sd.SoftExists(ctx, p.SiteKey, p.Handle)
+		kept, err := m.softKept(ctx, p)
 		if err != nil {
 			return err
 		}
