@@ -103,7 +103,7 @@ func pipelineOnce(b *testing.B, n int, noJournal bool, phases map[string]time.Du
 	step("copy", func() error { _, err := m.Copy(ctx); return err })
 	step("verify", func() error { _, err := m.Verify(ctx, false); return err })
 	step("delete", func() error {
-		sc, err := m.stageScope(ctx, "all", false, nil)
+		sc, err := m.stageScope(ctx, "all", false)
 		if err != nil {
 			return err
 		}

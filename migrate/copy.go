@@ -52,87 +52,80 @@ var errPermanent = errors.New("permanent")
 
 // Copy copies every planned record to the target, verifying checksums on the way.
 func (m *Migration) Copy(ctx context.Context) (*CopyResult, error) {
-	if err := m.enter(ctx, "copy"); err != nil {
-		return nil, err
-	}
-	if err := m.checkResidency(ctx); err != nil {
-		return nil, err
-	}
-	if err := m.needPlan(ctx); err != nil {
-		return nil, err
-	}
-	if err := m.checkIdentity(ctx, "copy"); err != nil {
-		return nil, err // writing to a site under the target's name (identity.go)
-	}
-	res := &CopyResult{DryRun: m.Opts.DryRun}
+	res := &CopyResult{}
 	q := checkpoints.Query{States: []checkpoints.RecordState{checkpoints.Planned, checkpoints.Failed}}
-	st, err := m.State.Stats(ctx, m.now())
-	if err != nil {
-		return nil, Errorf(ExitRuntime, "%w", err)
-	}
-	var totalBytes int64
-	for _, s := range q.States {
-		res.Records += st.Records[s].N
-		totalBytes += st.Records[s].Bytes
-	}
-	if m.Opts.DryRun {
-		res.Bytes = totalBytes
-		return res, nil
-	}
-	tr := m.progress("copy", res.Records, totalBytes)
-	defer tr.Finish()
 	var copied, skipped, failed, nbytes, retries atomic.Int64
-	var failMu sync.Mutex
-	err = m.eachRecord(ctx, "copy", q, m.Spec.Copy.Concurrency, func(gctx context.Context, r checkpoints.Record) ([]checkpoints.Record, error) {
-		if st, why := m.specVerdict(recordSiteKey(&r)); st != "" {
-			// Planned by a ferry that kept rejected records as failed: never copied.
-			r.State, r.LastError = st, why
-			tr.Add(1, 0)
-			return []checkpoints.Record{r}, nil
-		}
-		out, skip, tries, err := m.copyRecord(gctx, r)
-		retries.Add(int64(tries - 1))
-		if err != nil {
-			if gctx.Err() != nil {
-				return nil, gctx.Err()
+	var conflicts int64
+	pr, err := m.runPhase(ctx, &phase{
+		name: "copy", bar: "copy", needPlan: true,
+		guard: m.checkResidency,
+		check: func(ctx context.Context) (size, error) {
+			if err := m.checkIdentity(ctx, "copy"); err != nil {
+				return size{}, err // writing to a site under the target's name (identity.go)
 			}
-			if ferr := m.stopFatal("copy", err); ferr != nil {
-				return nil, ferr // bad credentials, no bucket, a full disk: every record would fail alike
+			st, err := m.State.Stats(ctx, m.now())
+			if err != nil {
+				return size{}, Errorf(ExitRuntime, "%w", err)
 			}
-			failed.Add(1)
-			failMu.Lock()
-			if len(res.Failures) < 100 {
-				res.Failures = append(res.Failures, ConflictInfo{Key: r.Key, Reason: errString(err)})
+			for _, s := range q.States {
+				res.Records += st.Records[s].N
+				res.Bytes += st.Records[s].Bytes // what a dry run would copy
 			}
-			failMu.Unlock()
-			m.log.Warn("copy failed", "key", r.Key, "attempts", tries, "err", err)
-		} else if skip {
-			skipped.Add(1)
-		} else {
-			copied.Add(1)
-			nbytes.Add(out.Size)
-		}
-		m.countCopy(out, skip, tries, err)
-		tr.Add(1, out.Size)
-		return []checkpoints.Record{out}, nil
+			conflicts = st.Records[checkpoints.Conflict].N
+			return size{n: res.Records, bytes: res.Bytes}, nil
+		},
+		query: q, conc: m.Spec.Copy.Concurrency,
+		each: func(ctx context.Context, pr *run, r checkpoints.Record) ([]checkpoints.Record, error) {
+			if st, why := m.specVerdict(recordSiteKey(&r)); st != "" {
+				// Planned by a ferry that kept rejected records as failed: never copied.
+				r.State, r.LastError = st, why
+				pr.tick(1, 0)
+				return []checkpoints.Record{r}, nil
+			}
+			out, skip, tries, err := m.copyRecord(ctx, r)
+			retries.Add(int64(tries - 1))
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				if ferr := m.stopFatal("copy", err); ferr != nil {
+					return nil, ferr // bad credentials, no bucket, a full disk: every record would fail alike
+				}
+				failed.Add(1)
+				pr.problem(r.Key, errString(err))
+				m.log.Warn("copy failed", "key", r.Key, "attempts", tries, "err", err)
+			} else if skip {
+				skipped.Add(1)
+			} else {
+				copied.Add(1)
+				nbytes.Add(out.Size)
+			}
+			m.countCopy(out, skip, tries, err)
+			pr.tick(1, out.Size)
+			return []checkpoints.Record{out}, nil
+		},
+		tally: func(pr *run) {
+			res.Copied, res.Skipped, res.Failed, res.Bytes, res.Retries = copied.Load(), skipped.Load(), failed.Load(), nbytes.Load(), retries.Load()
+			res.Failures = pr.Problems()
+		},
+		end: func(context.Context, *run) error {
+			if res.Failed > 0 {
+				// Name one failure: a cause shared by every record (no permission, a
+				// wrong endpoint) should not hide in the per-record warnings.
+				first := ""
+				if len(res.Failures) > 0 {
+					first = fmt.Sprintf("; for example %q: %s", res.Failures[0].Key, res.Failures[0].Reason)
+				}
+				return Errorf(ExitIncomplete, "copy finished: %d records failed (rerun to retry them)%s", res.Failed, first)
+			}
+			if res.Conflicts = conflicts; res.Conflicts > 0 {
+				return Errorf(ExitIncomplete, "copy finished: %d records in conflict were not copied", res.Conflicts)
+			}
+			return nil
+		},
 	})
-	res.Copied, res.Skipped, res.Failed, res.Bytes, res.Retries = copied.Load(), skipped.Load(), failed.Load(), nbytes.Load(), retries.Load()
-	if err != nil {
-		return res, phaseErr("copy", err)
-	}
-	if res.Failed > 0 {
-		// Name one failure: a cause shared by every record (no permission, a wrong
-		// endpoint) should not hide in the per-record warnings.
-		first := ""
-		if len(res.Failures) > 0 {
-			first = fmt.Sprintf("; for example %q: %s", res.Failures[0].Key, res.Failures[0].Reason)
-		}
-		return res, Errorf(ExitIncomplete, "copy finished: %d records failed (rerun to retry them)%s", res.Failed, first)
-	}
-	if res.Conflicts = st.Records[checkpoints.Conflict].N; res.Conflicts > 0 {
-		return res, Errorf(ExitIncomplete, "copy finished: %d records in conflict were not copied", res.Conflicts)
-	}
-	return res, nil
+	res.DryRun = pr.dry
+	return res, err
 }
 
 // copyRecord copies one record with bounded retries and returns its new state.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -76,184 +75,149 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 	if !ok {
 		return nil, Errorf(ExitUsage, "no stage %q in %s (stages: %s)", stageName, m.Spec.Path, strings.Join(m.stageNames(), ", "))
 	}
-	// Workers of one stage share it; workers of different stages never run together.
-	if err := m.enter(ctx, "delete/"+stageName); err != nil {
-		return nil, err
-	}
-	if err := m.needPlan(ctx); err != nil {
-		return nil, err
-	}
-	if err := m.checkPlanContext(ctx, "delete"); err != nil {
-		return nil, err
-	}
-	states, err := m.stageStates(ctx)
-	if err != nil {
-		return nil, err
-	}
-	res := &DeleteResult{Stage: stageName, DryRun: m.Opts.DryRun, Mode: m.stageMode(stageName)}
-	if res.Scope, err = m.stageScope(ctx, stageName, false, nil); err != nil {
-		return res, err
-	}
-	if err := m.checkOrder(ctx, states, stageName); err != nil {
-		return res, err
-	}
-	if res.Limit, err = m.deleteLimit(ctx, st); err != nil {
-		return res, err
-	}
-	res.State = states[stageName].State
-	if res.Scope.Replicas > res.Limit {
-		return res, Refused("stage %q would delete %d replicas, over max_delete (%d)", stageName, res.Scope.Replicas, res.Limit)
-	}
-	if states[stageName].State == StagePurged {
-		return res, Refused("stage %q is already purged", stageName)
-	}
-	if m.Opts.DryRun {
-		if confirm != "" {
-			// A dry run checks a given --confirm exactly as the real run would.
-			if err := ValidConfirm(confirm, res.Scope.Digest); err != nil {
-				return res, err
-			}
-		}
-		return res, m.checkCanary(ctx, st, res.Scope)
-	}
-	if err := ValidConfirm(confirm, res.Scope.Digest); err != nil {
-		return res, err
-	}
-	if err := m.checkCanary(ctx, st, res.Scope); err != nil {
-		return res, err
-	}
-	if err := m.checkIdentity(ctx, "delete"); err != nil {
-		return res, err // a site that is the target under another name (identity.go)
-	}
-	// Every site of the stage must support the delete the mode needs.
-	for _, site := range st.Sites {
-		c := m.caps(site)
-		if res.Mode == "soft" {
-			if c.SoftDeleter == nil {
-				return res, Refused("site %s cannot soft-delete (no versioning or quarantine support); use mode: hard for this stage", site)
-			}
-		} else if c.ConditionalDeleter == nil {
-			return res, Refused("site %s cannot delete conditionally; ferry never deletes unconditionally", site)
-		}
-	}
-	if err := m.recordGrace(ctx, stageName, res.Mode); err != nil {
-		return res, err
-	}
-	ss := states[stageName]
-	ss.Mode, ss.Digest, ss.State = res.Mode, res.Scope.Digest, StageRunning
-	if ss.StartedAt.IsZero() {
-		ss.StartedAt = m.now().UTC()
-	}
-	if err := m.State.SaveStage(ctx, ss); err != nil {
-		return res, Errorf(ExitRuntime, "%w", err)
-	}
-
-	tr := m.progress("delete", res.Scope.Replicas, res.Scope.Bytes)
-	defer tr.Finish()
+	res := &DeleteResult{Stage: stageName, Mode: m.stageMode(stageName)}
+	var ss checkpoints.StageState
 	var n delCounts
-	var pmu sync.Mutex
-	problem := func(key, msg string) {
-		pmu.Lock()
-		defer pmu.Unlock()
-		if len(res.Problems) < 100 {
-			res.Problems = append(res.Problems, ConflictInfo{Key: key, Reason: msg})
-		}
-	}
-	var units []*delUnit
-	run := func(ctx context.Context, save saveFunc) error {
-		err := m.deleteBatch(ctx, res.Mode, units, &n, problem, save)
-		for _, u := range units {
-			tr.Add(int64(len(u.idx)), 0)
-		}
-		units = units[:0]
-		return err
-	}
-	collect := func(ctx context.Context, save saveFunc) func(checkpoints.Record, checkpoints.Replica) error {
-		return func(r checkpoints.Record, p checkpoints.Replica) error {
-			if n := len(units); n > 0 && units[n-1].rec.Key == r.Key {
-				u := units[n-1]
-				u.idx = append(u.idx, slices.IndexFunc(u.rec.Replicas, func(q checkpoints.Replica) bool { return q.Site == p.Site }))
-				return nil
+	pr, err := m.runPhase(ctx, &phase{
+		// Workers of one stage share it; workers of different stages never run together.
+		name: "delete/" + stageName, bar: "delete", needPlan: true, confirm: confirm,
+		check: func(ctx context.Context) (size, error) {
+			if err := m.checkPlanContext(ctx, "delete"); err != nil {
+				return size{}, err
 			}
-			if len(units) >= 256 {
-				if err := run(ctx, save); err != nil {
-					return err
+			states, err := m.stageStates(ctx)
+			if err != nil {
+				return size{}, err
+			}
+			if res.Scope, err = m.stageScope(ctx, stageName, false); err != nil {
+				return size{}, err
+			}
+			if err := m.checkOrder(ctx, states, stageName); err != nil {
+				return size{}, err
+			}
+			if res.Limit, err = m.deleteLimit(ctx, st); err != nil {
+				return size{}, err
+			}
+			ss = states[stageName]
+			res.State = ss.State
+			if res.Scope.Replicas > res.Limit {
+				return size{}, Refused("stage %q would delete %d replicas, over max_delete (%d)", stageName, res.Scope.Replicas, res.Limit)
+			}
+			if ss.State == StagePurged {
+				return size{}, Refused("stage %q is already purged", stageName)
+			}
+			return size{n: res.Scope.Replicas, bytes: res.Scope.Bytes, digest: res.Scope.Digest}, nil
+		},
+		ready: func(ctx context.Context) error { return m.checkCanary(ctx, st, res.Scope) },
+		start: func(ctx context.Context) error {
+			if err := m.checkIdentity(ctx, "delete"); err != nil {
+				return err // a site that is the target under another name (identity.go)
+			}
+			// Every site of the stage must support the delete the mode needs.
+			for _, site := range st.Sites {
+				c := m.caps(site)
+				if res.Mode == "soft" {
+					if c.SoftDeleter == nil {
+						return Refused("site %s cannot soft-delete (no versioning or quarantine support); use mode: hard for this stage", site)
+					}
+				} else if c.ConditionalDeleter == nil {
+					return Refused("site %s cannot delete conditionally; ferry never deletes unconditionally", site)
 				}
 			}
-			r.Replicas = slices.Clone(r.Replicas)
-			units = append(units, &delUnit{rec: r, idx: []int{slices.IndexFunc(r.Replicas, func(q checkpoints.Replica) bool { return q.Site == p.Site })}})
+			if err := m.recordGrace(ctx, stageName, res.Mode); err != nil {
+				return err
+			}
+			ss.Mode, ss.Digest, ss.State = res.Mode, res.Scope.Digest, StageRunning
+			if ss.StartedAt.IsZero() {
+				ss.StartedAt = m.now().UTC()
+			}
+			if err := m.State.SaveStage(ctx, ss); err != nil {
+				return Errorf(ExitRuntime, "%w", err)
+			}
 			return nil
-		}
-	}
-	if m.worker == nil {
-		_, err = m.stageScope(ctx, stageName, false, collect(ctx, m.State.Save))
-		if err == nil {
-			err = run(ctx, m.State.Save)
-		}
-	} else {
-		// Range by range under fenced claims: intents and outcomes are saved only
-		// while this worker holds the range, so a worker that lost it deletes nothing
-		// more; its successor settles any intent it left by looking at the site.
-		err = m.shared(ctx, "delete/"+stageName, checkpoints.Query{Stage: stageName}, func(cctx context.Context, c checkpoints.Claim) ([]checkpoints.Record, error) {
-			save := func(ctx context.Context, recs []checkpoints.Record) error {
-				return m.State.Checkpoint(ctx, c, c.Hi, recs, nil)
+		},
+		query: checkpoints.Query{Stage: stageName},
+		batch: func(ctx context.Context, pr *run, recs []checkpoints.Record, save saveFunc) error {
+			units := make([]*delUnit, 0, len(recs))
+			for _, r := range recs {
+				if idx := stageReplicas(r, stageName); len(idx) > 0 {
+					units = append(units, &delUnit{rec: r, idx: idx})
+				}
 			}
-			units = units[:0]
-			_, err := m.stageScopeIn(cctx, stageName, false, checkpoints.Query{After: c.Lo, Through: c.Hi}, collect(cctx, save))
-			if err == nil {
-				err = run(cctx, save)
+			err := m.deleteBatch(ctx, res.Mode, units, &n, pr.problem, save)
+			for _, u := range units {
+				pr.tick(int64(len(u.idx)), 0)
 			}
-			return nil, err
-		})
-		if err == nil {
-			err = m.stageSettled(ctx, stageName)
+			return err
+		},
+		tally: func(pr *run) {
+			res.Deleted, res.Already, res.Skipped, res.Changed, res.Errors = n.deleted.Load(), n.already.Load(), n.skipped.Load(), n.changed.Load(), n.errs.Load()
+			res.Retained, res.Undeletable = n.retained.Load(), n.undeletable.Load()
+			res.Problems = pr.Problems()
+		},
+		end: func(ctx context.Context, _ *run) error { return m.finishStage(ctx, res, &ss, &n) },
+	})
+	res.DryRun = pr.dry
+	return res, err
+}
+
+// stageReplicas are the indexes of r's replicas in stage's scope, in site order.
+func stageReplicas(r checkpoints.Record, stage string) []int {
+	var idx []int
+	for i, p := range r.Replicas {
+		if p.Stage == stage && inScope(r, p, false) {
+			idx = append(idx, i)
 		}
 	}
-	res.Deleted, res.Already, res.Skipped, res.Changed, res.Errors = n.deleted.Load(), n.already.Load(), n.skipped.Load(), n.changed.Load(), n.errs.Load()
-	res.Retained, res.Undeletable = n.retained.Load(), n.undeletable.Load()
-	if err != nil {
-		return res, phaseErr("delete", err)
-	}
+	slices.SortFunc(idx, func(a, b int) int { return strings.Compare(r.Replicas[a].Site, r.Replicas[b].Site) })
+	return idx
+}
+
+// finishStage closes a stage whose deletes ran through: finished, unless a delete
+// failed or an intent is unresolved (a rerun resumes), with its counts taken from the
+// state (many workers may have deleted it); then what its outcomes mean.
+func (m *Migration) finishStage(ctx context.Context, res *DeleteResult, ss *checkpoints.StageState, n *delCounts) error {
+	stageName := res.Stage
 	if res.Errors > 0 {
 		res.State = StageRunning
 		example := ""
 		if ex := n.example.Load(); ex != nil {
 			example = "; for example " + *ex
 		}
-		return res, Errorf(ExitRuntime, "stage %q: %d deletes failed; rerun the same command to resume%s", stageName, res.Errors, example)
+		return Errorf(ExitRuntime, "stage %q: %d deletes failed; rerun the same command to resume%s", stageName, res.Errors, example)
 	}
-	after, err := m.stageScope(ctx, stageName, false, nil)
+	if err := m.stageSettled(ctx, stageName); err != nil {
+		return err
+	}
+	after, err := m.stageScope(ctx, stageName, false)
 	if err != nil {
-		return res, err
+		return err
 	}
-	ss.State, ss.FinishedAt, ss.Deleted, ss.Retained = StageFinished, m.now().UTC(), res.Deleted+res.Already, after.Retained
-	if m.worker != nil {
-		// Many workers deleted this stage: count from the state, not this worker.
-		if ss.Deleted, err = m.stageGone(ctx, stageName); err != nil {
-			return res, err
-		}
+	ss.State, ss.FinishedAt, ss.Retained = StageFinished, m.now().UTC(), after.Retained
+	if ss.Deleted, err = m.stageGone(ctx, stageName); err != nil {
+		return err
 	}
 	if res.Mode == "hard" {
 		ss.PurgedAt = ss.FinishedAt // nothing kept to purge
 	}
-	if err := m.State.SaveStage(ctx, ss); err != nil {
-		return res, Errorf(ExitRuntime, "%w", err)
+	if err := m.State.SaveStage(ctx, *ss); err != nil {
+		return Errorf(ExitRuntime, "%w", err)
 	}
 	res.State = ss.State
 	m.recordRecoverability(ctx, stageName, ss.FinishedAt)
 	if res.Skipped > 0 {
-		return res, Errorf(ExitVerify, "stage %q finished, but %d replicas were not deleted: their target copy failed the re-check before deletion; run ferry verify", stageName, res.Skipped)
+		return Errorf(ExitVerify, "stage %q finished, but %d replicas were not deleted: their target copy failed the re-check before deletion; run ferry verify", stageName, res.Skipped)
 	}
 	if res.Changed > 0 {
-		return res, Errorf(ExitIncomplete, "stage %q finished, but %d replicas changed at their site after verification and were not deleted; run ferry verify", stageName, res.Changed)
+		return Errorf(ExitIncomplete, "stage %q finished, but %d replicas changed at their site after verification and were not deleted; run ferry verify", stageName, res.Changed)
 	}
 	if res.Retained > 0 {
-		return res, retainedErr(stageName, res.Retained)
+		return retainedErr(stageName, res.Retained)
 	}
 	if res.Undeletable > 0 {
-		return res, undeletableErr(stageName, res.Undeletable)
+		return undeletableErr(stageName, res.Undeletable)
 	}
-	return res, nil
+	return nil
 }
 
 // deleteBatch runs one batch of units through: resolve intents left by a crash, make
@@ -456,10 +420,6 @@ func (m *Migration) deleteUnit(ctx context.Context, mode string, u *delUnit, n *
 
 // errTargetGone marks a re-check that found the target copy absent.
 var errTargetGone = errors.New("target copy is gone")
-
-// saveFunc saves records: the state's Save in one process, a fenced Checkpoint of the
-// claimed range in a worker.
-type saveFunc func(ctx context.Context, recs []checkpoints.Record) error
 
 // stageSettled refuses to finish a stage while delete intents are unresolved (a
 // worker's failed deletes): the next run settles them.

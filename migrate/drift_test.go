@@ -89,7 +89,7 @@ func TestI11SiteURLChangedRefused(t *testing.T) {
 		ctx := context.Background()
 		m := h.open()
 		runThroughVerify(t, m)
-		old, err := m.stageScope(ctx, "backups", false, nil)
+		old, err := m.stageScope(ctx, "backups", false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,7 +137,7 @@ func TestI11StageSitesChangedRefused(t *testing.T) {
 	ctx := context.Background()
 	m := h.open()
 	runThroughVerify(t, m)
-	dry, err := m.stageScope(ctx, "backups", false, nil)
+	dry, err := m.stageScope(ctx, "backups", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,7 +422,7 @@ func TestDryRunChecksConfirm(t *testing.T) {
 	mustRefuse(t, err, "does not match")
 	_, err = d.Run(ctx, "delete", "deadbeefdeadbeef", false)
 	mustRefuse(t, err, "does not match")
-	sc, err := d.stageScope(ctx, "backups", false, nil)
+	sc, err := d.stageScope(ctx, "backups", false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -319,7 +319,7 @@ func mustPlanCopy(t *testing.T, m *Migration) {
 // deleteStage previews a stage (dry run on the same migration) and confirms it.
 func deleteStage(t *testing.T, m *Migration, stage string) (*DeleteResult, error) {
 	t.Helper()
-	sc, err := m.stageScope(context.Background(), stage, false, nil)
+	sc, err := m.stageScope(context.Background(), stage, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -115,7 +115,7 @@ func TestLimitsInForce(t *testing.T) {
 
 	// As one of three live copy workers, this process takes a third.
 	m.Opts.Worker = true
-	if err := m.enter(ctx, "copy"); err != nil {
+	if err := m.join(ctx, "copy"); err != nil {
 		t.Fatal(err)
 	}
 	self := checkpoints.Self("copy")

@@ -317,7 +317,7 @@ func TestSoftDeleteRestoreAndPurge(t *testing.T) {
 			}
 		}
 		// Restored replicas must be proven again before a stage deletes them.
-		sc, _ := m.stageScope(ctx, "canary", false, nil)
+		sc, _ := m.stageScope(ctx, "canary", false)
 		if sc.Replicas != 0 {
 			t.Fatalf("restored replicas in scope before verify: %d", sc.Replicas)
 		}

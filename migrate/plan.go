@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash"
 	"reflect"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -32,20 +31,6 @@ type SiteListing struct {
 type ConflictInfo struct {
 	Key    string `json:"key"`
 	Reason string `json:"reason"`
-}
-
-// StageScope is one deletion stage's scope as it stands.
-type StageScope struct {
-	Name     string   `json:"name"`
-	Sites    []string `json:"sites"`
-	Sample   string   `json:"sample,omitempty"`
-	Mode     string   `json:"mode"`
-	Replicas int64    `json:"replicas"`
-	Bytes    int64    `json:"bytes"`
-	Digest   string   `json:"digest"`
-	// Retained counts replicas assigned to the stage that are not (yet) deletable:
-	// not verified, divergent, in conflict.
-	Retained int64 `json:"retained"`
 }
 
 // PlanResult is what `ferry plan` reports.
@@ -82,29 +67,71 @@ const listBatch = 1000
 // the inventory. A listing that fails fails the plan (I6); nothing is reconciled from
 // a partial listing.
 func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
-	if err := m.enter(ctx, "plan"); err != nil {
-		return nil, err
+	res := &PlanResult{Migration: m.Spec.Migration, SpecDigest: m.Spec.Digest(), Sites: map[string]SiteListing{}, Records: map[string]int64{}}
+	var out *PlanResult // the reconciled plan; nil for a worker that did not merge
+	var verdict error   // held records (exit 3) are a verdict, not a stop
+	reconciled := func(ctx context.Context) error {
+		var err error
+		out, err = m.reconcilePlan(ctx, res)
+		var code *Error
+		if errors.As(err, &code) && code.Code == ExitIncomplete {
+			verdict, err = err, nil
+		}
+		return err
 	}
-	if err := m.checkResidency(ctx); err != nil {
-		return nil, err
+	pr, err := m.runPhase(ctx, &phase{
+		name: planScope, dryWork: true,
+		check: func(ctx context.Context) (size, error) {
+			if err := m.checkResidency(ctx); err != nil {
+				return size{}, err
+			}
+			return size{}, m.checkStoreIdentities(ctx, "plan") // a site that is the target under another name (identity.go)
+		},
+		whole: func(ctx context.Context, pr *run) error {
+			if err := m.State.ResetListing(ctx); err != nil {
+				return Errorf(ExitRuntime, "%w", err)
+			}
+			if err := m.listSites(ctx, res); err != nil {
+				return err
+			}
+			if err := m.refuseMarkers(); err != nil {
+				return err
+			}
+			return reconciled(ctx)
+		},
+		cut: m.cutListing,
+		claimed: func(ctx context.Context, pr *run, c checkpoints.Claim) ([]checkpoints.Record, error) {
+			if c.Site != "" {
+				return nil, m.listRange(ctx, pr, c)
+			}
+			// The merge: once every listing range is done, the staged listing is
+			// complete and this worker reconciles it exactly as a single process does.
+			if st, err := m.State.Round(ctx, planScope, c.Round); err != nil {
+				return nil, err
+			} else if st.Open > 0 || st.Held > 1 {
+				return nil, errNotYet
+			}
+			if err := m.countListed(ctx, res); err != nil {
+				return nil, err
+			}
+			return nil, reconciled(ctx)
+		},
+		end: func(ctx context.Context, _ *run) error {
+			if out != nil {
+				return verdict
+			}
+			// Another worker merged: report the plan as it stands.
+			return m.planAsItStands(ctx, res)
+		},
+	})
+	if out != nil {
+		res = out
 	}
-	if err := m.checkStoreIdentities(ctx, "plan"); err != nil {
-		return nil, err // a site that is the target under another name (identity.go)
+	res.DryRun = pr.dry
+	if err == nil {
+		err = verdict
 	}
-	res := &PlanResult{Migration: m.Spec.Migration, DryRun: m.Opts.DryRun, SpecDigest: m.Spec.Digest(), Sites: map[string]SiteListing{}, Records: map[string]int64{}}
-	if m.worker != nil {
-		return m.planShared(ctx, res)
-	}
-	if err := m.State.ResetListing(ctx); err != nil {
-		return nil, Errorf(ExitRuntime, "%w", err)
-	}
-	if err := m.listSites(ctx, res); err != nil {
-		return nil, err
-	}
-	if err := m.refuseMarkers(); err != nil {
-		return nil, err
-	}
-	return m.reconcilePlan(ctx, res)
+	return res, err
 }
 
 // listContext lets a store leave out an entry it cannot list as an object (a symlink
@@ -471,95 +498,4 @@ func sameReplicaVersions(a, b *checkpoints.Record) bool {
 		}
 	}
 	return true
-}
-
-// scopeLine is one replica's line in a stage's scope digest. The digest names exactly
-// which version of which object at which site the stage may delete.
-func scopeLine(h hash.Hash, r checkpoints.Record, p checkpoints.Replica) {
-	for _, f := range []string{r.Key, p.Site, p.SiteKey, strconv.FormatInt(p.Size, 10), p.ETag, p.Version} {
-		fmt.Fprintf(h, "%d:%s", len(f), f)
-	}
-	h.Write([]byte{'\n'})
-}
-
-// inScope reports whether a replica belongs to its stage's deletion scope. predicted:
-// as the plan expects it once everything is verified (what `ferry plan` prints);
-// otherwise as it stands (verified record, replica proven identical, or already on its
-// way out in this stage, so the digest stays the same while the stage runs and resumes).
-func inScope(r checkpoints.Record, p checkpoints.Replica, predicted bool) bool {
-	if p.Stage == "" {
-		return false
-	}
-	if predicted {
-		switch r.State {
-		case checkpoints.Conflict, checkpoints.Failed, checkpoints.Excluded, checkpoints.Rejected:
-			return false
-		}
-		return p.State == checkpoints.Present || p.State == checkpoints.Identical || p.State == checkpoints.Restored || p.State == checkpoints.Undeletable || gone(p.State)
-	}
-	if r.State != checkpoints.Verified {
-		return false
-	}
-	// Undeletable: proven identical, refused by the site once; each run of the stage
-	// tries it once more (the hold may have been released).
-	return p.State == checkpoints.Identical || p.State == checkpoints.Undeletable || gone(p.State)
-}
-
-// StageScopes computes every stage's scope and digest.
-func (m *Migration) StageScopes(ctx context.Context, predicted bool) ([]StageScope, error) {
-	var out []StageScope
-	for _, st := range m.Spec.Delete.Stages {
-		sc, err := m.stageScope(ctx, st.Name, predicted, nil)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sc)
-	}
-	return out, nil
-}
-
-func (m *Migration) stageScope(ctx context.Context, name string, predicted bool, each func(checkpoints.Record, checkpoints.Replica) error) (StageScope, error) {
-	return m.stageScopeIn(ctx, name, predicted, checkpoints.Query{}, each)
-}
-
-// stageScopeIn is stageScope over the records q selects (a claimed key range).
-func (m *Migration) stageScopeIn(ctx context.Context, name string, predicted bool, q checkpoints.Query, each func(checkpoints.Record, checkpoints.Replica) error) (StageScope, error) {
-	st, ok := m.stage(name)
-	if !ok {
-		return StageScope{}, Errorf(ExitUsage, "no stage %q in the spec", name)
-	}
-	sc := StageScope{Name: st.Name, Sites: append([]string(nil), st.Sites...), Mode: m.stageMode(name)}
-	if st.SampleFraction() < 1 {
-		sc.Sample = strconv.FormatFloat(st.SampleFraction()*100, 'f', -1, 64) + "%"
-	}
-	h := sha256.New()
-	fmt.Fprintf(h, "ferry-scope-v1\nmigration %s\nstage %s\ncontext %s\n", m.Spec.Migration, name, m.contextDigest())
-	q.Stage = name
-	err := m.State.Records(ctx, q, func(r checkpoints.Record) error {
-		reps := append([]checkpoints.Replica(nil), r.Replicas...)
-		sort.Slice(reps, func(i, j int) bool { return reps[i].Site < reps[j].Site })
-		for _, p := range reps {
-			if p.Stage != name {
-				continue
-			}
-			if !inScope(r, p, predicted) {
-				sc.Retained++
-				continue
-			}
-			sc.Replicas++
-			sc.Bytes += p.Size
-			scopeLine(h, r, p)
-			if each != nil {
-				if err := each(r, p); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return sc, Errorf(ExitRuntime, "%w", err)
-	}
-	sc.Digest = hex.EncodeToString(h.Sum(nil))
-	return sc, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"time"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
 	"github.com/ferrymigrate/ferry/providers"
@@ -26,93 +25,26 @@ const planScope = "plan"
 // listRangeSize is how many keys of a site one listing range should hold.
 func (m *Migration) listRangeSize() int { return m.rangeSize() * 16 }
 
-func (m *Migration) planShared(ctx context.Context, res *PlanResult) (*PlanResult, error) {
-	w := m.worker
-	rs, err := m.State.Partition(ctx, planScope, true, func() ([]checkpoints.Range, error) { return m.cutListing(ctx) })
-	if err != nil {
-		return nil, Errorf(ExitRuntime, "%w", err)
-	}
-	var merge *checkpoints.Claim
-	var mergeCtx context.Context
-	var releaseMerge func()
-	defer func() {
-		if releaseMerge != nil {
-			releaseMerge()
-		}
-	}()
-	idle := time.Duration(0)
-	for {
-		c, ok, err := m.State.Claim(ctx, planScope, rs.Round, w.id, w.lease)
-		if err != nil {
-			return nil, Errorf(ExitRuntime, "%w", err)
-		}
-		if ok && c.Site == "" {
-			merge = &c
-			mergeCtx, releaseMerge = w.hold(ctx, c)
-			continue
-		}
-		if ok {
-			if err := m.listClaimed(ctx, c); err != nil {
-				return nil, err
-			}
-			idle = 0
-			continue
-		}
-		st, err := m.State.Round(ctx, planScope, rs.Round)
-		if err != nil {
-			return nil, Errorf(ExitRuntime, "%w", err)
-		}
-		if merge != nil && mergeCtx.Err() != nil && ctx.Err() == nil {
-			m.log.Warn("the merge was taken over by another worker", "claim", merge.String())
-			merge = nil
-			releaseMerge()
-			releaseMerge = nil
-		}
-		if merge != nil && st.Open == 0 && st.Held == 1 {
-			// Every listing range is done: the staged listing is complete.
-			if err := m.countListed(ctx, res); err != nil {
-				return nil, err
-			}
-			out, perr := m.reconcilePlan(mergeCtx, res)
-			var code *Error
-			if perr != nil && !(errors.As(perr, &code) && code.Code == ExitIncomplete) {
-				_ = m.State.Release(context.WithoutCancel(ctx), *merge)
-				return out, perr
-			}
-			if err := m.State.Finish(ctx, *merge, nil); err != nil {
-				return nil, Errorf(ExitRuntime, "the merge's result was rejected (another worker took it over and redoes it): %w", err)
-			}
-			return out, perr
-		}
-		if st.Finished() {
-			break
-		}
-		idle = w.nextIdle(idle)
-		if !sleep(ctx, idle) {
-			return nil, phaseErr("plan", ctx.Err())
-		}
-	}
-	// Another worker merged: report the plan as it stands.
+// planAsItStands fills res from the state, for a worker whose plan another worker merged.
+func (m *Migration) planAsItStands(ctx context.Context, res *PlanResult) error {
 	if err := m.countListed(ctx, res); err != nil {
-		return nil, err
+		return err
 	}
+	var err error
 	res.Digest, _, _ = m.State.Meta(ctx, "plan_digest")
 	if res.Inventories, err = m.Inventories(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if err := m.fillPlanCounts(ctx, res); err != nil {
-		return nil, err
+		return err
 	}
 	if res.Stages, err = m.StageScopes(ctx, true); err != nil {
-		return nil, err
+		return err
 	}
 	if res.Estimate, err = m.estimate(ctx, res); err != nil {
-		return nil, err
+		return err
 	}
-	if err := heldError(res); err != nil {
-		return res, err
-	}
-	return res, nil
+	return heldError(res)
 }
 
 // countListed fills res.Sites from the staged listing.
@@ -182,13 +114,10 @@ func (m *Migration) listBounds(ctx context.Context, site string) ([]string, erro
 	return slices.Compact(bounds), nil
 }
 
-// listClaimed lists one claimed range into the staged listing, page by page, each
-// page saved with the key it reached (fenced), and finishes the range.
-func (m *Migration) listClaimed(ctx context.Context, c checkpoints.Claim) error {
-	w := m.worker
-	cctx, release := w.hold(ctx, c)
-	defer release()
-	cctx = m.listContext(cctx)
+// listRange lists one claimed range into the staged listing, page by page, each page
+// saved with the key it reached (fenced), so that a successor resumes there.
+func (m *Migration) listRange(ctx context.Context, pr *run, c checkpoints.Claim) error {
+	ctx = m.listContext(ctx)
 	store := m.Sites[c.Site]
 	if store == nil {
 		return Errorf(ExitRuntime, "listing range %s names a site the spec does not have", c)
@@ -210,11 +139,11 @@ func (m *Migration) listClaimed(ctx context.Context, c checkpoints.Claim) error 
 		if ranged {
 			cursor = last
 		}
-		err := m.State.Checkpoint(cctx, c, cursor, nil, page)
+		err := m.State.Checkpoint(ctx, c, cursor, nil, page)
 		if err == nil {
 			m.meterListed(c.Site, page)
 		}
-		w.records.Add(int64(len(page)))
+		pr.tick(int64(len(page)), 0)
 		page = page[:0]
 		return err
 	}
@@ -233,15 +162,15 @@ func (m *Migration) listClaimed(ctx context.Context, c checkpoints.Claim) error 
 	inv := m.siteSpec(c.Site)
 	if inv != nil && inv.Inventory != nil {
 		ranged = false
-		err = m.listFromInventory(cctx, inv, store, c.Contains, add)
+		err = m.listFromInventory(ctx, inv, store, c.Contains, add)
 	} else if ranged {
-		err = rl.ListRange(cctx, after, c.Hi, add)
+		err = rl.ListRange(ctx, after, c.Hi, add)
 	}
 	if (inv == nil || inv.Inventory == nil) && (!ranged || errors.Is(err, providers.ErrNotSupported)) {
 		// The whole listing, keeping this range's keys (and no cursor: List has no order).
 		ranged = false
 		page, last = page[:0], ""
-		err = store.List(cctx, func(o providers.Object) error {
+		err = store.List(ctx, func(o providers.Object) error {
 			if !c.Contains(o.Key) {
 				return nil
 			}
@@ -254,17 +183,12 @@ func (m *Migration) listClaimed(ctx context.Context, c checkpoints.Claim) error 
 	if err == nil {
 		err = m.refuseMarkers() // before Finish: the range stays open, the plan unmerged
 	}
-	if err == nil {
-		err = m.State.Finish(cctx, c, nil)
-	}
-	if err == nil {
-		m.debug("listed range", "claim", c.String())
-	}
-	switch err := m.settleClaim(ctx, cctx, c, err); {
+	switch {
 	case err == nil:
+		m.debug("listed range", "claim", c.String())
 		return nil
 	case ctx.Err() != nil:
-		return phaseErr("plan", ctx.Err())
+		return err // interrupted, or the range was lost
 	default:
 		return Errorf(ExitRuntime, "site %s: listing %s failed, plan not changed: %w", c.Site, fmt.Sprint(c.Range), err)
 	}

@@ -492,7 +492,7 @@ func recheckWorkersCase(t *testing.T, k storeKind) {
 				before := len(h.listing("singapore"))
 				digest := ""
 				h.workers(1, state, 4, func(m *Migration) error {
-					sc, err := m.stageScope(context.Background(), "backups", false, nil)
+					sc, err := m.stageScope(context.Background(), "backups", false)
 					digest = sc.Digest
 					return err
 				})

@@ -77,7 +77,7 @@ func (m *Migration) Run(ctx context.Context, through, confirm string, reread boo
 			}
 			continue
 		}
-		now, err := m.stageScope(ctx, st.Name, false, nil)
+		now, err := m.stageScope(ctx, st.Name, false)
 		if err != nil {
 			return res, err
 		}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sync"
 	"sync/atomic"
 
 	"github.com/ferrymigrate/ferry/checkpoints"
@@ -39,125 +38,116 @@ type VerifyResult struct {
 // its bytes) against the SHA-256 read from the source, and proves every replica due
 // for deletion identical to the record. It trusts nothing copy recorded but the hash.
 func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, error) {
-	if err := m.enter(ctx, "verify"); err != nil {
-		return nil, err
-	}
-	if err := m.needPlan(ctx); err != nil {
-		return nil, err
-	}
 	reread = reread || m.Spec.Verify.Reread
-	res := &VerifyResult{DryRun: m.Opts.DryRun, Reread: reread}
+	res := &VerifyResult{Reread: reread}
 	q := checkpoints.Query{States: []checkpoints.RecordState{checkpoints.Copied, checkpoints.Verified}}
-	st, err := m.State.Stats(ctx, m.now())
-	if err != nil {
-		return nil, Errorf(ExitRuntime, "%w", err)
-	}
-	var total, totalBytes int64
-	for _, s := range q.States {
-		total += st.Records[s].N
-		totalBytes += st.Records[s].Bytes
-	}
-	res.Records = total
-	if m.Opts.DryRun {
-		if reread || !m.caps(spec.TargetName).TrustedSHA256 {
-			res.BytesRead = totalBytes
-		}
-		return res, nil
-	}
-	tr := m.progress("verify", total, 0)
-	defer tr.Finish()
 	var verified, mismatched, orphaned, proven, divergent, missing, read atomic.Int64
-	var pmu sync.Mutex
-	problem := func(key, msg string) {
-		pmu.Lock()
-		defer pmu.Unlock()
-		if len(res.Problems) < 100 {
-			res.Problems = append(res.Problems, ConflictInfo{Key: key, Reason: msg})
-		}
-	}
 	conc := m.Spec.Verify.Concurrency
 	if conc <= 0 {
 		conc = m.Spec.Copy.Concurrency
 	}
-	err = m.eachRecord(ctx, "verify", q, conc, func(gctx context.Context, r checkpoints.Record) ([]checkpoints.Record, error) {
-		out := r
-		out.Replicas = slices.Clone(r.Replicas)
-		n, terr := m.verifyTarget(gctx, &out, reread)
-		read.Add(n)
-		if gctx.Err() != nil {
-			return nil, gctx.Err()
-		}
-		if ferr := m.stopFatal("verify", blame(spec.TargetName, terr)); ferr != nil {
-			return nil, ferr
-		}
-		var extra []checkpoints.Record
-		if terr != nil {
-			mismatched.Add(1)
-			if out.State == checkpoints.Conflict {
-				orphaned.Add(1)
+	pr, err := m.runPhase(ctx, &phase{
+		name: "verify", bar: "verify", needPlan: true,
+		check: func(ctx context.Context) (size, error) {
+			st, err := m.State.Stats(ctx, m.now())
+			if err != nil {
+				return size{}, Errorf(ExitRuntime, "%w", err)
 			}
-			problem(r.Key, terr.Error())
-			m.log.Warn("target copy does not verify", "key", r.Key, "err", terr)
-		} else {
-			verified.Add(1)
-			for i := range out.Replicas {
-				p := &out.Replicas[i]
-				if p.Stage == "" || !(p.State == checkpoints.Present || p.State == checkpoints.Identical || p.State == checkpoints.Restored) {
-					continue
+			var totalBytes int64
+			for _, s := range q.States {
+				res.Records += st.Records[s].N
+				totalBytes += st.Records[s].Bytes
+			}
+			if reread || !m.caps(spec.TargetName).TrustedSHA256 {
+				res.BytesRead = totalBytes // what a dry run would read
+			}
+			return size{n: res.Records}, nil
+		},
+		query: q, conc: conc,
+		each: func(ctx context.Context, pr *run, r checkpoints.Record) ([]checkpoints.Record, error) {
+			out := r
+			out.Replicas = slices.Clone(r.Replicas)
+			n, terr := m.verifyTarget(ctx, &out, reread)
+			read.Add(n)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if ferr := m.stopFatal("verify", blame(spec.TargetName, terr)); ferr != nil {
+				return nil, ferr
+			}
+			var extra []checkpoints.Record
+			if terr != nil {
+				mismatched.Add(1)
+				if out.State == checkpoints.Conflict {
+					orphaned.Add(1)
 				}
-				n, perr := m.proveReplica(gctx, &out, p)
-				read.Add(n)
-				if gctx.Err() != nil {
-					return nil, gctx.Err()
-				}
-				if ferr := m.stopFatal("verify", blame(p.Site, perr)); ferr != nil {
-					return nil, ferr
-				}
-				m.countProof(p, n, perr)
-				switch {
-				case perr != nil:
-					p.LastError = errString(perr)
-					problem(r.Key, fmt.Sprintf("replica at %s: %v", p.Site, perr))
-				case p.State == checkpoints.Identical:
-					proven.Add(1)
-				case p.State == checkpoints.Missing:
-					missing.Add(1)
-					problem(r.Key, "replica at "+p.Site+" is gone (not deleted by ferry)")
-				case p.State == checkpoints.Divergent:
-					divergent.Add(1)
-					problem(r.Key, "replica at "+p.Site+" differs from the record: "+p.LastError)
-					if v := m.divergence(&out, p); v != nil {
-						extra = append(extra, *v)
+				pr.problem(r.Key, terr.Error())
+				m.log.Warn("target copy does not verify", "key", r.Key, "err", terr)
+			} else {
+				verified.Add(1)
+				for i := range out.Replicas {
+					p := &out.Replicas[i]
+					if p.Stage == "" || !(p.State == checkpoints.Present || p.State == checkpoints.Identical || p.State == checkpoints.Restored) {
+						continue
+					}
+					n, perr := m.proveReplica(ctx, &out, p)
+					read.Add(n)
+					if ctx.Err() != nil {
+						return nil, ctx.Err()
+					}
+					if ferr := m.stopFatal("verify", blame(p.Site, perr)); ferr != nil {
+						return nil, ferr
+					}
+					m.countProof(p, n, perr)
+					switch {
+					case perr != nil:
+						p.LastError = errString(perr)
+						pr.problem(r.Key, fmt.Sprintf("replica at %s: %v", p.Site, perr))
+					case p.State == checkpoints.Identical:
+						proven.Add(1)
+					case p.State == checkpoints.Missing:
+						missing.Add(1)
+						pr.problem(r.Key, "replica at "+p.Site+" is gone (not deleted by ferry)")
+					case p.State == checkpoints.Divergent:
+						divergent.Add(1)
+						pr.problem(r.Key, "replica at "+p.Site+" differs from the record: "+p.LastError)
+						if v := m.divergence(&out, p); v != nil {
+							extra = append(extra, *v)
+						}
 					}
 				}
+				out.Replicas = slices.DeleteFunc(out.Replicas, func(p checkpoints.Replica) bool { return p.Site == "" })
 			}
-			out.Replicas = slices.DeleteFunc(out.Replicas, func(p checkpoints.Replica) bool { return p.Site == "" })
-		}
-		failpoint("verify-after-check")
-		m.countVerify(n, terr)
-		tr.Add(1, n)
-		// Saved durably before verify reports success (I4).
-		return append([]checkpoints.Record{out}, extra...), nil
+			failpoint("verify-after-check")
+			m.countVerify(n, terr)
+			pr.tick(1, n)
+			// Saved durably before verify reports success (I4).
+			return append([]checkpoints.Record{out}, extra...), nil
+		},
+		tally: func(pr *run) {
+			res.MismatchedAfterDelete = orphaned.Load()
+			res.Verified, res.Mismatched, res.ReplicasProven, res.Divergent, res.ReplicasMissing, res.BytesRead =
+				verified.Load(), mismatched.Load(), proven.Load(), divergent.Load(), missing.Load(), read.Load()
+			res.Problems = pr.Problems()
+		},
+		end: func(ctx context.Context, _ *run) error {
+			if res.Mismatched > 0 {
+				return Errorf(ExitVerify, "verification failed: %s", mismatchAdvice(res))
+			}
+			if res.Divergent > 0 || res.ReplicasMissing > 0 {
+				return Errorf(ExitIncomplete, "verify finished: %d replicas divergent, %d missing; they are never deleted", res.Divergent, res.ReplicasMissing)
+			}
+			if after, err := m.State.Stats(ctx, m.now()); err != nil {
+				return Errorf(ExitRuntime, "%w", err)
+			} else if n := after.Records[checkpoints.Planned].N + after.Records[checkpoints.Failed].N + after.Records[checkpoints.Copied].N; n > 0 {
+				res.NotVerified = n
+				return Errorf(ExitIncomplete, "verify finished, but %d records are not verified (not copied yet, or failed); %d in conflict", n, after.Records[checkpoints.Conflict].N)
+			}
+			return nil
+		},
 	})
-	res.MismatchedAfterDelete = orphaned.Load()
-	res.Verified, res.Mismatched, res.ReplicasProven, res.Divergent, res.ReplicasMissing, res.BytesRead =
-		verified.Load(), mismatched.Load(), proven.Load(), divergent.Load(), missing.Load(), read.Load()
-	if err != nil {
-		return res, phaseErr("verify", err)
-	}
-	if res.Mismatched > 0 {
-		return res, Errorf(ExitVerify, "verification failed: %s", mismatchAdvice(res))
-	}
-	if res.Divergent > 0 || res.ReplicasMissing > 0 {
-		return res, Errorf(ExitIncomplete, "verify finished: %d replicas divergent, %d missing; they are never deleted", res.Divergent, res.ReplicasMissing)
-	}
-	if after, err := m.State.Stats(ctx, m.now()); err != nil {
-		return res, Errorf(ExitRuntime, "%w", err)
-	} else if n := after.Records[checkpoints.Planned].N + after.Records[checkpoints.Failed].N + after.Records[checkpoints.Copied].N; n > 0 {
-		res.NotVerified = n
-		return res, Errorf(ExitIncomplete, "verify finished, but %d records are not verified (not copied yet, or failed); %d in conflict", n, after.Records[checkpoints.Conflict].N)
-	}
-	return res, nil
+	res.DryRun = pr.dry
+	return res, err
 }
 
 // verifyTarget proves the target copy equals the record's SHA-256 (I2). On success the

@@ -58,12 +58,9 @@ func (m *Migration) rangeSize() int {
 	return DefaultRangeSize
 }
 
-// enter starts a phase: the migration lock for one process, or membership of the
-// phase's workers with Options.Worker.
-func (m *Migration) enter(ctx context.Context, phase string) error {
-	if !m.Opts.Worker || m.Opts.DryRun {
-		return m.Lock(ctx, phase)
-	}
+// join makes this process one of the phase's workers, leaving the phase it worked
+// before, if any.
+func (m *Migration) join(ctx context.Context, phase string) error {
 	m.lockMu.Lock()
 	defer m.lockMu.Unlock()
 	if m.worker != nil {
@@ -208,10 +205,13 @@ func (m *Migration) cut(ctx context.Context, q checkpoints.Query) ([]checkpoints
 // lost to another worker is abandoned; its successor redoes it (every write is
 // idempotent). Ranges held by others are waited for, and taken over if their lease
 // runs out.
-func (m *Migration) shared(ctx context.Context, scope string, q checkpoints.Query,
+//
+// reset: a new round starts from an empty staged listing (the plan). work may answer errNotYet: the range is
+// handed back and claimed again later, other ranges first.
+func (m *Migration) shared(ctx context.Context, scope string, reset bool, cut func() ([]checkpoints.Range, error),
 	work func(ctx context.Context, c checkpoints.Claim) ([]checkpoints.Record, error)) error {
 	w := m.worker
-	rs, err := m.State.Partition(ctx, scope, false, func() ([]checkpoints.Range, error) { return m.cut(ctx, q) })
+	rs, err := m.State.Partition(ctx, scope, reset, cut)
 	if err != nil {
 		return err
 	}
@@ -246,6 +246,18 @@ func (m *Migration) shared(ctx context.Context, scope string, q checkpoints.Quer
 		}
 		cctx, release := w.hold(ctx, c)
 		recs, err := work(cctx, c)
+		if errors.Is(err, errNotYet) {
+			err = m.State.Release(ctx, c)
+			release()
+			if err != nil {
+				return err
+			}
+			idle = w.nextIdle(idle)
+			if !sleep(ctx, idle) {
+				return ctx.Err()
+			}
+			continue
+		}
 		if err == nil {
 			err = m.State.Finish(ctx, c, recs)
 		}
@@ -279,71 +291,13 @@ func (m *Migration) settleClaim(ctx, cctx context.Context, c checkpoints.Claim, 
 	}
 }
 
-// eachRecord runs fn over every record matching q, conc at a time, and saves the
-// records fn returns: group-committed in one process, or per claimed range (fenced)
-// in a worker. fn's error stops the phase; per-record failures belong in the records.
-func (m *Migration) eachRecord(ctx context.Context, scope string, q checkpoints.Query, conc int,
-	fn func(ctx context.Context, r checkpoints.Record) ([]checkpoints.Record, error)) error {
-	if m.worker == nil {
-		batch := checkpoints.NewBatcher(m.State, 256, 500*time.Millisecond)
-		err := m.runRecords(ctx, q, conc, fn, func(ctx context.Context, out []checkpoints.Record) error {
-			for _, o := range out {
-				if err := batch.Add(ctx, o); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		// Durable before the phase reports (I4).
-		if cerr := batch.Close(context.WithoutCancel(ctx)); err == nil {
-			err = cerr
-		}
-		return err
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
-	return m.shared(ctx, scope, q, func(ctx context.Context, c checkpoints.Claim) ([]checkpoints.Record, error) {
-		rq := q
-		rq.After, rq.Through = c.Lo, c.Hi
-		var mu sync.Mutex
-		var saved []checkpoints.Record
-		err := m.runRecords(ctx, rq, conc, fn, func(_ context.Context, out []checkpoints.Record) error {
-			mu.Lock()
-			saved = append(saved, out...)
-			mu.Unlock()
-			m.worker.records.Add(1)
-			if len(out) > 0 {
-				m.worker.bytes.Add(out[0].Size)
-			}
-			return nil
-		})
-		return saved, err // saved with the range's fenced Finish
-	})
-}
-
-// runRecords runs fn over the records q selects on a pool of conc goroutines and
-// hands what each call returns to keep. The first error stops the rest and is
-// returned (the real one, not the cancellation it caused).
-func (m *Migration) runRecords(ctx context.Context, q checkpoints.Query, conc int,
-	fn func(ctx context.Context, r checkpoints.Record) ([]checkpoints.Record, error),
-	keep func(ctx context.Context, out []checkpoints.Record) error) error {
-	g, gctx := newPool(ctx, conc)
-	err := m.State.Records(ctx, q, func(r checkpoints.Record) error {
-		if gctx.Err() != nil {
-			return gctx.Err()
-		}
-		g.Go(func() error {
-			if gctx.Err() != nil {
-				return gctx.Err() // the phase is stopping: start no more records
-			}
-			out, err := fn(gctx, r)
-			if err != nil {
-				return err
-			}
-			return keep(gctx, out)
-		})
-		return nil
-	})
-	if werr := g.Wait(); err == nil || werr != nil && errors.Is(err, context.Canceled) {
-		err = werr
-	}
-	return err
 }

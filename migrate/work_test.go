@@ -239,7 +239,7 @@ func TestSharedDeleteGuards(t *testing.T) {
 		before[site] = len(h.listing(site))
 	}
 	scope := func(m *Migration, stage string) string {
-		sc, err := m.stageScope(context.Background(), stage, false, nil)
+		sc, err := m.stageScope(context.Background(), stage, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -290,7 +290,7 @@ func TestSharedDeleteGuards(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	if err := a.enter(context.Background(), "delete/canary"); err != nil {
+	if err := a.join(context.Background(), "delete/canary"); err != nil {
 		t.Fatal(err)
 	}
 	b, err := Open(context.Background(), opts)

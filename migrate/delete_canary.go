@@ -93,7 +93,7 @@ func (m *Migration) roundUpSamples(ctx context.Context) error {
 		if st.SampleFraction() >= 1 {
 			continue
 		}
-		sc, err := m.stageScope(ctx, st.Name, true, nil)
+		sc, err := m.stageScope(ctx, st.Name, true)
 		if err != nil {
 			return err
 		}
