@@ -222,67 +222,6 @@ func (m *Migration) close() error {
 	return errors.Join(errs...)
 }
 
-// LockLease is how long a lock outlives its holder's last refresh (for holders on
-// other hosts; a holder on this host is gone as soon as its process is).
-const LockLease = 60 * time.Second
-
-// Lock takes the migration lock for phase and keeps refreshing it. A dry run works on
-// a scratch copy and takes no lock.
-func (m *Migration) Lock(ctx context.Context, phase string) error {
-	if m.Opts.DryRun {
-		return nil
-	}
-	m.lockMu.Lock()
-	defer m.lockMu.Unlock()
-	if m.lock != nil {
-		return nil
-	}
-	l, err := m.State.Lock(ctx, checkpoints.Self(phase), LockLease)
-	if err != nil {
-		var le *checkpoints.LockedError
-		if errors.As(err, &le) {
-			return Refused("another ferry holds this migration: %s", le.Holder)
-		}
-		return Errorf(ExitRuntime, "%w", err)
-	}
-	m.lock = l
-	m.lockStop, m.lockDone = make(chan struct{}), make(chan struct{})
-	go func(stop, done chan struct{}) {
-		defer close(done)
-		t := time.NewTicker(LockLease / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				if err := l.Refresh(context.Background()); err != nil {
-					m.log.Error("lock refresh failed", "err", err)
-				}
-			}
-		}
-	}(m.lockStop, m.lockDone)
-	return nil
-}
-
-// Unlock releases the lock if held, or leaves the shared phase.
-func (m *Migration) Unlock(ctx context.Context) error {
-	m.lockMu.Lock()
-	defer m.lockMu.Unlock()
-	if w := m.worker; w != nil {
-		m.worker = nil
-		return w.leave(ctx)
-	}
-	if m.lock == nil {
-		return nil
-	}
-	close(m.lockStop)
-	<-m.lockDone
-	err := m.lock.Release(ctx)
-	m.lock = nil
-	return err
-}
-
 // siteSpec returns the spec of a site.
 func (m *Migration) siteSpec(name string) *spec.Site {
 	s, _ := m.Spec.Site(name)

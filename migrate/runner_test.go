@@ -12,7 +12,7 @@ import (
 // phaseFiles hold what the phases do to records. How a phase runs (one process under
 // the lock, a worker on fenced ranges, a dry run) is the runner's alone (runner.go,
 // work.go): these files must not look at the mode.
-var phaseFiles = []string{"plan.go", "planwork.go", "copy.go", "verify.go", "stages.go", "delete*.go"}
+var phaseFiles = []string{"plan.go", "planwork.go", "copy.go", "verify.go", "delete*.go"}
 
 func TestPhasesDoNotTestTheirMode(t *testing.T) {
 	fset := token.NewFileSet()
