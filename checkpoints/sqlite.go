@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -678,57 +679,104 @@ func (s *SQLite) Save(ctx context.Context, recs []Record) error {
 // changed (an upsert's WHERE), and a record's replicas that recs no longer hold are
 // deleted: a Save of a record that changed only its state touches one row and one
 // index entry, not every row and index of the record.
+//
+// Rows go saveChunk records to a statement: the driver's cost per call (binding,
+// its locks, database/sql's) is paid once per chunk, not once per row. A key that
+// comes twice starts a new chunk, so each statement sees a key at most once.
 func saveTx(ctx context.Context, tx *sql.Tx, recs []Record) error {
-	recSt, err := tx.PrepareContext(ctx, recUpsert)
-	if err != nil {
-		return wrap("save", err)
-	}
-	defer recSt.Close()
-	repSt, err := tx.PrepareContext(ctx, repUpsert)
-	if err != nil {
-		return wrap("save", err)
-	}
-	defer repSt.Close()
-	drops := map[int]*sql.Stmt{} // by n: DELETE of a record's replicas at sites other than its n
+	stmts := map[string]*sql.Stmt{} // by SQL: a full chunk's statements are prepared once
 	defer func() {
-		for _, st := range drops {
+		for _, st := range stmts {
 			st.Close()
 		}
 	}()
-	now := time.Now().UnixNano()
-	args := make([]any, 0, 8)
-	for _, r := range recs {
-		if _, err := recSt.ExecContext(ctx, r.Key, r.User, r.Size, string(r.State), r.SHA256, r.CRC32C, r.Source, r.TargetKey, r.TargetETag, r.TargetVersion,
-			nanos(r.CopiedAt), nanos(r.VerifiedAt), r.Attempts, r.LastError, r.Conflict, now); err != nil {
-			return wrap("save", err)
-		}
-		n := len(r.Replicas)
-		args = append(args[:0], r.Key)
-		for _, p := range r.Replicas {
-			args = append(args, p.Site)
-		}
-		drop, ok := drops[n]
+	exec := func(q string, args []any) error {
+		st, ok := stmts[q]
 		if !ok {
-			q := "DELETE FROM replicas WHERE key = ?"
-			if n > 0 {
-				q += " AND site NOT IN (" + placeholders(n) + ")"
-			}
-			if drop, err = tx.PrepareContext(ctx, q); err != nil {
+			var err error
+			if st, err = tx.PrepareContext(ctx, q); err != nil {
 				return wrap("save", err)
 			}
-			drops[n] = drop
+			stmts[q] = st
 		}
-		if _, err := drop.ExecContext(ctx, args...); err != nil {
-			return wrap("save", err)
+		_, err := st.ExecContext(ctx, args...)
+		return wrap("save", err)
+	}
+	now := time.Now().UnixNano()
+	seen := make(map[string]bool, saveChunk)
+	start := 0
+	for i := 0; i <= len(recs); i++ {
+		if i < len(recs) && i-start < saveChunk && !seen[recs[i].Key] {
+			seen[recs[i].Key] = true
+			continue
 		}
-		for _, p := range r.Replicas {
-			if _, err := repSt.ExecContext(ctx, r.Key, p.Site, p.SiteKey, b2i(p.Primary), p.Size, p.ETag, p.Version, nanos(p.ModTime), p.SHA256,
-				string(p.State), p.Stage, p.Mode, p.Handle, nanos(p.IntentAt), nanos(p.DeletedAt), nanos(p.PurgedAt), b2i(p.ConfirmedAbsent), p.LastError); err != nil {
-				return wrap("save", err)
-			}
+		if err := saveChunkTx(exec, recs[start:i], now); err != nil {
+			return err
+		}
+		clear(seen)
+		if start = i; i < len(recs) {
+			seen[recs[i].Key] = true
 		}
 	}
 	return nil
+}
+
+// saveChunk is how many records one statement writes (16 columns each: well under
+// SQLite's limit on bound parameters, also for their replicas).
+const saveChunk = 64
+
+// saveChunkTx writes chunk (no key twice): its records, then drops the replicas its
+// records no longer hold, then upserts their replicas.
+func saveChunkTx(exec func(q string, args []any) error, chunk []Record, now int64) error {
+	if len(chunk) == 0 {
+		return nil
+	}
+	args := make([]any, 0, len(chunk)*16)
+	for _, r := range chunk {
+		args = append(args, r.Key, r.User, r.Size, string(r.State), r.SHA256, r.CRC32C, r.Source, r.TargetKey, r.TargetETag, r.TargetVersion,
+			nanos(r.CopiedAt), nanos(r.VerifiedAt), r.Attempts, r.LastError, r.Conflict, now)
+	}
+	if err := exec(upsertRows(recUpsert, 16, len(chunk)), args); err != nil {
+		return err
+	}
+	// Replicas at sites a record no longer names: one DELETE for the chunk.
+	args, nrep := args[:0], 0
+	for _, r := range chunk {
+		args = append(args, r.Key)
+	}
+	for _, r := range chunk {
+		for _, p := range r.Replicas {
+			args = append(args, r.Key, p.Site)
+			nrep++
+		}
+	}
+	drop := "DELETE FROM replicas WHERE key IN (" + placeholders(len(chunk)) + ")"
+	if nrep > 0 {
+		drop += " AND (key, site) NOT IN (VALUES " + strings.TrimSuffix(strings.Repeat("(?,?),", nrep), ",") + ")"
+	}
+	if err := exec(drop, args); err != nil {
+		return err
+	}
+	if nrep == 0 {
+		return nil
+	}
+	args = args[:0]
+	for _, r := range chunk {
+		for _, p := range r.Replicas {
+			args = append(args, r.Key, p.Site, p.SiteKey, b2i(p.Primary), p.Size, p.ETag, p.Version, nanos(p.ModTime), p.SHA256,
+				string(p.State), p.Stage, p.Mode, p.Handle, nanos(p.IntentAt), nanos(p.DeletedAt), nanos(p.PurgedAt), b2i(p.ConfirmedAbsent), p.LastError)
+		}
+	}
+	return exec(upsertRows(repUpsert, 18, nrep), args)
+}
+
+// upsertRows turns a one-row upsert of cols columns into one of n rows.
+func upsertRows(one string, cols, n int) string {
+	row := "(" + placeholders(cols) + ")"
+	if !strings.Contains(one, "VALUES"+row) {
+		panic("checkpoints: not a one-row upsert of " + strconv.Itoa(cols) + " columns: " + one)
+	}
+	return strings.Replace(one, "VALUES"+row, "VALUES"+strings.TrimSuffix(strings.Repeat(row+",", n), ","), 1)
 }
 
 // recUpsert and repUpsert write a record or replica row, leaving a row that would not

@@ -541,3 +541,70 @@ func integrityCheck(t *testing.T, path string) {
 		t.Fatalf("integrity_check of %s: %q, %v", path, res, err)
 	}
 }
+
+// A Save writes many records per statement: a key that comes twice in one call is
+// saved as its last version (replicas it dropped are gone), records without replicas
+// and calls longer than one statement's chunk keep every record exactly as given.
+func TestSaveChunksKeepEveryRecord(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	var recs []checkpoints.Record
+	for i := range 150 {
+		recs = append(recs, rec(fmt.Sprintf("u%d/%03d", i%7, i), i))
+	}
+	again := rec("u1/001", 1)
+	again.State, again.Replicas = checkpoints.Verified, again.Replicas[1:2]
+	bare := rec("u2/bare", 2)
+	bare.Replicas = nil
+	recs = append(recs, again, bare)
+	if err := s.Save(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range recs[:150] {
+		got, ok, err := s.Get(ctx, want.Key)
+		if err != nil || !ok {
+			t.Fatalf("Get(%q): %v %v", want.Key, ok, err)
+		}
+		if want.Key == again.Key {
+			if got.State != checkpoints.Verified || len(got.Replicas) != 1 || got.Replicas[0].Site != "singapore" {
+				t.Fatalf("the second version of %q in one Save did not win: %+v", want.Key, got)
+			}
+			continue
+		}
+		if err := consistent(got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, ok, err := s.Get(ctx, bare.Key); err != nil || !ok || len(got.Replicas) != 0 {
+		t.Fatalf("a record without replicas: %+v %v %v", got, ok, err)
+	}
+	// Twice in a row, within one chunk.
+	twice := again
+	twice.Key = "u3/twice"
+	if err := s.Save(ctx, []checkpoints.Record{rec(twice.Key, 1), twice}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := s.Get(ctx, twice.Key); err != nil || got.State != checkpoints.Verified || len(got.Replicas) != 1 {
+		t.Fatalf("the second version of %q in one chunk did not win: %+v %v", twice.Key, got, err)
+	}
+	// Dropping replicas across a chunk: every record loses its archive replica.
+	for i := range recs[:150] {
+		recs[i].Replicas = recs[i].Replicas[:2]
+	}
+	if err := s.Save(ctx, recs[:150]); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := s.Records(ctx, checkpoints.Query{}, func(r checkpoints.Record) error {
+		if r.Replica("archive") != nil {
+			t.Errorf("%q kept a replica its last Save dropped", r.Key)
+		}
+		n++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != 152 {
+		t.Fatalf("%d records, want 152", n)
+	}
+}
