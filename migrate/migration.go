@@ -37,7 +37,7 @@ type Options struct {
 	// ReadOnlyState opens the state read-only and never creates it (status).
 	ReadOnlyState bool
 	// Worker makes copy, verify and delete join the phase as one of many workers
-	// sharing the state, instead of taking the migration lock (work.go).
+	// sharing the state, instead of taking the migration lock (runner_work.go).
 	Worker bool
 	// WorkerLease is how long a worker's claims outlive its last heartbeat
 	// (DefaultWorkerLease when zero); RangeSize how many records one claim covers.

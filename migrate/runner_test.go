@@ -11,7 +11,7 @@ import (
 
 // phaseFiles hold what the phases do to records. How a phase runs (one process under
 // the lock, a worker on fenced ranges, a dry run) is the runner's alone (runner.go,
-// work.go): these files must not look at the mode.
+// runner_work.go): these files must not look at the mode.
 var phaseFiles = []string{"plan.go", "planwork.go", "copy.go", "verify.go", "delete*.go"}
 
 func TestPhasesDoNotTestTheirMode(t *testing.T) {
