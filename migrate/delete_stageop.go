@@ -134,7 +134,9 @@ func keptReplicas(r checkpoints.Record, stage string) []int {
 func (m *Migration) stageOpRecord(ctx context.Context, pr *run, op, stageName string, r checkpoints.Record, done, refused *atomic.Int64) ([]checkpoints.Record, error) {
 	r.Replicas = slices.Clone(r.Replicas)
 	rechecked := false // once per record, not per replica
-	for _, i := range keptReplicas(r, stageName) {
+	kept := keptReplicas(r, stageName)
+	defer pr.tick(int64(len(kept)), 0)
+	for _, i := range kept {
 		p := &r.Replicas[i]
 		if p.State == checkpoints.Intent {
 			pr.problem(r.Key, "an interrupted delete at "+p.Site+": run the stage's delete again first")
