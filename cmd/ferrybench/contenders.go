@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -18,6 +19,9 @@ const (
 	toolFerry  = "ferry"
 	toolRclone = "rclone"
 	toolBare   = "bare"
+	// toolSplit is ferry as an operator runs it: plan, copy and verify as three
+	// commands, each opening the state afresh (-split).
+	toolSplit = "ferry-split"
 )
 
 var tools = []string{toolFerry, toolRclone, toolBare}
@@ -26,6 +30,7 @@ var toolTitle = map[string]string{
 	toolFerry:  "ferry run --through verify",
 	toolRclone: "rclone copy --checksum",
 	toolBare:   "bare GET-then-PUT loop (limit)",
+	toolSplit:  "ferry plan; ferry copy; ferry verify",
 }
 
 // sample is one measured run of one tool on one data set.
@@ -68,6 +73,8 @@ func (b *bench) measure(ctx context.Context, set *dataset, tool string, run int)
 	switch tool {
 	case toolFerry:
 		c, err = b.ferryChild(ctx, set, bucket)
+	case toolSplit:
+		c, err = b.ferrySplitChild(ctx, set, bucket)
 	case toolRclone:
 		c = b.rcloneChild(ctx, set, bucket)
 	case toolBare:
@@ -224,6 +231,40 @@ func (b *bench) ferryChild(ctx context.Context, set *dataset, bucket string) (ch
 	}
 	return child{cmd, check}, nil
 }
+
+// ferrySplitChild runs `ferry plan`, `ferry copy` and `ferry verify` one after the
+// other through sh (the child's rusage holds all three), and checks from verify's
+// JSON result that every record was verified.
+func (b *bench) ferrySplitChild(ctx context.Context, set *dataset, bucket string) (child, error) {
+	spec, err := b.writeFerrySpec(set, bucket)
+	if err != nil {
+		return child{}, err
+	}
+	ferry := func(args string) string {
+		return shellQuote(b.ferryBin) + " " + args + " -c " + shellQuote(spec) + " --no-progress"
+	}
+	script := ferry("plan") + " >/dev/null && " + ferry("copy") + " >/dev/null && " + ferry("verify --json")
+	cmd := exec.CommandContext(ctx, "sh", "-c", script)
+	cmd.Dir = filepath.Dir(spec)
+	check := func(stdout []byte) error {
+		var out struct {
+			OK     bool `json:"ok"`
+			Result struct {
+				Verified int64 `json:"verified"`
+			} `json:"result"`
+		}
+		if err := json.Unmarshal(stdout, &out); err != nil {
+			return fmt.Errorf("ferry verify's JSON result: %w", err)
+		}
+		if !out.OK || out.Result.Verified != int64(len(set.recs)) {
+			return fmt.Errorf("ferry verify verified %d of %d records (ok %v)", out.Result.Verified, len(set.recs), out.OK)
+		}
+		return nil
+	}
+	return child{cmd, check}, nil
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // rcloneChild runs `rclone copy --checksum --transfers C` with both remotes
 // configured through the environment (no config file).

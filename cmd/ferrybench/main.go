@@ -67,6 +67,7 @@ type config struct {
 	timeout      time.Duration
 	warmup       bool
 	profileDir   string
+	split        bool // also run ferry as three commands
 }
 
 // bench is one invocation: the servers, the binaries, the samples.
@@ -118,6 +119,7 @@ func parseFlags() config {
 	flag.StringVar(&c.out, "out", "docs/benchmarks.md", "markdown file to write the results into, relative to the repository ('' for none)")
 	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "limit for one tool's run on one data set")
 	flag.BoolVar(&c.warmup, "warmup", true, "copy each data set once with the bare loop first, unmeasured")
+	flag.BoolVar(&c.split, "split", false, "also run ferry as an operator does: plan, copy and verify as three commands (with -data-dir on disk: the operator's form of issue 15)")
 	flag.StringVar(&c.profileDir, "profile", "", "also write CPU and allocation profiles of ferry and the bare loop, run in-process, into this folder")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./cmd/ferrybench [flags]\n\n"+
@@ -126,6 +128,9 @@ func parseFlags() config {
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if c.split {
+		tools = append(tools, toolSplit)
+	}
 	if flag.NArg() > 0 {
 		flag.Usage()
 		os.Exit(2)

@@ -227,16 +227,13 @@ func (b *bench) report() string {
 			fmt.Fprintf(&w, "| %s | %s | %s | %.1f | %.2f | %.0f | %.2f | %.2f |\n", name(), toolTitle[tool],
 				rate(st.recordsPerSec), st.mbPerSec, st.cpu, st.rss, st.srvCPU, st.wall)
 		}
-		f, okF := all[toolFerry]
-		for _, other := range []string{toolRclone, toolBare} {
-			o, ok := all[other]
+		for _, pair := range [][2]string{{toolFerry, toolRclone}, {toolFerry, toolBare}, {toolSplit, toolRclone}, {toolSplit, toolBare}} {
+			f, okF := all[pair[0]]
+			o, ok := all[pair[1]]
 			if !okF || !ok {
 				continue
 			}
-			label := "ferry/rclone"
-			if other == toolBare {
-				label = "ferry/limit"
-			}
+			label := map[string]string{toolFerry: "ferry", toolSplit: "ferry-split"}[pair[0]] + "/" + map[string]string{toolRclone: "rclone", toolBare: "limit"}[pair[1]]
 			fmt.Fprintf(&w, "| %s | *%s* | *%s* | *%s* | *%s* | *%s* | *%s* | *%s* |\n", name(), label,
 				ratio(f.recordsPerSec, o.recordsPerSec), ratio(f.mbPerSec, o.mbPerSec), ratio(f.cpu, o.cpu),
 				ratio(f.rss, o.rss), ratio(f.srvCPU, o.srvCPU), ratio(f.wall, o.wall))
