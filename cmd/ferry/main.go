@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -59,7 +60,36 @@ type globals struct {
 
 func main() {
 	tuneGC()
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	stop := cpuProfile(os.Args[1:])
+	code := run(os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// cpuProfile writes a CPU profile of this command into the folder FERRY_CPUPROFILE
+// names, as <command>-<pid>.pprof (for `go tool pprof`), so that a slow phase can be
+// looked at where it ran. It returns what stops the profile.
+func cpuProfile(args []string) func() {
+	dir := os.Getenv("FERRY_CPUPROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	name := "ferry"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name = args[0]
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", name, os.Getpid())))
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ferry: FERRY_CPUPROFILE:", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // gcPercent is ferry's GOGC unless the environment sets one. ferry's heap is mostly

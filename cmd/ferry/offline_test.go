@@ -111,3 +111,18 @@ func TestOfflinePhasesNeedNoCredentials(t *testing.T) {
 		t.Errorf("copy without credentials: exit %d, want 1 naming FERRY_OFFLINE_AK\n%s", code, errs)
 	}
 }
+
+// FERRY_CPUPROFILE writes one profile per command into the folder it names.
+func TestCPUProfileEnv(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("FERRY_CPUPROFILE", dir)
+	stop := cpuProfile([]string{"status", "--json"})
+	stop()
+	files, err := filepath.Glob(filepath.Join(dir, fmt.Sprintf("status-%d.pprof", os.Getpid())))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("profiles %v (%v), want status-<pid>.pprof", files, err)
+	}
+	if fi, err := os.Stat(files[0]); err != nil || fi.Size() == 0 {
+		t.Fatalf("profile %s: %v, %v", files[0], fi, err)
+	}
+}
