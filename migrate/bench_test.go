@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,10 +80,15 @@ func BenchmarkPipelineJournalCost(b *testing.B) {
 // pipelineOnce migrates n fresh records through plan, copy, verify and delete and
 // returns the time it took (setup excluded), adding each phase's time to phases.
 func pipelineOnce(b *testing.B, n int, noJournal bool, phases map[string]time.Duration) time.Duration {
+	return pipelineWith(b, n, func(o *Options) { o.NoJournal = noJournal }, phases)
+}
+
+// pipelineWith is pipelineOnce with options of the caller's (another state, say).
+func pipelineWith(b *testing.B, n int, with func(*Options), phases map[string]time.Duration) time.Duration {
 	b.StopTimer()
 	e := newBenchEnv(b, n)
 	o := e.options()
-	o.NoJournal = noJournal
+	with(&o)
 	m, err := Open(context.Background(), o)
 	if err != nil {
 		b.Fatal(err)
@@ -206,19 +212,33 @@ func BenchmarkPlanMemory(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		start := time.Now()
+		start, cpu0 := time.Now(), processCPU()
 		p, err := m.Plan(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}
 		el := time.Since(start)
+		cpu := processCPU() - cpu0
 		m.Close()
 		if p.Records["planned"] != int64(n) {
 			b.Fatalf("planned %d of %d", p.Records["planned"], n)
 		}
 		b.ReportMetric(float64(n)/el.Seconds(), "records/s")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(n), "CPU-µs/record")
+		if fi, err := os.Stat(dir + "/ferry.db"); err == nil {
+			b.ReportMetric(float64(fi.Size())/float64(n), "state-B/record")
+		}
 	}
 	b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-MB")
+}
+
+// processCPU is the CPU time this process has used (user and system).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // peakRSS reads VmHWM (the process's peak resident set) from /proc.

@@ -3,12 +3,15 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/ferrymigrate/ferry/checkpoints/storetest"
 	"github.com/ferrymigrate/ferry/providers"
@@ -112,6 +115,57 @@ func BenchmarkWorkersScaling(b *testing.B) {
 		}
 		b.Log("\n" + sb.String())
 	}
+}
+
+// BenchmarkPipelinePostgres is BenchmarkPipeline (plan, copy, verify, delete with
+// in-memory stores, journal off) on a PostgreSQL state: the records/s one PostgreSQL
+// state sustains in one process, and the rows ferry writes per record (inserted,
+// updated and deleted, from pg_stat_user_tables once the connections closed).
+//
+//	FERRY_REQUIRE_SERVERS=1 go test -run '^$' -bench PipelinePostgres -benchtime 1x ./migrate/
+func BenchmarkPipelinePostgres(b *testing.B) {
+	n := benchN()
+	var total time.Duration
+	var rows int64
+	for range b.N {
+		dsn := storetest.PostgresState(b, "ferry_pipe_")
+		total += pipelineWith(b, n, func(o *Options) { o.NoJournal, o.StateDSN = true, dsn }, nil)
+		rows += pgRowsWritten(b, dsn)
+	}
+	b.ReportMetric(float64(n*b.N)/total.Seconds(), "records/s")
+	b.ReportMetric(float64(rows)/float64(n*b.N), "rows-written/record")
+}
+
+// pgRowsWritten sums the rows inserted, updated and deleted in the state's schema.
+// Backends report their counts when they exit: the state is closed by now.
+func pgRowsWritten(b *testing.B, dsn string) int64 {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	schema := u.Query().Get("schema")
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, storetest.PostgresServer(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var rows int64
+	for range 50 { // the exiting backends' counts land within moments
+		var n int64
+		if err := c.QueryRow(ctx, `SELECT COALESCE(SUM(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables WHERE schemaname = $1`, schema).Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		if n > 0 && n == rows {
+			break
+		}
+		rows = n
+		time.Sleep(100 * time.Millisecond)
+		if _, err := c.Exec(ctx, "SELECT pg_stat_clear_snapshot()"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return rows
 }
 
 type noClose struct{ providers.Store }
