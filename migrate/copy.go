@@ -125,6 +125,9 @@ func (m *Migration) Copy(ctx context.Context) (*CopyResult, error) {
 		},
 	})
 	res.DryRun = pr.dry
+	if !pr.checked {
+		return nil, err // stopped before there was anything to report
+	}
 	return res, err
 }
 

@@ -158,6 +158,9 @@ func (m *Migration) Delete(ctx context.Context, stageName, confirm string) (*Del
 		end: func(ctx context.Context, _ *run) error { return m.finishStage(ctx, res, &ss, &n) },
 	})
 	res.DryRun = pr.dry
+	if res.Scope.Name == "" {
+		return nil, err // stopped before there was anything to report
+	}
 	return res, err
 }
 

@@ -114,6 +114,9 @@ func (m *Migration) stageOp(ctx context.Context, stageName, op string) (*StageOp
 		},
 	})
 	res.DryRun = pr.dry
+	if res.State == "" {
+		return nil, err // stopped before there was anything to report
+	}
 	return res, err
 }
 

@@ -131,6 +131,9 @@ func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
 	if err == nil {
 		err = verdict
 	}
+	if err != nil && ExitCode(err) != ExitIncomplete {
+		return nil, err // no plan to report: nothing was reconciled, or it failed
+	}
 	return res, err
 }
 

@@ -84,9 +84,10 @@ const maxProblems = 100
 
 // run is one run of a phase: what its steps report through.
 type run struct {
-	m   *Migration
-	dry bool
-	tr  Tracker
+	m       *Migration
+	dry     bool
+	checked bool // the phase got through its checks: it has something to report
+	tr      Tracker
 
 	mu       sync.Mutex
 	problems []ConflictInfo
@@ -139,11 +140,13 @@ func (m *Migration) runPhase(ctx context.Context, ph *phase) (*run, error) {
 	if ph.check != nil {
 		var err error
 		if sz, err = ph.check(ctx); errors.Is(err, errNoWork) {
+			pr.checked = true
 			return pr, nil
 		} else if err != nil {
 			return pr, err
 		}
 	}
+	pr.checked = true
 	if sz.digest != "" && (!pr.dry || ph.confirm != "") {
 		if err := ValidConfirm(ph.confirm, sz.digest); err != nil {
 			return pr, err

@@ -147,6 +147,9 @@ func (m *Migration) Verify(ctx context.Context, reread bool) (*VerifyResult, err
 		},
 	})
 	res.DryRun = pr.dry
+	if !pr.checked {
+		return nil, err // stopped before there was anything to report
+	}
 	return res, err
 }
 
