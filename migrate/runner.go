@@ -188,7 +188,7 @@ func (m *Migration) work(ctx context.Context, ph *phase, pr *run, shared bool) e
 	switch {
 	case ph.whole != nil && !shared:
 		return ph.whole(ctx, pr)
-	case ph.claimed != nil:
+	case ph.claimed != nil && shared:
 		return m.shared(ctx, ph.name, true, func() ([]checkpoints.Range, error) { return ph.cut(ctx) },
 			func(cctx context.Context, c checkpoints.Claim) ([]checkpoints.Record, error) {
 				return ph.claimed(cctx, pr, c)
