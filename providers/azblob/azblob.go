@@ -171,11 +171,24 @@ var (
 	containerRE = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9]|-[a-z0-9]){2,62}$`)
 )
 
+// shownURL is raw as a message may show it: without its query or fragment (where a
+// pasted SAS token sits, spaces and all: a url allows neither anyway), and with any
+// SAS parameter left in the rest redacted up to the next separator.
+func shownURL(raw string) string {
+	s := raw
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i] + "?REDACTED"
+	}
+	return urlSigRE.ReplaceAllString(s, "${1}REDACTED")
+}
+
+var urlSigRE = regexp.MustCompile(`(?i)((?:^|[&/;])(?:sig|se|st|sp|sv|sr|ss|srt|spr|sip|skoid|sktid|skt|ske|sks|skv|saoid|suoid|scid|sdd|ses)=)[^&/]*`)
+
 // ParseURL splits azblob://account/container/prefix. The prefix, when not empty,
 // is made to end in "/": a site is a folder, and "users" must not also match
 // "users-old/".
 func ParseURL(raw string) (account, cont, prefix string, err error) {
-	shown := redactString(raw) // a SAS pasted into the url never reaches a message
+	shown := shownURL(raw) // a SAS pasted into the url never reaches a message
 	u, err := url.Parse(raw)
 	if err != nil {
 		var ue *url.Error
