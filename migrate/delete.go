@@ -189,12 +189,13 @@ func (m *Migration) finishStage(ctx context.Context, res *DeleteResult, ss *chec
 		}
 		return Errorf(ExitRuntime, "stage %q: %d deletes failed; rerun the same command to resume%s", stageName, res.Errors, example)
 	}
-	if err := m.stageSettled(ctx, stageName); err != nil {
-		return err
-	}
 	after, err := m.stageScope(ctx, stageName, false)
 	if err != nil {
 		return err
+	}
+	if after.intents > 0 {
+		// Another worker's deletes that failed: the next run settles them at the sites.
+		return Errorf(ExitRuntime, "stage %q: %d delete intents are unresolved; rerun the same command to resume", stageName, after.intents)
 	}
 	ss.State, ss.FinishedAt, ss.Retained = StageFinished, m.now().UTC(), after.Retained
 	if ss.Deleted, err = m.stageGone(ctx, stageName); err != nil {
@@ -423,19 +424,6 @@ func (m *Migration) deleteUnit(ctx context.Context, mode string, u *delUnit, n *
 
 // errTargetGone marks a re-check that found the target copy absent.
 var errTargetGone = errors.New("target copy is gone")
-
-// stageSettled refuses to finish a stage while delete intents are unresolved (a
-// worker's failed deletes): the next run settles them.
-func (m *Migration) stageSettled(ctx context.Context, stage string) error {
-	st, err := m.State.Stats(ctx, m.now())
-	if err != nil {
-		return Errorf(ExitRuntime, "%w", err)
-	}
-	if n := st.StageCounts[stage][checkpoints.Intent].N; n > 0 {
-		return Errorf(ExitRuntime, "stage %q: %d delete intents are unresolved; rerun the same command to resume", stage, n)
-	}
-	return nil
-}
 
 // stageGone counts the stage's replicas gone from their sites.
 func (m *Migration) stageGone(ctx context.Context, stage string) (int64, error) {

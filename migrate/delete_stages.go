@@ -68,6 +68,8 @@ type StageScope struct {
 	// Retained counts replicas assigned to the stage that are not (yet) deletable:
 	// not verified, divergent, in conflict.
 	Retained int64 `json:"retained"`
+	// intents counts the scope's replicas with an unresolved delete intent.
+	intents int64
 }
 
 // scopeLine is one replica's line in a stage's scope digest. The digest names exactly
@@ -139,6 +141,9 @@ func (m *Migration) stageScope(ctx context.Context, name string, predicted bool)
 			}
 			sc.Replicas++
 			sc.Bytes += p.Size
+			if p.State == checkpoints.Intent {
+				sc.intents++
+			}
 			scopeLine(h, r, p)
 		}
 		return nil

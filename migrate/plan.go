@@ -70,15 +70,18 @@ func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
 	res := &PlanResult{Migration: m.Spec.Migration, SpecDigest: m.Spec.Digest(), Sites: map[string]SiteListing{}, Records: map[string]int64{}}
 	var out *PlanResult // the reconciled plan; nil for a worker that did not merge
 	var verdict error   // held records (exit 3) are a verdict, not a stop
-	reconciled := func(ctx context.Context) error {
+	reconciled := func(ctx context.Context, into **PlanResult) error {
 		var err error
-		out, err = m.reconcilePlan(ctx, res)
+		*into, err = m.reconcilePlan(ctx, res)
 		var code *Error
 		if errors.As(err, &code) && code.Code == ExitIncomplete {
 			verdict, err = err, nil
 		}
 		return err
 	}
+	// A worker's merge counts only once its range finished: one whose merge was
+	// taken over reports the plan the other worker merged.
+	var merged *PlanResult
 	pr, err := m.runPhase(ctx, &phase{
 		name: planScope, dryWork: true,
 		check: func(ctx context.Context) (size, error) {
@@ -97,7 +100,7 @@ func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
 			if err := m.refuseMarkers(); err != nil {
 				return err
 			}
-			return reconciled(ctx)
+			return reconciled(ctx, &out)
 		},
 		cut: m.cutListing,
 		claimed: func(ctx context.Context, pr *run, c checkpoints.Claim) ([]checkpoints.Record, error) {
@@ -114,13 +117,19 @@ func (m *Migration) Plan(ctx context.Context) (*PlanResult, error) {
 			if err := m.countListed(ctx, res); err != nil {
 				return nil, err
 			}
-			return nil, reconciled(ctx)
+			return nil, reconciled(ctx, &merged)
+		},
+		finished: func(_ *run, c checkpoints.Claim) {
+			if c.Site == "" {
+				out = merged
+			}
 		},
 		end: func(ctx context.Context, _ *run) error {
 			if out != nil {
 				return verdict
 			}
 			// Another worker merged: report the plan as it stands.
+			verdict = nil
 			return m.planAsItStands(ctx, res)
 		},
 	})

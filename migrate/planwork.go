@@ -188,7 +188,7 @@ func (m *Migration) listRange(ctx context.Context, pr *run, c checkpoints.Claim)
 		m.debug("listed range", "claim", c.String())
 		return nil
 	case ctx.Err() != nil:
-		return err // interrupted, or the range was lost
+		return fmt.Errorf("%w: %w", ctx.Err(), err) // interrupted, or the range was lost
 	default:
 		return Errorf(ExitRuntime, "site %s: listing %s failed, plan not changed: %w", c.Site, fmt.Sprint(c.Range), err)
 	}

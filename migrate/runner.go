@@ -55,6 +55,8 @@ type phase struct {
 	whole   func(ctx context.Context, pr *run) error
 	cut     func(ctx context.Context) ([]checkpoints.Range, error)
 	claimed func(ctx context.Context, pr *run, c checkpoints.Claim) ([]checkpoints.Record, error)
+	// finished hears of each claimed range whose results were saved with it.
+	finished func(pr *run, c checkpoints.Claim)
 
 	// tally runs once the work has run (or stopped): the counts into the result.
 	tally func(pr *run)
@@ -192,6 +194,10 @@ func (m *Migration) work(ctx context.Context, ph *phase, pr *run, shared bool) e
 		return m.shared(ctx, ph.name, true, func() ([]checkpoints.Range, error) { return ph.cut(ctx) },
 			func(cctx context.Context, c checkpoints.Claim) ([]checkpoints.Record, error) {
 				return ph.claimed(cctx, pr, c)
+			}, func(c checkpoints.Claim) {
+				if ph.finished != nil {
+					ph.finished(pr, c)
+				}
 			})
 	case !shared:
 		return m.local(ctx, ph, pr)
@@ -217,7 +223,7 @@ func (m *Migration) work(ctx context.Context, ph *phase, pr *run, shared bool) e
 				return nil
 			})
 			return saved, err // saved with the range's fenced Finish
-		})
+		}, nil)
 }
 
 // local runs a record phase in one process: batch phases save through the state's

@@ -208,8 +208,11 @@ func (m *Migration) cut(ctx context.Context, q checkpoints.Query) ([]checkpoints
 //
 // reset: a new round starts from an empty staged listing (the plan). work may answer errNotYet: the range is
 // handed back and claimed again later, other ranges first.
+//
+// done, when not nil, hears of each range this worker finished (its results saved
+// with the range, not lost to another worker).
 func (m *Migration) shared(ctx context.Context, scope string, reset bool, cut func() ([]checkpoints.Range, error),
-	work func(ctx context.Context, c checkpoints.Claim) ([]checkpoints.Record, error)) error {
+	work func(ctx context.Context, c checkpoints.Claim) ([]checkpoints.Record, error), done func(checkpoints.Claim)) error {
 	w := m.worker
 	rs, err := m.State.Partition(ctx, scope, reset, cut)
 	if err != nil {
@@ -247,7 +250,7 @@ func (m *Migration) shared(ctx context.Context, scope string, reset bool, cut fu
 		cctx, release := w.hold(ctx, c)
 		recs, err := work(cctx, c)
 		if errors.Is(err, errNotYet) {
-			err = m.State.Release(ctx, c)
+			err = m.State.Release(context.WithoutCancel(ctx), c)
 			release()
 			if err != nil {
 				return err
@@ -258,8 +261,10 @@ func (m *Migration) shared(ctx context.Context, scope string, reset bool, cut fu
 			}
 			continue
 		}
+		finished := false
 		if err == nil {
 			err = m.State.Finish(ctx, c, recs)
+			finished = err == nil
 		}
 		// Settle before release: release cancels cctx, which would make every
 		// failed range look lost to another worker and its error vanish.
@@ -267,6 +272,9 @@ func (m *Migration) shared(ctx context.Context, scope string, reset bool, cut fu
 		release()
 		if err != nil {
 			return err
+		}
+		if finished && done != nil {
+			done(c)
 		}
 	}
 }
