@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -300,5 +301,74 @@ func TestSharedDeleteGuards(t *testing.T) {
 	defer b.Close()
 	if _, err := b.Delete(context.Background(), "backups", scope(b, "backups")[:16]); ExitCode(err) != ExitRefused || !strings.Contains(err.Error(), "delete/canary") {
 		t.Fatalf("a backups worker beside a live canary worker: %v; want refused", err)
+	}
+}
+
+// A delete intent left on a record that is no longer in its stage's scope (verify
+// later found the target copy wrong and put the record in conflict) cannot be settled
+// by the stage's delete, which works only on its scope. It must not keep the stage
+// from finishing, in one process or in workers (it did in workers: "rerun the same
+// command to resume" forever); the intent stays as it is, not counted as deleted.
+func TestStageFinishesPastAnIntentOutOfScope(t *testing.T) {
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			h := newHarness(t, storeKinds[1], fmt.Sprintf(sitesYAML, "fail"))
+			h.standardData(6)
+			state := filepath.Join(h.dir, "shared.db")
+			h.phasesByWorkers(workers, state, 8, "plan", "copy", "verify")
+			opts := h.options(false)
+			opts.StateDSN = state
+			m, err := Open(context.Background(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			var r checkpoints.Record
+			if err := m.State.Records(ctx, checkpoints.Query{Stage: "backups"}, func(rec checkpoints.Record) error {
+				if r.Key == "" && rec.Replica("archive") != nil {
+					r = rec
+				}
+				return nil
+			}); err != nil || r.Key == "" {
+				t.Fatalf("no record with an archive replica (%v)", err)
+			}
+			r.Replicas = slices.Clone(r.Replicas)
+			p := r.Replica("archive")
+			p.State, p.IntentAt, p.Mode = checkpoints.Intent, h.clock(), "soft"
+			r.State, r.Conflict = checkpoints.Conflict, "test: the target copy no longer verifies"
+			if err := m.State.Save(ctx, []checkpoints.Record{r}); err != nil {
+				t.Fatal(err)
+			}
+			m.Close()
+			for _, stage := range []string{"canary", "backups"} {
+				for i, err := range h.workers(workers, state, 8, func(m *Migration) error {
+					sc, err := m.stageScope(context.Background(), stage, false)
+					if err != nil {
+						return err
+					}
+					_, err = m.Delete(context.Background(), stage, sc.Digest)
+					return err
+				}) {
+					if err != nil {
+						t.Fatalf("delete %s, worker %d: %v", stage, i, err)
+					}
+				}
+			}
+			m, err = Open(context.Background(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			states, err := m.stageStates(ctx)
+			if err != nil || states["backups"].State != StageFinished {
+				t.Fatalf("stage backups is %q (%v), want finished", states["backups"].State, err)
+			}
+			if got := replicaState(t, m, r.Key, "archive"); got != checkpoints.Intent {
+				t.Fatalf("the out-of-scope intent became %s; it must stay as it was", got)
+			}
+			if _, ok := h.listing("archive")[r.Replica("archive").SiteKey]; !ok {
+				t.Fatal("the replica with the out-of-scope intent was deleted")
+			}
+		})
 	}
 }
