@@ -48,10 +48,14 @@ func FuzzParseURL(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		acct, cont, prefix, err := ParseURL(raw)
 		if err != nil {
+			// The message may show the url's other parts, which can hold the same
+			// text as the signature by chance: a leak is the signature shown more
+			// often than the rest of the url holds it.
 			for _, sep := range []string{"?sig=", "&sig="} {
 				if _, v, ok := strings.Cut(raw, sep); ok {
 					v, _, _ = strings.Cut(v, "&")
-					if len(v) >= 4 && strings.Contains(err.Error(), v) {
+					rest := strings.Replace(raw, sep+v, sep, 1)
+					if len(v) >= 4 && strings.Count(err.Error(), v) > strings.Count(rest, v) {
 						t.Fatalf("the error shows the signature %q: %v", v, err)
 					}
 				}
