@@ -182,7 +182,7 @@ func shownURL(raw string) string {
 	return urlSigRE.ReplaceAllString(s, "${1}REDACTED")
 }
 
-var urlSigRE = regexp.MustCompile(`(?i)((?:^|[&/;])(?:sig|se|st|sp|sv|sr|ss|srt|spr|sip|skoid|sktid|skt|ske|sks|skv|saoid|suoid|scid|sdd|ses)=)[^&/]*`)
+var urlSigRE = regexp.MustCompile(`(?i)((?:^|[&/;])` + sasParams + `)[^&/]*`)
 
 // ParseURL splits azblob://account/container/prefix. The prefix, when not empty,
 // is made to end in "/": a site is a folder, and "users" must not also match

@@ -218,7 +218,10 @@ func unreachable(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED) || (errors.As(err, &ne) && ne.Op == "dial")
 }
 
-var sigRE = regexp.MustCompile(`(?i)((?:^|[?&])(?:sig|se|st|sp|sv|sr|ss|srt|spr|sip|skoid|sktid|skt|ske|sks|skv|saoid|suoid|scid|sdd|ses)=)[^&#\s"']*`)
+// sasParams are the query parameters of a SAS token (sig= above all).
+const sasParams = `(?:sig|se|st|sp|sv|sr|ss|srt|spr|sip|skoid|sktid|skt|ske|sks|skv|saoid|suoid|scid|sdd|ses)=`
+
+var sigRE = regexp.MustCompile(`(?i)((?:^|[?&])` + sasParams + `)[^&#\s"']*`)
 
 // redactString removes the values of SAS query parameters from s (sig= above all).
 func redactString(s string) string {
