@@ -1,0 +1,120 @@
+package checkpoints
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func codecRecord(key, s1, s2 string, n int64, t1 int64) Record {
+	at := func(d int64) time.Time {
+		if t1+d == 0 {
+			return time.Time{}
+		}
+		return time.Unix(0, t1+d).UTC()
+	}
+	return Record{Key: key, User: s1, Size: n, State: Verified, SHA256: s2, CRC32C: s1, Source: s2, TargetKey: key + s1,
+		TargetETag: s2, TargetVersion: s1, CopiedAt: at(1), VerifiedAt: at(2), Attempts: int(n % 1000), LastError: s2, Conflict: s1,
+		Replicas: []Replica{
+			{Site: "a" + s1, SiteKey: key, Primary: true, Size: n, ETag: s2, Version: s1, ModTime: at(3), SHA256: s2, State: Identical,
+				Stage: s1, Mode: s2, Handle: s1, IntentAt: at(4), DeletedAt: at(5), PurgedAt: at(6), ConfirmedAbsent: n%2 == 0, LastError: s1},
+			{Site: "b" + s2, SiteKey: s2 + key, Size: -n, State: Deleted, Stage: s2, ModTime: at(-7)},
+		}}
+}
+
+// roundTrip encodes r and decodes it back.
+func roundTrip(t *testing.T, r Record) Record {
+	t.Helper()
+	reps := canonicalReplicas(r.Replicas)
+	data := encodeRecord(nil, &r, reps)
+	got := Record{Key: r.Key, User: r.User, State: r.State}
+	if err := decodeRecord(&got, data); err != nil {
+		t.Fatalf("decode of an encoded record: %v", err)
+	}
+	return got
+}
+
+// TestRecordCodec: a record round-trips field for field; its replicas come back
+// sorted by site, one per site (the last given); truncated or extended data, or
+// another format, is an error, never a record.
+func TestRecordCodec(t *testing.T) {
+	r := codecRecord("user1/a b\x00c", "ü", strings.Repeat("x", 300), 1<<40, 1_700_000_000_000_000_000)
+	if got := roundTrip(t, r); !reflect.DeepEqual(got, r) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, r)
+	}
+	empty := Record{Key: "k"}
+	if got := roundTrip(t, empty); !reflect.DeepEqual(got, empty) {
+		t.Fatalf("round trip of an empty record: %+v", got)
+	}
+
+	r.Replicas = []Replica{{Site: "z", Size: 1}, {Site: "m", Size: 2}, {Site: "z", Size: 3}, {Site: "a", Size: 4}}
+	got := roundTrip(t, r)
+	var sites []string
+	var sizes []int64
+	for _, p := range got.Replicas {
+		sites, sizes = append(sites, p.Site), append(sizes, p.Size)
+	}
+	if !reflect.DeepEqual(sites, []string{"a", "m", "z"}) || !reflect.DeepEqual(sizes, []int64{4, 2, 3}) {
+		t.Errorf("replicas stored as %v %v, want [a m z] [4 2 3]", sites, sizes)
+	}
+	if r.Replicas[0].Site != "z" {
+		t.Error("canonicalReplicas changed the caller's slice")
+	}
+
+	data := encodeRecord(nil, &r, canonicalReplicas(r.Replicas))
+	for _, bad := range [][]byte{nil, data[:len(data)-1], append(data[:len(data):len(data)], 0), append([]byte{recordFormat + 1}, data[1:]...)} {
+		var x Record
+		if err := decodeRecord(&x, bad); err == nil {
+			t.Errorf("decode of %d bytes of bad data: no error", len(bad))
+		}
+	}
+}
+
+// TestStagesOf: the stages column names each stage once, between '|'s.
+func TestStagesOf(t *testing.T) {
+	for _, c := range []struct {
+		stages []string
+		want   string
+	}{{nil, ""}, {[]string{"", ""}, ""}, {[]string{"b", "a", "b", ""}, "|b|a|"}, {[]string{"a|b", "a"}, "|a|b|"}} {
+		var reps []Replica
+		for _, s := range c.stages {
+			reps = append(reps, Replica{Stage: s})
+		}
+		if got := stagesOf(reps); got != c.want {
+			t.Errorf("stagesOf(%q) = %q, want %q", c.stages, got, c.want)
+		}
+		for _, s := range c.stages {
+			if s != "" && !strings.Contains(stagesOf(reps), stageNeedle(s)) {
+				t.Errorf("stagesOf(%q) does not hold %q", c.stages, stageNeedle(s))
+			}
+		}
+	}
+}
+
+// FuzzRecordCodec: any record round-trips, and any bytes decode without a panic,
+// either to an error or to a record that encodes to data decoding to it again.
+func FuzzRecordCodec(f *testing.F) {
+	f.Add("k", "u", "s", int64(5), int64(1), []byte{recordFormat})
+	f.Add("", "", "", int64(0), int64(0), encodeRecord(nil, &Record{Key: "k"}, nil))
+	r := codecRecord("k", "u", "s", 9, 99)
+	f.Add("a/b", "|", "\xff", int64(-1), int64(-99), encodeRecord(nil, &r, r.Replicas))
+	f.Fuzz(func(t *testing.T, key, s1, s2 string, n, t1 int64, data []byte) {
+		r := codecRecord(key, s1, s2, n, t1)
+		got := roundTrip(t, r)
+		want := r
+		want.Replicas = canonicalReplicas(r.Replicas)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("round trip:\n got %+v\nwant %+v", got, want)
+		}
+
+		x := Record{Key: key}
+		if err := decodeRecord(&x, data); err != nil {
+			return
+		}
+		again := Record{Key: key}
+		if err := decodeRecord(&again, encodeRecord(nil, &x, x.Replicas)); err != nil || !reflect.DeepEqual(again, x) {
+			t.Fatalf("decoded %+v, re-encoded and decoded %+v (%v)", x, again, err)
+		}
+	})
+}
