@@ -3,6 +3,7 @@ package checkpoints
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -12,9 +13,9 @@ import (
 // stores page through records with the same query (recordsQuery) and the same loop
 // (keysetRecords).
 type keysetDialect struct {
-	records, replicas, listing string // table names as the store writes them
-	cols                       string // the record columns, each prefixed with "r."
-	user                       string // the user column
+	records, listing string // table names as the store writes them
+	cols             string // the record columns, each prefixed with "r."
+	user             string // the user column
 	// placeholder is the n-th (from 1) argument's placeholder.
 	placeholder func(n int) string
 	// anyOf is "col is one of vals" (vals is placed with arg).
@@ -24,13 +25,14 @@ type keysetDialect struct {
 	after func(arg func(any) string, col, after string, first bool) []string
 	// through bounds the key column col from above (through is not "").
 	through func(arg func(any) string, col, through string) []string
-	// pinned prefixes a replica column whose index the planner must not use in the
-	// stage filter ("+" in SQLite: an index on stage there makes the scan quadratic).
-	pinned string
+	// stage is the filter for a Query's Stage and ReplicaStates. It may keep more
+	// records than match (SQLite's keeps the rows whose stages column names the
+	// stage); keysetRecords checks every record read with Query.matches.
+	stage func(arg func(any) string, q Query) string
 }
 
 var sqliteKeyset = &keysetDialect{
-	records: "records", replicas: "replicas", listing: "listing", cols: prefixed("r.", recCols), user: "r.user",
+	records: "records", listing: "listing", cols: prefixed("r.", readCols), user: "r.user",
 	placeholder: func(int) string { return "?" },
 	anyOf: func(arg func(any) string, col string, vals []string) string {
 		ph := make([]string, len(vals))
@@ -49,11 +51,15 @@ var sqliteKeyset = &keysetDialect{
 	through: func(arg func(any) string, col, through string) []string {
 		return []string{col + " <= " + arg(through)}
 	},
-	pinned: "+",
+	// The replicas are inside the row's data: the stages column narrows the rows to
+	// those with a replica in the stage, the decoded replicas decide.
+	stage: func(arg func(any) string, q Query) string {
+		return "instr(r.stages, " + arg(stageNeedle(q.Stage)) + ") > 0"
+	},
 }
 
 var pgKeyset = &keysetDialect{
-	records: "@.records", replicas: "@.replicas", listing: "@.listing", cols: prefixed("r.", pgRecCols), user: "r.user_name",
+	records: "@.records", listing: "@.listing", cols: prefixed("r.", pgRecCols), user: "r.user_name",
 	placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
 	anyOf: func(arg func(any) string, col string, vals []string) string {
 		return col + " = ANY(" + arg(vals) + "::text[])"
@@ -81,6 +87,13 @@ var pgKeyset = &keysetDialect{
 			return []string{col + " <= " + arg(through)}
 		}
 		return []string{"convert_to(" + col + ", 'UTF8') <= " + arg([]byte(through))}
+	},
+	stage: func(arg func(any) string, q Query) string {
+		sub := "EXISTS (SELECT 1 FROM @.replicas p WHERE p.key = r.key AND p.stage = " + arg(q.Stage)
+		if len(q.ReplicaStates) > 0 {
+			sub += " AND p.state = ANY(" + arg(strs(q.ReplicaStates)) + "::text[])"
+		}
+		return sub + ")"
 	},
 }
 
@@ -110,11 +123,7 @@ func (d *keysetDialect) recordsQuery(q Query, after string, first bool, limit in
 		where = append(where, d.user+" = "+arg(q.User))
 	}
 	if q.Stage != "" {
-		sub := "EXISTS (SELECT 1 FROM " + d.replicas + " p WHERE p.key = r.key AND " + d.pinned + "p.stage = " + arg(q.Stage)
-		if len(q.ReplicaStates) > 0 {
-			sub += " AND " + d.anyOf(arg, d.pinned+"p.state", strs(q.ReplicaStates))
-		}
-		where = append(where, sub+")")
+		where = append(where, d.stage(arg, q))
 	}
 	query := "SELECT " + d.cols + " FROM " + d.records + " r"
 	if len(where) > 0 {
@@ -132,6 +141,21 @@ func strs[T ~string](in []T) []string {
 	return out
 }
 
+// matches reports whether r has a replica in q's Stage (in one of q's
+// ReplicaStates, if any): the part of q a store may not filter exactly in SQL. A
+// query without a Stage matches every record.
+func (q Query) matches(r *Record) bool {
+	if q.Stage == "" {
+		return true
+	}
+	for _, p := range r.Replicas {
+		if p.Stage == q.Stage && (len(q.ReplicaStates) == 0 || slices.Contains(q.ReplicaStates, p.State)) {
+			return true
+		}
+	}
+	return false
+}
+
 // keysetRecords calls fn for each record matching q, in key order, reading pages of
 // at most page records with read (one read transaction per page, ended before fn
 // runs: fn may write). Each page starts after the last key of the one before.
@@ -141,7 +165,8 @@ func keysetRecords(ctx context.Context, d *keysetDialect, q Query, page int,
 	total := 0
 	for {
 		limit := page
-		if q.Limit > 0 && q.Limit-total < limit {
+		if q.Limit > 0 && q.Stage == "" && q.Limit-total < limit {
+			// (With a Stage a page may hold records that do not match.)
 			limit = q.Limit - total
 		}
 		query, args := d.recordsQuery(q, after, first, limit)
@@ -149,13 +174,18 @@ func keysetRecords(ctx context.Context, d *keysetDialect, q Query, page int,
 		if err != nil {
 			return err
 		}
-		for _, r := range recs {
-			if err := fn(r); err != nil {
+		for i := range recs {
+			if !q.matches(&recs[i]) {
+				continue
+			}
+			if err := fn(recs[i]); err != nil {
 				return err
 			}
+			if total++; q.Limit > 0 && total >= q.Limit {
+				return nil
+			}
 		}
-		total += len(recs)
-		if len(recs) < limit || (q.Limit > 0 && total >= q.Limit) {
+		if len(recs) < limit {
 			return nil
 		}
 		after, first = recs[len(recs)-1].Key, false
@@ -203,12 +233,14 @@ var unlistedStates = []string{string(Present), string(Identical), string(Diverge
 
 // unlistedQuery is the query for one page of the replicas at sites, in a state that
 // says they are there, that the staged listing lacks: (key, site) in that order.
+// PostgreSQL's: its replicas are rows of their own. SQLite's are inside their
+// record's row, and it finds the unlisted ones in Go (sqliteUnlisted).
 func (d *keysetDialect) unlistedQuery(sites []string, after string, first bool, limit int) (string, []any) {
 	arg, args := d.binder()
 	where := []string{d.anyOf(arg, "r.site", sites), d.anyOf(arg, "r.state", unlistedStates)}
 	where = append(where, d.after(arg, "r.key", after, first)...)
 	where = append(where, "NOT EXISTS (SELECT 1 FROM "+d.listing+" l WHERE l.key = r.site_key AND l.site = r.site)")
-	q := "SELECT r.key, r.site FROM " + d.replicas + " r WHERE " + strings.Join(where, " AND ") +
+	q := "SELECT r.key, r.site FROM @.replicas r WHERE " + strings.Join(where, " AND ") +
 		" ORDER BY r.key, r.site LIMIT " + arg(limit)
 	return q, *args
 }

@@ -388,6 +388,9 @@ var pgSteps = []pgStep{
 	// PostgreSQL state counts with queries, so concurrent workers do not all update
 	// the same counter rows.
 	func(context.Context, pgx.Tx, func(string) string) error { return nil },
+	// 2 -> 3: nothing. Version 3 puts SQLite's replicas inside their record's row;
+	// PostgreSQL keeps its records and replicas tables (see SchemaVersion).
+	func(context.Context, pgx.Tx, func(string) string) error { return nil },
 }
 
 // pgVersionSQL creates the table that holds a schema's layout version.

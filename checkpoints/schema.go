@@ -20,6 +20,12 @@ import (
 //   - 2: SQLite adds the tallies and events tables and the triggers that keep them
 //     (sqliteV2): Stats reads counts kept as the rows change instead of scanning
 //     every row. PostgreSQL's layout is unchanged (its step is empty).
+//   - 3: SQLite keeps one row per record: key, user, state, the stages its replicas
+//     are assigned to, updated_at, and a data BLOB with the rest of the record and
+//     its replicas (record_codec.go); the replicas table and the triggers are gone,
+//     and Save keeps the tallies (sqlite_upgrade.go converts the rows). A read-only
+//     open of an older SQLite state reads an upgraded private copy. PostgreSQL's
+//     layout is unchanged (its step is empty).
 //
 // On open (read-write) a state older than SchemaVersion is upgraded in place by the
 // steps from its version on (sqliteSteps, pgSteps: step i takes version i to i+1),
@@ -28,7 +34,7 @@ import (
 // ferry is refused with a *NewerStateError and never modified.
 //
 // A future layout change is one more step on each list and SchemaVersion+1.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // NewerStateError is returned by Open for a state written by a newer ferry: this
 // ferry cannot know its layout, so it neither reads nor changes it.
@@ -56,8 +62,7 @@ func (e *OlderStateError) Error() string {
 		"a command that writes the state (ferry plan, ferry run) upgrades it in place first", e.State, e.Version, e.Supported)
 }
 
-// readableAs reports whether a state at version v can be read, without upgrading,
-// by this ferry: every version so far only added to version 1's tables (an
-// unversioned state, version 0, has version 1's tables), and a read of a state
-// without version 2's tallies counts by scanning.
+// readableAs reports whether a PostgreSQL state at version v can be read, without
+// upgrading, by this ferry: every version so far only added to version 1's tables
+// there (an unversioned state, version 0, has version 1's tables).
 func readableAs(v, latest int) bool { return v <= latest }

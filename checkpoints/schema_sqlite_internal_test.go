@@ -18,14 +18,30 @@ import (
 )
 
 // upgradeCrashEnv names the state a re-executed test binary upgrades with
-// slowStep until it is killed (see init).
-const upgradeCrashEnv = "FERRY_CHECKPOINTS_UPGRADE_CRASH_CHILD"
+// noteStep(true) after the real steps until it is killed, and upgradeV3CrashEnv
+// one it upgrades with the real steps, stopped half-way through the step to
+// version 3 (see init).
+const (
+	upgradeCrashEnv   = "FERRY_CHECKPOINTS_UPGRADE_CRASH_CHILD"
+	upgradeV3CrashEnv = "FERRY_CHECKPOINTS_UPGRADE_V3_CRASH_CHILD"
+)
 
 func init() {
 	if path := os.Getenv(upgradeCrashEnv); path != "" {
-		// The child: upgrade path to version 2 through a step that stops half-way
-		// (after most of its writes) and waits to be killed.
+		// The child: upgrade path to version SchemaVersion+1 through a step that
+		// stops half-way (after most of its writes) and waits to be killed.
 		_, err := openSQLite(context.Background(), path, Options{}, append(slices.Clip(sqliteSteps), noteStep(true)))
+		fmt.Fprintln(os.Stderr, "the upgrade was not killed:", err)
+		os.Exit(3)
+	}
+	if path := os.Getenv(upgradeV3CrashEnv); path != "" {
+		// The child: the real upgrade, stopped once the step to version 3 has
+		// written every new row and dropped the old tables, before it commits.
+		upgradeMidway = func() {
+			fmt.Println("midway")
+			time.Sleep(time.Hour)
+		}
+		_, err := OpenSQLite(context.Background(), path, Options{})
 		fmt.Fprintln(os.Stderr, "the upgrade was not killed:", err)
 		os.Exit(3)
 	}
@@ -46,7 +62,7 @@ func noteStep(hang bool) sqliteStep {
 			"ALTER TABLE records ADD COLUMN note TEXT NOT NULL DEFAULT ''",
 			"UPDATE records SET note = 'n-' || key",
 			"CREATE TABLE notes(k TEXT PRIMARY KEY, n INTEGER NOT NULL)",
-			"INSERT INTO notes(k, n) SELECT key, attempts FROM records",
+			"INSERT INTO notes(k, n) SELECT key, length(data) FROM records",
 		} {
 			if _, err := tx.ExecContext(ctx, q); err != nil {
 				return err
@@ -136,10 +152,8 @@ func setUserVersion(t *testing.T, path string, v int) {
 	}
 }
 
-// seedState writes n records with two replicas each, meta and a stage.
-func seedState(t *testing.T, s Store, n int) {
-	t.Helper()
-	ctx := context.Background()
+// seedRecords are n records with two replicas each.
+func seedRecords(n int) []Record {
 	var recs []Record
 	for i := range n {
 		k := fmt.Sprintf("user%02d/file%05d", i%7, i)
@@ -150,7 +164,14 @@ func seedState(t *testing.T, s Store, n int) {
 				{Site: "b", SiteKey: "b/" + k, Size: int64(i), State: Present, Stage: "two", ModTime: time.Unix(1600000000, 0).UTC()},
 			}})
 	}
-	if err := s.Save(ctx, recs); err != nil {
+	return recs
+}
+
+// seedState writes n records with two replicas each (seedRecords), meta and a stage.
+func seedState(t *testing.T, s Store, n int) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.Save(ctx, seedRecords(n)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetMeta(ctx, "plan_digest", "d1"); err != nil {
@@ -208,69 +229,104 @@ func TestSQLiteFreshStateIsCurrent(t *testing.T) {
 	}
 }
 
-// TestSQLiteUpgradesUnversioned: a state of today's layout without its version (as
-// the ferries before versioning wrote it, with their two replica indexes) is
-// upgraded in place on open, and keeps every record, replica, meta value and stage.
-func TestSQLiteUpgradesUnversioned(t *testing.T) {
+// legacySeed writes into a legacy state (legacyState) what seedState writes into a
+// current one, and returns the records as a current ferry should read them back.
+func legacySeed(t *testing.T, db *sql.DB, n int) []Record {
+	t.Helper()
+	recs := seedRecords(n)
+	legacySave(t, db, recs)
+	if _, err := db.Exec("INSERT INTO meta(k, v) VALUES('plan_digest', 'd1'); INSERT INTO stages(name, ord, mode, state) VALUES('one', 1, 'soft', 'pending')"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range recs {
+		recs[i].UpdatedAt = legacyUpdatedAt
+	}
+	slices.SortFunc(recs, func(a, b Record) int { return strings.Compare(a.Key, b.Key) })
+	return recs
+}
+
+// TestSQLiteUpgradesOlderLayouts: a state of layout version 1 (also unversioned, as
+// the ferries before versioning left it, with their two replica indexes) or 2 is
+// read by a read-only open through an upgraded copy, leaving it as it was, and is
+// upgraded in place by an open that writes, keeping every record with its
+// replicas, meta value and stage.
+func TestSQLiteUpgradesOlderLayouts(t *testing.T) {
 	ctx := context.Background()
-	path := newSQLiteState(t, 3000)
-	s, err := OpenSQLite(ctx, path, Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantRecs, wantMeta, wantStages := readAll(t, s)
-	s.Close()
-	if len(wantRecs) != 3000 || len(wantRecs[0].Replicas) != 2 {
-		t.Fatalf("seed: %d records", len(wantRecs))
-	}
-	setUserVersion(t, path, 0)
-	db, _ := sql.Open("sqlite", "file:"+path)
-	if _, err := db.Exec("CREATE INDEX replicas_stage ON replicas(stage, state, key); CREATE INDEX replicas_site ON replicas(site, state)"); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	for _, c := range []struct {
+		name       string
+		v, stamped int
+	}{{"unversioned", 1, 0}, {"version 1", 1, 1}, {"version 2", 2, 2}} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "state.db")
+			db := legacyState(t, path, c.v)
+			want := legacySeed(t, db, 3000)
+			if c.stamped == 0 {
+				if _, err := db.Exec("PRAGMA user_version = 0; CREATE INDEX replicas_stage ON replicas(stage, state, key); CREATE INDEX replicas_site ON replicas(site, state)"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			db.Close()
+			before := sqliteDump(t, path)
 
-	// A read-only open reads an unversioned state as it is.
-	ro, err := OpenSQLite(ctx, path, Options{ReadOnly: true})
-	if err != nil {
-		t.Fatalf("read-only open of an unversioned state: %v", err)
-	}
-	ro.Close()
-	if d := sqliteDump(t, path); d[0] != "user_version 0" {
-		t.Fatalf("a read-only open changed the version: %s", d[0])
-	}
+			ro, err := OpenSQLite(ctx, path, Options{ReadOnly: true})
+			if err != nil {
+				t.Fatalf("read-only open: %v", err)
+			}
+			got, meta, stages := readAll(t, ro)
+			if !reflect.DeepEqual(got, want) || meta != "d1" || len(stages) != 1 {
+				t.Errorf("read-only: %d records (want %d), meta %q, stages %+v", len(got), len(want), meta, stages)
+			}
+			if _, err := ro.db.Exec("DELETE FROM meta"); err != nil {
+				t.Logf("(the read-only copy refuses writes: %v)", err)
+			}
+			ro.Close()
+			if after := sqliteDump(t, path); !slices.Equal(after, before) {
+				t.Fatalf("a read-only open changed the state:\n%s", diffLines(after, before))
+			}
 
-	s, err = OpenSQLite(ctx, path, Options{})
-	if err != nil {
-		t.Fatalf("open of an unversioned state: %v", err)
-	}
-	gotRecs, gotMeta, gotStages := readAll(t, s)
-	s.Close()
-	if !reflect.DeepEqual(gotRecs, wantRecs) || gotMeta != wantMeta || !reflect.DeepEqual(gotStages, wantStages) {
-		t.Errorf("the upgrade changed the state: %d records (want %d), meta %q (want %q), stages %+v (want %+v)",
-			len(gotRecs), len(wantRecs), gotMeta, wantMeta, gotStages, wantStages)
-	}
-	d := sqliteDump(t, path)
-	if d[0] != fmt.Sprintf("user_version %d", SchemaVersion) {
-		t.Errorf("after the upgrade: %s, want %d", d[0], SchemaVersion)
-	}
-	for _, l := range d {
-		if strings.HasPrefix(l, "index replicas_") {
-			t.Errorf("the upgrade kept an old index: %s", l)
-		}
+			s, err := OpenSQLite(ctx, path, Options{})
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			got, meta, stages = readAll(t, s)
+			s.Close()
+			if !reflect.DeepEqual(got, want) || meta != "d1" || len(stages) != 1 || stages[0].Name != "one" {
+				i := 0
+				for i < min(len(got), len(want)) && reflect.DeepEqual(got[i], want[i]) {
+					i++
+				}
+				t.Fatalf("the upgrade changed the state: %d records (want %d), first difference at %d; meta %q, stages %+v", len(got), len(want), i, meta, stages)
+			}
+			d := sqliteDump(t, path)
+			if d[0] != fmt.Sprintf("user_version %d", SchemaVersion) {
+				t.Errorf("after the upgrade: %s, want %d", d[0], SchemaVersion)
+			}
+			for _, l := range d {
+				if strings.HasPrefix(l, "index replicas_") || strings.HasPrefix(l, "table replicas:") || strings.HasPrefix(l, "trigger ") {
+					t.Errorf("the upgrade kept an old table, index or trigger: %s", l)
+				}
+			}
+		})
 	}
 }
 
 // TestSQLiteUpgradeAtomic: an upgrade whose step fails after writing leaves the
-// state exactly as it was, whether it started at the current version or unversioned
-// (the 0 -> 1 step ran, then the failing one).
+// state exactly as it was, whether it started at the current version or at
+// version 1 (the steps to 2 and to 3 ran, then the failing one).
 func TestSQLiteUpgradeAtomic(t *testing.T) {
 	ctx := context.Background()
 	steps := append(slices.Clip(sqliteSteps), failingStep)
-	for _, from := range []int{SchemaVersion, 0} {
+	for _, from := range []int{SchemaVersion, 1} {
 		t.Run(fmt.Sprint("from", from), func(t *testing.T) {
-			path := newSQLiteState(t, 500)
-			setUserVersion(t, path, from)
+			var path string
+			if from == SchemaVersion {
+				path = newSQLiteState(t, 500)
+			} else {
+				path = filepath.Join(t.TempDir(), "state.db")
+				db := legacyState(t, path, from)
+				legacySeed(t, db, 500)
+				db.Close()
+			}
 			before := sqliteDump(t, path)
 			_, err := openSQLite(ctx, path, Options{}, steps)
 			if err == nil || !strings.Contains(err.Error(), "step failed on purpose") ||
@@ -285,12 +341,75 @@ func TestSQLiteUpgradeAtomic(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if recs, _, _ := readAll(t, s); len(recs) != 500 {
+			if recs, _, _ := readAll(t, s); len(recs) != 500 || len(recs[499].Replicas) != 2 {
 				t.Errorf("%d records after the failed upgrade, want 500", len(recs))
 			}
 			s.Close()
 		})
 	}
+}
+
+// TestSQLiteUpgradeToV3Killed: the real upgrade of a version 2 state, killed
+// (SIGKILL) after it wrote every new row and dropped the old tables but before it
+// committed, leaves the state at version 2 as it was, and the next open upgrades it
+// with nothing lost.
+func TestSQLiteUpgradeToV3Killed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("re-executes the test binary")
+	}
+	path := filepath.Join(t.TempDir(), "state.db")
+	db := legacyState(t, path, 2)
+	want := legacySeed(t, db, 20000)
+	db.Close()
+	before := sqliteDump(t, path)
+
+	killMidway(t, upgradeV3CrashEnv, path)
+
+	if after := sqliteDump(t, path); !slices.Equal(after, before) {
+		t.Fatalf("a killed upgrade changed the state:\n%s", diffLines(after, before))
+	}
+	s, err := OpenSQLite(context.Background(), path, Options{})
+	if err != nil {
+		t.Fatalf("open after a killed upgrade: %v", err)
+	}
+	defer s.Close()
+	got, meta, _ := readAll(t, s)
+	if !reflect.DeepEqual(got, want) || meta != "d1" {
+		t.Fatalf("after the upgrade: %d records (want %d), meta %q", len(got), len(want), meta)
+	}
+	if st := statsMatch(t, s, time.Unix(1700000000, 0).Add(RecentWindow/2)); st.Records[Copied].N != 20000 || st.Recent["copied"] != 20000 {
+		t.Fatalf("the upgraded state's counts: %+v", st)
+	}
+}
+
+// killMidway runs the test binary as a child with env=path, waits for it to say
+// "midway", and kills it (SIGKILL).
+func killMidway(t *testing.T, env, path string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env+"="+path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if line != "midway\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the upgrading child said %q, stderr %s", line, stderr.String())
+	}
+	if wal, err := os.Stat(path + "-wal"); err != nil || wal.Size() == 0 {
+		t.Logf("the killed upgrade left no WAL frames (%v): the test shows less", err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
 }
 
 func diffLines(a, b []string) string {
@@ -350,30 +469,7 @@ func TestSQLiteUpgradeKilled(t *testing.T) {
 	path := newSQLiteState(t, 20000)
 	before := sqliteDump(t, path)
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), upgradeCrashEnv+"="+path)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, _ := bufio.NewReader(out).ReadString('\n')
-	if line != "midway\n" {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("the upgrading child said %q, stderr %s", line, stderr.String())
-	}
-	if wal, err := os.Stat(path + "-wal"); err != nil || wal.Size() == 0 {
-		t.Logf("the killed upgrade left no WAL frames (%v): the test shows less", err)
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
+	killMidway(t, upgradeCrashEnv, path)
 
 	if after := sqliteDump(t, path); !slices.Equal(after, before) {
 		t.Fatalf("a killed upgrade changed the state:\n%s", diffLines(after, before))

@@ -1,6 +1,7 @@
 package checkpoints
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -128,8 +130,6 @@ type SQLite struct {
 	scratch string // temp dir removed on Close (dry run)
 	ro      bool
 	clock   clock.Clock // leases and liveness (Options.Clock)
-	// tallied: the state keeps Stats' counts (version 2 on); found once at open.
-	tallied bool
 }
 
 var _ Store = (*SQLite)(nil)
@@ -169,14 +169,23 @@ func openReal(ctx context.Context, path string, opts Options, steps []sqliteStep
 	} else if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
-	s, err := openDB(ctx, path, opts.ReadOnly, steps)
-	if err != nil {
-		return nil, err
+	s, err := openDB(ctx, path, opts.ReadOnly, false, steps)
+	var older *OlderStateError
+	if errors.As(err, &older) {
+		// A read-only open of a state in an older layout, which this ferry reads only
+		// once upgraded: upgrade a private copy and read that (the state itself is
+		// left as it is; the next command that writes it upgrades it in place).
+		if s, err = openScratch(ctx, path, steps); err == nil {
+			s.ro = true
+		}
 	}
-	return s, nil
+	return s, err
 }
 
-func openDB(ctx context.Context, path string, ro bool, steps []sqliteStep) (*SQLite, error) {
+// openDB opens the database at path, read-only if ro, and checks its version (older
+// lets a read-only open through at any version not newer than ours: openScratch
+// copies such a state before upgrading the copy).
+func openDB(ctx context.Context, path string, ro, older bool, steps []sqliteStep) (*SQLite, error) {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(15000)")
 	q.Add("_pragma", "journal_mode(WAL)")
@@ -194,13 +203,9 @@ func openDB(ctx context.Context, path string, ro bool, steps []sqliteStep) (*SQL
 	db.SetMaxOpenConns(4)
 	db.SetConnMaxIdleTime(time.Minute)
 	s := &SQLite{db: db, path: path, ro: ro, clock: clock.Real}
-	if err := s.checkVersion(ctx, steps); err != nil {
+	if err := s.checkVersion(ctx, steps, older); err != nil {
 		db.Close()
 		return nil, err
-	}
-	if s.tallied, err = s.hasTallies(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("state %s: %w", path, hint(path, err))
 	}
 	return s, nil
 }
@@ -223,6 +228,9 @@ var sqliteSteps = []sqliteStep{
 		_, err := tx.ExecContext(ctx, sqliteV2)
 		return err
 	},
+	// 2 -> 3: one row per record, its replicas inside it; the tallies kept by Save
+	// instead of triggers (sqlite_upgrade.go).
+	upgradeToV3,
 }
 
 type sqlQueryer interface {
@@ -239,8 +247,9 @@ func sqliteVersion(ctx context.Context, q sqlQueryer) (int, error) {
 // read-only, upgrades an older one (a new file is version 0) to the latest version
 // in one transaction: the steps and the new user_version commit together or not at
 // all. BEGIN IMMEDIATE serialises concurrent openers; the version is read again
-// under that lock.
-func (s *SQLite) checkVersion(ctx context.Context, steps []sqliteStep) error {
+// under that lock. A read-only store refuses an older state with an
+// *OlderStateError unless older.
+func (s *SQLite) checkVersion(ctx context.Context, steps []sqliteStep, older bool) error {
 	latest := len(steps)
 	v, err := sqliteVersion(ctx, s.db)
 	if err != nil {
@@ -252,9 +261,11 @@ func (s *SQLite) checkVersion(ctx context.Context, steps []sqliteStep) error {
 	case v == latest:
 		return nil
 	case s.ro:
-		if readableAs(v, latest) {
+		if older {
 			return nil
 		}
+		// Version 3 moved the replicas into their record's row: no older layout
+		// reads as it is.
 		return &OlderStateError{State: s.path, Version: v, Supported: latest}
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -292,7 +303,7 @@ func openScratch(ctx context.Context, path string, steps []sqliteStep) (*SQLite,
 	}
 	tmp := filepath.Join(dir, "state.db")
 	if _, err := os.Stat(path); err == nil {
-		real, err := openDB(ctx, path, true, steps)
+		real, err := openDB(ctx, path, true, true, steps)
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err
@@ -304,7 +315,7 @@ func openScratch(ctx context.Context, path string, steps []sqliteStep) (*SQLite,
 			return nil, fmt.Errorf("state %s: copying for dry run: %w", path, err)
 		}
 	}
-	s, err := openDB(ctx, tmp, false, steps)
+	s, err := openDB(ctx, tmp, false, false, steps)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -492,101 +503,62 @@ func (s *SQLite) listedPage(ctx context.Context, query string, args []any) ([]Li
 	return page, wrap("listing", rows.Err())
 }
 
-func (s *SQLite) Unlisted(ctx context.Context, sites []string, fn func(Record, []string) error) error {
-	return keysetUnlisted(ctx, sqliteKeyset, sites, listPage, s.view, fn)
+// ---- records ----
+
+// recCols are a record row's columns (layout version 3): the key, the user and the
+// state (each indexed), the deletion stages its replicas are assigned to (the stage
+// filter's, stagesOf), when it last changed, and everything else about it with its
+// replicas (data, record_codec.go). readCols are those a read decodes.
+const (
+	recCols  = "key, user, state, stages, updated_at, data"
+	readCols = "key, user, state, updated_at, data"
+)
+
+// readRecords reads the records query selects (readCols), in tx.
+func readRecords(ctx context.Context, tx *sql.Tx, query string, args []any) ([]Record, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, wrap("records", err)
+	}
+	defer rows.Close()
+	var page []Record
+	for rows.Next() {
+		var r Record
+		var st string
+		var up int64
+		var data sql.RawBytes // decodeRecord copies what it keeps
+		if err := rows.Scan(&r.Key, &r.User, &st, &up, &data); err != nil {
+			return nil, wrap("records", err)
+		}
+		r.State, r.UpdatedAt = RecordState(st), fromNanos(up)
+		if err := decodeRecord(&r, data); err != nil {
+			return nil, fmt.Errorf("state: record %q: %w", r.Key, err)
+		}
+		page = append(page, r)
+	}
+	return page, wrap("records", rows.Err())
 }
 
-// view runs f in one read-only transaction: one snapshot.
-func (s *SQLite) view(ctx context.Context, f func(pageReader) error) error {
+func (s *SQLite) Get(ctx context.Context, key string) (Record, bool, error) {
+	var recs []Record
+	err := s.read(ctx, func(tx *sql.Tx) (err error) {
+		recs, err = readRecords(ctx, tx, "SELECT "+readCols+" FROM records WHERE key = ?", []any{key})
+		return err
+	})
+	if err != nil || len(recs) == 0 {
+		return Record{}, false, err
+	}
+	return recs[0], true, nil
+}
+
+// read runs f in one read-only transaction.
+func (s *SQLite) read(ctx context.Context, f func(tx *sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return wrap("read", err)
 	}
 	defer tx.Rollback()
-	return f(sqliteReader{tx})
-}
-
-type sqliteReader struct{ tx *sql.Tx }
-
-func (r sqliteReader) keySites(ctx context.Context, query string, args []any) ([]keySite, error) {
-	rows, err := r.tx.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, wrap("unlisted", err)
-	}
-	defer rows.Close()
-	var out []keySite
-	for rows.Next() {
-		var ks keySite
-		if err := rows.Scan(&ks.key, &ks.site); err != nil {
-			return nil, wrap("unlisted", err)
-		}
-		out = append(out, ks)
-	}
-	return out, wrap("unlisted", rows.Err())
-}
-
-func (r sqliteReader) records(ctx context.Context, query string, args []any) ([]Record, error) {
-	return readRecords(ctx, r.tx, query, args)
-}
-
-// ---- records ----
-
-const recCols = "key, user, size, state, sha256, crc32c, source, target_key, target_etag, target_version, copied_at, verified_at, attempts, last_error, conflict, updated_at"
-const repCols = "key, site, site_key, primary_site, size, etag, version, mtime, sha256, state, stage, mode, handle, intent_at, deleted_at, purged_at, confirmed_absent, last_error"
-
-type scanner interface{ Scan(...any) error }
-
-func scanRecord(sc scanner) (Record, error) {
-	var r Record
-	var st string
-	var cp, vf, up int64
-	err := sc.Scan(&r.Key, &r.User, &r.Size, &st, &r.SHA256, &r.CRC32C, &r.Source, &r.TargetKey, &r.TargetETag, &r.TargetVersion,
-		&cp, &vf, &r.Attempts, &r.LastError, &r.Conflict, &up)
-	r.State = RecordState(st)
-	r.CopiedAt, r.VerifiedAt, r.UpdatedAt = fromNanos(cp), fromNanos(vf), fromNanos(up)
-	return r, err
-}
-
-func scanReplica(sc scanner) (string, Replica, error) {
-	var key, st string
-	var p Replica
-	var mt, in, de, pu int64
-	var prim, abs int
-	err := sc.Scan(&key, &p.Site, &p.SiteKey, &prim, &p.Size, &p.ETag, &p.Version, &mt, &p.SHA256, &st, &p.Stage, &p.Mode, &p.Handle,
-		&in, &de, &pu, &abs, &p.LastError)
-	p.State = ReplicaState(st)
-	p.Primary, p.ConfirmedAbsent = prim != 0, abs != 0
-	p.ModTime, p.IntentAt, p.DeletedAt, p.PurgedAt = fromNanos(mt), fromNanos(in), fromNanos(de), fromNanos(pu)
-	return key, p, err
-}
-
-func (s *SQLite) Get(ctx context.Context, key string) (Record, bool, error) {
-	// One read transaction: the record and its replicas from the same commit.
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return Record{}, false, wrap("get", err)
-	}
-	defer tx.Rollback()
-	r, err := scanRecord(tx.QueryRowContext(ctx, "SELECT "+recCols+" FROM records WHERE key = ?", key))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Record{}, false, nil
-	}
-	if err != nil {
-		return r, false, wrap("get", err)
-	}
-	rows, err := tx.QueryContext(ctx, "SELECT "+repCols+" FROM replicas WHERE key = ? ORDER BY site", key)
-	if err != nil {
-		return r, false, wrap("get", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		_, p, err := scanReplica(rows)
-		if err != nil {
-			return r, false, wrap("get", err)
-		}
-		r.Replicas = append(r.Replicas, p)
-	}
-	return r, true, wrap("get", rows.Err())
+	return f(tx)
 }
 
 const recPage = 1024
@@ -595,69 +567,113 @@ func (s *SQLite) Records(ctx context.Context, q Query, fn func(Record) error) er
 	return keysetRecords(ctx, sqliteKeyset, q, recPage, s.recordsPage, fn)
 }
 
-// recordsPage reads one page of records and their replicas in one read transaction, so
-// that each record and its replicas come from the same commit. The transaction ends
-// before the caller's fn runs (fn may write).
-func (s *SQLite) recordsPage(ctx context.Context, query string, args []any) ([]Record, error) {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, wrap("records", err)
-	}
-	defer tx.Rollback()
-	return readRecords(ctx, tx, query, args)
+// recordsPage reads one page of records in one read transaction, which ends before
+// the caller's fn runs (fn may write).
+func (s *SQLite) recordsPage(ctx context.Context, query string, args []any) (recs []Record, err error) {
+	err = s.read(ctx, func(tx *sql.Tx) error {
+		recs, err = readRecords(ctx, tx, query, args)
+		return err
+	})
+	return recs, err
 }
 
-// readRecords reads the records query selects, with their replicas, in tx.
-func readRecords(ctx context.Context, tx *sql.Tx, query string, args []any) ([]Record, error) {
-	rows, err := tx.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, wrap("records", err)
+// Unlisted pages through the records in key order, each page in one read
+// transaction with its lookups in the staged listing; fn runs after it ended.
+func (s *SQLite) Unlisted(ctx context.Context, sites []string, fn func(Record, []string) error) error {
+	if len(sites) == 0 {
+		return nil
 	}
-	var page []Record
-	for rows.Next() {
-		r, err := scanRecord(rows)
+	after, first := "", true
+	for {
+		var page []Record
+		var missing [][]string
+		n := 0
+		err := s.read(ctx, func(tx *sql.Tx) error {
+			query, args := sqliteKeyset.recordsQuery(Query{}, after, first, recPage)
+			recs, err := readRecords(ctx, tx, query, args)
+			if err != nil {
+				return err
+			}
+			if n = len(recs); n > 0 {
+				after = recs[n-1].Key
+			}
+			page, missing, err = unlistedOf(ctx, tx, recs, sites)
+			return err
+		})
 		if err != nil {
-			rows.Close()
-			return nil, wrap("records", err)
+			return err
 		}
-		page = append(page, r)
+		for i, r := range page {
+			if err := fn(r, missing[i]); err != nil {
+				return err
+			}
+		}
+		if n < recPage {
+			return nil
+		}
+		first = false
 	}
-	err = rows.Err()
-	rows.Close()
-	if err != nil {
-		return nil, wrap("records", err)
-	}
-	if len(page) == 0 {
-		return nil, nil
-	}
-	if err := loadReplicas(ctx, tx, page); err != nil {
-		return nil, err
-	}
-	return page, nil
 }
 
-// loadReplicas fills the replicas of a page of records (sorted by key) in one query.
-func loadReplicas(ctx context.Context, tx *sql.Tx, page []Record) error {
-	idx := make(map[string]int, len(page))
-	for i, r := range page {
-		idx[r.Key] = i
+// unlistedOf returns the records of recs with a replica at one of sites, in a state
+// that says it is there (unlistedStates), that the staged listing lacks, and for
+// each those sites (in site order).
+func unlistedOf(ctx context.Context, tx *sql.Tx, recs []Record, sites []string) ([]Record, [][]string, error) {
+	live := func(p *Replica) bool {
+		return slices.Contains(sites, p.Site) && slices.Contains(unlistedStates, string(p.State))
 	}
-	rows, err := tx.QueryContext(ctx, "SELECT "+repCols+" FROM replicas WHERE key >= ? AND key <= ? ORDER BY key, site",
-		page[0].Key, page[len(page)-1].Key)
-	if err != nil {
-		return wrap("replicas", err)
+	var keys []string
+	for i := range recs {
+		for j := range recs[i].Replicas {
+			if p := &recs[i].Replicas[j]; live(p) {
+				keys = append(keys, p.SiteKey)
+			}
+		}
 	}
-	defer rows.Close()
-	for rows.Next() {
-		k, p, err := scanReplica(rows)
+	if len(keys) == 0 {
+		return nil, nil, nil
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	listed := map[keySite]bool{}
+	const batch = 500
+	for i := 0; i < len(keys); i += batch {
+		part := keys[i:min(i+batch, len(keys))]
+		args := make([]any, len(part))
+		for j, k := range part {
+			args[j] = k
+		}
+		rows, err := tx.QueryContext(ctx, "SELECT key, site FROM listing WHERE key IN ("+placeholders(len(part))+")", args...)
 		if err != nil {
-			return wrap("replicas", err)
+			return nil, nil, wrap("unlisted", err)
 		}
-		if i, ok := idx[k]; ok {
-			page[i].Replicas = append(page[i].Replicas, p)
+		for rows.Next() {
+			var ks keySite
+			if err := rows.Scan(&ks.key, &ks.site); err != nil {
+				rows.Close()
+				return nil, nil, wrap("unlisted", err)
+			}
+			listed[ks] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, nil, wrap("unlisted", err)
 		}
 	}
-	return wrap("replicas", rows.Err())
+	var out []Record
+	var missing [][]string
+	for i := range recs {
+		var miss []string
+		for j := range recs[i].Replicas {
+			if p := &recs[i].Replicas[j]; live(p) && !listed[keySite{p.SiteKey, p.Site}] {
+				miss = append(miss, p.Site)
+			}
+		}
+		if len(miss) > 0 {
+			out, missing = append(out, recs[i]), append(missing, miss)
+		}
+	}
+	return out, missing, nil
 }
 
 func (s *SQLite) Save(ctx context.Context, recs []Record) error {
@@ -675,34 +691,64 @@ func (s *SQLite) Save(ctx context.Context, recs []Record) error {
 	return wrap("save", tx.Commit())
 }
 
-// saveTx upserts recs with their replicas inside tx. A row is written only where it
-// changed (an upsert's WHERE), and a record's replicas that recs no longer hold are
-// deleted: a Save of a record that changed only its state touches one row and one
-// index entry, not every row and index of the record.
+// txStmts runs statements in one transaction, each distinct SQL prepared once.
+type txStmts struct {
+	ctx   context.Context
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+func newTxStmts(ctx context.Context, tx *sql.Tx) *txStmts {
+	return &txStmts{ctx: ctx, tx: tx, stmts: map[string]*sql.Stmt{}}
+}
+
+func (t *txStmts) prepare(q string) (*sql.Stmt, error) {
+	st, ok := t.stmts[q]
+	if !ok {
+		var err error
+		if st, err = t.tx.PrepareContext(t.ctx, q); err != nil {
+			return nil, err
+		}
+		t.stmts[q] = st
+	}
+	return st, nil
+}
+
+func (t *txStmts) exec(q string, args []any) error {
+	st, err := t.prepare(q)
+	if err == nil {
+		_, err = st.ExecContext(t.ctx, args...)
+	}
+	return err
+}
+
+func (t *txStmts) query(q string, args []any) (*sql.Rows, error) {
+	st, err := t.prepare(q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(t.ctx, args...)
+}
+
+func (t *txStmts) close() {
+	for _, st := range t.stmts {
+		st.Close()
+	}
+}
+
+// saveTx writes recs inside tx: each record's row where it changed, and the
+// tallies by what changed (sqlite_tallies.go). A record whose row would not change
+// is not written: its updated_at tells when it last changed, not when it was last
+// saved.
 //
-// Rows go saveChunk records to a statement: the driver's cost per call (binding,
-// its locks, database/sql's) is paid once per chunk, not once per row. A key that
+// Records go saveChunk to a statement: the driver's cost per call (binding, its
+// locks, database/sql's) is paid once per chunk, not once per record. A key that
 // comes twice starts a new chunk, so each statement sees a key at most once.
 func saveTx(ctx context.Context, tx *sql.Tx, recs []Record) error {
-	stmts := map[string]*sql.Stmt{} // by SQL: a full chunk's statements are prepared once
-	defer func() {
-		for _, st := range stmts {
-			st.Close()
-		}
-	}()
-	exec := func(q string, args []any) error {
-		st, ok := stmts[q]
-		if !ok {
-			var err error
-			if st, err = tx.PrepareContext(ctx, q); err != nil {
-				return wrap("save", err)
-			}
-			stmts[q] = st
-		}
-		_, err := st.ExecContext(ctx, args...)
-		return wrap("save", err)
-	}
+	st := newTxStmts(ctx, tx)
+	defer st.close()
 	now := time.Now().UnixNano()
+	var t tallies
 	seen := make(map[string]bool, saveChunk)
 	start := 0
 	for i := 0; i <= len(recs); i++ {
@@ -710,7 +756,7 @@ func saveTx(ctx context.Context, tx *sql.Tx, recs []Record) error {
 			seen[recs[i].Key] = true
 			continue
 		}
-		if err := saveChunkTx(exec, recs[start:i], now); err != nil {
+		if err := saveChunkTx(st, recs[start:i], now, &t); err != nil {
 			return err
 		}
 		clear(seen)
@@ -718,56 +764,76 @@ func saveTx(ctx context.Context, tx *sql.Tx, recs []Record) error {
 			seen[recs[i].Key] = true
 		}
 	}
-	return nil
+	return wrap("save", t.flush(st))
 }
 
-// saveChunk is how many records one statement writes (16 columns each: well under
-// SQLite's limit on bound parameters, also for their replicas).
+// saveChunk is how many records one statement writes.
 const saveChunk = 64
 
-// saveChunkTx writes chunk (no key twice): its records, then drops the replicas its
-// records no longer hold, then upserts their replicas.
-func saveChunkTx(exec func(q string, args []any) error, chunk []Record, now int64) error {
+// stored is a record row as a Save finds it.
+type stored struct {
+	user, state string
+	data        []byte
+}
+
+// saveChunkTx writes chunk (no key twice): it reads the chunk's rows as they are,
+// and writes, in one upsert, those of its records that differ, counting the change
+// in t.
+func saveChunkTx(st *txStmts, chunk []Record, now int64, t *tallies) error {
 	if len(chunk) == 0 {
 		return nil
 	}
-	args := make([]any, 0, len(chunk)*16)
-	for _, r := range chunk {
-		args = append(args, r.Key, r.User, r.Size, string(r.State), r.SHA256, r.CRC32C, r.Source, r.TargetKey, r.TargetETag, r.TargetVersion,
-			nanos(r.CopiedAt), nanos(r.VerifiedAt), r.Attempts, r.LastError, r.Conflict, now)
+	args := make([]any, len(chunk), len(chunk)*6)
+	for i := range chunk {
+		args[i] = chunk[i].Key
 	}
-	if err := exec(upsertRows(recUpsert, 16, len(chunk)), args); err != nil {
-		return err
+	old, err := storedRows(st, args)
+	if err != nil {
+		return wrap("save", err)
 	}
-	// Replicas at sites a record no longer names: one DELETE for the chunk.
-	args, nrep := args[:0], 0
-	for _, r := range chunk {
-		args = append(args, r.Key)
-	}
-	for _, r := range chunk {
-		for _, p := range r.Replicas {
-			args = append(args, r.Key, p.Site)
-			nrep++
+	args, n := args[:0], 0
+	for i := range chunk {
+		r := &chunk[i]
+		reps := canonicalReplicas(r.Replicas)
+		data := encodeRecord(nil, r, reps)
+		o, had := old[r.Key]
+		if had && o.user == r.User && o.state == string(r.State) && bytes.Equal(o.data, data) {
+			continue
 		}
+		if had {
+			was := Record{Key: r.Key, User: o.user, State: RecordState(o.state)}
+			if err := decodeRecord(&was, o.data); err != nil {
+				return fmt.Errorf("state: save: record %q as stored: %w", r.Key, err)
+			}
+			t.add(&was, was.Replicas, -1)
+		}
+		t.add(r, reps, 1)
+		args = append(args, r.Key, r.User, string(r.State), stagesOf(reps), now, data)
+		n++
 	}
-	drop := "DELETE FROM replicas WHERE key IN (" + placeholders(len(chunk)) + ")"
-	if nrep > 0 {
-		drop += " AND (key, site) NOT IN (VALUES " + strings.TrimSuffix(strings.Repeat("(?,?),", nrep), ",") + ")"
-	}
-	if err := exec(drop, args); err != nil {
-		return err
-	}
-	if nrep == 0 {
+	if n == 0 {
 		return nil
 	}
-	args = args[:0]
-	for _, r := range chunk {
-		for _, p := range r.Replicas {
-			args = append(args, r.Key, p.Site, p.SiteKey, b2i(p.Primary), p.Size, p.ETag, p.Version, nanos(p.ModTime), p.SHA256,
-				string(p.State), p.Stage, p.Mode, p.Handle, nanos(p.IntentAt), nanos(p.DeletedAt), nanos(p.PurgedAt), b2i(p.ConfirmedAbsent), p.LastError)
-		}
+	return wrap("save", st.exec(upsertRows(recUpsert, 6, n), args))
+}
+
+// storedRows reads the rows of the keys in keys as they are.
+func storedRows(st *txStmts, keys []any) (map[string]stored, error) {
+	rows, err := st.query("SELECT key, user, state, data FROM records WHERE key IN ("+placeholders(len(keys))+")", keys)
+	if err != nil {
+		return nil, err
 	}
-	return exec(upsertRows(repUpsert, 18, nrep), args)
+	defer rows.Close()
+	old := make(map[string]stored, len(keys))
+	for rows.Next() {
+		var k string
+		var o stored
+		if err := rows.Scan(&k, &o.user, &o.state, &o.data); err != nil {
+			return nil, err
+		}
+		old[k] = o
+	}
+	return old, rows.Err()
 }
 
 // upsertRows turns a one-row upsert of cols columns into one of n rows.
@@ -779,37 +845,9 @@ func upsertRows(one string, cols, n int) string {
 	return strings.Replace(one, "VALUES"+row, "VALUES"+strings.TrimSuffix(strings.Repeat(row+",", n), ","), 1)
 }
 
-// recUpsert and repUpsert write a record or replica row, leaving a row that would not
-// change as it is: a record's updated_at is not compared, so it tells when the record
-// last changed, not when it was last saved.
-var (
-	recUpsert = upsert("records", recCols, "key", "updated_at")
-	repUpsert = upsert("replicas", repCols, "key, site", "")
-)
-
-// upsert builds an INSERT of cols into table that, on a conflict on the key columns,
-// updates the other columns only where one of them differs (ignoring the column
-// ignore for that comparison).
-func upsert(table, cols, key, ignore string) string {
-	var set, differ []string
-	keys := map[string]bool{}
-	for _, k := range strings.Split(key, ",") {
-		keys[strings.TrimSpace(k)] = true
-	}
-	list := strings.Split(cols, ",")
-	for _, c := range list {
-		c = strings.TrimSpace(c)
-		if keys[c] {
-			continue
-		}
-		set = append(set, c+" = excluded."+c)
-		if c != ignore {
-			differ = append(differ, table+"."+c+" IS NOT excluded."+c)
-		}
-	}
-	return "INSERT INTO " + table + "(" + cols + ") VALUES(" + placeholders(len(list)) + ") ON CONFLICT(" + key + ") DO UPDATE SET " +
-		strings.Join(set, ", ") + " WHERE " + strings.Join(differ, " OR ")
-}
+// recUpsert writes a record row (saveChunkTx writes only rows that changed).
+const recUpsert = "INSERT INTO records(" + recCols + ") VALUES(?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET " +
+	"user = excluded.user, state = excluded.state, stages = excluded.stages, updated_at = excluded.updated_at, data = excluded.data"
 
 // ---- stages ----
 
@@ -852,67 +890,7 @@ func (s *SQLite) Stats(ctx context.Context, now time.Time) (Stats, error) {
 		Recent:       map[string]int64{},
 		RecentWindow: RecentWindow,
 	}
-	if s.tallied {
-		return st, wrap("stats", s.statsFromTallies(ctx, &st, now))
-	}
-	// A version 1 state opened read-only: count by scanning.
-	return st, s.statsByScan(ctx, &st, now)
-}
-
-// statsByScan fills st by scanning every record and replica.
-func (s *SQLite) statsByScan(ctx context.Context, st *Stats, now time.Time) error {
-	rows, err := s.db.QueryContext(ctx, "SELECT state, COUNT(*), COALESCE(SUM(size),0) FROM records GROUP BY state")
-	if err != nil {
-		return wrap("stats", err)
-	}
-	for rows.Next() {
-		var k string
-		var c Count
-		if err := rows.Scan(&k, &c.N, &c.Bytes); err != nil {
-			rows.Close()
-			return wrap("stats", err)
-		}
-		st.Records[RecordState(k)] = c
-	}
-	rows.Close()
-	for _, q := range []struct {
-		sql string
-		m   map[string]map[ReplicaState]Count
-	}{
-		{"SELECT site, state, COUNT(*), COALESCE(SUM(size),0) FROM replicas GROUP BY site, state", st.ReplicasSite},
-		{"SELECT stage, state, COUNT(*), COALESCE(SUM(size),0) FROM replicas WHERE stage != '' GROUP BY stage, state", st.StageCounts},
-	} {
-		rows, err := s.db.QueryContext(ctx, q.sql)
-		if err != nil {
-			return wrap("stats", err)
-		}
-		for rows.Next() {
-			var a, b string
-			var c Count
-			if err := rows.Scan(&a, &b, &c.N, &c.Bytes); err != nil {
-				rows.Close()
-				return wrap("stats", err)
-			}
-			if q.m[a] == nil {
-				q.m[a] = map[ReplicaState]Count{}
-			}
-			q.m[a][ReplicaState(b)] = c
-		}
-		rows.Close()
-	}
-	since := now.Add(-RecentWindow).UnixNano()
-	for name, q := range map[string]string{
-		"copied":   "SELECT COUNT(*) FROM records WHERE copied_at > ?",
-		"verified": "SELECT COUNT(*) FROM records WHERE verified_at > ?",
-		"deleted":  "SELECT COUNT(*) FROM replicas WHERE deleted_at > ?",
-	} {
-		var n int64
-		if err := s.db.QueryRowContext(ctx, q, since).Scan(&n); err != nil {
-			return wrap("stats", err)
-		}
-		st.Recent[name] = n
-	}
-	return nil
+	return st, wrap("stats", s.statsFromTallies(ctx, &st, now))
 }
 
 // ---- helpers ----

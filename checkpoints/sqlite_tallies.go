@@ -17,11 +17,15 @@ import (
 //     (replicas for deleted) carry that second as their copied_at, verified_at or
 //     deleted_at: Recent sums the seconds of its window.
 //
-// Triggers on records and replicas keep both in the same transaction as the change,
-// whatever statement makes it, so they cannot drift from the rows; the upgrade from
-// version 1 fills them from the rows (dropping any it finds first: it rebuilds them
-// from the rows whenever it runs). PostgreSQL has no such tables: many workers
-// write its state at once, and one counter row per group would serialise them.
+// In version 2, triggers on records and replicas kept both in the same transaction as
+// the change; the upgrade from version 1 fills them from the rows (dropping any it
+// finds first: it rebuilds them from the rows whenever it runs). Version 3 keeps the
+// replicas inside their record's row, where no trigger sees them: Save, the one
+// writer of records, keeps the counts in Go from the row it replaces and the one it
+// writes, in the same transaction (tallies, below), and the upgrade to version 3
+// drops the triggers and counts the rows afresh as it converts them
+// (sqlite_upgrade.go). PostgreSQL has no such tables: many workers write its state
+// at once, and one counter row per group would serialise them.
 var sqliteV2 = `
 DROP TRIGGER IF EXISTS records_tally_ins; DROP TRIGGER IF EXISTS records_tally_del; DROP TRIGGER IF EXISTS records_tally_upd;
 DROP TRIGGER IF EXISTS records_copied_upd; DROP TRIGGER IF EXISTS records_verified_upd;
@@ -115,13 +119,97 @@ func eventAdd(kind, t, n string) string {
 		" ON CONFLICT(kind, sec) DO UPDATE SET n = n + excluded.n;"
 }
 
-// hasTallies reports whether the state keeps tallies (version 2 on): a read-only open
-// of a version 1 state (which it does not upgrade) counts by scanning instead.
-func (s *SQLite) hasTallies(ctx context.Context) (bool, error) {
-	var n int
-	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'tallies'").Scan(&n)
-	return n == 1, err
+// tallies is what one Save transaction changes in the tallies and events: each
+// record row it writes adds its new record (sign 1) and takes out the one it
+// replaces (-1). Layout version 3 keeps them in Go: the replicas are inside the
+// record's data, where no trigger sees them.
+type tallies struct {
+	groups map[tallyKey]Count
+	events map[eventKey]int64
 }
+
+type tallyKey struct{ kind, a, b string }
+
+type eventKey struct {
+	kind string
+	sec  int64
+}
+
+// add counts r, with its replicas reps, into its groups sign times (1 or -1).
+func (t *tallies) add(r *Record, reps []Replica, sign int64) {
+	if t.groups == nil {
+		t.groups, t.events = map[tallyKey]Count{}, map[eventKey]int64{}
+	}
+	t.group(tallyKey{"rec", string(r.State), ""}, sign, r.Size)
+	t.event("copied", r.CopiedAt, sign)
+	t.event("verified", r.VerifiedAt, sign)
+	for i := range reps {
+		p := &reps[i]
+		t.group(tallyKey{"rep", p.Site, string(p.State)}, sign, p.Size)
+		if p.Stage != "" {
+			t.group(tallyKey{"stage", p.Stage, string(p.State)}, sign, p.Size)
+		}
+		t.event("deleted", p.DeletedAt, sign)
+	}
+}
+
+func (t *tallies) group(k tallyKey, sign, bytes int64) {
+	c := t.groups[k]
+	c.N += sign
+	c.Bytes += sign * bytes
+	t.groups[k] = c
+}
+
+// event counts an event at the second of at (none when at is zero: no such event).
+func (t *tallies) event(kind string, at time.Time, sign int64) {
+	if n := nanos(at); n > 0 {
+		t.events[eventKey{kind, n / int64(time.Second)}] += sign
+	}
+}
+
+// flush adds the changes to the tallies and events tables, a statement per
+// tallyRows groups or events; changes that cancel out are not written.
+func (t *tallies) flush(st *txStmts) error {
+	const tallyRows = 128
+	var args []any
+	n := 0
+	write := func(q string, cols int, last bool) error {
+		if n == 0 || (n < tallyRows && !last) {
+			return nil
+		}
+		err := st.exec(upsertRows(q, cols, n), args)
+		args, n = args[:0], 0
+		return err
+	}
+	for k, c := range t.groups {
+		if c.N == 0 && c.Bytes == 0 {
+			continue
+		}
+		args, n = append(args, k.kind, k.a, k.b, c.N, c.Bytes), n+1
+		if err := write(tallyUpsert, 5, false); err != nil {
+			return err
+		}
+	}
+	if err := write(tallyUpsert, 5, true); err != nil {
+		return err
+	}
+	for k, d := range t.events {
+		if d == 0 {
+			continue
+		}
+		args, n = append(args, k.kind, k.sec, d), n+1
+		if err := write(eventUpsert, 3, false); err != nil {
+			return err
+		}
+	}
+	return write(eventUpsert, 3, true)
+}
+
+const (
+	tallyUpsert = "INSERT INTO tallies(kind, a, b, n, bytes) VALUES(?,?,?,?,?)" +
+		" ON CONFLICT(kind, a, b) DO UPDATE SET n = n + excluded.n, bytes = bytes + excluded.bytes"
+	eventUpsert = "INSERT INTO events(kind, sec, n) VALUES(?,?,?) ON CONFLICT(kind, sec) DO UPDATE SET n = n + excluded.n"
+)
 
 // statsFromTallies fills st's counts from the tallies and events (version 2).
 func (s *SQLite) statsFromTallies(ctx context.Context, st *Stats, now time.Time) error {

@@ -3,7 +3,6 @@ package migrate
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -200,18 +199,21 @@ func TestI4IntentDurableBeforeDelete(t *testing.T) {
 			return nil
 		}
 		// Another connection (as a new process would) must already see the intent.
-		db, err := sql.Open("sqlite", "file:"+dbPath+"?mode=ro")
+		ro, err := checkpoints.Open(context.Background(), dbPath, checkpoints.Options{ReadOnly: true})
 		if err != nil {
 			return err
 		}
-		defer db.Close()
-		var state, rstate string
-		err = db.QueryRow("SELECT p.state, r.state FROM replicas p JOIN records r ON r.key = p.key WHERE p.key = ? AND p.site = 'singapore'", c.Key).Scan(&state, &rstate)
-		if err != nil {
-			return err
+		defer ro.Close()
+		r, ok, err := ro.Get(context.Background(), c.Key)
+		if err != nil || !ok {
+			return fmt.Errorf("I4: record %s not readable from a second connection (found %v): %v", c.Key, ok, err)
 		}
-		if state != string(checkpoints.Intent) || rstate != string(checkpoints.Verified) {
-			return fmt.Errorf("I4 broken: at the delete call the durable state is replica %s, record %s", state, rstate)
+		var state checkpoints.ReplicaState
+		if p := r.Replica("singapore"); p != nil {
+			state = p.State
+		}
+		if state != checkpoints.Intent || r.State != checkpoints.Verified {
+			return fmt.Errorf("I4 broken: at the delete call the durable state is replica %q, record %s", state, r.State)
 		}
 		checked.Add(1)
 		return nil

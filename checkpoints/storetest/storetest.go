@@ -613,6 +613,19 @@ func testRecordsStageMatchesOneReplica(t *testing.T, s checkpoints.Store) {
 	sameKeys(t, "stage primary, replica identical", got, []string{"match"})
 	got = keysOf(records(t, s, checkpoints.Query{Stage: "canary", ReplicaStates: []checkpoints.ReplicaState{checkpoints.Present}}))
 	sameKeys(t, "stage canary, replica present", got, nil)
+
+	// A stage is matched by its whole name, also where one name holds another and
+	// the separator a store might use to list a record's stages.
+	save(t, s, checkpoints.Record{Key: "piped", State: checkpoints.Verified, Replicas: []checkpoints.Replica{
+		{Site: siteVA, SiteKey: "piped", State: checkpoints.Identical, Stage: "primary|canary"},
+		{Site: siteSG, SiteKey: "piped", State: checkpoints.Identical, Stage: "|"},
+	}})
+	for stage, want := range map[string][]string{
+		"primary|canary": {"piped"}, "|": {"piped"}, "primary": {"match", "mixed"}, "canary": {"mixed"}, "primary|": nil, "||": nil,
+	} {
+		got := keysOf(records(t, s, checkpoints.Query{Stage: stage}))
+		sameKeys(t, "stage "+stage, got, want)
+	}
 }
 
 // testRecordsCallbackWrites: the pipeline saves from inside Records (verify, delete):
