@@ -276,8 +276,11 @@ func TestSQLiteUpgradesOlderLayouts(t *testing.T) {
 			if !reflect.DeepEqual(got, want) || meta != "d1" || len(stages) != 1 {
 				t.Errorf("read-only: %d records (want %d), meta %q, stages %+v", len(got), len(want), meta, stages)
 			}
-			if _, err := ro.db.Exec("DELETE FROM meta"); err != nil {
-				t.Logf("(the read-only copy refuses writes: %v)", err)
+			if !ro.Snapshot() {
+				t.Error("a read-only open of an older state does not say it reads a snapshot")
+			}
+			if err := ro.SetMeta(ctx, "migration", "other"); err == nil {
+				t.Error("the read-only copy took a write")
 			}
 			ro.Close()
 			if after := sqliteDump(t, path); !slices.Equal(after, before) {
@@ -307,6 +310,27 @@ func TestSQLiteUpgradesOlderLayouts(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSQLiteUpgradeRefusesOrphanReplicas: a version 2 state holding a replica row
+// without its record (which no ferry writes) is not upgraded, and not changed: the
+// upgrade has nowhere to put the row and does not drop what it says.
+func TestSQLiteUpgradeRefusesOrphanReplicas(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	db := legacyState(t, path, 2)
+	legacySeed(t, db, 10)
+	if _, err := db.Exec("INSERT INTO replicas(key, site, site_key, size, state, stage) VALUES('zz/orphan', 'virginia', 'zz/orphan', 1, 'present', '')"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	before := sqliteDump(t, path)
+	_, err := OpenSQLite(context.Background(), path, Options{})
+	if err == nil || !strings.Contains(err.Error(), `"zz/orphan"`) || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("open of a state with an orphan replica row: %v", err)
+	}
+	if after := sqliteDump(t, path); !slices.Equal(after, before) {
+		t.Fatalf("the refused upgrade changed the state:\n%s", diffLines(after, before))
 	}
 }
 

@@ -129,7 +129,10 @@ type SQLite struct {
 	path    string
 	scratch string // temp dir removed on Close (dry run)
 	ro      bool
-	clock   clock.Clock // leases and liveness (Options.Clock)
+	// snapshot: a read-only open of a state in an older layout reads an upgraded
+	// private copy, which does not see writes made after it was taken.
+	snapshot bool
+	clock    clock.Clock // leases and liveness (Options.Clock)
 }
 
 var _ Store = (*SQLite)(nil)
@@ -173,14 +176,34 @@ func openReal(ctx context.Context, path string, opts Options, steps []sqliteStep
 	var older *OlderStateError
 	if errors.As(err, &older) {
 		// A read-only open of a state in an older layout, which this ferry reads only
-		// once upgraded: upgrade a private copy and read that (the state itself is
-		// left as it is; the next command that writes it upgrades it in place).
-		if s, err = openScratch(ctx, path, steps); err == nil {
-			s.ro = true
-		}
+		// once upgraded: upgrade a private copy and read that, read-only as asked
+		// (the state itself is left as it is; the next command that writes it
+		// upgrades it in place). The copy is a snapshot: it does not see later writes.
+		return openSnapshot(ctx, path, steps)
 	}
 	return s, err
 }
+
+// openSnapshot opens a read-only, upgraded private copy of the state at path.
+func openSnapshot(ctx context.Context, path string, steps []sqliteStep) (*SQLite, error) {
+	cp, err := openScratch(ctx, path, steps)
+	if err != nil {
+		return nil, err
+	}
+	cp.db.Close()
+	s, err := openDB(ctx, cp.path, true, false, steps)
+	if err != nil {
+		os.RemoveAll(cp.scratch)
+		return nil, err
+	}
+	s.path, s.scratch, s.snapshot = path, cp.scratch, true
+	return s, nil
+}
+
+// Snapshot reports whether the store reads a copy of the state taken when it was
+// opened (a read-only open of a state in an older layout): a reader that polls, such
+// as `ferry status --watch`, opens the state again to see what changed since.
+func (s *SQLite) Snapshot() bool { return s.snapshot }
 
 // openDB opens the database at path, read-only if ro, and checks its version (older
 // lets a read-only open through at any version not newer than ours: openScratch

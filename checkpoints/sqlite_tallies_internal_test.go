@@ -13,8 +13,11 @@ import (
 
 // randomWork saves n rounds of random changes to records: new records, state and
 // size changes, replicas added, changed (site state, stage, deletion time) and
-// dropped, copy and verify times inside and outside the recent window.
-func randomWork(t *testing.T, save func([]Record), seed uint64, rounds int, now time.Time) {
+// dropped, copy and verify times inside and outside the recent window. A batch may
+// span several of Save's chunks and hold a key more than once (the last wins), and a
+// record may name a site twice (its last replica there wins). It returns what the
+// store should hold: each key's last record, its replicas one per site.
+func randomWork(t *testing.T, save func([]Record), seed uint64, rounds int, now time.Time) map[string]Record {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 1))
 	states := RecordStates
@@ -34,7 +37,7 @@ func randomWork(t *testing.T, save func([]Record), seed uint64, rounds int, now 
 	recs := map[string]Record{}
 	for range rounds {
 		var batch []Record
-		for range 1 + r.IntN(40) {
+		for range 1 + r.IntN(200) {
 			k := fmt.Sprintf("u%02d/%04d", r.IntN(10), r.IntN(300))
 			rec, ok := recs[k]
 			if !ok {
@@ -53,14 +56,41 @@ func randomWork(t *testing.T, save func([]Record), seed uint64, rounds int, now 
 				reps = append(reps, Replica{Site: site, SiteKey: k, Size: rec.Size + int64(r.IntN(2)),
 					State: repStates[r.IntN(len(repStates))], Stage: stages[r.IntN(len(stages))], DeletedAt: when()})
 			}
+			if len(reps) > 0 && r.IntN(8) == 0 {
+				// The same site twice: the first one is overridden.
+				d := reps[0]
+				d.State, d.Stage = repStates[r.IntN(len(repStates))], stages[r.IntN(len(stages))]
+				reps = append([]Replica{d}, reps...)
+			}
 			rec.Replicas = reps
-			recs[k] = rec
 			batch = append(batch, rec)
+			rec.Replicas = canonicalReplicas(reps)
+			recs[k] = rec
 		}
-		slices.SortFunc(batch, func(a, b Record) int { return cmpString(a.Key, b.Key) })
-		batch = slices.CompactFunc(batch, func(a, b Record) bool { return a.Key == b.Key })
+		slices.SortStableFunc(batch, func(a, b Record) int { return cmpString(a.Key, b.Key) })
 		save(batch)
 	}
+	return recs
+}
+
+// sameAs checks the stats of a store (cleaned of empty groups by statsMatch)
+// against those of what it should hold, counted independently of the store.
+func sameAs(t *testing.T, got Stats, want map[string]Record, now time.Time) {
+	t.Helper()
+	if w := statsOfMap(want, now); !reflect.DeepEqual(got, w) {
+		t.Fatalf("stats differ from those of the records saved:\n got %+v\nwant %+v", got, w)
+	}
+}
+
+// inUTC is r with every time in UTC, as the store reads them back.
+func inUTC(r Record) Record {
+	r.CopiedAt, r.VerifiedAt, r.UpdatedAt = r.CopiedAt.UTC(), r.VerifiedAt.UTC(), r.UpdatedAt.UTC()
+	r.Replicas = slices.Clone(r.Replicas)
+	for i := range r.Replicas {
+		p := &r.Replicas[i]
+		p.ModTime, p.IntentAt, p.DeletedAt, p.PurgedAt = p.ModTime.UTC(), p.IntentAt.UTC(), p.DeletedAt.UTC(), p.PurgedAt.UTC()
+	}
+	return r
 }
 
 // saver is s.Save, failing t on an error.
@@ -92,6 +122,28 @@ func newStats() Stats {
 // back, in Go (the oracle the tallies are checked against).
 func statsOfRecords(t *testing.T, s Store, now time.Time) Stats {
 	t.Helper()
+	st, err := countStats(now, func(fn func(Record) error) error {
+		return s.Records(context.Background(), Query{}, fn)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// statsOfMap is what Stats should say of a store holding recs.
+func statsOfMap(recs map[string]Record, now time.Time) Stats {
+	st, _ := countStats(now, func(fn func(Record) error) error {
+		for _, r := range recs {
+			_ = fn(r)
+		}
+		return nil
+	})
+	return st
+}
+
+// countStats counts the records each yields, in Go.
+func countStats(now time.Time, each func(func(Record) error) error) (Stats, error) {
 	st := newStats()
 	since := now.Add(-RecentWindow)
 	add := func(m map[string]map[ReplicaState]Count, a string, b ReplicaState, size int64) {
@@ -107,7 +159,7 @@ func statsOfRecords(t *testing.T, s Store, now time.Time) Stats {
 			st.Recent[kind]++
 		}
 	}
-	err := s.Records(context.Background(), Query{}, func(r Record) error {
+	err := each(func(r Record) error {
 		c := st.Records[r.State]
 		c.N, c.Bytes = c.N+1, c.Bytes+r.Size
 		st.Records[r.State] = c
@@ -122,13 +174,10 @@ func statsOfRecords(t *testing.T, s Store, now time.Time) Stats {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, k := range []string{"copied", "verified", "deleted"} {
 		st.Recent[k] += 0 // every kind is reported, zero or not
 	}
-	return st
+	return st, err
 }
 
 // sameStats compares what Stats returns (from the tallies) with the records, which
@@ -188,8 +237,21 @@ func TestTalliesMatchRows(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			randomWork(t, saver(t, s), seed, 60, now)
-			sameStats(t, s, now)
+			want := randomWork(t, saver(t, s), seed, 60, now)
+			sameAs(t, sameStats(t, s, now), want, now)
+			n := 0
+			err = s.Records(context.Background(), Query{}, func(r Record) error {
+				n++
+				w := inUTC(want[r.Key])
+				w.UpdatedAt = r.UpdatedAt
+				if !reflect.DeepEqual(r, w) {
+					return fmt.Errorf("record %s read back as\n%+v\nwant\n%+v", r.Key, r, w)
+				}
+				return nil
+			})
+			if err != nil || n != len(want) {
+				t.Fatalf("%d records read back, want %d: %v", n, len(want), err)
+			}
 		})
 	}
 
@@ -198,7 +260,7 @@ func TestTalliesMatchRows(t *testing.T) {
 			ctx := context.Background()
 			path := filepath.Join(t.TempDir(), "state.db")
 			db := legacyState(t, path, from)
-			randomWork(t, func(recs []Record) { legacySave(t, db, recs) }, 99, 60, now)
+			want := randomWork(t, func(recs []Record) { legacySave(t, db, recs) }, 99, 60, now)
 			db.Close()
 
 			// Read-only, an older state is read through an upgraded copy and left as
@@ -208,6 +270,10 @@ func TestTalliesMatchRows(t *testing.T) {
 				t.Fatalf("read-only open of a version %d state: %v", from, err)
 			}
 			fromCopy := sameStats(t, ro, now)
+			sameAs(t, fromCopy, want, now)
+			if err := ro.Save(ctx, []Record{{Key: "new", User: "u", State: Planned}}); err == nil {
+				t.Fatal("a read-only store took a Save")
+			}
 			ro.Close()
 			if d := sqliteDump(t, path); d[0] != fmt.Sprint("user_version ", from) {
 				t.Fatalf("a read-only open changed the state: %s", d[0])

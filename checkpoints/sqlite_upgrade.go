@@ -3,6 +3,8 @@ package checkpoints
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
 )
 
 // The upgrade of a SQLite state from layout version 2 (a records table and a
@@ -57,6 +59,16 @@ var upgradeMidway func()
 
 // upgradeToV3 is the step from version 2 to 3.
 func upgradeToV3(ctx context.Context, tx *sql.Tx) error {
+	// A replica row without its record (which no ferry writes) would have no row to
+	// go into: refuse rather than drop what it says.
+	var orphan string
+	err := tx.QueryRowContext(ctx, "SELECT p.key FROM replicas p WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.key = p.key) LIMIT 1").Scan(&orphan)
+	if err == nil {
+		return fmt.Errorf("replicas of %q are stored without their record: the state is inconsistent, keep a copy of it and report this", orphan)
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
 	if _, err := tx.ExecContext(ctx, sqliteV3); err != nil {
 		return err
 	}

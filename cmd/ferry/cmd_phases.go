@@ -194,7 +194,7 @@ while another ferry process runs. --watch redraws every few seconds.`,
 			if err != nil {
 				return g.finish(cmd, nil, err, nil)
 			}
-			defer m.Close()
+			defer func() { m.Close() }()
 			for {
 				res, err := m.Status(ctx, user)
 				if !watch || err != nil || g.json {
@@ -208,6 +208,14 @@ while another ferry process runs. --watch redraws every few seconds.`,
 				case <-ctx.Done():
 					return nil
 				case <-tick(interval):
+				}
+				if s, ok := m.State.(interface{ Snapshot() bool }); ok && s.Snapshot() {
+					// A state in an older layout is read from a copy taken at open:
+					// take it again (or read the state itself, once upgraded).
+					m.Close()
+					if m, err = migrate.Open(ctx, o); err != nil {
+						return g.finish(cmd, nil, err, nil)
+					}
 				}
 			}
 		},
