@@ -3,6 +3,7 @@ package checkpoints
 import (
 	"cmp"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"slices"
 	"strings"
@@ -15,7 +16,9 @@ import (
 // fixed order: strings as a uvarint length and the bytes, integers and times
 // (nanoseconds, 0 for unset) as zig-zag varints, a replica's two booleans as one
 // flag byte. A replica's site key is written only when it differs from the record
-// key (the usual case costs one byte). Replicas are stored sorted by site, one per
+// key (the usual case costs one byte). SHA-256s (appendHash) are 32 raw bytes when
+// they are lowercase hex, and a replica's that equals its record's (a replica
+// proven identical) is one byte. Replicas are stored sorted by site, one per
 // site (the last given wins), as the two-table layout's primary key (key, site)
 // kept them.
 //
@@ -61,7 +64,7 @@ func canonicalReplicas(ps []Replica) []Replica {
 func encodeRecord(b []byte, r *Record, reps []Replica) []byte {
 	b = append(b, recordFormat)
 	b = binary.AppendVarint(b, r.Size)
-	b = appendStr(b, r.SHA256)
+	b = appendHash(b, r.SHA256, "")
 	b = appendStr(b, r.CRC32C)
 	b = appendStr(b, r.Source)
 	b = appendStr(b, r.TargetKey)
@@ -87,7 +90,7 @@ func encodeRecord(b []byte, r *Record, reps []Replica) []byte {
 		b = appendStr(b, p.ETag)
 		b = appendStr(b, p.Version)
 		b = binary.AppendVarint(b, nanos(p.ModTime))
-		b = appendStr(b, p.SHA256)
+		b = appendHash(b, p.SHA256, r.SHA256)
 		b = appendStr(b, string(p.State))
 		b = appendStr(b, p.Stage)
 		b = appendStr(b, p.Mode)
@@ -103,6 +106,41 @@ func encodeRecord(b []byte, r *Record, reps []Replica) []byte {
 func appendStr(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
+}
+
+// The tags of a hash: hashEmpty, hashSame (as the record's), hashRaw (32 bytes,
+// lowercase hex), or hashText plus the length, then the text as it is.
+const (
+	hashEmpty = iota
+	hashSame
+	hashRaw
+	hashText
+)
+
+// appendHash appends a SHA-256 given as text (s), or its tag alone when it is empty
+// or equals same.
+func appendHash(b []byte, s, same string) []byte {
+	switch {
+	case s == "":
+		return binary.AppendUvarint(b, hashEmpty)
+	case s == same:
+		return binary.AppendUvarint(b, hashSame)
+	case isLowerHex(s) && len(s) == 64:
+		b = binary.AppendUvarint(b, hashRaw)
+		b, _ = hex.AppendDecode(b, []byte(s)) // lowercase hex: no error
+		return b
+	}
+	b = binary.AppendUvarint(b, hashText+uint64(len(s)))
+	return append(b, s...)
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // decoder reads what encodeRecord wrote; its first error sticks.
@@ -145,6 +183,20 @@ func (d *decoder) bytes(n uint64) []byte {
 
 func (d *decoder) str() string { return string(d.bytes(d.uvarint())) }
 
+// hash reads what appendHash wrote with same.
+func (d *decoder) hash(same string) string {
+	switch t := d.uvarint(); t {
+	case hashEmpty:
+		return ""
+	case hashSame:
+		return same
+	case hashRaw:
+		return hex.EncodeToString(d.bytes(32))
+	default:
+		return string(d.bytes(t - hashText))
+	}
+}
+
 func (d *decoder) byte1() byte {
 	if s := d.bytes(1); len(s) == 1 {
 		return s[0]
@@ -163,7 +215,7 @@ func decodeRecord(r *Record, data []byte) error {
 		return d.err
 	}
 	r.Size = d.varint()
-	r.SHA256 = d.str()
+	r.SHA256 = d.hash("")
 	r.CRC32C = d.str()
 	r.Source = d.str()
 	r.TargetKey = d.str()
@@ -196,7 +248,7 @@ func decodeRecord(r *Record, data []byte) error {
 		p.ETag = d.str()
 		p.Version = d.str()
 		p.ModTime = fromNanos(d.varint())
-		p.SHA256 = d.str()
+		p.SHA256 = d.hash(r.SHA256)
 		p.State = ReplicaState(d.str())
 		p.Stage = d.str()
 		p.Mode = d.str()

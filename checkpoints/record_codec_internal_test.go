@@ -43,6 +43,25 @@ func TestRecordCodec(t *testing.T) {
 	if got := roundTrip(t, r); !reflect.DeepEqual(got, r) {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", got, r)
 	}
+	// SHA-256s: lowercase hex is stored raw, a replica's equal to its record's as a
+	// tag; anything else as it is.
+	hexA, hexB := strings.Repeat("0123456789abcdef", 4), strings.Repeat("fedcba9876543210", 4)
+	for _, c := range []struct{ rec, rep string }{{hexA, hexA}, {hexA, hexB}, {hexA, ""}, {"", hexB},
+		{strings.ToUpper(hexA), strings.ToUpper(hexA)}, {hexA[:63], hexA[:63] + "g"}, {hexA + "0", hexA}} {
+		h := codecRecord("k", "u", "s", 1, 1)
+		h.SHA256, h.Replicas[0].SHA256, h.Replicas[1].SHA256 = c.rec, c.rep, c.rec
+		if got := roundTrip(t, h); !reflect.DeepEqual(got, h) {
+			t.Fatalf("round trip of hashes %q, %q:\n got %+v\nwant %+v", c.rec, c.rep, got, h)
+		}
+	}
+	plain := codecRecord("k", "u", "", 1, 1)
+	plain.Replicas = plain.Replicas[:1]
+	size := len(encodeRecord(nil, &plain, plain.Replicas))
+	plain.SHA256, plain.Replicas[0].SHA256 = hexA, hexA
+	if n := len(encodeRecord(nil, &plain, plain.Replicas)); n != size+32 {
+		t.Errorf("a record and its replica with one lowercase hex SHA-256 take %d bytes more than without, want 32", n-size)
+	}
+
 	empty := Record{Key: "k"}
 	if got := roundTrip(t, empty); !reflect.DeepEqual(got, empty) {
 		t.Fatalf("round trip of an empty record: %+v", got)
@@ -99,6 +118,10 @@ func FuzzRecordCodec(f *testing.F) {
 	f.Add("", "", "", int64(0), int64(0), encodeRecord(nil, &Record{Key: "k"}, nil))
 	r := codecRecord("k", "u", "s", 9, 99)
 	f.Add("a/b", "|", "\xff", int64(-1), int64(-99), encodeRecord(nil, &r, r.Replicas))
+	h := strings.Repeat("0123456789abcdef", 4)
+	r = codecRecord("k", "u", h, 9, 99)
+	r.Replicas[1].SHA256 = h[1:] + "0"
+	f.Add("k", "u", h, int64(9), int64(99), encodeRecord(nil, &r, canonicalReplicas(r.Replicas)))
 	f.Fuzz(func(t *testing.T, key, s1, s2 string, n, t1 int64, data []byte) {
 		r := codecRecord(key, s1, s2, n, t1)
 		got := roundTrip(t, r)
