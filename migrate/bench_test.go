@@ -49,6 +49,8 @@ func BenchmarkPipeline(b *testing.B) {
 			}
 			n := float64(benchRecords * b.N)
 			b.ReportMetric(n/total.Seconds(), "records/s")
+			b.ReportMetric(float64(phases[cpuSpent].Microseconds())/n, "CPU-µs/record")
+			delete(phases, cpuSpent)
 			for name, d := range phases {
 				b.ReportMetric(n/d.Seconds(), name+"-rec/s")
 			}
@@ -95,7 +97,7 @@ func pipelineWith(b *testing.B, n int, with func(*Options), phases map[string]ti
 	}
 	ctx := context.Background()
 	b.StartTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	step := func(name string, f func() error) {
 		t0 := time.Now()
 		if err := f(); err != nil {
@@ -119,9 +121,16 @@ func pipelineWith(b *testing.B, n int, with func(*Options), phases map[string]ti
 	// The journal's last entries are written at Close: part of the cost.
 	step("close", m.Close)
 	d := time.Since(start)
+	if phases != nil {
+		phases[cpuSpent] += processCPU() - cpu0
+	}
 	b.StopTimer()
 	return d
 }
+
+// cpuSpent is the key under which pipelineWith adds up, in phases, the CPU time the
+// process spent (on all its threads) while the phases ran.
+const cpuSpent = "cpu"
 
 // benchEnv is a spec on disk and in-memory stores holding n records at two sites.
 type benchEnv struct {
