@@ -517,3 +517,19 @@ func TestSQLiteUpgradeKilled(t *testing.T) {
 		t.Errorf("after the upgrade: %d records, meta %q", len(recs), meta)
 	}
 }
+
+type codeErr int
+
+func (e codeErr) Error() string { return fmt.Sprintf("sqlite error (%d)", int(e)) }
+func (e codeErr) Code() int     { return int(e) }
+
+// TestWhyNamesTheCause: the SQLite errors an operator can act on say what to do,
+// among them a write lock held past the busy timeout (e.g. by an upgrade).
+func TestWhyNamesTheCause(t *testing.T) {
+	for code, want := range map[int]string{5: "write lock", 5 | 2<<8: "upgrading it", 13: "disk full", 8: "read-only", 1: ""} {
+		got := why(codeErr(code))
+		if want == "" && got != "" || !strings.Contains(got, want) {
+			t.Errorf("why(code %d) = %q, want it to hold %q", code, got, want)
+		}
+	}
+}

@@ -969,6 +969,8 @@ func why(err error) string {
 			return " (writing the state failed: is its disk full?)"
 		case 8: // SQLITE_READONLY
 			return " (the state's file or disk is read-only)"
+		case 5: // SQLITE_BUSY, after busy_timeout
+			return " (another process held the state's write lock for over 15 s: another ferry writing it, or upgrading it to a new layout; retry once it is done)"
 		}
 	}
 	return ""
