@@ -204,9 +204,31 @@ func (d *decoder) byte1() byte {
 	return 0
 }
 
+// replicaArena hands out replica slices cut from shared backing arrays: one
+// allocation for the replicas of many records instead of one per record. Each slice's
+// capacity ends where it does, so an append to one record's replicas copies them out
+// rather than overwrite the next record's.
+type replicaArena []Replica
+
+// arenaChunk is how many replicas one backing array holds.
+const arenaChunk = 512
+
+func (a *replicaArena) take(n int) []Replica {
+	if n > cap(*a)-len(*a) {
+		*a = make([]Replica, 0, max(n, arenaChunk))
+	}
+	i := len(*a)
+	*a = (*a)[:i+n]
+	return (*a)[i : i+n : i+n]
+}
+
 // decodeRecord fills r (its Key already set) from data written by encodeRecord.
 // data may be the driver's buffer: every string is copied out of it.
-func decodeRecord(r *Record, data []byte) error {
+func decodeRecord(r *Record, data []byte) error { return decodeRecordIn(r, data, nil) }
+
+// decodeRecordIn is decodeRecord with r's replicas taken from arena (nil: their own
+// array).
+func decodeRecordIn(r *Record, data []byte, arena *replicaArena) error {
 	d := decoder{b: data}
 	if f := d.byte1(); f != recordFormat {
 		if d.err == nil {
@@ -231,7 +253,10 @@ func decodeRecord(r *Record, data []byte) error {
 		return errCorruptRecord
 	}
 	r.Replicas = nil
-	if n > 0 {
+	switch {
+	case n > 0 && arena != nil:
+		r.Replicas = arena.take(int(n))
+	case n > 0:
 		r.Replicas = make([]Replica, n)
 	}
 	for i := range r.Replicas {

@@ -1,6 +1,7 @@
 package checkpoints
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -144,4 +145,29 @@ func FuzzRecordCodec(f *testing.F) {
 			t.Fatalf("decoded %+v, re-encoded and decoded %+v (%v)", x, again, err)
 		}
 	})
+}
+
+// TestReplicaArena: records decoded from one arena do not share replicas: changing or
+// appending to one record's leaves the next record's as they were.
+func TestReplicaArena(t *testing.T) {
+	var arena replicaArena
+	recs := make([]Record, 3)
+	for i := range recs {
+		r := codecRecord(fmt.Sprint("k", i), "u", "s", int64(i), 1)
+		recs[i].Key = r.Key
+		if err := decodeRecordIn(&recs[i], encodeRecord(nil, &r, canonicalReplicas(r.Replicas)), &arena); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := recs[1].Replicas[0]
+	recs[0].Replicas = append(recs[0].Replicas, Replica{Site: "zz"})
+	recs[0].Replicas[1].Site = "changed"
+	if recs[1].Replicas[0] != want || len(recs[1].Replicas) != 2 {
+		t.Fatalf("the next record's replicas changed: %+v", recs[1].Replicas)
+	}
+	for _, n := range []int{1, arenaChunk, arenaChunk + 1} {
+		if got := arena.take(n); len(got) != n || cap(got) != n {
+			t.Fatalf("take(%d): len %d cap %d", n, len(got), cap(got))
+		}
+	}
 }

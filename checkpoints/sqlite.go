@@ -537,16 +537,19 @@ const (
 	readCols = "key, user, state, updated_at, data"
 )
 
-// readRecords reads the records query selects (readCols), in tx.
-func readRecords(ctx context.Context, tx *sql.Tx, query string, args []any) ([]Record, error) {
+// readRecords reads the records query selects (readCols), in tx; it expects about
+// want of them. The records' replicas share a few backing arrays (replicaArena).
+func readRecords(ctx context.Context, tx *sql.Tx, query string, args []any, want int) ([]Record, error) {
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, wrap("records", err)
 	}
 	defer rows.Close()
-	var page []Record
+	page := make([]Record, 0, want)
+	var arena replicaArena
 	for rows.Next() {
-		var r Record
+		page = append(page, Record{})
+		r := &page[len(page)-1]
 		var st string
 		var up int64
 		var data sql.RawBytes // decodeRecord copies what it keeps
@@ -554,10 +557,9 @@ func readRecords(ctx context.Context, tx *sql.Tx, query string, args []any) ([]R
 			return nil, wrap("records", err)
 		}
 		r.State, r.UpdatedAt = RecordState(st), fromNanos(up)
-		if err := decodeRecord(&r, data); err != nil {
+		if err := decodeRecordIn(r, data, &arena); err != nil {
 			return nil, fmt.Errorf("state: record %q: %w", r.Key, err)
 		}
-		page = append(page, r)
 	}
 	return page, wrap("records", rows.Err())
 }
@@ -565,7 +567,7 @@ func readRecords(ctx context.Context, tx *sql.Tx, query string, args []any) ([]R
 func (s *SQLite) Get(ctx context.Context, key string) (Record, bool, error) {
 	var recs []Record
 	err := s.read(ctx, func(tx *sql.Tx) (err error) {
-		recs, err = readRecords(ctx, tx, "SELECT "+readCols+" FROM records WHERE key = ?", []any{key})
+		recs, err = readRecords(ctx, tx, "SELECT "+readCols+" FROM records WHERE key = ?", []any{key}, 1)
 		return err
 	})
 	if err != nil || len(recs) == 0 {
@@ -594,7 +596,7 @@ func (s *SQLite) Records(ctx context.Context, q Query, fn func(Record) error) er
 // the caller's fn runs (fn may write).
 func (s *SQLite) recordsPage(ctx context.Context, query string, args []any) (recs []Record, err error) {
 	err = s.read(ctx, func(tx *sql.Tx) error {
-		recs, err = readRecords(ctx, tx, query, args)
+		recs, err = readRecords(ctx, tx, query, args, recPage)
 		return err
 	})
 	return recs, err
@@ -613,7 +615,7 @@ func (s *SQLite) Unlisted(ctx context.Context, sites []string, fn func(Record, [
 		n := 0
 		err := s.read(ctx, func(tx *sql.Tx) error {
 			query, args := sqliteKeyset.recordsQuery(Query{}, after, first, recPage)
-			recs, err := readRecords(ctx, tx, query, args)
+			recs, err := readRecords(ctx, tx, query, args, recPage)
 			if err != nil {
 				return err
 			}
