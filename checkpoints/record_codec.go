@@ -210,12 +210,13 @@ func (d *decoder) byte1() byte {
 // rather than overwrite the next record's.
 type replicaArena []Replica
 
-// arenaChunk is how many replicas one backing array holds.
+// arenaChunk is how many replicas one backing array holds at most; they start
+// small and double, so that reading one record does not allocate a page's worth.
 const arenaChunk = 512
 
 func (a *replicaArena) take(n int) []Replica {
 	if n > cap(*a)-len(*a) {
-		*a = make([]Replica, 0, max(n, arenaChunk))
+		*a = make([]Replica, 0, max(n, min(arenaChunk, 2*cap(*a)+4)))
 	}
 	i := len(*a)
 	*a = (*a)[:i+n]

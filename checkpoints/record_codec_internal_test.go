@@ -170,4 +170,9 @@ func TestReplicaArena(t *testing.T) {
 			t.Fatalf("take(%d): len %d cap %d", n, len(got), cap(got))
 		}
 	}
+	// Reading one record takes a small array, not a page's.
+	var one replicaArena
+	if one.take(2); cap(one) > 8 {
+		t.Errorf("one record's replicas took an array of %d", cap(one))
+	}
 }
