@@ -234,7 +234,7 @@ var unlistedStates = []string{string(Present), string(Identical), string(Diverge
 // unlistedQuery is the query for one page of the replicas at sites, in a state that
 // says they are there, that the staged listing lacks: (key, site) in that order.
 // PostgreSQL's: its replicas are rows of their own. SQLite's are inside their
-// record's row, and it finds the unlisted ones in Go (sqliteUnlisted).
+// record's row, and it finds the unlisted ones in Go (SQLite.Unlisted).
 func (d *keysetDialect) unlistedQuery(sites []string, after string, first bool, limit int) (string, []any) {
 	arg, args := d.binder()
 	where := []string{d.anyOf(arg, "r.site", sites), d.anyOf(arg, "r.state", unlistedStates)}

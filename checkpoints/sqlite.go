@@ -602,48 +602,35 @@ func (s *SQLite) recordsPage(ctx context.Context, query string, args []any) (rec
 	return recs, err
 }
 
-// Unlisted pages through the records in key order, each page in one read
-// transaction with its lookups in the staged listing; fn runs after it ended.
+// Unlisted pages through the records in key order (keysetRecords), looking up each
+// page's live replicas in the staged listing in the page's read transaction; fn runs
+// after it ended.
 func (s *SQLite) Unlisted(ctx context.Context, sites []string, fn func(Record, []string) error) error {
 	if len(sites) == 0 {
 		return nil
 	}
-	after, first := "", true
-	for {
-		var page []Record
-		var missing [][]string
-		n := 0
-		err := s.read(ctx, func(tx *sql.Tx) error {
-			query, args := sqliteKeyset.recordsQuery(Query{}, after, first, recPage)
-			recs, err := readRecords(ctx, tx, query, args, recPage)
-			if err != nil {
-				return err
+	var missing map[string][]string // of the page read last
+	page := func(ctx context.Context, query string, args []any) (recs []Record, err error) {
+		err = s.read(ctx, func(tx *sql.Tx) error {
+			if recs, err = readRecords(ctx, tx, query, args, recPage); err == nil {
+				missing, err = unlistedOf(ctx, tx, recs, sites)
 			}
-			if n = len(recs); n > 0 {
-				after = recs[n-1].Key
-			}
-			page, missing, err = unlistedOf(ctx, tx, recs, sites)
 			return err
 		})
-		if err != nil {
-			return err
-		}
-		for i, r := range page {
-			if err := fn(r, missing[i]); err != nil {
-				return err
-			}
-		}
-		if n < recPage {
-			return nil
-		}
-		first = false
+		return recs, err
 	}
+	return keysetRecords(ctx, sqliteKeyset, Query{}, recPage, page, func(r Record) error {
+		if m := missing[r.Key]; len(m) > 0 {
+			return fn(r, m)
+		}
+		return nil
+	})
 }
 
-// unlistedOf returns the records of recs with a replica at one of sites, in a state
-// that says it is there (unlistedStates), that the staged listing lacks, and for
-// each those sites (in site order).
-func unlistedOf(ctx context.Context, tx *sql.Tx, recs []Record, sites []string) ([]Record, [][]string, error) {
+// unlistedOf returns, by key, the sites (in site order) where a record of recs has a
+// replica in a state that says it is there (unlistedStates) that the staged listing
+// lacks.
+func unlistedOf(ctx context.Context, tx *sql.Tx, recs []Record, sites []string) (map[string][]string, error) {
 	live := func(p *Replica) bool {
 		return slices.Contains(sites, p.Site) && slices.Contains(unlistedStates, string(p.State))
 	}
@@ -656,7 +643,7 @@ func unlistedOf(ctx context.Context, tx *sql.Tx, recs []Record, sites []string) 
 		}
 	}
 	if len(keys) == 0 {
-		return nil, nil, nil
+		return nil, nil
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
@@ -670,35 +657,30 @@ func unlistedOf(ctx context.Context, tx *sql.Tx, recs []Record, sites []string) 
 		}
 		rows, err := tx.QueryContext(ctx, "SELECT key, site FROM listing WHERE key IN ("+placeholders(len(part))+")", args...)
 		if err != nil {
-			return nil, nil, wrap("unlisted", err)
+			return nil, wrap("unlisted", err)
 		}
 		for rows.Next() {
 			var ks keySite
 			if err := rows.Scan(&ks.key, &ks.site); err != nil {
 				rows.Close()
-				return nil, nil, wrap("unlisted", err)
+				return nil, wrap("unlisted", err)
 			}
 			listed[ks] = true
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return nil, nil, wrap("unlisted", err)
+			return nil, wrap("unlisted", err)
 		}
 	}
-	var out []Record
-	var missing [][]string
+	missing := map[string][]string{}
 	for i := range recs {
-		var miss []string
 		for j := range recs[i].Replicas {
 			if p := &recs[i].Replicas[j]; live(p) && !listed[keySite{p.SiteKey, p.Site}] {
-				miss = append(miss, p.Site)
+				missing[recs[i].Key] = append(missing[recs[i].Key], p.Site)
 			}
 		}
-		if len(miss) > 0 {
-			out, missing = append(out, recs[i]), append(missing, miss)
-		}
 	}
-	return out, missing, nil
+	return missing, nil
 }
 
 func (s *SQLite) Save(ctx context.Context, recs []Record) error {
