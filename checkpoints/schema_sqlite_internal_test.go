@@ -19,8 +19,8 @@ import (
 
 // upgradeCrashEnv names the state a re-executed test binary upgrades with
 // noteStep(true) after the real steps until it is killed, and upgradeV3CrashEnv
-// one it upgrades with the real steps, stopped half-way through the step to
-// version 3 (see init).
+// one it upgrades with the real steps, stopped once the step to version 3 has run,
+// before the upgrade commits (see init).
 const (
 	upgradeCrashEnv   = "FERRY_CHECKPOINTS_UPGRADE_CRASH_CHILD"
 	upgradeV3CrashEnv = "FERRY_CHECKPOINTS_UPGRADE_V3_CRASH_CHILD"
@@ -36,12 +36,17 @@ func init() {
 	}
 	if path := os.Getenv(upgradeV3CrashEnv); path != "" {
 		// The child: the real upgrade, stopped once the step to version 3 has
-		// written every new row and dropped the old tables, before it commits.
-		upgradeMidway = func() {
+		// written every new row and tally and dropped the old tables, before the
+		// upgrade commits.
+		steps := append(slices.Clone(sqliteSteps[:2]), func(ctx context.Context, tx *sql.Tx) error {
+			if err := upgradeToV3(ctx, tx); err != nil {
+				return err
+			}
 			fmt.Println("midway")
 			time.Sleep(time.Hour)
-		}
-		_, err := OpenSQLite(context.Background(), path, Options{})
+			return nil
+		})
+		_, err := openSQLite(context.Background(), path, Options{}, steps)
 		fmt.Fprintln(os.Stderr, "the upgrade was not killed:", err)
 		os.Exit(3)
 	}

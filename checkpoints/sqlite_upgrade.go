@@ -53,10 +53,6 @@ DELETE FROM events;
 // upgradePage is how many records the upgrade reads at a time.
 const upgradePage = 1024
 
-// upgradeMidway, when set (by a test), is called once the upgrade has written every
-// new row and dropped the old tables, before it commits.
-var upgradeMidway func()
-
 // upgradeToV3 is the step from version 2 to 3.
 func upgradeToV3(ctx context.Context, tx *sql.Tx) error {
 	// A replica row without its record (which no ferry writes) would have no row to
@@ -101,9 +97,6 @@ func upgradeToV3(ctx context.Context, tx *sql.Tx) error {
 	}
 	if _, err := tx.ExecContext(ctx, sqliteV3Done); err != nil {
 		return err
-	}
-	if upgradeMidway != nil {
-		upgradeMidway()
 	}
 	return t.flush(st)
 }
