@@ -404,10 +404,15 @@ type pgQueryer interface {
 }
 
 // pgVersion reads the layout version of schema: 0 when it has no schema_version
-// table (or no row in it).
+// table (or no row in it). Whether the table exists is read from pg_class, in the
+// statement's snapshot: to_regclass would ask the session's catalog cache, which
+// may still hold "no such schema" from before another opener created it (the
+// cache hears of others' commits only when the session next takes a lock on a
+// table), and an opener waiting for the upgrade lock would run the steps again.
 func pgVersion(ctx context.Context, q pgQueryer, schema string) (int, error) {
 	var exists bool
-	if err := q.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgx.Identifier{schema, "schema_version"}.Sanitize()).Scan(&exists); err != nil || !exists {
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = 'schema_version' AND c.relkind = 'r')`, schema).Scan(&exists); err != nil || !exists {
 		return 0, err
 	}
 	var v int

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -234,5 +235,37 @@ func TestPostgresRefusesNewer(t *testing.T) {
 	}
 	if n := countScratch(); n > scratches {
 		t.Errorf("a refused dry run left %d scratch schemas", n-scratches)
+	}
+}
+
+// TestPostgresConcurrentFirstOpens: processes that open a new schema at the same
+// time (workers started together) all open it: one creates the tables, the others
+// wait for it and find the state current. (An opener that read the version from a
+// stale catalog cache would run the upgrade steps again on the new tables.)
+func TestPostgresConcurrentFirstOpens(t *testing.T) {
+	ctx := context.Background()
+	for round := range 5 {
+		dsn, schema, c := pgVersionTest(t)
+		// Each opener has looked at the schema before it existed, as Open does.
+		errs := make([]error, 6)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() {
+				s, err := OpenPostgres(ctx, dsn, Options{})
+				if err == nil {
+					err = s.Close()
+				}
+				errs[i] = err
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: opener %d: %v", round, i, err)
+			}
+		}
+		if v := pgStoredVersion(t, c, schema); v != SchemaVersion {
+			t.Fatalf("round %d: version %d", round, v)
+		}
 	}
 }
