@@ -87,13 +87,17 @@ func gsRead(t *testing.T, srv *gstest.Server, bucket, prefix, key string) []byte
 }
 
 // killSome runs args, killing (SIGKILL) each of the first maxKills runs after a
-// random delay below maxDelay, then lets a run finish; it fails the test on any
-// other failure. It returns the number of kills. (crash_test.go's killLoop kills
-// until a run outgrows a delay that grows by 20 ms a run: on a store a few hundred
-// milliseconds away, that takes minutes.)
+// random delay, then lets a run finish; it fails the test on any other failure. It
+// returns the number of kills. The delay is drawn below a window that starts at
+// maxDelay/16 and doubles with each kill up to maxDelay: a phase that takes less
+// than maxDelay (a few records on a fast server) is still killed early in its run
+// rather than seldom at all. (crash_test.go's killLoop kills until a run outgrows a
+// delay that grows by 20 ms a run: on a store a few hundred milliseconds away, that
+// takes minutes.)
 func killSome(t *testing.T, bin, dir string, rng *rand.Rand, maxDelay time.Duration, maxKills int, args ...string) int {
 	t.Helper()
 	kills := 0
+	window := maxDelay / 16
 	for {
 		cmd := exec.Command(bin, append([]string{"-c", filepath.Join(dir, "ferry.yaml"), "--no-progress", "--log-format", "json"}, args...)...)
 		var out bytes.Buffer
@@ -105,7 +109,8 @@ func killSome(t *testing.T, bin, dir string, rng *rand.Rand, maxDelay time.Durat
 		go func() { done <- cmd.Wait() }()
 		var timer <-chan time.Time
 		if kills < maxKills {
-			timer = time.After(time.Duration(rng.Int64N(int64(maxDelay))))
+			timer = time.After(time.Duration(rng.Int64N(int64(window))))
+			window = min(2*window, maxDelay)
 		}
 		select {
 		case err := <-done:
