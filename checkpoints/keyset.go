@@ -59,7 +59,7 @@ var sqliteKeyset = &keysetDialect{
 }
 
 var pgKeyset = &keysetDialect{
-	records: "@.records", listing: "@.listing", cols: prefixed("r.", pgRecCols), user: "r.user_name",
+	records: "@.records", listing: "@.listing", cols: prefixed("r.", pgReadCols), user: "r.user_name",
 	placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
 	anyOf: func(arg func(any) string, col string, vals []string) string {
 		return col + " = ANY(" + arg(vals) + "::text[])"
@@ -89,7 +89,8 @@ var pgKeyset = &keysetDialect{
 		return []string{"convert_to(" + col + ", 'UTF8') <= " + arg([]byte(through))}
 	},
 	stage: func(arg func(any) string, q Query) string {
-		sub := "EXISTS (SELECT 1 FROM @.replicas p WHERE p.key = r.key AND p.stage = " + arg(q.Stage)
+		// Exact: the replicas are read out of the row's jsonb.
+		sub := "EXISTS (SELECT 1 FROM jsonb_to_recordset(r.replicas) AS p(stage text, state text) WHERE p.stage = " + arg(q.Stage)
 		if len(q.ReplicaStates) > 0 {
 			sub += " AND p.state = ANY(" + arg(strs(q.ReplicaStates)) + "::text[])"
 		}
@@ -233,15 +234,16 @@ var unlistedStates = []string{string(Present), string(Identical), string(Diverge
 
 // unlistedQuery is the query for one page of the replicas at sites, in a state that
 // says they are there, that the staged listing lacks: (key, site) in that order.
-// PostgreSQL's: its replicas are rows of their own. SQLite's are inside their
-// record's row, and it finds the unlisted ones in Go (SQLite.Unlisted).
+// PostgreSQL's: it reads the replicas out of each row's jsonb. SQLite's replicas are
+// encoded in their record's row, and it finds the unlisted ones in Go
+// (SQLite.Unlisted).
 func (d *keysetDialect) unlistedQuery(sites []string, after string, first bool, limit int) (string, []any) {
 	arg, args := d.binder()
-	where := []string{d.anyOf(arg, "r.site", sites), d.anyOf(arg, "r.state", unlistedStates)}
+	where := []string{d.anyOf(arg, "p.site", sites), d.anyOf(arg, "p.state", unlistedStates)}
 	where = append(where, d.after(arg, "r.key", after, first)...)
-	where = append(where, "NOT EXISTS (SELECT 1 FROM "+d.listing+" l WHERE l.key = r.site_key AND l.site = r.site)")
-	q := "SELECT r.key, r.site FROM @.replicas r WHERE " + strings.Join(where, " AND ") +
-		" ORDER BY r.key, r.site LIMIT " + arg(limit)
+	where = append(where, "NOT EXISTS (SELECT 1 FROM "+d.listing+" l WHERE l.key = COALESCE(p.site_key, '') AND l.site = p.site)")
+	q := "SELECT r.key, p.site FROM " + d.records + " r CROSS JOIN LATERAL jsonb_to_recordset(r.replicas) AS p(site text, site_key text, state text) WHERE " +
+		strings.Join(where, " AND ") + " ORDER BY r.key, p.site LIMIT " + arg(limit)
 	return q, *args
 }
 

@@ -8,7 +8,7 @@ import (
 // TestRecordsQuery pins the SQL both stores page records with: the storetest suite
 // proves the results, this the shape the planners were tuned for (SQLite kept on the
 // primary key by a bound on every page; its stage filter a prefilter on the stages
-// column, Query.matches deciding).
+// column, Query.matches deciding; PostgreSQL's exact, over the replicas' jsonb).
 func TestRecordsQuery(t *testing.T) {
 	q := Query{States: []RecordState{Copied, Failed}, User: "u", Through: "z", Stage: "s", ReplicaStates: []ReplicaState{Identical}}
 	for _, c := range []struct {
@@ -27,13 +27,13 @@ func TestRecordsQuery(t *testing.T) {
 				"instr(r.stages, ?) > 0 ORDER BY r.key LIMIT ?",
 			"[k z copied failed u |s| 10]"},
 		{"postgres first", pgKeyset, "", true,
-			"SELECT " + prefixed("r.", pgRecCols) + " FROM @.records r WHERE r.key <= $1 AND r.state = ANY($2::text[]) AND r.user_name = $3 AND " +
-				"EXISTS (SELECT 1 FROM @.replicas p WHERE p.key = r.key AND p.stage = $4 AND p.state = ANY($5::text[])) ORDER BY r.key LIMIT $6",
+			"SELECT " + prefixed("r.", pgReadCols) + " FROM @.records r WHERE r.key <= $1 AND r.state = ANY($2::text[]) AND r.user_name = $3 AND " +
+				"EXISTS (SELECT 1 FROM jsonb_to_recordset(r.replicas) AS p(stage text, state text) WHERE p.stage = $4 AND p.state = ANY($5::text[])) ORDER BY r.key LIMIT $6",
 			"[z [copied failed] u s [identical] 10]"},
 		{"postgres after a non-text key", pgKeyset, "a\x00b", true,
-			"SELECT " + prefixed("r.", pgRecCols) + " FROM @.records r WHERE r.key >= $1 AND convert_to(r.key, 'UTF8') > $2 AND r.key <= $3 AND " +
+			"SELECT " + prefixed("r.", pgReadCols) + " FROM @.records r WHERE r.key >= $1 AND convert_to(r.key, 'UTF8') > $2 AND r.key <= $3 AND " +
 				"r.state = ANY($4::text[]) AND r.user_name = $5 AND " +
-				"EXISTS (SELECT 1 FROM @.replicas p WHERE p.key = r.key AND p.stage = $6 AND p.state = ANY($7::text[])) ORDER BY r.key LIMIT $8",
+				"EXISTS (SELECT 1 FROM jsonb_to_recordset(r.replicas) AS p(stage text, state text) WHERE p.stage = $6 AND p.state = ANY($7::text[])) ORDER BY r.key LIMIT $8",
 			"[a [97 0 98] z [copied failed] u s [identical] 10]"},
 	} {
 		query, args := c.d.recordsQuery(q, c.after, c.first, 10)
@@ -44,7 +44,7 @@ func TestRecordsQuery(t *testing.T) {
 			t.Errorf("%s: args %s, want %s", c.name, got, c.args)
 		}
 	}
-	if query, args := pgKeyset.recordsQuery(Query{}, "", true, 5); query != "SELECT "+prefixed("r.", pgRecCols)+" FROM @.records r ORDER BY r.key LIMIT $1" || len(args) != 1 {
+	if query, args := pgKeyset.recordsQuery(Query{}, "", true, 5); query != "SELECT "+prefixed("r.", pgReadCols)+" FROM @.records r ORDER BY r.key LIMIT $1" || len(args) != 1 {
 		t.Errorf("postgres, no filter: %s %v", query, args)
 	}
 }

@@ -45,6 +45,9 @@ type Postgres struct {
 	// clock, when set (Options.Clock: tests), stands in for the database's clock in
 	// every lease the store sets or judges; nil: the database's clock (pgNow).
 	clock clock.Clock
+	// legacy is set by a read-only open of a state older than the one-row layout
+	// (pgOneRowVersion): its reads see the records through pgLegacyRecords.
+	legacy bool
 }
 
 var _ Store = (*Postgres)(nil)
@@ -54,19 +57,6 @@ const pgDefaultSchema = "ferry"
 
 // pgScratchPrefix starts the name of a dry run's scratch schema.
 const pgScratchPrefix = "ferry_dryrun_"
-
-// pgTables lists the store's tables with their columns, in creation order.
-var pgTables = []struct{ name, cols string }{
-	{"meta", "k, v"},
-	{"records", pgRecCols},
-	{"replicas", pgRepCols},
-	{"listing", pgListCols},
-	{"stages", pgStageCols},
-	{"lock", pgLockCols},
-	{"workers", pgWorkerCols},
-	{"claims", pgClaimCols},
-	{"journal", "stream, first_seq, last_seq, lines"},
-}
 
 const (
 	pgRecCols    = "key, user_name, size, state, sha256, crc32c, source, target_key, target_etag, target_version, copied_at, verified_at, attempts, last_error, conflict, updated_at"
@@ -344,24 +334,24 @@ func (s *Postgres) init(ctx context.Context, opts Options) error {
 	if opts.Scratch {
 		return s.makeScratch(ctx, have)
 	}
-	if opts.ReadOnly && len(have) < len(pgTables) {
-		return fmt.Errorf("schema %q: %w", s.real, errNoState)
-	}
 	latest := len(s.steps)
 	v, err := pgVersion(ctx, s.pool, s.real)
 	if err != nil {
 		return err
 	}
+	if opts.ReadOnly && !hasTables(have, max(v, 1)) {
+		return fmt.Errorf("schema %q: %w", s.real, errNoState)
+	}
 	switch {
 	case v > latest:
 		return s.newerError(v, latest)
-	case v == latest && len(have) == len(pgTables):
+	case v == latest && hasTables(have, v):
 		return nil
 	case opts.ReadOnly:
-		if readableAs(v, latest) {
-			return nil
-		}
-		return &OlderStateError{State: s.stateName(), Version: v, Supported: latest}
+		// A read-only open may not upgrade: it reads the older layout as the
+		// upgrade would convert it (every older version has version 1's tables).
+		s.legacy = v < pgOneRowVersion && latest >= pgOneRowVersion
+		return nil
 	}
 	return s.upgrade(ctx)
 }
@@ -388,9 +378,10 @@ var pgSteps = []pgStep{
 	// PostgreSQL state counts with queries, so concurrent workers do not all update
 	// the same counter rows.
 	func(context.Context, pgx.Tx, func(string) string) error { return nil },
-	// 2 -> 3: nothing. Version 3 puts SQLite's replicas inside their record's row;
-	// PostgreSQL keeps its records and replicas tables (see SchemaVersion).
+	// 2 -> 3: nothing. Version 3 puts SQLite's replicas inside their record's row.
 	func(context.Context, pgx.Tx, func(string) string) error { return nil },
+	// 3 -> 4: the replicas move into their record's row (postgres_replicas.go).
+	pgToV4,
 }
 
 // pgVersionSQL creates the table that holds a schema's layout version.
@@ -468,10 +459,7 @@ var errNoState = errors.New("no checkpoint state yet (run ferry plan first)")
 
 // tablesIn reports which of the store's tables exist in schema.
 func (s *Postgres) tablesIn(ctx context.Context, schema string) (map[string]bool, error) {
-	names := make([]string, len(pgTables))
-	for i, t := range pgTables {
-		names[i] = t.name
-	}
+	names := pgTableNames()
 	rows, err := s.pool.Query(ctx, "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = $1 AND tablename = ANY($2::text[])", schema, names)
 	if err != nil {
 		return nil, err
@@ -520,7 +508,7 @@ func (s *Postgres) makeScratch(ctx context.Context, have map[string]bool) error 
 		if err := upgradeTo(ctx, tx, s.steps, inScratch, 0, layout); err != nil {
 			return err
 		}
-		for _, t := range pgTables {
+		for _, t := range pgTablesAt(layout) {
 			if !have[t.name] {
 				continue
 			}
@@ -540,7 +528,7 @@ func (s *Postgres) makeScratch(ctx context.Context, have map[string]bool) error 
 	}
 	s.schema, s.qual, s.scratch = name, scratch, true
 	// Fresh tables have no statistics; give the planner some.
-	if _, err := s.pool.Exec(ctx, "ANALYZE "+scratch+".records, "+scratch+".replicas, "+scratch+".listing"); err != nil {
+	if _, err := s.pool.Exec(ctx, "ANALYZE "+scratch+".records, "+scratch+".listing"); err != nil {
 		return s.dropScratch(ctx, err)
 	}
 	return nil
@@ -576,7 +564,12 @@ func (s *Postgres) Close() error {
 }
 
 // sql qualifies the tables of q ("@.name") with the store's schema.
-func (s *Postgres) sql(q string) string { return strings.ReplaceAll(q, "@.", s.qual+".") }
+func (s *Postgres) sql(q string) string {
+	if s.legacy {
+		q = strings.ReplaceAll(q, "FROM @.records r ", "FROM "+pgLegacyRecords+" r ")
+	}
+	return strings.ReplaceAll(q, "@.", s.qual+".")
+}
 
 // ---- errors and secrets ----
 
@@ -992,47 +985,32 @@ func (r pgReader) records(ctx context.Context, query string, args []any) ([]Reco
 
 // ---- records ----
 
+// pgReadCols are the columns a read of records selects: pgRecCols and the replicas.
+var pgReadCols = pgRecCols + ", replicas"
+
 type pgRecScan struct {
 	r          Record
 	st         string
 	cp, vf, up int64
+	reps       []byte
 }
 
 func (x *pgRecScan) dest() []any {
 	r := &x.r
 	return []any{&r.Key, &r.User, &r.Size, &x.st, &r.SHA256, &r.CRC32C, &r.Source, &r.TargetKey, &r.TargetETag, &r.TargetVersion,
-		&x.cp, &x.vf, &r.Attempts, &r.LastError, &r.Conflict, &x.up}
+		&x.cp, &x.vf, &r.Attempts, &r.LastError, &r.Conflict, &x.up, &x.reps}
 }
 
-func (x *pgRecScan) record() Record {
+func (x *pgRecScan) record() (Record, error) {
 	r := x.r
 	r.State = RecordState(x.st)
 	r.CopiedAt, r.VerifiedAt, r.UpdatedAt = fromNanos(x.cp), fromNanos(x.vf), fromNanos(x.up)
-	r.Replicas = nil
-	return r
+	var err error
+	r.Replicas, err = pgReplicasFrom(r.Key, x.reps)
+	return r, err
 }
 
-type pgRepScan struct {
-	key, st        string
-	p              Replica
-	mt, in, de, pu int64
-}
-
-func (x *pgRepScan) dest() []any {
-	p := &x.p
-	return []any{&x.key, &p.Site, &p.SiteKey, &p.Primary, &p.Size, &p.ETag, &p.Version, &x.mt, &p.SHA256, &x.st, &p.Stage, &p.Mode, &p.Handle,
-		&x.in, &x.de, &x.pu, &p.ConfirmedAbsent, &p.LastError}
-}
-
-func (x *pgRepScan) replica() Replica {
-	p := x.p
-	p.State = ReplicaState(x.st)
-	p.ModTime, p.IntentAt, p.DeletedAt, p.PurgedAt = fromNanos(x.mt), fromNanos(x.in), fromNanos(x.de), fromNanos(x.pu)
-	return p
-}
-
-// readRecords runs a query for records (pgRecCols, in key order) and loads their
-// replicas, in tx.
+// readRecords runs a query for records (pgReadCols) in tx.
 func (s *Postgres) readRecords(ctx context.Context, tx pgx.Tx, query string, args []any) ([]Record, error) {
 	rows, err := tx.Query(ctx, s.sql(query), args...)
 	if err != nil {
@@ -1040,84 +1018,35 @@ func (s *Postgres) readRecords(ctx context.Context, tx pgx.Tx, query string, arg
 	}
 	var page []Record
 	var rs pgRecScan
-	if _, err := pgx.ForEachRow(rows, rs.dest(), func() error {
-		page = append(page, rs.record())
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if len(page) == 0 {
-		return nil, nil
-	}
-	keys := make([]string, len(page))
-	idx := make(map[string]int, len(page))
-	for i, r := range page {
-		keys[i] = r.Key
-		idx[r.Key] = i
-	}
-	rows, err = tx.Query(ctx, s.sql("SELECT "+pgRepCols+" FROM @.replicas WHERE key = ANY($1::text[]) ORDER BY key, site"), keys)
-	if err != nil {
-		return nil, err
-	}
-	var ps pgRepScan
-	_, err = pgx.ForEachRow(rows, ps.dest(), func() error {
-		if i, ok := idx[ps.key]; ok {
-			page[i].Replicas = append(page[i].Replicas, ps.replica())
-		}
-		return nil
+	_, err = pgx.ForEachRow(rows, rs.dest(), func() error {
+		r, err := rs.record()
+		page = append(page, r)
+		return err
 	})
 	return page, err
 }
 
-// pgGetSQL reads a record and its replicas in one statement (one snapshot, one round
-// trip): the replica columns of a record without replicas are NULL, read as zero.
-var pgGetSQL = func() string {
-	var b strings.Builder
-	b.WriteString("SELECT ")
-	for _, c := range strings.Split(pgRecCols, ", ") {
-		b.WriteString("r." + c + ", ")
-	}
-	b.WriteString("p.key IS NOT NULL")
-	for _, c := range strings.Split(pgRepCols, ", ") {
-		zero := "''"
-		switch c {
-		case "size", "mtime", "intent_at", "deleted_at", "purged_at":
-			zero = "0"
-		case "primary_site", "confirmed_absent":
-			zero = "false"
-		}
-		fmt.Fprintf(&b, ", COALESCE(p.%s, %s)", c, zero)
-	}
-	b.WriteString(" FROM @.records r LEFT JOIN @.replicas p ON p.key = r.key WHERE r.key = $1 ORDER BY p.site")
-	return b.String()
-}()
+// pgGetSQL reads one record with its replicas.
+const pgGetSQL = "SELECT r.key, r.user_name, r.size, r.state, r.sha256, r.crc32c, r.source, r.target_key, r.target_etag, r.target_version, " +
+	"r.copied_at, r.verified_at, r.attempts, r.last_error, r.conflict, r.updated_at, r.replicas FROM @.records r WHERE r.key = $1"
 
 func (s *Postgres) Get(ctx context.Context, key string) (Record, bool, error) {
 	if !pgText(key) {
 		return Record{}, false, nil
 	}
-	rows, err := s.pool.Query(ctx, s.sql(pgGetSQL), s.pointMode, key)
-	if err != nil {
-		return Record{}, false, s.wrap("get", err)
-	}
 	var rs pgRecScan
-	var ps pgRepScan
-	var has bool
-	var r Record
-	found := false
-	_, err = pgx.ForEachRow(rows, append(append(rs.dest(), &has), ps.dest()...), func() error {
-		if !found {
-			r, found = rs.record(), true
-		}
-		if has {
-			r.Replicas = append(r.Replicas, ps.replica())
-		}
-		return nil
-	})
+	err := s.pool.QueryRow(ctx, s.sql(pgGetSQL), s.pointMode, key).Scan(rs.dest()...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Record{}, false, nil
+	}
 	if err != nil {
 		return Record{}, false, s.wrap("get", err)
 	}
-	return r, found, nil
+	r, err := rs.record()
+	if err != nil {
+		return Record{}, false, s.wrap("get", err)
+	}
+	return r, true, nil
 }
 
 const pgRecPage = 1024
@@ -1159,8 +1088,8 @@ func storable[T ~string](in []T) []T {
 
 // pgRecColumns holds records column by column, for one statement over arrays.
 type pgRecColumns struct {
-	key, user, state, sha, crc, source, tkey, tetag, tver, lastErr, conflict []string
-	size, copied, verified, attempts                                         []int64
+	key, user, state, sha, crc, source, tkey, tetag, tver, lastErr, conflict, replicas []string
+	size, copied, verified, attempts                                                   []int64
 }
 
 func (c *pgRecColumns) add(r *Record) error {
@@ -1168,48 +1097,47 @@ func (c *pgRecColumns) add(r *Record) error {
 		"crc32c", r.CRC32C, "source", r.Source, "target key", r.TargetKey, "target etag", r.TargetETag, "target version", r.TargetVersion); err != nil {
 		return err
 	}
+	reps, err := pgReplicasJSON(r)
+	if err != nil {
+		return err
+	}
 	c.key, c.user, c.size, c.state = append(c.key, r.Key), append(c.user, r.User), append(c.size, r.Size), append(c.state, string(r.State))
 	c.sha, c.crc, c.source = append(c.sha, r.SHA256), append(c.crc, r.CRC32C), append(c.source, r.Source)
 	c.tkey, c.tetag, c.tver = append(c.tkey, r.TargetKey), append(c.tetag, r.TargetETag), append(c.tver, r.TargetVersion)
 	c.copied, c.verified, c.attempts = append(c.copied, nanos(r.CopiedAt)), append(c.verified, nanos(r.VerifiedAt)), append(c.attempts, int64(r.Attempts))
 	c.lastErr, c.conflict = append(c.lastErr, pgMessage(r.LastError)), append(c.conflict, pgMessage(r.Conflict))
+	c.replicas = append(c.replicas, reps)
 	return nil
 }
 
-// args are in pgRecCols order, without updated_at.
+// args are in pgSaveSQL's order, without updated_at.
 func (c *pgRecColumns) args() []any {
-	return []any{c.key, c.user, c.size, c.state, c.sha, c.crc, c.source, c.tkey, c.tetag, c.tver, c.copied, c.verified, c.attempts, c.lastErr, c.conflict}
+	return []any{c.key, c.user, c.size, c.state, c.sha, c.crc, c.source, c.tkey, c.tetag, c.tver, c.copied, c.verified, c.attempts,
+		c.lastErr, c.conflict, c.replicas}
 }
 
-// pgRepColumns holds replicas column by column.
-type pgRepColumns struct {
-	key, site, siteKey, etag, version, sha, state, stage, mode, handle, lastErr []string
-	primary, absent                                                             []bool
-	size, mtime, intent, deleted, purged                                        []int64
-}
-
-func (c *pgRepColumns) add(key string, p *Replica) error {
-	if err := checkText("record "+strconv.Quote(key), "site", p.Site, "site key", p.SiteKey, "etag", p.ETag, "version", p.Version,
-		"sha256", p.SHA256, "replica state", string(p.State), "stage", p.Stage, "mode", p.Mode, "handle", p.Handle); err != nil {
-		return err
+// pgSaveSQL upserts records from arrays, one row per record with its replicas, and
+// changes only a stored record that differs: a record saved unchanged keeps its row
+// (and its updated_at), and PostgreSQL writes nothing for it.
+var pgSaveSQL = func() string {
+	cols := strings.Split(pgRecCols, ", ")
+	cols = append(cols[:len(cols)-1], "replicas") // updated_at is the statement's
+	var set, differ []string
+	for _, c := range cols[1:] {
+		set = append(set, c+" = excluded."+c)
+		differ = append(differ, "r."+c)
 	}
-	c.key, c.site, c.siteKey, c.primary = append(c.key, key), append(c.site, p.Site), append(c.siteKey, p.SiteKey), append(c.primary, p.Primary)
-	c.size, c.etag, c.version, c.mtime = append(c.size, p.Size), append(c.etag, p.ETag), append(c.version, p.Version), append(c.mtime, nanos(p.ModTime))
-	c.sha, c.state, c.stage, c.mode, c.handle = append(c.sha, p.SHA256), append(c.state, string(p.State)), append(c.stage, p.Stage), append(c.mode, p.Mode), append(c.handle, p.Handle)
-	c.intent, c.deleted, c.purged = append(c.intent, nanos(p.IntentAt)), append(c.deleted, nanos(p.DeletedAt)), append(c.purged, nanos(p.PurgedAt))
-	c.absent, c.lastErr = append(c.absent, p.ConfirmedAbsent), append(c.lastErr, pgMessage(p.LastError))
-	return nil
-}
+	return `INSERT INTO @.records AS r(` + strings.Join(cols, ", ") + `, updated_at)
+		SELECT u.key, u.user_name, u.size, u.state, u.sha256, u.crc32c, u.source, u.target_key, u.target_etag, u.target_version,
+			u.copied_at, u.verified_at, u.attempts, u.last_error, u.conflict, u.replicas::jsonb, $17::int8
+		FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+			$10::text[], $11::int8[], $12::int8[], $13::int8[], $14::text[], $15::text[], $16::text[]) AS u(` + strings.Join(cols, ", ") + `)
+		ON CONFLICT (key) DO UPDATE SET ` + strings.Join(set, ", ") + `, updated_at = excluded.updated_at
+		WHERE (` + strings.Join(differ, ", ") + `) IS DISTINCT FROM (` + strings.Join(strings.Split(prefixed("excluded.", strings.Join(cols[1:], ", ")), ", "), ", ") + `)`
+}()
 
-// args are in pgRepCols order.
-func (c *pgRepColumns) args() []any {
-	return []any{c.key, c.site, c.siteKey, c.primary, c.size, c.etag, c.version, c.mtime, c.sha, c.state, c.stage, c.mode, c.handle,
-		c.intent, c.deleted, c.purged, c.absent, c.lastErr}
-}
-
-// Save upserts records with their replica sets in one transaction: the records, then
-// the old replica rows deleted and the new ones inserted, each as one statement over
-// arrays, sent in one round trip. Commit waits for the WAL flush (synchronous_commit).
+// Save upserts records with their replica sets, one statement over arrays in one
+// transaction. Commit waits for the WAL flush (synchronous_commit).
 func (s *Postgres) Save(ctx context.Context, recs []Record) error {
 	if len(recs) == 0 {
 		return nil
@@ -1222,12 +1150,12 @@ func (s *Postgres) Save(ctx context.Context, recs []Record) error {
 	return s.wrap("save", err)
 }
 
-// queueSave queues the statements that upsert recs with their replicas onto b.
+// queueSave queues the statement that upserts recs with their replicas onto b.
 func (s *Postgres) queueSave(b *pgx.Batch, recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	// The last write of a key wins; within a record, the last replica of a site.
+	// The last write of a key wins.
 	last := make(map[string]int, len(recs))
 	for i := range recs {
 		last[recs[i].Key] = i
@@ -1240,40 +1168,13 @@ func (s *Postgres) queueSave(b *pgx.Batch, recs []Record) error {
 	}
 	// Key order: concurrent writers lock rows in the same order.
 	slices.SortFunc(uniq, func(a, b *Record) int { return strings.Compare(a.Key, b.Key) })
-
 	var rc pgRecColumns
-	var pc pgRepColumns
 	for _, r := range uniq {
 		if err := rc.add(r); err != nil {
 			return err
 		}
-		for j := range r.Replicas {
-			if slices.ContainsFunc(r.Replicas[j+1:], func(q Replica) bool { return q.Site == r.Replicas[j].Site }) {
-				continue // a later replica of the same site replaces this one
-			}
-			if err := pc.add(r.Key, &r.Replicas[j]); err != nil {
-				return err
-			}
-		}
 	}
-	now := time.Now().UnixNano()
-	upsert := s.sql(`INSERT INTO @.records(` + pgRecCols + `)
-		SELECT u.*, $16::int8 FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[],
-			$8::text[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::int8[], $14::text[], $15::text[]) u
-		ON CONFLICT (key) DO UPDATE SET user_name = excluded.user_name, size = excluded.size, state = excluded.state,
-			sha256 = excluded.sha256, crc32c = excluded.crc32c, source = excluded.source, target_key = excluded.target_key,
-			target_etag = excluded.target_etag, target_version = excluded.target_version, copied_at = excluded.copied_at,
-			verified_at = excluded.verified_at, attempts = excluded.attempts, last_error = excluded.last_error,
-			conflict = excluded.conflict, updated_at = excluded.updated_at`)
-	del := s.sql(`DELETE FROM @.replicas WHERE key = ANY($1::text[])`)
-	ins := s.sql(`INSERT INTO @.replicas(` + pgRepCols + `)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int8[], $6::text[], $7::text[], $8::int8[], $9::text[],
-			$10::text[], $11::text[], $12::text[], $13::text[], $14::int8[], $15::int8[], $16::int8[], $17::bool[], $18::text[])`)
-	b.Queue(upsert, append(rc.args(), now)...)
-	b.Queue(del, rc.key)
-	if len(pc.key) > 0 {
-		b.Queue(ins, pc.args()...)
-	}
+	b.Queue(s.sql(pgSaveSQL), append(rc.args(), time.Now().UnixNano())...)
 	return nil
 }
 
@@ -1322,7 +1223,7 @@ func (s *Postgres) Stats(ctx context.Context, now time.Time) (Stats, error) {
 	since := now.Add(-RecentWindow).UnixNano()
 	err := s.readTx(ctx, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
-		b.Queue(s.sql("SELECT state, count(*), COALESCE(sum(size), 0)::bigint FROM @.records GROUP BY state")).Query(func(rows pgx.Rows) error {
+		b.Queue(s.sql("SELECT r.state, count(*), COALESCE(sum(r.size), 0)::bigint FROM @.records r GROUP BY r.state")).Query(func(rows pgx.Rows) error {
 			var k string
 			var c Count
 			_, err := pgx.ForEachRow(rows, []any{&k, &c.N, &c.Bytes}, func() error {
@@ -1331,32 +1232,43 @@ func (s *Postgres) Stats(ctx context.Context, now time.Time) (Stats, error) {
 			})
 			return err
 		})
-		for _, q := range []struct {
-			sql string
-			m   map[string]map[ReplicaState]Count
-		}{
-			{"SELECT site, state, count(*), COALESCE(sum(size), 0)::bigint FROM @.replicas GROUP BY site, state", st.ReplicasSite},
-			{"SELECT stage, state, count(*), COALESCE(sum(size), 0)::bigint FROM @.replicas WHERE stage <> '' GROUP BY stage, state", st.StageCounts},
-		} {
-			b.Queue(s.sql(q.sql)).Query(func(rows pgx.Rows) error {
-				var a, k string
-				var c Count
-				_, err := pgx.ForEachRow(rows, []any{&a, &k, &c.N, &c.Bytes}, func() error {
-					if q.m[a] == nil {
-						q.m[a] = map[ReplicaState]Count{}
+		// The replicas' counts by site and by stage, and the recent deletions, in one
+		// pass over the rows' jsonb: a row per (site, state), a row per (stage,
+		// state), and one (bySite NULL) for the deletions.
+		b.Queue(s.sql(`SELECT GROUPING(p.site, p.stage), COALESCE(p.site, ''), COALESCE(p.stage, ''), COALESCE(p.state, ''),
+				count(*), COALESCE(sum(p.size), 0)::bigint, count(*) FILTER (WHERE p.deleted_at > $1)
+			FROM @.records r CROSS JOIN LATERAL jsonb_to_recordset(r.replicas) AS p(site text, stage text, state text, size int8, deleted_at int8)
+			GROUP BY GROUPING SETS ((p.site, p.state), (p.stage, p.state), ())`), since).Query(func(rows pgx.Rows) error {
+			var set int
+			var site, stage, state string
+			var c Count
+			var deleted int64
+			_, err := pgx.ForEachRow(rows, []any{&set, &site, &stage, &state, &c.N, &c.Bytes, &deleted}, func() error {
+				m, k := st.ReplicasSite, site
+				switch set {
+				case 1: // (site, state): stage is grouped out
+				case 2: // (stage, state)
+					if stage == "" {
+						return nil // replicas in no stage
 					}
-					q.m[a][ReplicaState(k)] = c
+					m, k = st.StageCounts, stage
+				default: // ()
+					st.Recent["deleted"] = deleted
 					return nil
-				})
-				return err
+				}
+				if m[k] == nil {
+					m[k] = map[ReplicaState]Count{}
+				}
+				m[k][ReplicaState(state)] = c
+				return nil
 			})
-		}
-		b.Queue(s.sql(`SELECT (SELECT count(*) FROM @.records WHERE copied_at > $1),
-			(SELECT count(*) FROM @.records WHERE verified_at > $1),
-			(SELECT count(*) FROM @.replicas WHERE deleted_at > $1)`), since).QueryRow(func(row pgx.Row) error {
-			var c, v, d int64
-			err := row.Scan(&c, &v, &d)
-			st.Recent["copied"], st.Recent["verified"], st.Recent["deleted"] = c, v, d
+			return err
+		})
+		b.Queue(s.sql(`SELECT count(*) FILTER (WHERE r.copied_at > $1), count(*) FILTER (WHERE r.verified_at > $1)
+			FROM @.records r`), since).QueryRow(func(row pgx.Row) error {
+			var c, v int64
+			err := row.Scan(&c, &v)
+			st.Recent["copied"], st.Recent["verified"] = c, v
 			return err
 		})
 		return tx.SendBatch(ctx, b).Close()

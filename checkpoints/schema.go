@@ -26,6 +26,12 @@ import (
 //     and Save keeps the tallies (sqlite_upgrade.go converts the rows). A read-only
 //     open of an older SQLite state reads an upgraded private copy. PostgreSQL's
 //     layout is unchanged (its step is empty).
+//   - 4: PostgreSQL keeps one row per record too: the replicas table's rows move
+//     into a jsonb column of their record's row (postgres_replicas.go), and Save
+//     rewrites only the records that changed. A read-only open of an older
+//     PostgreSQL state reads it through a view that builds that column in the
+//     query (it may not upgrade, nor make a copy). SQLite's layout is unchanged
+//     (its step is empty, and a read-only open reads a version 3 file as it is).
 //
 // On open (read-write) a state older than SchemaVersion is upgraded in place by the
 // steps from its version on (sqliteSteps, pgSteps: step i takes version i to i+1),
@@ -34,7 +40,7 @@ import (
 // ferry is refused with a *NewerStateError and never modified.
 //
 // A future layout change is one more step on each list and SchemaVersion+1.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // NewerStateError is returned by Open for a state written by a newer ferry: this
 // ferry cannot know its layout, so it neither reads nor changes it.
@@ -61,8 +67,3 @@ func (e *OlderStateError) Error() string {
 	return fmt.Sprintf("state %s has layout version %d and this ferry reads version %d: "+
 		"a command that writes the state (ferry plan, ferry run) upgrades it in place first", e.State, e.Version, e.Supported)
 }
-
-// readableAs reports whether a PostgreSQL state at version v can be read, without
-// upgrading, by this ferry: every version so far only added to version 1's tables
-// there (an unversioned state, version 0, has version 1's tables).
-func readableAs(v, latest int) bool { return v <= latest }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -118,47 +119,192 @@ func TestPostgresFreshStateIsCurrent(t *testing.T) {
 	}
 }
 
-// TestPostgresUpgradesUnversioned: a schema of today's layout without its
-// schema_version table (as the ferries before versioning left it) is upgraded on
-// open and keeps every record, replica, meta value and stage.
-func TestPostgresUpgradesUnversioned(t *testing.T) {
-	ctx := context.Background()
-	dsn, schema, c := pgVersionTest(t)
-	s, err := OpenPostgres(ctx, dsn, Options{})
+// pgLegacyState makes schema (of dsn) a state as a ferry of layout version v (1 to
+// 3) left it: the real upgrade steps up to v and no further, its version v.
+func pgLegacyState(t *testing.T, dsn string, v int) {
+	t.Helper()
+	if v < 1 || v >= pgOneRowVersion {
+		t.Fatalf("pgLegacyState: version %d", v)
+	}
+	s, err := openPostgres(context.Background(), dsn, Options{}, pgSteps[:v])
 	if err != nil {
 		t.Fatal(err)
 	}
-	seedState(t, s, 2000)
-	wantRecs, wantMeta, wantStages := readAll(t, s)
 	s.Close()
-	if _, err := c.Exec(ctx, "DROP TABLE "+pgx.Identifier{schema, "schema_version"}.Sanitize()); err != nil {
+}
+
+// pgLegacySeed writes into a legacy state (pgLegacyState) what seedState writes into
+// a current one, as ferries before layout version 4 wrote it (a row in records, one
+// per replica in replicas), and returns the records as a current ferry should read
+// them back.
+func pgLegacySeed(t *testing.T, c *pgx.Conn, schema string, n int) []Record {
+	t.Helper()
+	ctx := context.Background()
+	q := pgx.Identifier{schema}.Sanitize()
+	recs := seedRecords(n)
+	b := &pgx.Batch{}
+	for i := range recs {
+		r := &recs[i]
+		r.UpdatedAt = legacyUpdatedAt
+		b.Queue("INSERT INTO "+q+".records("+pgRecCols+") VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+			r.Key, r.User, r.Size, string(r.State), r.SHA256, r.CRC32C, r.Source, r.TargetKey, r.TargetETag, r.TargetVersion,
+			nanos(r.CopiedAt), nanos(r.VerifiedAt), r.Attempts, r.LastError, r.Conflict, nanos(r.UpdatedAt))
+		for _, p := range r.Replicas {
+			b.Queue("INSERT INTO "+q+".replicas("+pgRepCols+") VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+				r.Key, p.Site, p.SiteKey, p.Primary, p.Size, p.ETag, p.Version, nanos(p.ModTime), p.SHA256, string(p.State), p.Stage, p.Mode,
+				p.Handle, nanos(p.IntentAt), nanos(p.DeletedAt), nanos(p.PurgedAt), p.ConfirmedAbsent, p.LastError)
+		}
+	}
+	b.Queue("INSERT INTO " + q + ".meta(k, v) VALUES('plan_digest', 'd1')")
+	b.Queue("INSERT INTO " + q + ".stages(name, ord, mode, state) VALUES('one', 1, 'soft', 'pending')")
+	if err := c.SendBatch(ctx, b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(recs, func(a, b Record) int { return strings.Compare(a.Key, b.Key) })
+	return recs
+}
+
+// TestPgLegacyStateIsOld: pgLegacyState and pgLegacySeed write the old layout, which
+// the upgrade then has to convert (the tests built on them would prove nothing
+// against a state that is already new).
+func TestPgLegacyStateIsOld(t *testing.T) {
+	dsn, schema, c := pgVersionTest(t)
+	pgLegacyState(t, dsn, 3)
+	pgLegacySeed(t, c, schema, 10)
+	var reps int
+	if err := c.QueryRow(context.Background(), "SELECT count(*) FROM "+pgx.Identifier{schema, "replicas"}.Sanitize()).Scan(&reps); err != nil {
+		t.Fatal(err)
+	}
+	if v := pgStoredVersion(t, c, schema); reps != 20 || v != 3 {
+		t.Fatalf("legacy state: %d replica rows, version %d", reps, v)
+	}
+}
+
+// TestPostgresUpgradesOlderLayouts: a state of layout version 1 (also unversioned,
+// as the ferries before versioning left it) or 3 is read by a read-only open as the
+// upgrade would convert it, leaving it as it was, and is upgraded in place by an
+// open that writes, keeping every record with its replicas, its counts, meta value
+// and stage; the replicas table is gone after.
+func TestPostgresUpgradesOlderLayouts(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name       string
+		v, stamped int
+	}{{"unversioned", 1, 0}, {"version 1", 1, 1}, {"version 3", 3, 3}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dsn, schema, c := pgVersionTest(t)
+			pgLegacyState(t, dsn, tc.v)
+			want := pgLegacySeed(t, c, schema, 2000)
+			// Some replicas in other states, so that the counts have something to count.
+			if _, err := c.Exec(ctx, "UPDATE "+pgx.Identifier{schema, "replicas"}.Sanitize()+
+				" SET state = 'deleted', deleted_at = 1700000000000000000, last_error = 'x' WHERE key LIKE 'user03/%' AND site = 'b'"); err != nil {
+				t.Fatal(err)
+			}
+			for i := range want {
+				if strings.HasPrefix(want[i].Key, "user03/") {
+					want[i].Replicas[1].State, want[i].Replicas[1].DeletedAt, want[i].Replicas[1].LastError = Deleted, time.Unix(0, 1700000000000000000).UTC(), "x"
+				}
+			}
+			if tc.stamped == 0 {
+				if _, err := c.Exec(ctx, "DROP TABLE "+pgx.Identifier{schema, "schema_version"}.Sanitize()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := pgVersionDump(t, c, schema)
+			if v := pgStoredVersion(t, c, schema); v != tc.stamped {
+				t.Fatalf("legacy state at version %d, want %d", v, tc.stamped)
+			}
+
+			ro, err := OpenPostgres(ctx, dsn, Options{ReadOnly: true})
+			if err != nil {
+				t.Fatalf("read-only open: %v", err)
+			}
+			got, meta, stages := readAll(t, ro)
+			if !reflect.DeepEqual(got, want) || meta != "d1" || len(stages) != 1 {
+				t.Errorf("read-only: %d records (want %d), meta %q, stages %+v", len(got), len(want), meta, stages)
+			}
+			roStats, err := ro.Stats(ctx, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var staged []Record
+			if err := ro.Records(ctx, Query{Stage: "two", ReplicaStates: []ReplicaState{Deleted}}, func(r Record) error {
+				staged = append(staged, r)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if n := strings.Count(fmt.Sprint(pgKeys(want)), "user03/"); len(staged) != n || n == 0 {
+				t.Errorf("read-only: %d records with a deleted replica in stage two, want %d", len(staged), n)
+			}
+			if err := ro.SetMeta(ctx, "migration", "other"); err == nil {
+				t.Error("the read-only open took a write")
+			}
+			ro.Close()
+			if after := pgVersionDump(t, c, schema); !slices.Equal(after, before) {
+				t.Fatalf("a read-only open changed the state")
+			}
+
+			s, err := OpenPostgres(ctx, dsn, Options{})
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			got, meta, stages = readAll(t, s)
+			stats, err := s.Stats(ctx, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			if !reflect.DeepEqual(got, want) || meta != "d1" || len(stages) != 1 || stages[0].Name != "one" {
+				i := 0
+				for i < min(len(got), len(want)) && reflect.DeepEqual(got[i], want[i]) {
+					i++
+				}
+				t.Fatalf("the upgrade changed the state: %d records (want %d), first difference at %d; meta %q, stages %+v", len(got), len(want), i, meta, stages)
+			}
+			if !reflect.DeepEqual(stats, roStats) || stats.ReplicasSite["b"][Deleted].N == 0 || stats.StageCounts["one"][Identical].N != 2000 {
+				t.Errorf("counts after the upgrade %+v, read-only before it %+v", stats, roStats)
+			}
+			if v := pgStoredVersion(t, c, schema); v != SchemaVersion {
+				t.Errorf("after the upgrade: version %d, want %d", v, SchemaVersion)
+			}
+			for _, l := range pgVersionDump(t, c, schema) {
+				if strings.HasPrefix(l, "replicas.") {
+					t.Fatalf("the upgrade kept the replicas table: %s", l)
+				}
+			}
+		})
+	}
+}
+
+func pgKeys(recs []Record) []string {
+	var out []string
+	for _, r := range recs {
+		if r.Replicas[1].State == Deleted {
+			out = append(out, r.Key)
+		}
+	}
+	return out
+}
+
+// TestPostgresUpgradeRefusesOrphanReplicas: a version 3 state holding a replica row
+// without its record (which no ferry writes) is not upgraded, and not changed.
+func TestPostgresUpgradeRefusesOrphanReplicas(t *testing.T) {
+	ctx := context.Background()
+	dsn, schema, c := pgVersionTest(t)
+	pgLegacyState(t, dsn, 3)
+	pgLegacySeed(t, c, schema, 10)
+	if _, err := c.Exec(ctx, "INSERT INTO "+pgx.Identifier{schema, "replicas"}.Sanitize()+
+		"(key, site, site_key, size, state) VALUES('zz/orphan', 'virginia', 'zz/orphan', 1, 'present')"); err != nil {
 		t.Fatal(err)
 	}
 	before := pgVersionDump(t, c, schema)
-	if v := pgStoredVersion(t, c, schema); v != 0 {
-		t.Fatalf("version %d after dropping its table", v)
+	_, err := OpenPostgres(ctx, dsn, Options{})
+	if err == nil || !strings.Contains(err.Error(), `"zz/orphan"`) || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("open of a state with an orphan replica row: %v", err)
 	}
-
-	ro, err := OpenPostgres(ctx, dsn, Options{ReadOnly: true})
-	if err != nil {
-		t.Fatalf("read-only open of an unversioned state: %v", err)
-	}
-	ro.Close()
 	if after := pgVersionDump(t, c, schema); !slices.Equal(after, before) {
-		t.Fatalf("a read-only open changed an unversioned state")
-	}
-
-	s, err = OpenPostgres(ctx, dsn, Options{})
-	if err != nil {
-		t.Fatalf("open of an unversioned state: %v", err)
-	}
-	gotRecs, gotMeta, gotStages := readAll(t, s)
-	s.Close()
-	if !reflect.DeepEqual(gotRecs, wantRecs) || gotMeta != wantMeta || !reflect.DeepEqual(gotStages, wantStages) {
-		t.Errorf("the upgrade changed the state: %d records (want %d), meta %q (want %q)", len(gotRecs), len(wantRecs), gotMeta, wantMeta)
-	}
-	if v := pgStoredVersion(t, c, schema); v != SchemaVersion {
-		t.Errorf("after the upgrade: version %d, want %d", v, SchemaVersion)
+		t.Fatalf("the refused upgrade changed the state")
 	}
 }
 
@@ -170,19 +316,24 @@ func TestPostgresUpgradeAtomic(t *testing.T) {
 	for _, unversioned := range []bool{false, true} {
 		t.Run(fmt.Sprint("unversioned=", unversioned), func(t *testing.T) {
 			dsn, schema, c := pgVersionTest(t)
-			s, err := OpenPostgres(ctx, dsn, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			seedState(t, s, 300)
-			s.Close()
 			if unversioned {
+				// Version 1's tables without a version: every step runs, then the
+				// failing one.
+				pgLegacyState(t, dsn, 1)
+				pgLegacySeed(t, c, schema, 300)
 				if _, err := c.Exec(ctx, "DROP TABLE "+pgx.Identifier{schema, "schema_version"}.Sanitize()); err != nil {
 					t.Fatal(err)
 				}
+			} else {
+				s, err := OpenPostgres(ctx, dsn, Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				seedState(t, s, 300)
+				s.Close()
 			}
 			before := pgVersionDump(t, c, schema)
-			_, err = openPostgres(ctx, dsn, Options{}, steps)
+			_, err := openPostgres(ctx, dsn, Options{}, steps)
 			if err == nil || !strings.Contains(err.Error(), "step failed on purpose") ||
 				!strings.Contains(err.Error(), fmt.Sprintf("from version %d to %d", SchemaVersion, SchemaVersion+1)) {
 				t.Fatalf("open with a failing step: %v", err)

@@ -538,3 +538,35 @@ func TestWhyNamesTheCause(t *testing.T) {
 		}
 	}
 }
+
+// TestSQLiteReadsVersion3InPlace: version 4 changed nothing in SQLite (it is
+// PostgreSQL's), so a read-only open of a version 3 state reads the file itself, not
+// an upgraded copy, and changes nothing; an open that writes stamps it version 4.
+func TestSQLiteReadsVersion3InPlace(t *testing.T) {
+	ctx := context.Background()
+	path := newSQLiteState(t, 100)
+	setUserVersion(t, path, 3)
+	before := sqliteDump(t, path)
+	ro, err := OpenSQLite(ctx, path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("read-only open of a version 3 state: %v", err)
+	}
+	if ro.Snapshot() {
+		t.Error("a read-only open of a version 3 state copied it")
+	}
+	if got, meta, _ := readAll(t, ro); len(got) != 100 || meta != "d1" {
+		t.Errorf("read-only: %d records, meta %q", len(got), meta)
+	}
+	ro.Close()
+	if after := sqliteDump(t, path); !slices.Equal(after, before) {
+		t.Fatalf("a read-only open changed the state:\n%s", diffLines(after, before))
+	}
+	s, err := OpenSQLite(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if d := sqliteDump(t, path); d[0] != fmt.Sprintf("user_version %d", SchemaVersion) || !slices.Equal(d[1:], before[1:]) {
+		t.Errorf("after an open that writes: %s (want version %d, nothing else changed)", d[0], SchemaVersion)
+	}
+}

@@ -254,7 +254,14 @@ var sqliteSteps = []sqliteStep{
 	// 2 -> 3: one row per record, its replicas inside it; the tallies kept by Save
 	// instead of triggers (sqlite_upgrade.go).
 	upgradeToV3,
+	// 3 -> 4: nothing. Version 4 puts PostgreSQL's replicas inside their record's
+	// row, as version 3 did SQLite's.
+	func(context.Context, *sql.Tx) error { return nil },
 }
+
+// sqliteOneRowVersion is the first layout version a read-only open reads as it is:
+// the versions after it changed nothing in SQLite.
+const sqliteOneRowVersion = 3
 
 type sqlQueryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
@@ -284,7 +291,7 @@ func (s *SQLite) checkVersion(ctx context.Context, steps []sqliteStep, older boo
 	case v == latest:
 		return nil
 	case s.ro:
-		if older {
+		if older || (v >= sqliteOneRowVersion && latest >= sqliteOneRowVersion) {
 			return nil
 		}
 		// Version 3 moved the replicas into their record's row: no older layout

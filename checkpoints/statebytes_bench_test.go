@@ -98,7 +98,15 @@ func BenchmarkStateBytes(b *testing.B) {
 				b.Fatal(err)
 			}
 			var total int64
-			for _, t := range []string{"records", "replicas"} {
+			rows, err := c.Query(ctx, "SELECT tablename FROM pg_tables WHERE schemaname = $1", schema)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, t := range tables {
 				if _, err := c.Exec(ctx, "VACUUM ANALYZE "+pgx.Identifier{schema, t}.Sanitize()); err != nil {
 					b.Fatal(err)
 				}
@@ -108,7 +116,7 @@ func BenchmarkStateBytes(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			rows, err := c.Query(ctx, `SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c
+			rows, err = c.Query(ctx, `SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c
 				JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r' ORDER BY 2 DESC`, schema)
 			if err != nil {
 				b.Fatal(err)

@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T, opts checkpoints.Options) checkpo
 		{name: "ExactKeys", fn: testExactKeys},
 		{name: "SaveReplacesReplicas", fn: testSaveReplacesReplicas},
 		{name: "SaveLastWriteWins", fn: testSaveLastWriteWins},
+		{name: "SaveUnchanged", fn: testSaveUnchanged},
 		{name: "Records", fn: testRecords},
 		{name: "RecordsStageMatchesOneReplica", fn: testRecordsStageMatchesOneReplica},
 		{name: "RecordsCallbackWrites", fn: testRecordsCallbackWrites},
@@ -405,6 +406,39 @@ func testSaveLastWriteWins(t *testing.T, s checkpoints.Store) {
 	sameRecord(t, "same key twice in one Save", get(t, s, "k"), b)
 	save(t, s, b, a)
 	sameRecord(t, "same key twice in one Save", get(t, s, "k"), a)
+}
+
+// testSaveUnchanged: a record saved again as it is stored (the phases save every
+// record they look at) keeps its row: its UpdatedAt is the time of the Save that
+// last changed it. A change of any one field, or of a replica's, is a new save.
+func testSaveUnchanged(t *testing.T, s checkpoints.Store) {
+	a, other := fullRecord("k", 1), fullRecord("n", 2)
+	save(t, s, a, other)
+	stored := get(t, s, "k")
+	time.Sleep(2 * time.Millisecond) // (a store's clock may tick in microseconds)
+	again := stored
+	again.UpdatedAt = time.Time{} // the store's, not the caller's
+	save(t, s, again, other)
+	if got := get(t, s, "k"); !got.UpdatedAt.Equal(stored.UpdatedAt) {
+		t.Errorf("a Save of the record as stored moved UpdatedAt from %v to %v", stored.UpdatedAt, got.UpdatedAt)
+	}
+	for _, change := range []func(r *checkpoints.Record){
+		func(r *checkpoints.Record) { r.Attempts++ },
+		func(r *checkpoints.Record) { r.Replicas[1].PurgedAt = r.Replicas[1].PurgedAt.Add(time.Microsecond) },
+		func(r *checkpoints.Record) { r.Replicas = r.Replicas[:2] },
+	} {
+		before := get(t, s, "k")
+		changed := before
+		changed.Replicas = slices.Clone(before.Replicas)
+		change(&changed)
+		time.Sleep(2 * time.Millisecond)
+		save(t, s, changed)
+		got := get(t, s, "k")
+		sameRecord(t, "after a change", got, changed)
+		if !got.UpdatedAt.After(before.UpdatedAt) {
+			t.Errorf("a Save that changed the record kept UpdatedAt %v (was %v)", got.UpdatedAt, before.UpdatedAt)
+		}
+	}
 }
 
 // recordsFixture is n records spread over users, states, sites and stages so that each
