@@ -98,8 +98,9 @@ func benchSaveUpdate(b *testing.B, s checkpoints.Store) {
 
 // BenchmarkStats: Stats over 100,000 records with 3 replicas each, what status and
 // every phase's start and end read.
-func BenchmarkStats(b *testing.B) {
-	s := benchStore(b)
+func BenchmarkStats(b *testing.B) { benchStats(b, benchStore(b)) }
+
+func benchStats(b *testing.B, s checkpoints.Store) {
 	fill(b, s, 100000)
 	b.ReportAllocs()
 	for b.Loop() {

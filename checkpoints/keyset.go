@@ -89,12 +89,16 @@ var pgKeyset = &keysetDialect{
 		return []string{"convert_to(" + col + ", 'UTF8') <= " + arg([]byte(through))}
 	},
 	stage: func(arg func(any) string, q Query) string {
-		// Exact: the replicas are read out of the row's jsonb.
-		sub := "EXISTS (SELECT 1 FROM jsonb_to_recordset(r.replicas) AS p(stage text, state text) WHERE p.stage = " + arg(q.Stage)
-		if len(q.ReplicaStates) > 0 {
-			sub += " AND p.state = ANY(" + arg(strs(q.ReplicaStates)) + "::text[])"
+		// Exact, by jsonb containment (the row's replicas hold an object with this
+		// stage, and one of the states): no replica is taken out of the row.
+		if len(q.ReplicaStates) == 0 {
+			return "r.replicas @> " + arg(pgContains(map[string]string{"stage": q.Stage})) + "::text::jsonb"
 		}
-		return sub + ")"
+		alts := make([]string, len(q.ReplicaStates))
+		for i, st := range q.ReplicaStates {
+			alts[i] = pgContains(map[string]string{"stage": q.Stage, "state": string(st)})
+		}
+		return "r.replicas @> ANY(" + arg(alts) + "::text[]::jsonb[])"
 	},
 }
 
@@ -239,11 +243,11 @@ var unlistedStates = []string{string(Present), string(Identical), string(Diverge
 // (SQLite.Unlisted).
 func (d *keysetDialect) unlistedQuery(sites []string, after string, first bool, limit int) (string, []any) {
 	arg, args := d.binder()
-	where := []string{d.anyOf(arg, "p.site", sites), d.anyOf(arg, "p.state", unlistedStates)}
+	where := []string{d.anyOf(arg, "p->>'site'", sites), d.anyOf(arg, "p->>'state'", unlistedStates)}
 	where = append(where, d.after(arg, "r.key", after, first)...)
-	where = append(where, "NOT EXISTS (SELECT 1 FROM "+d.listing+" l WHERE l.key = COALESCE(p.site_key, '') AND l.site = p.site)")
-	q := "SELECT r.key, p.site FROM " + d.records + " r CROSS JOIN LATERAL jsonb_to_recordset(r.replicas) AS p(site text, site_key text, state text) WHERE " +
-		strings.Join(where, " AND ") + " ORDER BY r.key, p.site LIMIT " + arg(limit)
+	where = append(where, "NOT EXISTS (SELECT 1 FROM "+d.listing+" l WHERE l.key = p->>'site_key' AND l.site = p->>'site')")
+	q := "SELECT r.key, p->>'site' FROM " + d.records + " r CROSS JOIN LATERAL jsonb_array_elements(r.replicas) p WHERE " +
+		strings.Join(where, " AND ") + " ORDER BY r.key, p->>'site' LIMIT " + arg(limit)
 	return q, *args
 }
 

@@ -525,6 +525,8 @@ func benchPG(b *testing.B) *checkpoints.Postgres {
 // The same benchmarks as SQLite's, on PostgreSQL.
 func BenchmarkPostgresSave(b *testing.B)        { benchSave(b, benchPG(b)) }
 func BenchmarkPostgresRecordsScan(b *testing.B) { benchRecordsScan(b, benchPG(b)) }
+func BenchmarkPostgresSaveUpdate(b *testing.B)  { benchSaveUpdate(b, benchPG(b)) }
+func BenchmarkPostgresStats(b *testing.B)       { benchStats(b, benchPG(b)) }
 func BenchmarkPostgresListedReconcileScan(b *testing.B) {
 	benchListedReconcileScan(b, benchPG(b))
 }

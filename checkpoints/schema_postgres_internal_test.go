@@ -146,6 +146,15 @@ func pgLegacySeed(t *testing.T, c *pgx.Conn, schema string, n int) []Record {
 	for i := range recs {
 		r := &recs[i]
 		r.UpdatedAt = legacyUpdatedAt
+		if i%3 == 0 {
+			// Every replica field set somewhere, and times and sizes at the edges, so
+			// that the upgrade's SQL is held to what Save writes for each of them.
+			a, b := &r.Replicas[0], &r.Replicas[1]
+			a.Version, a.SHA256, a.Mode, a.Handle = fmt.Sprintf("v%d", i), fmt.Sprintf("%064x", i+1), "soft", ".ferry-trash/"+r.Key
+			a.IntentAt, a.PurgedAt, a.ConfirmedAbsent = time.Unix(1700000001, 5).UTC(), time.Unix(1700000002, 7).UTC(), true
+			a.DeletedAt, a.LastError = time.Unix(1700000001, 6).UTC(), `retried <2x> & "quoted"`
+			b.ModTime, b.Size = time.Date(1969, 12, 31, 23, 59, 59, 999999999, time.UTC), 5<<40+int64(i)
+		}
 		b.Queue("INSERT INTO "+q+".records("+pgRecCols+") VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
 			r.Key, r.User, r.Size, string(r.State), r.SHA256, r.CRC32C, r.Source, r.TargetKey, r.TargetETag, r.TargetVersion,
 			nanos(r.CopiedAt), nanos(r.VerifiedAt), r.Attempts, r.LastError, r.Conflict, nanos(r.UpdatedAt))
@@ -219,6 +228,10 @@ func TestPostgresUpgradesOlderLayouts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("read-only open: %v", err)
 			}
+			defer ro.Close()
+			if !ro.Reopen() {
+				t.Error("a read-only open of an older state does not ask a poller to reopen it")
+			}
 			got, meta, stages := readAll(t, ro)
 			if !reflect.DeepEqual(got, want) || meta != "d1" || len(stages) != 1 {
 				t.Errorf("read-only: %d records (want %d), meta %q, stages %+v", len(got), len(want), meta, stages)
@@ -240,11 +253,11 @@ func TestPostgresUpgradesOlderLayouts(t *testing.T) {
 			if err := ro.SetMeta(ctx, "migration", "other"); err == nil {
 				t.Error("the read-only open took a write")
 			}
-			ro.Close()
 			if after := pgVersionDump(t, c, schema); !slices.Equal(after, before) {
 				t.Fatalf("a read-only open changed the state")
 			}
 
+			// An open that writes upgrades it (while the read-only one stays open).
 			s, err := OpenPostgres(ctx, dsn, Options{})
 			if err != nil {
 				t.Fatalf("open: %v", err)
@@ -254,7 +267,29 @@ func TestPostgresUpgradesOlderLayouts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The upgrade built each record's replicas exactly as Save writes them: a
+			// Save of what was read changes no row.
+			if err := s.Save(ctx, got); err != nil {
+				t.Fatal(err)
+			}
+			again, _, _ := readAll(t, s)
 			s.Close()
+			for i := range again {
+				if !again[i].UpdatedAt.Equal(legacyUpdatedAt) {
+					t.Fatalf("record %q was rewritten by a Save of itself after the upgrade: the upgrade's replicas differ from Save's", again[i].Key)
+				}
+			}
+			ro2, err := OpenPostgres(ctx, dsn, Options{ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ro2.Reopen() {
+				t.Error("a read-only open of an upgraded state asks to be reopened")
+			}
+			if got2, _, _ := readAll(t, ro2); !reflect.DeepEqual(got2, want) {
+				t.Error("a read-only open of the upgraded state reads other records")
+			}
+			ro2.Close()
 			if !reflect.DeepEqual(got, want) || meta != "d1" || len(stages) != 1 || stages[0].Name != "one" {
 				i := 0
 				for i < min(len(got), len(want)) && reflect.DeepEqual(got[i], want[i]) {

@@ -205,6 +205,10 @@ func openSnapshot(ctx context.Context, path string, steps []sqliteStep) (*SQLite
 // as `ferry status --watch`, opens the state again to see what changed since.
 func (s *SQLite) Snapshot() bool { return s.snapshot }
 
+// Reopen reports whether a reader that polls the state (`ferry status --watch`)
+// must open it again to see what changed since it opened it: a snapshot's does.
+func (s *SQLite) Reopen() bool { return s.snapshot }
+
 // openDB opens the database at path, read-only if ro, and checks its version (older
 // lets a read-only open through at any version not newer than ours: openScratch
 // copies such a state before upgrading the copy).

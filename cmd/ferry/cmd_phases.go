@@ -209,9 +209,10 @@ while another ferry process runs. --watch redraws every few seconds.`,
 					return nil
 				case <-tick(interval):
 				}
-				if s, ok := m.State.(interface{ Snapshot() bool }); ok && s.Snapshot() {
-					// A state in an older layout is read from a copy taken at open:
-					// take it again (or read the state itself, once upgraded).
+				if s, ok := m.State.(interface{ Reopen() bool }); ok && s.Reopen() {
+					// A state in an older layout is read from a copy taken at open
+					// (SQLite) or through a view of its old tables (PostgreSQL): open
+					// it again (reading the state itself once it was upgraded).
 					m.Close()
 					if m, err = migrate.Open(ctx, o); err != nil {
 						return g.finish(cmd, nil, err, nil)
