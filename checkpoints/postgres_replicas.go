@@ -2,12 +2,12 @@ package checkpoints
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 
+	json "github.com/goccy/go-json"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -18,6 +18,10 @@ import (
 // unlisted replicas take each replica out of the array (jsonb_array_elements, its
 // fields by ->>), a stage's filter asks whether the array contains a replica of the
 // stage (@>, which takes nothing out: about 3.7x faster than the former).
+//
+// The column is encoded and decoded with goccy/go-json, encoding/json's API: it
+// decodes a page of records 1.9x faster (BenchmarkPostgresRecordsScan), where
+// encoding/json's reflection was a fifth of the pipeline's CPU on PostgreSQL.
 //
 // Each object has the replica's fields under its version 1 column names (pgRepCols
 // without key); a field at its zero value is left out, so that a replica costs
