@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -17,8 +18,15 @@ import (
 	"github.com/ferrymigrate/ferry/checkpoints/storetest"
 )
 
-// stateBytesRecords is how many records BenchmarkStateBytes stores.
-const stateBytesRecords = 100_000
+// stateBytesRecords is how many records BenchmarkStateBytes stores: 100,000, or
+// FERRY_STATE_BYTES_RECORDS (the 1e6 and 1e7 points of the extrapolation in
+// docs/benchmarks.md).
+var stateBytesRecords = func() int {
+	if n, err := strconv.Atoi(os.Getenv("FERRY_STATE_BYTES_RECORDS")); err == nil && n > 0 {
+		return n
+	}
+	return 100_000
+}()
 
 // verifiedRecord is a record as a finished copy leaves it: verified, with two
 // replicas (a primary and a backup site) proven identical, every hash and ETag set.
@@ -54,7 +62,8 @@ func fillVerified(b *testing.B, s checkpoints.Store) {
 }
 
 // BenchmarkStateBytes: the size of the state per record, for 100,000 verified
-// records with 2 replicas each (reported as B/record; the time is the fill's).
+// records (stateBytesRecords) with 2 replicas each (reported as B/record; the time
+// is the fill's).
 // SQLite: the file after Close (WAL checkpointed), plus any WAL left. PostgreSQL:
 // pg_total_relation_size (heap, indexes, TOAST) of the schema's tables after VACUUM.
 func BenchmarkStateBytes(b *testing.B) {
@@ -76,7 +85,7 @@ func BenchmarkStateBytes(b *testing.B) {
 					total += fi.Size()
 				}
 			}
-			perRecord = float64(total) / stateBytesRecords
+			perRecord = float64(total) / float64(stateBytesRecords)
 			logSQLiteBreakdown(b, path)
 		}
 		b.ReportMetric(perRecord, "B/record")
@@ -125,7 +134,7 @@ func BenchmarkStateBytes(b *testing.B) {
 			var size int64
 			_, err = pgx.ForEachRow(rows, []any{&name, &size}, func() error {
 				if size > 8192*4 {
-					b.Logf("postgres %s (with its indexes): %.0f B/record", name, float64(size)/stateBytesRecords)
+					b.Logf("postgres %s (with its indexes): %.0f B/record", name, float64(size)/float64(stateBytesRecords))
 				}
 				return nil
 			})
@@ -133,7 +142,7 @@ func BenchmarkStateBytes(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			perRecord = float64(total) / stateBytesRecords
+			perRecord = float64(total) / float64(stateBytesRecords)
 		}
 		b.ReportMetric(perRecord, "B/record")
 	})
@@ -161,7 +170,7 @@ func logSQLiteBreakdown(b *testing.B, path string) {
 			b.Fatal(err)
 		}
 		if size > 4096*4 {
-			b.Logf("sqlite %s: %.0f B/record", name, float64(size)/stateBytesRecords)
+			b.Logf("sqlite %s: %.0f B/record", name, float64(size)/float64(stateBytesRecords))
 		}
 	}
 }
