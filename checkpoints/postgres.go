@@ -345,12 +345,14 @@ func (s *Postgres) init(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if v > latest {
+		// Before the tables: a newer layout may not have this ferry's tables.
+		return s.newerError(v, latest)
+	}
 	if opts.ReadOnly && !hasTables(have, max(v, 1)) {
 		return fmt.Errorf("schema %q: %w", s.real, errNoState)
 	}
 	switch {
-	case v > latest:
-		return s.newerError(v, latest)
 	case v == latest && hasTables(have, v):
 		return nil
 	case opts.ReadOnly:
