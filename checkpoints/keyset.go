@@ -245,7 +245,7 @@ func (d *keysetDialect) unlistedQuery(sites []string, after string, first bool, 
 	arg, args := d.binder()
 	where := []string{d.anyOf(arg, "p->>'site'", sites), d.anyOf(arg, "p->>'state'", unlistedStates)}
 	where = append(where, d.after(arg, "r.key", after, first)...)
-	where = append(where, "NOT EXISTS (SELECT 1 FROM "+d.listing+" l WHERE l.key = p->>'site_key' AND l.site = p->>'site')")
+	where = append(where, "NOT EXISTS (SELECT 1 FROM "+d.listing+" l WHERE l.key = COALESCE(p->>'site_key', '') AND l.site = p->>'site')")
 	q := "SELECT r.key, p->>'site' FROM " + d.records + " r CROSS JOIN LATERAL jsonb_array_elements(r.replicas) p WHERE " +
 		strings.Join(where, " AND ") + " ORDER BY r.key, p->>'site' LIMIT " + arg(limit)
 	return q, *args

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -46,8 +47,9 @@ type Postgres struct {
 	// every lease the store sets or judges; nil: the database's clock (pgNow).
 	clock clock.Clock
 	// legacy is set by a read-only open of a state older than the one-row layout
-	// (pgOneRowVersion): its reads see the records through pgLegacyRecords.
-	legacy bool
+	// (pgOneRowVersion): its reads see the records through pgLegacyRecords, until
+	// a writer's upgrade drops the tables that view reads (legacyGone).
+	legacy atomic.Bool
 }
 
 var _ Store = (*Postgres)(nil)
@@ -255,6 +257,7 @@ func openPostgres(ctx context.Context, dsn string, opts Options, steps []pgStep)
 	// ferry's statements are short, or scans whose cost PostgreSQL overestimates
 	// (a jsonb array's elements are guessed at 100 a row): JIT compiling them costs
 	// more than it saves (140 ms of a 100,000-record Stats that then takes 180 ms).
+	// (The parameter exists from PostgreSQL 11 on: older servers refuse the session.)
 	if rp["jit"] == "" {
 		rp["jit"] = "off"
 	}
@@ -358,7 +361,7 @@ func (s *Postgres) init(ctx context.Context, opts Options) error {
 	case opts.ReadOnly:
 		// A read-only open may not upgrade: it reads the older layout as the
 		// upgrade would convert it (every older version has version 1's tables).
-		s.legacy = v < pgOneRowVersion && latest >= pgOneRowVersion
+		s.legacy.Store(v < pgOneRowVersion && latest >= pgOneRowVersion)
 		return nil
 	}
 	return s.upgrade(ctx)
@@ -556,7 +559,24 @@ func pgQuoteLiteral(v string) string { return "'" + strings.ReplaceAll(v, "'", "
 // must open it again: a read-only open of an older layout reads its tables through
 // pgLegacyRecords, which stop existing once a command that writes the state
 // upgrades it; opened again, it reads the new layout.
-func (s *Postgres) Reopen() bool { return s.legacy }
+func (s *Postgres) Reopen() bool { return s.legacy.Load() }
+
+// legacyGone reports, for a read that failed with err, whether the store read an
+// older layout through pgLegacyRecords and a writer has since upgraded the state
+// (which dropped the tables the view reads): the store then reads the new layout,
+// and the read can run again. A read in progress when the upgrade commits fails
+// so, however the reader timed its reopening.
+func (s *Postgres) legacyGone(ctx context.Context, err error) bool {
+	var pe *pgconn.PgError
+	if !s.legacy.Load() || !errors.As(err, &pe) || pe.Code != "42P01" { // undefined_table
+		return false
+	}
+	if v, verr := pgVersion(ctx, s.pool, s.real); verr != nil || v < pgOneRowVersion {
+		return false
+	}
+	s.legacy.Store(false)
+	return true
+}
 
 // Schema is the schema the store's tables are in: the DSN's, or a dry run's copy.
 func (s *Postgres) Schema() string { return s.schema }
@@ -579,7 +599,7 @@ func (s *Postgres) Close() error {
 
 // sql qualifies the tables of q ("@.name") with the store's schema.
 func (s *Postgres) sql(q string) string {
-	if s.legacy {
+	if s.legacy.Load() {
 		q = strings.ReplaceAll(q, "FROM @.records r ", "FROM "+pgLegacyRecords+" r ")
 	}
 	return strings.ReplaceAll(q, "@.", s.qual+".")
@@ -708,8 +728,15 @@ func storableOnly[T ~string](in []T) []string {
 // ---- transactions ----
 
 // readTx runs fn in a read-only REPEATABLE READ transaction: one snapshot.
+// fn builds its statements with s.sql, so that a read run again after legacyGone
+// reads the new layout.
 func (s *Postgres) readTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	err := pgx.BeginTxFunc(ctx, s.pool, opts, fn)
+	if s.legacyGone(ctx, err) {
+		err = pgx.BeginTxFunc(ctx, s.pool, opts, fn)
+	}
+	return err
 }
 
 // idleInTxTimeout is how long the server lets a ferry session sit idle inside a
@@ -1050,6 +1077,9 @@ func (s *Postgres) Get(ctx context.Context, key string) (Record, bool, error) {
 	}
 	var rs pgRecScan
 	err := s.pool.QueryRow(ctx, s.sql(pgGetSQL), s.pointMode, key).Scan(rs.dest()...)
+	if s.legacyGone(ctx, err) {
+		err = s.pool.QueryRow(ctx, s.sql(pgGetSQL), s.pointMode, key).Scan(rs.dest()...)
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Record{}, false, nil
 	}

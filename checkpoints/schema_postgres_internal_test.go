@@ -460,3 +460,90 @@ func TestPostgresConcurrentFirstOpens(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresLegacyReadDuringUpgrade: a read-only store reading an older state
+// (status --watch) whose read waits on a writer's upgrade and runs once the upgrade
+// committed (the tables its view read are gone) reads the new layout instead of
+// failing, and no longer asks to be reopened.
+func TestPostgresLegacyReadDuringUpgrade(t *testing.T) {
+	ctx := context.Background()
+	dsn, schema, c := pgVersionTest(t)
+	pgLegacyState(t, dsn, 3)
+	want := pgLegacySeed(t, c, schema, 200)
+	ro, err := OpenPostgres(ctx, dsn, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if !ro.Reopen() {
+		t.Fatal("a read-only open of a version 3 state does not read it as an older layout")
+	}
+	// Hold the records table, so that the upgrade waits, and the reads queue behind it.
+	hold, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold.Exec(ctx, "LOCK TABLE "+pgx.Identifier{schema, "records"}.Sanitize()+" IN ACCESS SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	upgraded := make(chan error, 1)
+	go func() {
+		s, err := OpenPostgres(ctx, dsn, Options{})
+		if err == nil {
+			err = s.Close()
+		}
+		upgraded <- err
+	}()
+	waitFor(t, func() bool { // the upgrade is waiting for its lock
+		var n int
+		err := c.QueryRow(ctx, "SELECT count(*) FROM pg_locks l JOIN pg_class r ON r.oid = l.relation WHERE r.relname = 'records' AND NOT l.granted").Scan(&n)
+		return err == nil && n > 0
+	})
+	type result struct {
+		st  Stats
+		rec Record
+		ok  bool
+		err error
+	}
+	reads := make(chan result, 1)
+	go func() {
+		var res result
+		if res.st, res.err = ro.Stats(ctx, time.Now()); res.err == nil {
+			res.rec, res.ok, res.err = ro.Get(ctx, want[0].Key)
+		}
+		reads <- res
+	}()
+	time.Sleep(200 * time.Millisecond) // (the read queues behind the upgrade)
+	if err := hold.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-upgraded; err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	res := <-reads
+	if res.err != nil {
+		t.Fatalf("a read of the older layout across the upgrade: %v", res.err)
+	}
+	if res.st.StageCounts["one"][Identical].N != int64(len(want)) || !res.ok || !reflect.DeepEqual(res.rec, want[0]) {
+		t.Errorf("read across the upgrade: stage one %+v, Get %v %+v", res.st.StageCounts["one"], res.ok, res.rec)
+	}
+	if ro.Reopen() {
+		t.Error("the store still asks to be reopened once it reads the upgraded state")
+	}
+	var recs []Record
+	if err := ro.Records(ctx, Query{Stage: "two"}, func(r Record) error { recs = append(recs, r); return nil }); err != nil || len(recs) != len(want) {
+		t.Errorf("Records after the upgrade: %d records, %v", len(recs), err)
+	}
+}
+
+// waitFor polls cond for up to 10 seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for range 1000 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("timed out waiting")
+}

@@ -194,7 +194,11 @@ while another ferry process runs. --watch redraws every few seconds.`,
 			if err != nil {
 				return g.finish(cmd, nil, err, nil)
 			}
-			defer func() { m.Close() }()
+			defer func() {
+				if m != nil {
+					m.Close()
+				}
+			}()
 			for {
 				res, err := m.Status(ctx, user)
 				if !watch || err != nil || g.json {
@@ -214,9 +218,12 @@ while another ferry process runs. --watch redraws every few seconds.`,
 					// (SQLite) or through a view of its old tables (PostgreSQL): open
 					// it again (reading the state itself once it was upgraded).
 					m.Close()
-					if m, err = migrate.Open(ctx, o); err != nil {
+					again, err := migrate.Open(ctx, o)
+					if err != nil {
+						m = nil // closed; the deferred Close skips it
 						return g.finish(cmd, nil, err, nil)
 					}
+					m = again
 				}
 			}
 		},
