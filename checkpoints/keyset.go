@@ -89,14 +89,14 @@ var pgKeyset = &keysetDialect{
 		return []string{"convert_to(" + col + ", 'UTF8') <= " + arg([]byte(through))}
 	},
 	stage: func(arg func(any) string, q Query) string {
-		// Exact, by jsonb containment (the row's replicas hold an object with this
-		// stage, and one of the states): no replica is taken out of the row.
-		if len(q.ReplicaStates) == 0 {
-			return "r.replicas @> " + arg(pgContains(map[string]string{"stage": q.Stage})) + "::text::jsonb"
-		}
-		alts := make([]string, len(q.ReplicaStates))
-		for i, st := range q.ReplicaStates {
-			alts[i] = pgContains(map[string]string{"stage": q.Stage, "state": string(st)})
+		// Exact, by jsonb containment: the row's replicas hold an object with this
+		// stage (and one of the states). No replica is taken out of the row.
+		alts := []string{pgContains(map[string]string{"stage": q.Stage})}
+		if len(q.ReplicaStates) > 0 {
+			alts = alts[:0]
+			for _, st := range q.ReplicaStates {
+				alts = append(alts, pgContains(map[string]string{"stage": q.Stage, "state": string(st)}))
+			}
 		}
 		return "r.replicas @> ANY(" + arg(alts) + "::text[]::jsonb[])"
 	},

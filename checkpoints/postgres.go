@@ -1068,8 +1068,7 @@ func (s *Postgres) readRecords(ctx context.Context, tx pgx.Tx, query string, arg
 }
 
 // pgGetSQL reads one record with its replicas.
-const pgGetSQL = "SELECT r.key, r.user_name, r.size, r.state, r.sha256, r.crc32c, r.source, r.target_key, r.target_etag, r.target_version, " +
-	"r.copied_at, r.verified_at, r.attempts, r.last_error, r.conflict, r.updated_at, r.replicas FROM @.records r WHERE r.key = $1"
+var pgGetSQL = "SELECT " + prefixed("r.", pgReadCols) + " FROM @.records r WHERE r.key = $1"
 
 func (s *Postgres) Get(ctx context.Context, key string) (Record, bool, error) {
 	if !pgText(key) {
@@ -1166,18 +1165,18 @@ func (c *pgRecColumns) args() []any {
 var pgSaveSQL = func() string {
 	cols := strings.Split(pgRecCols, ", ")
 	cols = append(cols[:len(cols)-1], "replicas") // updated_at is the statement's
-	var set, differ []string
+	sel := prefixed("u.", strings.Join(cols, ", ")) + "::jsonb"
+	var set, stored, saved []string
 	for _, c := range cols[1:] {
 		set = append(set, c+" = excluded."+c)
-		differ = append(differ, "r."+c)
+		stored, saved = append(stored, "r."+c), append(saved, "excluded."+c)
 	}
 	return `INSERT INTO @.records AS r(` + strings.Join(cols, ", ") + `, updated_at)
-		SELECT u.key, u.user_name, u.size, u.state, u.sha256, u.crc32c, u.source, u.target_key, u.target_etag, u.target_version,
-			u.copied_at, u.verified_at, u.attempts, u.last_error, u.conflict, u.replicas::jsonb, $17::int8
+		SELECT ` + sel + `, $17::int8
 		FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
 			$10::text[], $11::int8[], $12::int8[], $13::int8[], $14::text[], $15::text[], $16::text[]) AS u(` + strings.Join(cols, ", ") + `)
 		ON CONFLICT (key) DO UPDATE SET ` + strings.Join(set, ", ") + `, updated_at = excluded.updated_at
-		WHERE (` + strings.Join(differ, ", ") + `) IS DISTINCT FROM (` + strings.Join(strings.Split(prefixed("excluded.", strings.Join(cols[1:], ", ")), ", "), ", ") + `)`
+		WHERE (` + strings.Join(stored, ", ") + `) IS DISTINCT FROM (` + strings.Join(saved, ", ") + `)`
 }()
 
 // Save upserts records with their replica sets, one statement over arrays in one
@@ -1267,11 +1266,18 @@ func (s *Postgres) Stats(ctx context.Context, now time.Time) (Stats, error) {
 	since := now.Add(-RecentWindow).UnixNano()
 	err := s.readTx(ctx, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
-		b.Queue(s.sql("SELECT r.state, count(*), COALESCE(sum(r.size), 0)::bigint FROM @.records r GROUP BY r.state")).Query(func(rows pgx.Rows) error {
+		// The records by state, and the recent copies and verifications, in one pass.
+		b.Queue(s.sql(`SELECT r.state, count(*), COALESCE(sum(r.size), 0)::bigint,
+				count(*) FILTER (WHERE r.copied_at > $1), count(*) FILTER (WHERE r.verified_at > $1)
+			FROM @.records r GROUP BY r.state`), since).Query(func(rows pgx.Rows) error {
 			var k string
 			var c Count
-			_, err := pgx.ForEachRow(rows, []any{&k, &c.N, &c.Bytes}, func() error {
+			var copied, verified int64
+			st.Recent["copied"], st.Recent["verified"] = 0, 0
+			_, err := pgx.ForEachRow(rows, []any{&k, &c.N, &c.Bytes, &copied, &verified}, func() error {
 				st.Records[RecordState(k)] = c
+				st.Recent["copied"] += copied
+				st.Recent["verified"] += verified
 				return nil
 			})
 			return err
@@ -1307,13 +1313,6 @@ func (s *Postgres) Stats(ctx context.Context, now time.Time) (Stats, error) {
 				m[k][ReplicaState(state)] = c
 				return nil
 			})
-			return err
-		})
-		b.Queue(s.sql(`SELECT count(*) FILTER (WHERE r.copied_at > $1), count(*) FILTER (WHERE r.verified_at > $1)
-			FROM @.records r`), since).QueryRow(func(row pgx.Row) error {
-			var c, v int64
-			err := row.Scan(&c, &v)
-			st.Recent["copied"], st.Recent["verified"] = c, v
 			return err
 		})
 		return tx.SendBatch(ctx, b).Close()
