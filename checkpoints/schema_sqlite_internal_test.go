@@ -281,7 +281,7 @@ func TestSQLiteUpgradesOlderLayouts(t *testing.T) {
 			if !reflect.DeepEqual(got, want) || meta != "d1" || len(stages) != 1 {
 				t.Errorf("read-only: %d records (want %d), meta %q, stages %+v", len(got), len(want), meta, stages)
 			}
-			if !ro.Snapshot() {
+			if !ro.Reopen() {
 				t.Error("a read-only open of an older state does not say it reads a snapshot")
 			}
 			if err := ro.SetMeta(ctx, "migration", "other"); err == nil {
@@ -551,7 +551,7 @@ func TestSQLiteReadsVersion3InPlace(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read-only open of a version 3 state: %v", err)
 	}
-	if ro.Snapshot() {
+	if ro.Reopen() {
 		t.Error("a read-only open of a version 3 state copied it")
 	}
 	if got, meta, _ := readAll(t, ro); len(got) != 100 || meta != "d1" {

@@ -200,13 +200,9 @@ func openSnapshot(ctx context.Context, path string, steps []sqliteStep) (*SQLite
 	return s, nil
 }
 
-// Snapshot reports whether the store reads a copy of the state taken when it was
+// Reopen reports whether the store reads a copy of the state taken when it was
 // opened (a read-only open of a state in an older layout): a reader that polls, such
 // as `ferry status --watch`, opens the state again to see what changed since.
-func (s *SQLite) Snapshot() bool { return s.snapshot }
-
-// Reopen reports whether a reader that polls the state (`ferry status --watch`)
-// must open it again to see what changed since it opened it: a snapshot's does.
 func (s *SQLite) Reopen() bool { return s.snapshot }
 
 // openDB opens the database at path, read-only if ro, and checks its version (older
