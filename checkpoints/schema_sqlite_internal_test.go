@@ -239,7 +239,7 @@ func TestSQLiteFreshStateIsCurrent(t *testing.T) {
 func legacySeed(t *testing.T, db *sql.DB, n int) []Record {
 	t.Helper()
 	recs := seedRecords(n)
-	legacyInsert(t, db, recs)
+	legacySave(t, db, recs)
 	if _, err := db.Exec("INSERT INTO meta(k, v) VALUES('plan_digest', 'd1'); INSERT INTO stages(name, ord, mode, state) VALUES('one', 1, 'soft', 'pending')"); err != nil {
 		t.Fatal(err)
 	}

@@ -77,50 +77,6 @@ func legacySave(t *testing.T, db *sql.DB, recs []Record) {
 	}
 }
 
-// legacyInsert writes new records (none of their keys stored yet) as legacySave
-// would, in multi-row INSERTs: the same rows, and the same trigger firings in a
-// version 2 state, with a statement per 100 rows instead of four per record (the
-// upgrade tests seed up to 20,000 records, under the race detector).
-func legacyInsert(t *testing.T, db *sql.DB, recs []Record) {
-	t.Helper()
-	ctx := context.Background()
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	insert := func(table, cols string, rows [][]any) {
-		n := len(strings.Split(cols, ","))
-		for len(rows) > 0 {
-			chunk := rows[:min(100, len(rows))]
-			rows = rows[len(chunk):]
-			var args []any
-			tuples := make([]string, len(chunk))
-			for i, r := range chunk {
-				args = append(args, r...)
-				tuples[i] = "(" + placeholders(n) + ")"
-			}
-			if _, err := tx.ExecContext(ctx, "INSERT INTO "+table+"("+cols+") VALUES "+strings.Join(tuples, ","), args...); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	var recRows, repRows [][]any
-	for _, r := range recs {
-		recRows = append(recRows, []any{r.Key, r.User, r.Size, string(r.State), r.SHA256, r.CRC32C, r.Source, r.TargetKey, r.TargetETag,
-			r.TargetVersion, nanos(r.CopiedAt), nanos(r.VerifiedAt), r.Attempts, r.LastError, r.Conflict, nanos(legacyUpdatedAt)})
-		for _, p := range r.Replicas {
-			repRows = append(repRows, []any{r.Key, p.Site, p.SiteKey, b2i(p.Primary), p.Size, p.ETag, p.Version, nanos(p.ModTime), p.SHA256,
-				string(p.State), p.Stage, p.Mode, p.Handle, nanos(p.IntentAt), nanos(p.DeletedAt), nanos(p.PurgedAt), b2i(p.ConfirmedAbsent), p.LastError})
-		}
-	}
-	insert("records", v2RecCols, recRows)
-	insert("replicas", v2RepCols, repRows)
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // legacyUpsert is the upsert of cols into table that ferries before version 3
 // wrote: on a conflict on the key columns it updates the other columns only where
 // one of them (but ignore) differs.
