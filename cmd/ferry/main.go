@@ -105,10 +105,16 @@ func tuneGC() {
 	}
 }
 
-// run executes the CLI and returns the exit code; tests call it directly.
+// run executes the CLI until it is done or interrupted (SIGINT, SIGTERM) and returns
+// the exit code; tests call it directly.
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return runContext(ctx, args, stdout, stderr)
+}
+
+// runContext is run until ctx ends, which interrupts the command as a signal does.
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	g := &globals{stdout: stdout, stderr: stderr}
 	if f, ok := stderr.(*os.File); ok {
 		g.stderrTTY = term.IsTerminal(int(f.Fd()))
