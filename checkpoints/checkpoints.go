@@ -174,6 +174,27 @@ type Stats struct {
 	RecentWindow time.Duration                     `json:"-"`
 }
 
+// newStats is Stats with nothing counted yet.
+func newStats() Stats {
+	return Stats{
+		Records:      map[RecordState]Count{},
+		ReplicasSite: map[string]map[ReplicaState]Count{},
+		StageCounts:  map[string]map[ReplicaState]Count{},
+		Recent:       map[string]int64{},
+		RecentWindow: RecentWindow,
+	}
+}
+
+// addReplicas adds c to the replicas in state at k (a site of ReplicasSite or a
+// stage of StageCounts).
+func addReplicas(m map[string]map[ReplicaState]Count, k string, state ReplicaState, c Count) {
+	if m[k] == nil {
+		m[k] = map[ReplicaState]Count{}
+	}
+	n := m[k][state]
+	m[k][state] = Count{N: n.N + c.N, Bytes: n.Bytes + c.Bytes}
+}
+
 // LockInfo names a lock holder (restic's stale-lock rule: host, pid, process start).
 type LockInfo struct {
 	Host      string    `json:"host"`

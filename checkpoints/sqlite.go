@@ -897,13 +897,7 @@ func (s *SQLite) SaveStage(ctx context.Context, st StageState) error {
 const RecentWindow = time.Minute
 
 func (s *SQLite) Stats(ctx context.Context, now time.Time) (Stats, error) {
-	st := Stats{
-		Records:      map[RecordState]Count{},
-		ReplicasSite: map[string]map[ReplicaState]Count{},
-		StageCounts:  map[string]map[ReplicaState]Count{},
-		Recent:       map[string]int64{},
-		RecentWindow: RecentWindow,
-	}
+	st := newStats()
 	return st, wrap("stats", s.statsFromTallies(ctx, &st, now))
 }
 

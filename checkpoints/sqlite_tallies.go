@@ -237,10 +237,7 @@ func (s *SQLite) statsFromTallies(ctx context.Context, st *Stats, now time.Time)
 			if kind == "stage" {
 				m = st.StageCounts
 			}
-			if m[a] == nil {
-				m[a] = map[ReplicaState]Count{}
-			}
-			m[a][ReplicaState(b)] = c
+			addReplicas(m, a, ReplicaState(b), c) // one row per (kind, a, b)
 		}
 	}
 	rows.Close()

@@ -113,11 +113,6 @@ func cmpString(a, b string) int {
 	return 0
 }
 
-func newStats() Stats {
-	return Stats{Records: map[RecordState]Count{}, ReplicasSite: map[string]map[ReplicaState]Count{},
-		StageCounts: map[string]map[ReplicaState]Count{}, Recent: map[string]int64{}, RecentWindow: RecentWindow}
-}
-
 // statsOfRecords is what Stats should say of s: counted from every record read
 // back, in Go (the oracle the tallies are checked against).
 func statsOfRecords(t *testing.T, s Store, now time.Time) Stats {
