@@ -204,7 +204,7 @@ while another ferry process runs. --watch redraws every few seconds.`,
 				if !watch || err != nil || g.json {
 					return g.finish(cmd, res, err, func(w io.Writer) { printStatus(w, res) })
 				}
-				if g.stderrTTY {
+				if g.stdoutTTY {
 					fmt.Fprint(g.stdout, "\033[H\033[2J")
 				}
 				printStatus(g.stdout, res)

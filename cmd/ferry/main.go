@@ -55,6 +55,7 @@ type globals struct {
 
 	stdout, stderr io.Writer
 	stderrTTY      bool
+	stdoutTTY      bool // status --watch clears the screen only on a terminal
 	log            *slog.Logger
 }
 
@@ -118,6 +119,9 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	g := &globals{stdout: stdout, stderr: stderr}
 	if f, ok := stderr.(*os.File); ok {
 		g.stderrTTY = term.IsTerminal(int(f.Fd()))
+	}
+	if f, ok := stdout.(*os.File); ok {
+		g.stdoutTTY = term.IsTerminal(int(f.Fd()))
 	}
 	root := newRoot(g)
 	root.SetArgs(args)
