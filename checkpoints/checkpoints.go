@@ -174,13 +174,14 @@ type Stats struct {
 	RecentWindow time.Duration                     `json:"-"`
 }
 
-// newStats is Stats with nothing counted yet.
+// newStats is Stats with nothing counted yet (every kind of Recent is reported, zero
+// or not).
 func newStats() Stats {
 	return Stats{
 		Records:      map[RecordState]Count{},
 		ReplicasSite: map[string]map[ReplicaState]Count{},
 		StageCounts:  map[string]map[ReplicaState]Count{},
-		Recent:       map[string]int64{},
+		Recent:       map[string]int64{"copied": 0, "verified": 0, "deleted": 0},
 		RecentWindow: RecentWindow,
 	}
 }

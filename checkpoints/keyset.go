@@ -91,12 +91,12 @@ var pgKeyset = &keysetDialect{
 	stage: func(arg func(any) string, q Query) string {
 		// Exact, by jsonb containment: the row's replicas hold an object with this
 		// stage (and one of the states). No replica is taken out of the row.
-		alts := []string{pgContains(map[string]string{"stage": q.Stage})}
-		if len(q.ReplicaStates) > 0 {
-			alts = alts[:0]
-			for _, st := range q.ReplicaStates {
-				alts = append(alts, pgContains(map[string]string{"stage": q.Stage, "state": string(st)}))
-			}
+		var alts []string
+		for _, st := range q.ReplicaStates {
+			alts = append(alts, pgContains(map[string]string{"stage": q.Stage, "state": string(st)}))
+		}
+		if len(alts) == 0 {
+			alts = []string{pgContains(map[string]string{"stage": q.Stage})}
 		}
 		return "r.replicas @> ANY(" + arg(alts) + "::text[]::jsonb[])"
 	},

@@ -48,7 +48,7 @@ type Postgres struct {
 	clock clock.Clock
 	// legacy is set by a read-only open of a state older than the one-row layout
 	// (pgOneRowVersion): its reads see the records through pgLegacyRecords, until
-	// a writer's upgrade drops the tables that view reads (legacyGone).
+	// a writer's upgrade drops the tables that view reads (readUpgraded).
 	legacy atomic.Bool
 }
 
@@ -561,21 +561,22 @@ func pgQuoteLiteral(v string) string { return "'" + strings.ReplaceAll(v, "'", "
 // upgrades it; opened again, it reads the new layout.
 func (s *Postgres) Reopen() bool { return s.legacy.Load() }
 
-// legacyGone reports, for a read that failed with err, whether the store read an
-// older layout through pgLegacyRecords and a writer has since upgraded the state
-// (which dropped the tables the view reads): the store then reads the new layout,
-// and the read can run again. A read in progress when the upgrade commits fails
-// so, however the reader timed its reopening.
-func (s *Postgres) legacyGone(ctx context.Context, err error) bool {
+// readUpgraded runs read, a read of the records built with s.sql, and runs it once
+// more if it failed because the store read an older layout through pgLegacyRecords
+// and a writer has since upgraded the state (which dropped the tables the view
+// reads): the store then reads the new layout. A read in progress when the upgrade
+// commits fails so, however the reader timed its reopening.
+func (s *Postgres) readUpgraded(ctx context.Context, read func() error) error {
+	err := read()
 	var pe *pgconn.PgError
 	if !s.legacy.Load() || !errors.As(err, &pe) || pe.Code != "42P01" { // undefined_table
-		return false
+		return err
 	}
 	if v, verr := pgVersion(ctx, s.pool, s.real); verr != nil || v < pgOneRowVersion {
-		return false
+		return err
 	}
 	s.legacy.Store(false)
-	return true
+	return read()
 }
 
 // Schema is the schema the store's tables are in: the DSN's, or a dry run's copy.
@@ -727,16 +728,12 @@ func storableOnly[T ~string](in []T) []string {
 
 // ---- transactions ----
 
-// readTx runs fn in a read-only REPEATABLE READ transaction: one snapshot.
-// fn builds its statements with s.sql, so that a read run again after legacyGone
-// reads the new layout.
+// readTx runs fn in a read-only REPEATABLE READ transaction: one snapshot. fn
+// builds its statements with s.sql (readUpgraded).
 func (s *Postgres) readTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
-	err := pgx.BeginTxFunc(ctx, s.pool, opts, fn)
-	if s.legacyGone(ctx, err) {
-		err = pgx.BeginTxFunc(ctx, s.pool, opts, fn)
-	}
-	return err
+	return s.readUpgraded(ctx, func() error {
+		return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+	})
 }
 
 // idleInTxTimeout is how long the server lets a ferry session sit idle inside a
@@ -1075,10 +1072,9 @@ func (s *Postgres) Get(ctx context.Context, key string) (Record, bool, error) {
 		return Record{}, false, nil
 	}
 	var rs pgRecScan
-	err := s.pool.QueryRow(ctx, s.sql(pgGetSQL), s.pointMode, key).Scan(rs.dest()...)
-	if s.legacyGone(ctx, err) {
-		err = s.pool.QueryRow(ctx, s.sql(pgGetSQL), s.pointMode, key).Scan(rs.dest()...)
-	}
+	err := s.readUpgraded(ctx, func() error {
+		return s.pool.QueryRow(ctx, s.sql(pgGetSQL), s.pointMode, key).Scan(rs.dest()...)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Record{}, false, nil
 	}
@@ -1267,7 +1263,6 @@ func (s *Postgres) Stats(ctx context.Context, now time.Time) (Stats, error) {
 			var k string
 			var c Count
 			var copied, verified int64
-			st.Recent["copied"], st.Recent["verified"] = 0, 0
 			_, err := pgx.ForEachRow(rows, []any{&k, &c.N, &c.Bytes, &copied, &verified}, func() error {
 				st.Records[RecordState(k)] = c
 				st.Recent["copied"] += copied
@@ -1278,8 +1273,8 @@ func (s *Postgres) Stats(ctx context.Context, now time.Time) (Stats, error) {
 		})
 		// The replicas' counts by site and by stage, and the recent deletions, in one
 		// pass over the rows' jsonb, grouped once by (site, stage, state) and summed
-		// here by site and by stage: GROUPING SETS over the same rows took 1.3x as long
-		// (279 against 215 ms on 100,000 records of 3 replicas).
+		// here by site and by stage, which costs the server less than GROUPING SETS
+		// over the same rows (docs/benchmarks.md, session 14).
 		b.Queue(s.sql(`SELECT COALESCE(e->>'site', ''), COALESCE(e->>'stage', ''), COALESCE(e->>'state', ''),
 				count(*), COALESCE(sum((e->>'size')::int8), 0)::bigint, count(*) FILTER (WHERE (e->>'deleted_at')::int8 > $1)
 			FROM @.records r CROSS JOIN LATERAL jsonb_array_elements(r.replicas) e
@@ -1287,7 +1282,6 @@ func (s *Postgres) Stats(ctx context.Context, now time.Time) (Stats, error) {
 			var site, stage, state string
 			var c Count
 			var deleted int64
-			st.Recent["deleted"] = 0
 			_, err := pgx.ForEachRow(rows, []any{&site, &stage, &state, &c.N, &c.Bytes, &deleted}, func() error {
 				addReplicas(st.ReplicasSite, site, ReplicaState(state), c)
 				if stage != "" { // replicas in no stage are counted by site only
