@@ -194,11 +194,7 @@ while another ferry process runs. --watch redraws every few seconds.`,
 			if err != nil {
 				return g.finish(cmd, nil, err, nil)
 			}
-			defer func() {
-				if m != nil {
-					m.Close()
-				}
-			}()
+			defer func() { m.Close() }() // the one open when it returns
 			for {
 				res, err := m.Status(ctx, user)
 				if !watch || err != nil || g.json {
@@ -217,12 +213,11 @@ while another ferry process runs. --watch redraws every few seconds.`,
 					// A state in an older layout is read from a copy taken at open
 					// (SQLite) or through a view of its old tables (PostgreSQL): open
 					// it again (reading the state itself once it was upgraded).
-					m.Close()
 					again, err := migrate.Open(ctx, o)
 					if err != nil {
-						m = nil // closed; the deferred Close skips it
 						return g.finish(cmd, nil, err, nil)
 					}
+					m.Close()
 					m = again
 				}
 			}

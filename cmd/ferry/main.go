@@ -116,13 +116,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // runContext is run until ctx ends, which interrupts the command as a signal does.
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	g := &globals{stdout: stdout, stderr: stderr}
-	if f, ok := stderr.(*os.File); ok {
-		g.stderrTTY = term.IsTerminal(int(f.Fd()))
-	}
-	if f, ok := stdout.(*os.File); ok {
-		g.stdoutTTY = term.IsTerminal(int(f.Fd()))
-	}
+	g := &globals{stdout: stdout, stderr: stderr, stdoutTTY: isTerminal(stdout), stderrTTY: isTerminal(stderr)}
 	root := newRoot(g)
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -145,6 +139,12 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "ferry: %v\n", err)
 	}
 	return code
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // usageError marks bad flags or arguments (exit 2).

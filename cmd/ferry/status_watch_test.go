@@ -78,18 +78,16 @@ func TestStatusWatch(t *testing.T) {
 	must("plan")
 
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var out, errb lockedBuffer
-	done := make(chan int, 1)
+	done := make(chan int, 1) // the watch's exit code; ended is closed after it is sent
+	ended := make(chan struct{})
 	go func() {
+		defer close(ended)
 		done <- runContext(ctx, []string{"-c", spec, "--no-progress", "status", "--watch", "--interval", "1"}, &out, &errb)
 	}()
-	stopped := false
 	t.Cleanup(func() { // on a failure too: the watch ends before its folder is removed
 		cancel()
-		if !stopped {
-			<-done
-		}
+		<-ended
 	})
 	// waitFor waits until the watch's output holds n redraws that match re.
 	waitFor := func(re string, n int) {
@@ -99,7 +97,6 @@ func TestStatusWatch(t *testing.T) {
 		for len(rx.FindAllString(out.String(), -1)) < n {
 			select {
 			case code := <-done:
-				stopped = true
 				t.Fatalf("status --watch ended (exit %d) before %q:\n%s%s", code, re, out.String(), errb.String())
 			case <-time.After(50 * time.Millisecond):
 			}
@@ -118,7 +115,6 @@ func TestStatusWatch(t *testing.T) {
 	cancel()
 	select {
 	case code := <-done:
-		stopped = true
 		if code != 0 {
 			t.Fatalf("status --watch interrupted: exit %d, want 0\n%s", code, errb.String())
 		}
