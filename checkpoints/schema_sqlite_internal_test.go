@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ncruces/go-sqlite3"
 )
 
 // upgradeCrashEnv names the state a re-executed test binary upgrades with
@@ -38,7 +40,7 @@ func init() {
 		// The child: the real upgrade, stopped once the step to version 3 has
 		// written every new row and tally and dropped the old tables, before the
 		// upgrade commits.
-		steps := append(slices.Clone(sqliteSteps[:2]), func(ctx context.Context, tx *sql.Tx) error {
+		steps := append(slices.Clone(sqliteSteps[:2]), func(ctx context.Context, tx *sqliteTx) error {
 			if err := upgradeToV3(ctx, tx); err != nil {
 				return err
 			}
@@ -57,7 +59,7 @@ func init() {
 // transaction open, with a cache so small that uncommitted pages spill into the
 // WAL), says "midway" on stdout and waits to be killed.
 func noteStep(hang bool) sqliteStep {
-	return func(ctx context.Context, tx *sql.Tx) error {
+	return func(ctx context.Context, tx *sqliteTx) error {
 		if hang {
 			if _, err := tx.ExecContext(ctx, "PRAGMA cache_size = 8"); err != nil {
 				return err
@@ -82,7 +84,7 @@ func noteStep(hang bool) sqliteStep {
 }
 
 // failingStep makes changes, then fails.
-func failingStep(ctx context.Context, tx *sql.Tx) error {
+func failingStep(ctx context.Context, tx *sqliteTx) error {
 	if err := noteStep(false)(ctx, tx); err != nil {
 		return err
 	}
@@ -93,7 +95,7 @@ func failingStep(ctx context.Context, tx *sql.Tx) error {
 // text: equal dumps, equal state.
 func sqliteDump(t *testing.T, path string) []string {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path)
+	db, err := sql.Open("sqlite3", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +149,7 @@ func sqliteDump(t *testing.T, path string) []string {
 
 func setUserVersion(t *testing.T, path string, v int) {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path)
+	db, err := sql.Open("sqlite3", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -531,16 +533,11 @@ func TestSQLiteUpgradeKilled(t *testing.T) {
 	}
 }
 
-type codeErr int
-
-func (e codeErr) Error() string { return fmt.Sprintf("sqlite error (%d)", int(e)) }
-func (e codeErr) Code() int     { return int(e) }
-
 // TestWhyNamesTheCause: the SQLite errors an operator can act on say what to do,
 // among them a write lock held past the busy timeout (e.g. by an upgrade).
 func TestWhyNamesTheCause(t *testing.T) {
 	for code, want := range map[int]string{5: "write lock", 5 | 2<<8: "upgrading it", 13: "disk full", 8: "read-only", 1: ""} {
-		got := why(codeErr(code))
+		got := why(fmt.Errorf("wrapped: %w", sqlite3.ExtendedErrorCode(code)))
 		if want == "" && got != "" || !strings.Contains(got, want) {
 			t.Errorf("why(code %d) = %q, want it to hold %q", code, got, want)
 		}

@@ -17,9 +17,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ferrymigrate/ferry/checkpoints/clock"
+	"github.com/ncruces/go-sqlite3"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"github.com/ferrymigrate/ferry/checkpoints/clock"
 )
 
 // sqliteV1 creates version 1's tables (SchemaVersion). It is also the upgrade of an
@@ -219,7 +219,7 @@ func openDB(ctx context.Context, path string, ro, older bool, steps []sqliteStep
 		q.Set("mode", "ro")
 	}
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
@@ -235,19 +235,19 @@ func openDB(ctx context.Context, path string, ro, older bool, steps []sqliteStep
 
 // sqliteStep takes a state from one version to the next, inside the upgrade's
 // transaction.
-type sqliteStep func(ctx context.Context, tx *sql.Tx) error
+type sqliteStep func(ctx context.Context, tx *sqliteTx) error
 
 // sqliteSteps are the upgrades: step i takes version i to version i+1, and the
 // state is at version len(sqliteSteps) after them (SchemaVersion; a test checks).
 var sqliteSteps = []sqliteStep{
 	// 0 -> 1: version 1's tables, created or completed (see SchemaVersion).
-	func(ctx context.Context, tx *sql.Tx) error {
+	func(ctx context.Context, tx *sqliteTx) error {
 		_, err := tx.ExecContext(ctx, sqliteV1)
 		return err
 	},
 	// 1 -> 2: the tallies and events that Stats reads, filled from the rows, and the
 	// triggers that keep them (sqlite_tallies.go).
-	func(ctx context.Context, tx *sql.Tx) error {
+	func(ctx context.Context, tx *sqliteTx) error {
 		_, err := tx.ExecContext(ctx, sqliteV2)
 		return err
 	},
@@ -256,7 +256,7 @@ var sqliteSteps = []sqliteStep{
 	upgradeToV3,
 	// 3 -> 4: nothing. Version 4 puts PostgreSQL's replicas inside their record's
 	// row, as version 3 did SQLite's.
-	func(context.Context, *sql.Tx) error { return nil },
+	func(context.Context, *sqliteTx) error { return nil },
 }
 
 // sqliteOneRowVersion is the first layout version a read-only open reads as it is:
@@ -298,7 +298,7 @@ func (s *SQLite) checkVersion(ctx context.Context, steps []sqliteStep, older boo
 		// reads as it is.
 		return &OlderStateError{State: s.path, Version: v, Supported: latest}
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return fmt.Errorf("state %s: upgrading: %w", s.path, hint(s.path, err))
 	}
@@ -475,32 +475,31 @@ func (s *SQLite) AddListed(ctx context.Context, objs []Listed) error {
 	if len(objs) == 0 {
 		return nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return wrap("listing", err)
 	}
 	defer tx.Rollback()
-	if err := addListedTx(ctx, tx, objs); err != nil {
+	if err := addListedTx(tx, objs); err != nil {
 		return err
 	}
 	return wrap("listing", tx.Commit())
 }
 
-func addListedTx(ctx context.Context, tx *sql.Tx, objs []Listed) error {
-	st, err := tx.PrepareContext(ctx, `INSERT INTO listing(key, site, site_key, size, etag, version, mtime, sha256) VALUES(?,?,?,?,?,?,?,?)
-		ON CONFLICT(key, site) DO UPDATE SET site_key=excluded.site_key, size=excluded.size, etag=excluded.etag,
-		version=excluded.version, mtime=excluded.mtime, sha256=excluded.sha256`)
-	if err != nil {
-		return wrap("listing", err)
-	}
-	defer st.Close()
+func addListedTx(tx *sqliteTx, objs []Listed) error {
+	args := make([]any, 8)
 	for _, o := range objs {
-		if _, err := st.ExecContext(ctx, o.Key, o.Site, o.SiteKey, o.Size, o.ETag, o.Version, nanos(o.ModTime), o.SHA256); err != nil {
+		args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7] = o.Key, o.Site, o.SiteKey, o.Size, o.ETag, o.Version, nanos(o.ModTime), o.SHA256
+		if err := tx.exec(listedUpsert, args); err != nil {
 			return wrap("listing", err)
 		}
 	}
 	return nil
 }
+
+const listedUpsert = `INSERT INTO listing(key, site, site_key, size, etag, version, mtime, sha256) VALUES(?,?,?,?,?,?,?,?)
+	ON CONFLICT(key, site) DO UPDATE SET site_key=excluded.site_key, size=excluded.size, etag=excluded.etag,
+	version=excluded.version, mtime=excluded.mtime, sha256=excluded.sha256`
 
 func (s *SQLite) ListedCount(ctx context.Context, site string) (int64, error) {
 	var n int64
@@ -514,23 +513,17 @@ func (s *SQLite) Listed(ctx context.Context, fn func(key string, objs []Listed) 
 	return keysetListed(ctx, sqliteKeyset, listPage, s.listedPage, fn)
 }
 
-func (s *SQLite) listedPage(ctx context.Context, query string, args []any) ([]Listed, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, wrap("listing", err)
-	}
-	defer rows.Close()
-	var page []Listed
-	for rows.Next() {
-		var o Listed
-		var mt int64
-		if err := rows.Scan(&o.Key, &o.Site, &o.SiteKey, &o.Size, &o.ETag, &o.Version, &mt, &o.SHA256); err != nil {
-			return nil, wrap("listing", err)
-		}
-		o.ModTime = fromNanos(mt)
-		page = append(page, o)
-	}
-	return page, wrap("listing", rows.Err())
+func (s *SQLite) listedPage(ctx context.Context, query string, args []any) (page []Listed, err error) {
+	err = s.read(ctx, func(tx *sqliteTx) error {
+		return tx.query(query, args, func(st *sqlite3.Stmt) error {
+			page = append(page, Listed{
+				Key: st.ColumnText(0), Site: st.ColumnText(1), SiteKey: st.ColumnText(2), Size: st.ColumnInt64(3),
+				ETag: st.ColumnText(4), Version: st.ColumnText(5), ModTime: fromNanos(st.ColumnInt64(6)), SHA256: st.ColumnText(7),
+			})
+			return nil
+		})
+	})
+	return page, wrap("listing", err)
 }
 
 // ---- records ----
@@ -546,35 +539,44 @@ const (
 
 // readRecords reads the records query selects (readCols), in tx; it expects about
 // want of them. The records' replicas share a few backing arrays (replicaArena).
-func readRecords(ctx context.Context, tx *sql.Tx, query string, args []any, want int) ([]Record, error) {
-	rows, err := tx.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, wrap("records", err)
-	}
-	defer rows.Close()
+func readRecords(tx *sqliteTx, query string, args []any, want int) ([]Record, error) {
 	page := make([]Record, 0, want)
 	var arena replicaArena
-	for rows.Next() {
-		page = append(page, Record{})
+	var bad error
+	err := tx.query(query, args, func(st *sqlite3.Stmt) error {
+		page = append(page, Record{
+			Key: st.ColumnText(0), User: st.ColumnText(1), State: recordState(st.ColumnRawText(2)),
+			UpdatedAt: fromNanos(st.ColumnInt64(3)),
+		})
 		r := &page[len(page)-1]
-		var st string
-		var up int64
-		var data sql.RawBytes // decodeRecord copies what it keeps
-		if err := rows.Scan(&r.Key, &r.User, &st, &up, &data); err != nil {
-			return nil, wrap("records", err)
+		// The data is read in place: decodeRecord copies what it keeps.
+		if err := decodeRecordIn(r, st.ColumnRawBlob(4), &arena); err != nil {
+			bad = fmt.Errorf("state: record %q: %w", r.Key, err)
+			return bad
 		}
-		r.State, r.UpdatedAt = RecordState(st), fromNanos(up)
-		if err := decodeRecordIn(r, data, &arena); err != nil {
-			return nil, fmt.Errorf("state: record %q: %w", r.Key, err)
+		return nil
+	})
+	if bad != nil {
+		return nil, bad
+	}
+	return page, wrap("records", err)
+}
+
+// recordState is the RecordState named b, without a copy of b for any state ferry
+// writes.
+func recordState(b []byte) RecordState {
+	for _, s := range RecordStates {
+		if string(s) == string(b) {
+			return s
 		}
 	}
-	return page, wrap("records", rows.Err())
+	return RecordState(b)
 }
 
 func (s *SQLite) Get(ctx context.Context, key string) (Record, bool, error) {
 	var recs []Record
-	err := s.read(ctx, func(tx *sql.Tx) (err error) {
-		recs, err = readRecords(ctx, tx, "SELECT "+readCols+" FROM records WHERE key = ?", []any{key}, 1)
+	err := s.read(ctx, func(tx *sqliteTx) (err error) {
+		recs, err = readRecords(tx, "SELECT "+readCols+" FROM records WHERE key = ?", []any{key}, 1)
 		return err
 	})
 	if err != nil || len(recs) == 0 {
@@ -584,8 +586,8 @@ func (s *SQLite) Get(ctx context.Context, key string) (Record, bool, error) {
 }
 
 // read runs f in one read-only transaction.
-func (s *SQLite) read(ctx context.Context, f func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+func (s *SQLite) read(ctx context.Context, f func(tx *sqliteTx) error) error {
+	tx, err := s.begin(ctx, true)
 	if err != nil {
 		return wrap("read", err)
 	}
@@ -602,8 +604,8 @@ func (s *SQLite) Records(ctx context.Context, q Query, fn func(Record) error) er
 // recordsPage reads one page of records in one read transaction, which ends before
 // the caller's fn runs (fn may write).
 func (s *SQLite) recordsPage(ctx context.Context, query string, args []any) (recs []Record, err error) {
-	err = s.read(ctx, func(tx *sql.Tx) error {
-		recs, err = readRecords(ctx, tx, query, args, recPage)
+	err = s.read(ctx, func(tx *sqliteTx) error {
+		recs, err = readRecords(tx, query, args, recPage)
 		return err
 	})
 	return recs, err
@@ -618,9 +620,9 @@ func (s *SQLite) Unlisted(ctx context.Context, sites []string, fn func(Record, [
 	}
 	var missing map[string][]string // of the page read last
 	page := func(ctx context.Context, query string, args []any) (recs []Record, err error) {
-		err = s.read(ctx, func(tx *sql.Tx) error {
-			if recs, err = readRecords(ctx, tx, query, args, recPage); err == nil {
-				missing, err = unlistedOf(ctx, tx, recs, sites)
+		err = s.read(ctx, func(tx *sqliteTx) error {
+			if recs, err = readRecords(tx, query, args, recPage); err == nil {
+				missing, err = unlistedOf(tx, recs, sites)
 			}
 			return err
 		})
@@ -637,7 +639,7 @@ func (s *SQLite) Unlisted(ctx context.Context, sites []string, fn func(Record, [
 // unlistedOf returns, by key, the sites (in site order) where a record of recs has a
 // replica in a state that says it is there (unlistedStates) that the staged listing
 // lacks.
-func unlistedOf(ctx context.Context, tx *sql.Tx, recs []Record, sites []string) (map[string][]string, error) {
+func unlistedOf(tx *sqliteTx, recs []Record, sites []string) (map[string][]string, error) {
 	live := func(p *Replica) bool {
 		return slices.Contains(sites, p.Site) && slices.Contains(unlistedStates, string(p.State))
 	}
@@ -662,20 +664,11 @@ func unlistedOf(ctx context.Context, tx *sql.Tx, recs []Record, sites []string) 
 		for j, k := range part {
 			args[j] = k
 		}
-		rows, err := tx.QueryContext(ctx, "SELECT key, site FROM listing WHERE key IN ("+placeholders(len(part))+")", args...)
+		err := tx.query("SELECT key, site FROM listing WHERE key IN ("+placeholders(len(part))+")", args, func(st *sqlite3.Stmt) error {
+			listed[keySite{st.ColumnText(0), st.ColumnText(1)}] = true
+			return nil
+		})
 		if err != nil {
-			return nil, wrap("unlisted", err)
-		}
-		for rows.Next() {
-			var ks keySite
-			if err := rows.Scan(&ks.key, &ks.site); err != nil {
-				rows.Close()
-				return nil, wrap("unlisted", err)
-			}
-			listed[ks] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return nil, wrap("unlisted", err)
 		}
 	}
@@ -694,60 +687,15 @@ func (s *SQLite) Save(ctx context.Context, recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return wrap("save", err)
 	}
 	defer tx.Rollback()
-	if err := saveTx(ctx, tx, recs); err != nil {
+	if err := saveTx(tx, recs); err != nil {
 		return err
 	}
 	return wrap("save", tx.Commit())
-}
-
-// txStmts runs statements in one transaction, each distinct SQL prepared once.
-type txStmts struct {
-	ctx   context.Context
-	tx    *sql.Tx
-	stmts map[string]*sql.Stmt
-}
-
-func newTxStmts(ctx context.Context, tx *sql.Tx) *txStmts {
-	return &txStmts{ctx: ctx, tx: tx, stmts: map[string]*sql.Stmt{}}
-}
-
-func (t *txStmts) prepare(q string) (*sql.Stmt, error) {
-	st, ok := t.stmts[q]
-	if !ok {
-		var err error
-		if st, err = t.tx.PrepareContext(t.ctx, q); err != nil {
-			return nil, err
-		}
-		t.stmts[q] = st
-	}
-	return st, nil
-}
-
-func (t *txStmts) exec(q string, args []any) error {
-	st, err := t.prepare(q)
-	if err == nil {
-		_, err = st.ExecContext(t.ctx, args...)
-	}
-	return err
-}
-
-func (t *txStmts) query(q string, args []any) (*sql.Rows, error) {
-	st, err := t.prepare(q)
-	if err != nil {
-		return nil, err
-	}
-	return st.QueryContext(t.ctx, args...)
-}
-
-func (t *txStmts) close() {
-	for _, st := range t.stmts {
-		st.Close()
-	}
 }
 
 // saveTx writes recs inside tx: each record's row where it changed, and the
@@ -755,12 +703,10 @@ func (t *txStmts) close() {
 // is not written: its updated_at tells when it last changed, not when it was last
 // saved.
 //
-// Records go saveChunk to a statement: the driver's cost per call (binding, its
-// locks, database/sql's) is paid once per chunk, not once per record. A key that
-// comes twice starts a new chunk, so each statement sees a key at most once.
-func saveTx(ctx context.Context, tx *sql.Tx, recs []Record) error {
-	st := newTxStmts(ctx, tx)
-	defer st.close()
+// Records go saveChunk to a statement: SQLite's cost per statement run is paid once
+// per chunk, not once per record. A key that comes twice starts a new chunk, so each
+// statement sees a key at most once.
+func saveTx(tx *sqliteTx, recs []Record) error {
 	now := time.Now().UnixNano()
 	var t tallies
 	seen := make(map[string]bool, saveChunk)
@@ -770,7 +716,7 @@ func saveTx(ctx context.Context, tx *sql.Tx, recs []Record) error {
 			seen[recs[i].Key] = true
 			continue
 		}
-		if err := saveChunkTx(st, recs[start:i], now, &t); err != nil {
+		if err := saveChunkTx(tx, recs[start:i], now, &t); err != nil {
 			return err
 		}
 		clear(seen)
@@ -778,7 +724,7 @@ func saveTx(ctx context.Context, tx *sql.Tx, recs []Record) error {
 			seen[recs[i].Key] = true
 		}
 	}
-	return wrap("save", t.flush(st))
+	return wrap("save", t.flush(tx))
 }
 
 // saveChunk is how many records one statement writes.
@@ -793,7 +739,7 @@ type stored struct {
 // saveChunkTx writes chunk (no key twice): it reads the chunk's rows as they are,
 // and writes, in one upsert, those of its records that differ, counting the change
 // in t.
-func saveChunkTx(st *txStmts, chunk []Record, now int64, t *tallies) error {
+func saveChunkTx(tx *sqliteTx, chunk []Record, now int64, t *tallies) error {
 	if len(chunk) == 0 {
 		return nil
 	}
@@ -801,11 +747,11 @@ func saveChunkTx(st *txStmts, chunk []Record, now int64, t *tallies) error {
 	for i := range chunk {
 		args[i] = chunk[i].Key
 	}
-	old, err := storedRows(st, args)
+	old, err := storedRows(tx, args)
 	if err != nil {
 		return wrap("save", err)
 	}
-	args, n := args[:0], 0
+	var args3 [len(recUpserts)][]any
 	for i := range chunk {
 		r := &chunk[i]
 		reps := canonicalReplicas(r.Replicas)
@@ -814,40 +760,42 @@ func saveChunkTx(st *txStmts, chunk []Record, now int64, t *tallies) error {
 		if had && o.user == r.User && o.state == string(r.State) && bytes.Equal(o.data, data) {
 			continue
 		}
+		how := rowNew
 		if had {
 			was := Record{Key: r.Key, User: o.user, State: RecordState(o.state)}
 			if err := decodeRecord(&was, o.data); err != nil {
 				return fmt.Errorf("state: save: record %q as stored: %w", r.Key, err)
 			}
 			t.add(&was, was.Replicas, -1)
+			switch {
+			case o.user != r.User:
+			case o.state != string(r.State):
+				how = rowState
+			default:
+				how = rowData
+			}
 		}
 		t.add(r, reps, 1)
-		args = append(args, r.Key, r.User, string(r.State), stagesOf(reps), now, data)
-		n++
+		args3[how] = append(args3[how], r.Key, r.User, string(r.State), stagesOf(reps), now, data)
 	}
-	if n == 0 {
-		return nil
+	for how, args := range args3 {
+		if len(args) > 0 {
+			if err := tx.exec(upsertRows(recUpserts[how], 6, len(args)/6), args); err != nil {
+				return wrap("save", err)
+			}
+		}
 	}
-	return wrap("save", st.exec(upsertRows(recUpsert, 6, n), args))
+	return nil
 }
 
 // storedRows reads the rows of the keys in keys as they are.
-func storedRows(st *txStmts, keys []any) (map[string]stored, error) {
-	rows, err := st.query("SELECT key, user, state, data FROM records WHERE key IN ("+placeholders(len(keys))+")", keys)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
+func storedRows(tx *sqliteTx, keys []any) (map[string]stored, error) {
 	old := make(map[string]stored, len(keys))
-	for rows.Next() {
-		var k string
-		var o stored
-		if err := rows.Scan(&k, &o.user, &o.state, &o.data); err != nil {
-			return nil, err
-		}
-		old[k] = o
-	}
-	return old, rows.Err()
+	err := tx.query("SELECT key, user, state, data FROM records WHERE key IN ("+placeholders(len(keys))+")", keys, func(st *sqlite3.Stmt) error {
+		old[st.ColumnText(0)] = stored{user: st.ColumnText(1), state: st.ColumnText(2), data: st.ColumnBlob(3, nil)}
+		return nil
+	})
+	return old, err
 }
 
 // upsertRows turns a one-row upsert of cols columns into one of n rows.
@@ -859,9 +807,28 @@ func upsertRows(one string, cols, n int) string {
 	return strings.Replace(one, "VALUES"+row, "VALUES"+strings.TrimSuffix(strings.Repeat(row+",", n), ","), 1)
 }
 
-// recUpsert writes a record row (saveChunkTx writes only rows that changed).
-const recUpsert = "INSERT INTO records(" + recCols + ") VALUES(?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET " +
-	"user = excluded.user, state = excluded.state, stages = excluded.stages, updated_at = excluded.updated_at, data = excluded.data"
+// recUpserts write record rows (saveChunkTx writes only rows that changed), by what
+// changed in them: SQLite moves a row's entry in an index only when the statement
+// sets a column of that index, so a row whose user (records_user) or state
+// (records_state) stays as it was is written without setting that column.
+var recUpserts = [...]string{
+	rowNew:   recUpsertSet("user = excluded.user, state = excluded.state, "),
+	rowState: recUpsertSet("state = excluded.state, "),
+	rowData:  recUpsertSet(""),
+}
+
+// What changed in a record row that Save writes: all of it (a new row, or one whose
+// user changed), its state and data, or its data alone.
+const (
+	rowNew = iota
+	rowState
+	rowData
+)
+
+func recUpsertSet(set string) string {
+	return "INSERT INTO records(" + recCols + ") VALUES(?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET " +
+		set + "stages = excluded.stages, updated_at = excluded.updated_at, data = excluded.data"
+}
 
 // ---- stages ----
 
@@ -947,14 +914,14 @@ func hint(path string, err error) error {
 // why says what an operator can act on for SQLite errors that do not ("disk I/O
 // error (778)"); "" for others.
 func why(err error) string {
-	var se interface{ Code() int }
-	if errors.As(err, &se) {
-		switch se.Code() & 0xff {
-		case 10, 13: // SQLITE_IOERR, SQLITE_FULL
+	var code sqlite3.ErrorCode // the primary code of an *sqlite3.Error
+	if errors.As(err, &code) {
+		switch code {
+		case sqlite3.IOERR, sqlite3.FULL:
 			return " (writing the state failed: is its disk full?)"
-		case 8: // SQLITE_READONLY
+		case sqlite3.READONLY:
 			return " (the state's file or disk is read-only)"
-		case 5: // SQLITE_BUSY, after busy_timeout
+		case sqlite3.BUSY: // after busy_timeout
 			return " (another process held the state's write lock for over 15 s: another ferry writing it, or upgrading it to a new layout; retry once it is done)"
 		}
 	}

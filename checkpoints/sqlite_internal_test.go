@@ -3,8 +3,13 @@ package checkpoints
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/ncruces/go-sqlite3"
 )
 
 // TestSQLiteEveryConnectionDurable: the pool's connections all run in WAL with
@@ -43,5 +48,167 @@ func TestSQLiteEveryConnectionDurable(t *testing.T) {
 		if err := c.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&busy); err != nil || busy < 1000 {
 			t.Errorf("connection %d: busy_timeout %d ms, %v; want a wait of seconds", i, busy, err)
 		}
+	}
+}
+
+// TestSQLiteTxOneConnection: a transaction's statements through the driver's own API
+// (exec, query) and through database/sql run on the same connection, in the same
+// SQLite transaction: each sees what the other wrote, a rollback undoes both, and
+// nothing is visible to another connection before the commit.
+func TestSQLiteTxOneConnection(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "state.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	count := func(q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}) int {
+		var n int
+		if err := q.QueryRowContext(ctx, "SELECT COUNT(*) FROM meta WHERE k LIKE 't%'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, commit := range []bool{false, true} {
+		tx, err := s.begin(ctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.exec("INSERT INTO meta(k, v) VALUES(?, ?)", []any{"t1", "raw"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO meta(k, v) VALUES(?, ?)", "t2", "sql"); err != nil {
+			t.Fatal(err)
+		}
+		var raw int
+		if err := tx.query("SELECT COUNT(*) FROM meta WHERE k LIKE 't%'", nil, func(st *sqlite3.Stmt) error {
+			raw = st.ColumnInt(0)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got := count(tx); raw != 2 || got != 2 {
+			t.Errorf("inside the transaction: the driver's API sees %d rows, database/sql %d; want 2 and 2", raw, got)
+		}
+		if got := count(s.db); got != 0 {
+			t.Errorf("another connection sees %d uncommitted rows", got)
+		}
+		if commit {
+			err = tx.Commit()
+		} else {
+			err = tx.Rollback()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[bool]int{false: 0, true: 2}[commit]
+		if got := count(s.db); got != want {
+			t.Errorf("commit %v: %d rows after, want %d", commit, got, want)
+		}
+		// The connection went back to the pool with no statement left open.
+		if err := tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+			t.Errorf("ending a transaction twice: %v", err)
+		}
+	}
+}
+
+// TestSQLiteTxRefuses: a statement the driver's API cannot run as given fails with
+// an error naming what is wrong; a cancelled context interrupts the transaction.
+func TestSQLiteTxRefuses(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "state.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tx, err := s.begin(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	for _, c := range []struct {
+		q    string
+		args []any
+		want string
+	}{
+		{"INSERT INTO meta(k, v) VALUES(?, ?)", []any{"k", 1.5}, "cannot bind a float64"},
+		{"INSERT INTO meta(k, v) VALUES(?, ?)", []any{"k"}, "1 arguments for the 2 parameters"},
+		{"DELETE FROM meta; DELETE FROM stages", nil, "more than one statement"},
+	} {
+		if err := tx.exec(c.q, c.args); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("exec(%q, %v) = %v, want an error holding %q", c.q, c.args, err, c.want)
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	rtx, err := s.begin(cctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rtx.Rollback()
+	cancel()
+	err = rtx.query("SELECT 1", nil, func(*sqlite3.Stmt) error { return nil })
+	if !errors.Is(err, sqlite3.INTERRUPT) {
+		t.Errorf("a query after its context was cancelled: %v, want SQLite's INTERRUPT", err)
+	}
+}
+
+// TestSQLiteSaveEachKindOfChange: Save writes a changed row with the statement for
+// what changed (a new row or its user, its state, its data alone); every kind leaves
+// the row, the indexes the queries by user and by state read, and the tallies right.
+func TestSQLiteSaveEachKindOfChange(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "state.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rec := func(user string, st RecordState, etag string) Record {
+		return Record{Key: "k", User: user, State: st, Size: 5, Replicas: []Replica{{Site: "a", SiteKey: "k", Size: 5, ETag: etag, State: Present}}}
+	}
+	for _, step := range []struct {
+		what string
+		r    Record
+	}{
+		{"new", rec("u1", Planned, "e1")},
+		{"user", rec("u2", Planned, "e1")},
+		{"state", rec("u2", Copied, "e1")},
+		{"data", rec("u2", Copied, "e2")},
+		{"user and state", rec("u3", Verified, "e3")},
+	} {
+		if err := s.Save(ctx, []Record{step.r}); err != nil {
+			t.Fatal(err)
+		}
+		got, ok, err := s.Get(ctx, "k")
+		if err != nil || !ok || got.User != step.r.User || got.State != step.r.State || got.Replicas[0].ETag != step.r.Replicas[0].ETag {
+			t.Fatalf("after a change of %s: %+v, %v, %v", step.what, got, ok, err)
+		}
+		for _, q := range []Query{{User: step.r.User}, {States: []RecordState{step.r.State}}, {User: step.r.User, States: []RecordState{step.r.State}}} {
+			var n int
+			if err := s.Records(ctx, q, func(Record) error { n++; return nil }); err != nil || n != 1 {
+				t.Errorf("after a change of %s: Records(%+v) found %d, %v; want the record", step.what, q, n, err)
+			}
+		}
+		for _, q := range []Query{{User: "u1"}, {States: []RecordState{Planned}}} {
+			if q.User == step.r.User || (len(q.States) > 0 && q.States[0] == step.r.State) {
+				continue
+			}
+			var n int
+			if err := s.Records(ctx, q, func(Record) error { n++; return nil }); err != nil || n != 0 {
+				t.Errorf("after a change of %s: Records(%+v) found %d, %v; want none", step.what, q, n, err)
+			}
+		}
+		st, err := s.Stats(ctx, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := st.Records[step.r.State]; c.N != 1 || len(st.Records) != 1 {
+			t.Errorf("after a change of %s: records tallied %v, want one %s", step.what, st.Records, step.r.State)
+		}
+	}
+	var bad int
+	if err := s.db.QueryRow("SELECT COUNT(*) FROM pragma_integrity_check WHERE integrity_check != 'ok'").Scan(&bad); err != nil || bad != 0 {
+		t.Errorf("integrity_check: %d problems, %v", bad, err)
 	}
 }

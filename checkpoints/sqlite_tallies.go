@@ -169,7 +169,7 @@ func (t *tallies) event(kind string, at time.Time, sign int64) {
 
 // flush adds the changes to the tallies and events tables, a statement per
 // tallyRows groups or events; changes that cancel out are not written.
-func (t *tallies) flush(st *txStmts) error {
+func (t *tallies) flush(tx *sqliteTx) error {
 	const tallyRows = 128
 	var args []any
 	n := 0
@@ -177,7 +177,7 @@ func (t *tallies) flush(st *txStmts) error {
 		if n == 0 || (n < tallyRows && !last) {
 			return nil
 		}
-		err := st.exec(upsertRows(q, cols, n), args)
+		err := tx.exec(upsertRows(q, cols, n), args)
 		args, n = args[:0], 0
 		return err
 	}

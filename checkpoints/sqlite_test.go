@@ -531,7 +531,7 @@ func TestSQLiteConcurrentReaders(t *testing.T) {
 
 func integrityCheck(t *testing.T, path string) {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path)
+	db, err := sql.Open("sqlite3", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,7 @@ DELETE FROM events;
 const upgradePage = 1024
 
 // upgradeToV3 is the step from version 2 to 3.
-func upgradeToV3(ctx context.Context, tx *sql.Tx) error {
+func upgradeToV3(ctx context.Context, tx *sqliteTx) error {
 	// A replica row without its record (which no ferry writes) would have no row to
 	// go into: refuse rather than drop what it says.
 	var orphan string
@@ -68,8 +68,6 @@ func upgradeToV3(ctx context.Context, tx *sql.Tx) error {
 	if _, err := tx.ExecContext(ctx, sqliteV3); err != nil {
 		return err
 	}
-	st := newTxStmts(ctx, tx)
-	defer st.close()
 	var t tallies
 	after, first := "", true
 	for {
@@ -86,7 +84,7 @@ func upgradeToV3(ctx context.Context, tx *sql.Tx) error {
 				args = append(args, r.Key, r.User, string(r.State), stagesOf(r.Replicas), nanos(r.UpdatedAt), encodeRecord(nil, r, r.Replicas))
 				t.add(r, r.Replicas, 1)
 			}
-			if err := st.exec(upsertRows("INSERT INTO records_v3("+recCols+") VALUES(?,?,?,?,?,?)", 6, len(chunk)), args); err != nil {
+			if err := tx.exec(upsertRows("INSERT INTO records_v3("+recCols+") VALUES(?,?,?,?,?,?)", 6, len(chunk)), args); err != nil {
 				return err
 			}
 		}
@@ -98,12 +96,12 @@ func upgradeToV3(ctx context.Context, tx *sql.Tx) error {
 	if _, err := tx.ExecContext(ctx, sqliteV3Done); err != nil {
 		return err
 	}
-	return t.flush(st)
+	return t.flush(tx)
 }
 
 // readV2Page reads a page of version 2's records, with their replicas, from after
 // on (first) or above it.
-func readV2Page(ctx context.Context, tx *sql.Tx, after string, first bool) ([]Record, error) {
+func readV2Page(ctx context.Context, tx *sqliteTx, after string, first bool) ([]Record, error) {
 	op := ">"
 	if first {
 		op = ">="

@@ -229,8 +229,8 @@ func (s *SQLite) Claim(ctx context.Context, scope string, round int64, worker st
 }
 
 // fenced runs write inside a transaction that first checks the caller still holds c.
-func (s *SQLite) fenced(ctx context.Context, op string, c Claim, write func(tx *sql.Tx, now time.Time) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+func (s *SQLite) fenced(ctx context.Context, op string, c Claim, write func(tx *sqliteTx, now time.Time) error) error {
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return wrap(op, err)
 	}
@@ -253,11 +253,11 @@ func (s *SQLite) fenced(ctx context.Context, op string, c Claim, write func(tx *
 }
 
 func (s *SQLite) Checkpoint(ctx context.Context, c Claim, cursor string, recs []Record, listed []Listed) error {
-	return s.fenced(ctx, "checkpoint", c, func(tx *sql.Tx, _ time.Time) error {
-		if err := saveTx(ctx, tx, recs); err != nil {
+	return s.fenced(ctx, "checkpoint", c, func(tx *sqliteTx, _ time.Time) error {
+		if err := saveTx(tx, recs); err != nil {
 			return err
 		}
-		if err := addListedTx(ctx, tx, listed); err != nil {
+		if err := addListedTx(tx, listed); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, "UPDATE claims SET resume_after = ? WHERE scope = ? AND round = ? AND seq = ?", cursor, c.Scope, c.Round, c.Seq)
@@ -266,8 +266,8 @@ func (s *SQLite) Checkpoint(ctx context.Context, c Claim, cursor string, recs []
 }
 
 func (s *SQLite) Finish(ctx context.Context, c Claim, recs []Record) error {
-	return s.fenced(ctx, "finish", c, func(tx *sql.Tx, now time.Time) error {
-		if err := saveTx(ctx, tx, recs); err != nil {
+	return s.fenced(ctx, "finish", c, func(tx *sqliteTx, now time.Time) error {
+		if err := saveTx(tx, recs); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, "UPDATE claims SET state = 'done', done_at = ? WHERE scope = ? AND round = ? AND seq = ?",

@@ -152,7 +152,7 @@ func BenchmarkStateBytes(b *testing.B) {
 // state file (SQLite's dbstat: pages in use, with their free space).
 func logSQLiteBreakdown(b *testing.B, path string) {
 	b.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
 	if err != nil {
 		b.Fatal(err)
 	}

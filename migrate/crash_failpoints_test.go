@@ -18,7 +18,7 @@ import (
 	"github.com/ferrymigrate/ferry/migrate/certificate"
 	"github.com/ferrymigrate/ferry/migrate/synth"
 
-	_ "modernc.org/sqlite"
+	_ "github.com/ncruces/go-sqlite3/driver"
 )
 
 // runFerry runs the real binary once with env added and reports whether it died of
@@ -228,7 +228,7 @@ func TestLockOfKilledFerry(t *testing.T) {
 	if !killed {
 		t.Fatal("copy was not killed at its first target write")
 	}
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "ferry.db"))
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "ferry.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func ferryLimited(t *testing.T, bin, dir string, limit int64, args ...string) (i
 
 func integrityOK(t *testing.T, path string) {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path)
+	db, err := sql.Open("sqlite3", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
 	}
