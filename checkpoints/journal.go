@@ -127,7 +127,7 @@ func (s *SQLite) AppendJournal(ctx context.Context, entries []JournalEntry) erro
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return wrap("journal", err)
+		return wrap(ctx, "journal", err)
 	}
 	defer tx.Rollback()
 	runs, err := newEntries(entries, func(stream string, first, last int64) ([]journalRun, error) {
@@ -138,14 +138,14 @@ func (s *SQLite) AppendJournal(ctx context.Context, entries []JournalEntry) erro
 		return scanRuns(stream, rows)
 	})
 	if err != nil {
-		return wrap("journal", err)
+		return wrap(ctx, "journal", err)
 	}
 	for _, r := range runs {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO journal(stream, first_seq, last_seq, lines) VALUES(?, ?, ?, ?)", r.stream, r.first, r.last, r.joined()); err != nil {
-			return wrap("journal", err)
+			return wrap(ctx, "journal", err)
 		}
 	}
-	return wrap("journal", tx.Commit())
+	return wrap(ctx, "journal", tx.Commit())
 }
 
 func scanRuns(stream string, rows *sql.Rows) ([]journalRun, error) {
@@ -169,7 +169,7 @@ func (s *SQLite) Journal(ctx context.Context, fn func(JournalEntry) error) error
 		// Each page is read whole before fn runs, so fn may write to the store.
 		rows, err := s.db.QueryContext(ctx, "SELECT stream, first_seq, last_seq, lines FROM journal WHERE (stream, first_seq) > (?, ?) ORDER BY stream, first_seq LIMIT ?", stream, seq, journalPage)
 		if err != nil {
-			return wrap("journal", err)
+			return wrap(ctx, "journal", err)
 		}
 		type row struct {
 			stream      string
@@ -181,13 +181,13 @@ func (s *SQLite) Journal(ctx context.Context, fn func(JournalEntry) error) error
 			var r row
 			if err := rows.Scan(&r.stream, &r.first, &r.last, &r.lines); err != nil {
 				rows.Close()
-				return wrap("journal", err)
+				return wrap(ctx, "journal", err)
 			}
 			page = append(page, r)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return wrap("journal", err)
+			return wrap(ctx, "journal", err)
 		}
 		for _, r := range page {
 			if err := splitRun(r.stream, r.first, r.last, r.lines, fn); err != nil {

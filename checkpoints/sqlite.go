@@ -372,12 +372,12 @@ func (s *SQLite) Meta(ctx context.Context, key string) (string, bool, error) {
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
-	return v, err == nil, wrap("meta", err)
+	return v, err == nil, wrap(ctx, "meta", err)
 }
 
 func (s *SQLite) SetMeta(ctx context.Context, key, value string) error {
 	_, err := s.db.ExecContext(ctx, "INSERT INTO meta(k, v) VALUES(?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v", key, value)
-	return wrap("meta", err)
+	return wrap(ctx, "meta", err)
 }
 
 // ---- lock ----
@@ -397,17 +397,17 @@ func newToken() string {
 func (s *SQLite) Lock(ctx context.Context, holder LockInfo, lease time.Duration) (Lock, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, wrap("lock", err)
+		return nil, wrap(ctx, "lock", err)
 	}
 	defer tx.Rollback()
 	cur, ok, err := scanLock(tx.QueryRowContext(ctx, "SELECT host, pid, start, phase, acquired, lease_until, token FROM lock WHERE id = 1"))
 	if err != nil {
-		return nil, wrap("lock", err)
+		return nil, wrap(ctx, "lock", err)
 	}
 	now := s.clock.Now()
 	ws, err := activeWorkers(ctx, tx)
 	if err != nil {
-		return nil, wrap("lock", err)
+		return nil, wrap(ctx, "lock", err)
 	}
 	if err := excluded(cur, ok, ws, now, ""); err != nil {
 		return nil, err
@@ -420,10 +420,10 @@ func (s *SQLite) Lock(ctx context.Context, holder LockInfo, lease time.Duration)
 		acquired=excluded.acquired, lease_until=excluded.lease_until, token=excluded.token`,
 		holder.Host, holder.PID, holder.Start, holder.Phase, holder.Acquired.UnixNano(), holder.LeaseTill.UnixNano(), holder.Token)
 	if err != nil {
-		return nil, wrap("lock", err)
+		return nil, wrap(ctx, "lock", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, wrap("lock", err)
+		return nil, wrap(ctx, "lock", err)
 	}
 	return &sqliteLock{s: s, info: holder, lease: lease}, nil
 }
@@ -444,14 +444,14 @@ func scanLock(row *sql.Row) (LockInfo, bool, error) {
 
 func (s *SQLite) LockHolder(ctx context.Context) (LockInfo, bool, error) {
 	l, ok, err := scanLock(s.db.QueryRowContext(ctx, "SELECT host, pid, start, phase, acquired, lease_until, token FROM lock WHERE id = 1"))
-	return l, ok, wrap("lock", err)
+	return l, ok, wrap(ctx, "lock", err)
 }
 
 func (l *sqliteLock) Refresh(ctx context.Context) error {
 	till := l.s.clock.Now().Add(l.lease)
 	res, err := l.s.db.ExecContext(ctx, "UPDATE lock SET lease_until = ? WHERE id = 1 AND token = ?", till.UnixNano(), l.info.Token)
 	if err != nil {
-		return wrap("lock refresh", err)
+		return wrap(ctx, "lock refresh", err)
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
 		return errors.New("lock refresh: the migration lock was taken over by another process")
@@ -461,14 +461,14 @@ func (l *sqliteLock) Refresh(ctx context.Context) error {
 
 func (l *sqliteLock) Release(ctx context.Context) error {
 	_, err := l.s.db.ExecContext(ctx, "DELETE FROM lock WHERE id = 1 AND token = ?", l.info.Token)
-	return wrap("lock release", err)
+	return wrap(ctx, "lock release", err)
 }
 
 // ---- listing ----
 
 func (s *SQLite) ResetListing(ctx context.Context) error {
 	_, err := s.db.ExecContext(ctx, "DELETE FROM listing")
-	return wrap("listing", err)
+	return wrap(ctx, "listing", err)
 }
 
 func (s *SQLite) AddListed(ctx context.Context, objs []Listed) error {
@@ -477,13 +477,13 @@ func (s *SQLite) AddListed(ctx context.Context, objs []Listed) error {
 	}
 	tx, err := s.begin(ctx, false)
 	if err != nil {
-		return wrap("listing", err)
+		return wrap(ctx, "listing", err)
 	}
 	defer tx.Rollback()
 	if err := addListedTx(tx, objs); err != nil {
 		return err
 	}
-	return wrap("listing", tx.Commit())
+	return wrap(ctx, "listing", tx.Commit())
 }
 
 func addListedTx(tx *sqliteTx, objs []Listed) error {
@@ -491,7 +491,7 @@ func addListedTx(tx *sqliteTx, objs []Listed) error {
 	for _, o := range objs {
 		args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7] = o.Key, o.Site, o.SiteKey, o.Size, o.ETag, o.Version, nanos(o.ModTime), o.SHA256
 		if err := tx.exec(listedUpsert, args); err != nil {
-			return wrap("listing", err)
+			return wrap(tx.ctx, "listing", err)
 		}
 	}
 	return nil
@@ -504,7 +504,7 @@ const listedUpsert = `INSERT INTO listing(key, site, site_key, size, etag, versi
 func (s *SQLite) ListedCount(ctx context.Context, site string) (int64, error) {
 	var n int64
 	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM listing WHERE site = ?", site).Scan(&n)
-	return n, wrap("listing", err)
+	return n, wrap(ctx, "listing", err)
 }
 
 const listPage = 4096
@@ -523,7 +523,7 @@ func (s *SQLite) listedPage(ctx context.Context, query string, args []any) (page
 			return nil
 		})
 	})
-	return page, wrap("listing", err)
+	return page, wrap(ctx, "listing", err)
 }
 
 // ---- records ----
@@ -559,7 +559,7 @@ func readRecords(tx *sqliteTx, query string, args []any, want int) ([]Record, er
 	if bad != nil {
 		return nil, bad
 	}
-	return page, wrap("records", err)
+	return page, wrap(tx.ctx, "records", err)
 }
 
 // recordState is the RecordState named b, without a copy of b for any state ferry
@@ -589,7 +589,7 @@ func (s *SQLite) Get(ctx context.Context, key string) (Record, bool, error) {
 func (s *SQLite) read(ctx context.Context, f func(tx *sqliteTx) error) error {
 	tx, err := s.begin(ctx, true)
 	if err != nil {
-		return wrap("read", err)
+		return wrap(ctx, "read", err)
 	}
 	defer tx.Rollback()
 	return f(tx)
@@ -669,7 +669,7 @@ func unlistedOf(tx *sqliteTx, recs []Record, sites []string) (map[string][]strin
 			return nil
 		})
 		if err != nil {
-			return nil, wrap("unlisted", err)
+			return nil, wrap(tx.ctx, "unlisted", err)
 		}
 	}
 	missing := map[string][]string{}
@@ -689,13 +689,13 @@ func (s *SQLite) Save(ctx context.Context, recs []Record) error {
 	}
 	tx, err := s.begin(ctx, false)
 	if err != nil {
-		return wrap("save", err)
+		return wrap(ctx, "save", err)
 	}
 	defer tx.Rollback()
 	if err := saveTx(tx, recs); err != nil {
 		return err
 	}
-	return wrap("save", tx.Commit())
+	return wrap(ctx, "save", tx.Commit())
 }
 
 // saveTx writes recs inside tx: each record's row where it changed, and the
@@ -724,7 +724,7 @@ func saveTx(tx *sqliteTx, recs []Record) error {
 			seen[recs[i].Key] = true
 		}
 	}
-	return wrap("save", t.flush(tx))
+	return wrap(tx.ctx, "save", t.flush(tx))
 }
 
 // saveChunk is how many records one statement writes.
@@ -749,7 +749,7 @@ func saveChunkTx(tx *sqliteTx, chunk []Record, now int64, t *tallies) error {
 	}
 	old, err := storedRows(tx, args)
 	if err != nil {
-		return wrap("save", err)
+		return wrap(tx.ctx, "save", err)
 	}
 	var args3 [len(recUpserts)][]any
 	for i := range chunk {
@@ -781,7 +781,7 @@ func saveChunkTx(tx *sqliteTx, chunk []Record, now int64, t *tallies) error {
 	for how, args := range args3 {
 		if len(args) > 0 {
 			if err := tx.exec(upsertRows(recUpserts[how], 6, len(args)/6), args); err != nil {
-				return wrap("save", err)
+				return wrap(tx.ctx, "save", err)
 			}
 		}
 	}
@@ -835,7 +835,7 @@ func recUpsertSet(set string) string {
 func (s *SQLite) Stages(ctx context.Context) ([]StageState, error) {
 	rows, err := s.db.QueryContext(ctx, "SELECT name, ord, mode, digest, state, started_at, finished_at, purged_at, restored_at, deleted, retained FROM stages ORDER BY ord, name")
 	if err != nil {
-		return nil, wrap("stages", err)
+		return nil, wrap(ctx, "stages", err)
 	}
 	defer rows.Close()
 	var out []StageState
@@ -843,19 +843,19 @@ func (s *SQLite) Stages(ctx context.Context) ([]StageState, error) {
 		var st StageState
 		var a, b, c, d int64
 		if err := rows.Scan(&st.Name, &st.Ord, &st.Mode, &st.Digest, &st.State, &a, &b, &c, &d, &st.Deleted, &st.Retained); err != nil {
-			return nil, wrap("stages", err)
+			return nil, wrap(ctx, "stages", err)
 		}
 		st.StartedAt, st.FinishedAt, st.PurgedAt, st.RestoredAt = fromNanos(a), fromNanos(b), fromNanos(c), fromNanos(d)
 		out = append(out, st)
 	}
-	return out, wrap("stages", rows.Err())
+	return out, wrap(ctx, "stages", rows.Err())
 }
 
 func (s *SQLite) SaveStage(ctx context.Context, st StageState) error {
 	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO stages(name, ord, mode, digest, state, started_at, finished_at, purged_at, restored_at, deleted, retained)
 		VALUES(?,?,?,?,?,?,?,?,?,?,?)`, st.Name, st.Ord, st.Mode, st.Digest, st.State, nanos(st.StartedAt), nanos(st.FinishedAt),
 		nanos(st.PurgedAt), nanos(st.RestoredAt), st.Deleted, st.Retained)
-	return wrap("stages", err)
+	return wrap(ctx, "stages", err)
 }
 
 // ---- stats ----
@@ -865,7 +865,7 @@ const RecentWindow = time.Minute
 
 func (s *SQLite) Stats(ctx context.Context, now time.Time) (Stats, error) {
 	st := newStats()
-	return st, wrap("stats", s.statsFromTallies(ctx, &st, now))
+	return st, wrap(ctx, "stats", s.statsFromTallies(ctx, &st, now))
 }
 
 // ---- helpers ----
@@ -928,9 +928,17 @@ func why(err error) string {
 	return ""
 }
 
-func wrap(op string, err error) error {
+// wrap names the operation that failed, and what an operator can act on. If ctx
+// ended, the error is ctx's (context.Canceled or DeadlineExceeded, which callers
+// test for: an interrupted run exits 130), with SQLite's inside it: the driver
+// reports a statement interrupted, or a wait for the write lock given up, as
+// SQLite errors (INTERRUPT, BUSY) that say nothing of why.
+func wrap(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("state: %s: %w (%w)", op, cerr, err)
 	}
 	return fmt.Errorf("state: %s: %w%s", op, err, why(err))
 }

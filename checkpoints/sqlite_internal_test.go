@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -141,16 +142,55 @@ func TestSQLiteTxRefuses(t *testing.T) {
 			t.Errorf("exec(%q, %v) = %v, want an error holding %q", c.q, c.args, err, c.want)
 		}
 	}
-	cctx, cancel := context.WithCancel(ctx)
-	rtx, err := s.begin(cctx, true)
+}
+
+// TestSQLiteTxCancelled: a transaction whose context ends is interrupted with the
+// context's error (an interrupted run exits 130), and its rollback still finalizes
+// its statements and returns the connection whole: no connection is left open
+// behind the pool's back (its WAL would outlive Close).
+func TestSQLiteTxCancelled(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := OpenSQLite(ctx, path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rtx.Rollback()
-	cancel()
-	err = rtx.query("SELECT 1", nil, func(*sqlite3.Stmt) error { return nil })
-	if !errors.Is(err, sqlite3.INTERRUPT) {
-		t.Errorf("a query after its context was cancelled: %v, want SQLite's INTERRUPT", err)
+	defer s.Close()
+	recs := []Record{{Key: "k", User: "u", State: Planned}}
+	for range 3 {
+		cctx, cancel := context.WithCancel(ctx)
+		tx, err := s.begin(cctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := saveTx(tx, recs); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		time.Sleep(20 * time.Millisecond) // database/sql would roll back now, were it watching cctx
+		err = saveTx(tx, recs)
+		if !errors.Is(err, context.Canceled) || !errors.Is(err, sqlite3.INTERRUPT) {
+			t.Errorf("a Save in a cancelled transaction: %v; want context.Canceled with SQLite's INTERRUPT inside", err)
+		}
+		if err := tx.Rollback(); err != nil {
+			t.Errorf("rolling back a cancelled transaction: %v", err)
+		}
+		if len(tx.stmts) != 0 {
+			t.Errorf("%d statements left prepared after the rollback", len(tx.stmts))
+		}
+	}
+	if _, ok, err := s.Get(ctx, "k"); ok || err != nil {
+		t.Errorf("after rolled-back Saves: found %v, %v; want nothing", ok, err)
+	}
+	if st := s.db.Stats(); st.OpenConnections != 1 {
+		t.Errorf("%d connections open, want the one idle connection", st.OpenConnections)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The last connection closed cleanly checkpoints and removes the WAL.
+	if _, err := os.Stat(path + "-wal"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after Close the WAL is still there (%v): a connection was left open", err)
 	}
 }
 

@@ -3,7 +3,10 @@ package checkpoints
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ncruces/go-sqlite3"
 	sqlite3drv "github.com/ncruces/go-sqlite3/driver" // also registers the "sqlite3" driver
@@ -24,13 +27,22 @@ type sqliteTx struct {
 	stmts map[string]*sqlite3.Stmt
 }
 
-// begin starts a transaction (read-only if ro) on a connection of its own.
+// begin starts a transaction (read-only if ro) on a connection of its own. The
+// caller ends it (Commit, or a deferred Rollback) whatever happens.
+//
+// database/sql does not see ctx: if it did, it would roll the transaction back and
+// discard the connection the moment ctx ends, while the transaction's statements
+// are still prepared on it, and SQLite does not close a connection with prepared
+// statements (sqlite3_close returns BUSY): the connection, its file descriptors and
+// its WAL would be left open. ctx interrupts the transaction's statements instead
+// (run, and database/sql's calls with their own contexts), and end finalizes them
+// before the rollback.
 func (s *SQLite) begin(ctx context.Context, ro bool) (*sqliteTx, error) {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	tx, err := conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: ro})
+	tx, err := conn.BeginTx(context.WithoutCancel(ctx), &sql.TxOptions{ReadOnly: ro})
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -56,6 +68,12 @@ func (t *sqliteTx) end(f func() error) error {
 		})
 	}
 	err := f()
+	if err != nil && !errors.Is(err, sql.ErrTxDone) {
+		// A COMMIT or ROLLBACK that failed may leave the connection inside its
+		// transaction (or a read-only one's query_only set): discard it rather than
+		// hand it to the next transaction.
+		_ = t.conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
 	t.conn.Close()
 	return err
 }
@@ -96,7 +114,7 @@ func (t *sqliteTx) run(q string, args []any, f func(st *sqlite3.Stmt) error) err
 			if st, tail, err = c.Prepare(q); err != nil {
 				return err
 			}
-			if tail != "" {
+			if strings.TrimSpace(tail) != "" {
 				st.Close()
 				return fmt.Errorf("checkpoints: more than one statement in %q", q)
 			}

@@ -43,17 +43,17 @@ func activeWorkers(ctx context.Context, tx *sql.Tx) ([]Worker, error) {
 func (s *SQLite) Join(ctx context.Context, w Worker, lease time.Duration) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return wrap("join", err)
+		return wrap(ctx, "join", err)
 	}
 	defer tx.Rollback()
 	now := s.clock.Now()
 	cur, ok, err := scanLock(tx.QueryRowContext(ctx, "SELECT host, pid, start, phase, acquired, lease_until, token FROM lock WHERE id = 1"))
 	if err != nil {
-		return wrap("join", err)
+		return wrap(ctx, "join", err)
 	}
 	ws, err := activeWorkers(ctx, tx)
 	if err != nil {
-		return wrap("join", err)
+		return wrap(ctx, "join", err)
 	}
 	if err := excluded(cur, ok, ws, now, w.Phase); err != nil {
 		return err
@@ -61,58 +61,58 @@ func (s *SQLite) Join(ctx context.Context, w Worker, lease time.Duration) error 
 	_, err = tx.ExecContext(ctx, "INSERT OR REPLACE INTO workers("+workerCols+") VALUES(?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0)",
 		w.ID, w.Host, w.PID, w.Start, w.Phase, now.UnixNano(), now.UnixNano(), now.Add(lease).UnixNano())
 	if err != nil {
-		return wrap("join", err)
+		return wrap(ctx, "join", err)
 	}
-	return wrap("join", tx.Commit())
+	return wrap(ctx, "join", tx.Commit())
 }
 
 func (s *SQLite) Heartbeat(ctx context.Context, id string, lease time.Duration, records, bytes int64) ([]Claim, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, wrap("heartbeat", err)
+		return nil, wrap(ctx, "heartbeat", err)
 	}
 	defer tx.Rollback()
 	now := s.clock.Now()
 	till := now.Add(lease).UnixNano()
 	if _, err := tx.ExecContext(ctx, "UPDATE workers SET heartbeat = ?, lease_until = ?, records = ?, bytes = ? WHERE id = ?",
 		now.UnixNano(), till, records, bytes, id); err != nil {
-		return nil, wrap("heartbeat", err)
+		return nil, wrap(ctx, "heartbeat", err)
 	}
 	if _, err := tx.ExecContext(ctx, "UPDATE claims SET lease_until = ? WHERE worker = ? AND state = 'held'", till, id); err != nil {
-		return nil, wrap("heartbeat", err)
+		return nil, wrap(ctx, "heartbeat", err)
 	}
 	held, err := sqliteClaims(ctx, tx, "WHERE worker = ? AND state = 'held'", id)
 	if err != nil {
-		return nil, wrap("heartbeat", err)
+		return nil, wrap(ctx, "heartbeat", err)
 	}
-	return held, wrap("heartbeat", tx.Commit())
+	return held, wrap(ctx, "heartbeat", tx.Commit())
 }
 
 func (s *SQLite) Leave(ctx context.Context, id string) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return wrap("leave", err)
+		return wrap(ctx, "leave", err)
 	}
 	defer tx.Rollback()
 	now := s.clock.Now().UnixNano()
 	if _, err := tx.ExecContext(ctx, "UPDATE workers SET left_at = ?, heartbeat = ? WHERE id = ?", now, now, id); err != nil {
-		return wrap("leave", err)
+		return wrap(ctx, "leave", err)
 	}
 	if _, err := tx.ExecContext(ctx, "UPDATE claims SET state = 'open', lease_until = 0 WHERE worker = ? AND state = 'held'", id); err != nil {
-		return wrap("leave", err)
+		return wrap(ctx, "leave", err)
 	}
-	return wrap("leave", tx.Commit())
+	return wrap(ctx, "leave", tx.Commit())
 }
 
 func (s *SQLite) Workers(ctx context.Context) ([]Worker, error) {
 	rows, err := s.db.QueryContext(ctx, "SELECT "+prefixed("w.", workerCols)+
 		", (SELECT count(*) FROM claims c WHERE c.worker = w.id AND c.state = 'held') FROM workers w ORDER BY w.joined DESC, w.id")
 	if err != nil {
-		return nil, wrap("workers", err)
+		return nil, wrap(ctx, "workers", err)
 	}
 	defer rows.Close()
 	ws, err := scanWorkers(rows, true)
-	return ws, wrap("workers", err)
+	return ws, wrap(ctx, "workers", err)
 }
 
 func sqliteRound(ctx context.Context, q interface {
@@ -139,23 +139,23 @@ func (r *RoundStatus) add(state string, n int64) {
 
 func (s *SQLite) Round(ctx context.Context, scope string, round int64) (RoundStatus, error) {
 	st, err := sqliteRound(ctx, s.db, scope, round)
-	return st, wrap("round", err)
+	return st, wrap(ctx, "round", err)
 }
 
 func (s *SQLite) Partition(ctx context.Context, scope string, resetListing bool, ranges func() ([]Range, error)) (RoundStatus, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return RoundStatus{}, wrap("partition", err)
+		return RoundStatus{}, wrap(ctx, "partition", err)
 	}
 	defer tx.Rollback()
 	var last int64
 	if err := tx.QueryRowContext(ctx, "SELECT COALESCE(max(round), 0) FROM claims WHERE scope = ?", scope).Scan(&last); err != nil {
-		return RoundStatus{}, wrap("partition", err)
+		return RoundStatus{}, wrap(ctx, "partition", err)
 	}
 	if last > 0 {
 		st, err := sqliteRound(ctx, tx, scope, last)
 		if err != nil || !st.Finished() {
-			return st, wrap("partition", err)
+			return st, wrap(ctx, "partition", err)
 		}
 	}
 	rs, err := ranges()
@@ -165,21 +165,21 @@ func (s *SQLite) Partition(ctx context.Context, scope string, resetListing bool,
 	round := last + 1
 	if resetListing {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM listing"); err != nil {
-			return RoundStatus{}, wrap("partition", err)
+			return RoundStatus{}, wrap(ctx, "partition", err)
 		}
 	}
 	ins, err := tx.PrepareContext(ctx, "INSERT INTO claims(scope, round, seq, site, lo, hi) VALUES(?, ?, ?, ?, ?, ?)")
 	if err != nil {
-		return RoundStatus{}, wrap("partition", err)
+		return RoundStatus{}, wrap(ctx, "partition", err)
 	}
 	defer ins.Close()
 	for i, r := range rs {
 		if _, err := ins.ExecContext(ctx, scope, round, i+1, r.Site, r.Lo, r.Hi); err != nil {
-			return RoundStatus{}, wrap("partition", err)
+			return RoundStatus{}, wrap(ctx, "partition", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return RoundStatus{}, wrap("partition", err)
+		return RoundStatus{}, wrap(ctx, "partition", err)
 	}
 	return RoundStatus{Round: round, Open: int64(len(rs))}, nil
 }
@@ -206,7 +206,7 @@ func sqliteClaims(ctx context.Context, tx *sql.Tx, where string, args ...any) ([
 func (s *SQLite) Claim(ctx context.Context, scope string, round int64, worker string, lease time.Duration) (Claim, bool, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return Claim{}, false, wrap("claim", err)
+		return Claim{}, false, wrap(ctx, "claim", err)
 	}
 	defer tx.Rollback()
 	now := s.clock.Now()
@@ -217,22 +217,22 @@ func (s *SQLite) Claim(ctx context.Context, scope string, round int64, worker st
 		return Claim{}, false, nil
 	}
 	if err != nil {
-		return Claim{}, false, wrap("claim", err)
+		return Claim{}, false, wrap(ctx, "claim", err)
 	}
 	c.Takeover = state == ClaimHeld && c.Worker != worker
 	c.Worker, c.Epoch, c.LeaseTill = worker, c.Epoch+1, now.Add(lease)
 	if _, err := tx.ExecContext(ctx, "UPDATE claims SET state = 'held', worker = ?, epoch = ?, lease_until = ? WHERE scope = ? AND round = ? AND seq = ?",
 		c.Worker, c.Epoch, c.LeaseTill.UnixNano(), scope, round, c.Seq); err != nil {
-		return Claim{}, false, wrap("claim", err)
+		return Claim{}, false, wrap(ctx, "claim", err)
 	}
-	return c, true, wrap("claim", tx.Commit())
+	return c, true, wrap(ctx, "claim", tx.Commit())
 }
 
 // fenced runs write inside a transaction that first checks the caller still holds c.
 func (s *SQLite) fenced(ctx context.Context, op string, c Claim, write func(tx *sqliteTx, now time.Time) error) error {
 	tx, err := s.begin(ctx, false)
 	if err != nil {
-		return wrap(op, err)
+		return wrap(ctx, op, err)
 	}
 	defer tx.Rollback()
 	now := s.clock.Now()
@@ -241,7 +241,7 @@ func (s *SQLite) fenced(ctx context.Context, op string, c Claim, write func(tx *
 	err = tx.QueryRowContext(ctx, "SELECT worker, epoch, state, lease_until FROM claims WHERE scope = ? AND round = ? AND seq = ?",
 		c.Scope, c.Round, c.Seq).Scan(&worker, &epoch, &state, &till)
 	if err != nil {
-		return wrap(op, err)
+		return wrap(ctx, op, err)
 	}
 	if worker != c.Worker || epoch != c.Epoch || state != ClaimHeld || till < now.UnixNano() {
 		return &FencedError{Claim: c, Holder: worker, Epoch: epoch}
@@ -249,7 +249,7 @@ func (s *SQLite) fenced(ctx context.Context, op string, c Claim, write func(tx *
 	if err := write(tx, now); err != nil {
 		return err
 	}
-	return wrap(op, tx.Commit())
+	return wrap(ctx, op, tx.Commit())
 }
 
 func (s *SQLite) Checkpoint(ctx context.Context, c Claim, cursor string, recs []Record, listed []Listed) error {
@@ -261,7 +261,7 @@ func (s *SQLite) Checkpoint(ctx context.Context, c Claim, cursor string, recs []
 			return err
 		}
 		_, err := tx.ExecContext(ctx, "UPDATE claims SET resume_after = ? WHERE scope = ? AND round = ? AND seq = ?", cursor, c.Scope, c.Round, c.Seq)
-		return wrap("checkpoint", err)
+		return wrap(ctx, "checkpoint", err)
 	})
 }
 
@@ -272,15 +272,15 @@ func (s *SQLite) Finish(ctx context.Context, c Claim, recs []Record) error {
 		}
 		if _, err := tx.ExecContext(ctx, "UPDATE claims SET state = 'done', done_at = ? WHERE scope = ? AND round = ? AND seq = ?",
 			now.UnixNano(), c.Scope, c.Round, c.Seq); err != nil {
-			return wrap("finish", err)
+			return wrap(ctx, "finish", err)
 		}
 		_, err := tx.ExecContext(ctx, "UPDATE workers SET ranges = ranges + 1 WHERE id = ?", c.Worker)
-		return wrap("finish", err)
+		return wrap(ctx, "finish", err)
 	})
 }
 
 func (s *SQLite) Release(ctx context.Context, c Claim) error {
 	_, err := s.db.ExecContext(ctx, "UPDATE claims SET state = 'open', lease_until = 0 WHERE scope = ? AND round = ? AND seq = ? AND worker = ? AND epoch = ? AND state = 'held'",
 		c.Scope, c.Round, c.Seq, c.Worker, c.Epoch)
-	return wrap("release", err)
+	return wrap(ctx, "release", err)
 }
