@@ -13,16 +13,24 @@ import (
 	"github.com/ncruces/go-sqlite3"
 )
 
+// openInternal opens a new SQLite state in a temporary folder, closed when the test
+// ends.
+func openInternal(t *testing.T) *SQLite {
+	t.Helper()
+	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "state.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // TestSQLiteEveryConnectionDurable: the pool's connections all run in WAL with
 // synchronous=FULL (a committed Save survives power loss, I4) and wait for locks
 // instead of failing. A kill -9 test cannot see a missing fsync; this can.
 func TestSQLiteEveryConnectionDurable(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "state.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openInternal(t)
 	// Hold as many connections as the pool allows, so that each is checked.
 	var conns []*sql.Conn
 	defer func() {
@@ -58,11 +66,7 @@ func TestSQLiteEveryConnectionDurable(t *testing.T) {
 // nothing is visible to another connection before the commit.
 func TestSQLiteTxOneConnection(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "state.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openInternal(t)
 	count := func(q interface {
 		QueryRowContext(context.Context, string, ...any) *sql.Row
 	}) int {
@@ -119,11 +123,7 @@ func TestSQLiteTxOneConnection(t *testing.T) {
 // an error naming what is wrong; a cancelled context interrupts the transaction.
 func TestSQLiteTxRefuses(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "state.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openInternal(t)
 	tx, err := s.begin(ctx, false)
 	if err != nil {
 		t.Fatal(err)
@@ -199,11 +199,7 @@ func TestSQLiteTxCancelled(t *testing.T) {
 // the row, the indexes the queries by user and by state read, and the tallies right.
 func TestSQLiteSaveEachKindOfChange(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "state.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openInternal(t)
 	rec := func(user string, st RecordState, etag string) Record {
 		return Record{Key: "k", User: user, State: st, Size: 5, Replicas: []Replica{{Site: "a", SiteKey: "k", Size: 5, ETag: etag, State: Present}}}
 	}
