@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/ferrymigrate/ferry/migrate"
 )
 
 // The contenders, in table order. Each copies a data set's source bucket into a fresh
@@ -126,11 +124,6 @@ func (b *bench) measure(ctx context.Context, set *dataset, tool string, run int)
 	got, err := b.dst.list(ctx, bucket)
 	if err != nil {
 		return s, err
-	}
-	for k := range got {
-		if strings.HasPrefix(k, migrate.MarkerDir) {
-			delete(got, k) // ferry's target marker (migrate/identity.go): not a record
-		}
 	}
 	if err := sameObjects(set.want, got); err != nil {
 		return s, fmt.Errorf("%s on %s, run %d: the destination is not a copy of the source: %w", tool, set.name, run, err)
