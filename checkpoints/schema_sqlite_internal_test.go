@@ -349,6 +349,30 @@ func TestSQLiteUpgradeRefusesOrphanReplicas(t *testing.T) {
 	}
 }
 
+// TestSQLiteUpgradeInterrupted: an upgrade interrupted because its context ended
+// (Ctrl-C) fails with the context's error, so the command exits as interrupted, and
+// changes nothing.
+func TestSQLiteUpgradeInterrupted(t *testing.T) {
+	path := newSQLiteState(t, 50)
+	before := sqliteDump(t, path)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	steps := append(slices.Clip(sqliteSteps), func(_ context.Context, tx *sqliteTx) error {
+		if err := tx.exec("CREATE TABLE interrupted(a)", nil); err != nil {
+			return err
+		}
+		cancel()
+		return tx.exec("UPDATE records SET updated_at = updated_at + 1", nil)
+	})
+	_, err := openSQLite(ctx, path, Options{}, steps)
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, sqlite3.INTERRUPT) {
+		t.Fatalf("an upgrade interrupted by its context: %v; want context.Canceled with SQLite's INTERRUPT inside", err)
+	}
+	if after := sqliteDump(t, path); !slices.Equal(after, before) {
+		t.Errorf("an interrupted upgrade changed the state:\n%s", diffLines(after, before))
+	}
+}
+
 // TestSQLiteUpgradeAtomic: an upgrade whose step fails after writing leaves the
 // state exactly as it was, whether it started at the current version or at
 // version 1 (the steps to 2 and to 3 ran, then the failing one).

@@ -283,7 +283,7 @@ func (s *SQLite) checkVersion(ctx context.Context, steps []sqliteStep, older boo
 	latest := len(steps)
 	v, err := sqliteVersion(ctx, s.db)
 	if err != nil {
-		return fmt.Errorf("state %s: %w", s.path, hint(s.path, err))
+		return fmt.Errorf("state %s: %w", s.path, hint(ctx, s.path, err))
 	}
 	switch {
 	case v > latest:
@@ -300,26 +300,26 @@ func (s *SQLite) checkVersion(ctx context.Context, steps []sqliteStep, older boo
 	}
 	tx, err := s.begin(ctx, false)
 	if err != nil {
-		return fmt.Errorf("state %s: upgrading: %w", s.path, hint(s.path, err))
+		return fmt.Errorf("state %s: upgrading: %w", s.path, hint(ctx, s.path, err))
 	}
 	defer tx.Rollback()
 	if v, err = sqliteVersion(ctx, tx); err != nil {
-		return fmt.Errorf("state %s: upgrading: %w", s.path, hint(s.path, err))
+		return fmt.Errorf("state %s: upgrading: %w", s.path, hint(ctx, s.path, err))
 	}
 	if v > latest {
 		return &NewerStateError{State: s.path, Version: v, Supported: latest}
 	}
 	for i := v; i < latest; i++ {
 		if err := steps[i](ctx, tx); err != nil {
-			return fmt.Errorf("state %s: upgrading the state from version %d to %d (nothing was changed): %w", s.path, i, i+1, hint(s.path, err))
+			return fmt.Errorf("state %s: upgrading the state from version %d to %d (nothing was changed): %w", s.path, i, i+1, hint(ctx, s.path, err))
 		}
 	}
 	// PRAGMA takes no parameters; latest is an int.
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", latest)); err != nil {
-		return fmt.Errorf("state %s: upgrading: %w", s.path, hint(s.path, err))
+		return fmt.Errorf("state %s: upgrading: %w", s.path, hint(ctx, s.path, err))
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("state %s: upgrading from version %d to %d: %w", s.path, v, latest, hint(s.path, err))
+		return fmt.Errorf("state %s: upgrading from version %d to %d: %w", s.path, v, latest, hint(ctx, s.path, err))
 	}
 	return nil
 }
@@ -342,7 +342,7 @@ func openScratch(ctx context.Context, path string, steps []sqliteStep) (*SQLite,
 		real.db.Close()
 		if err != nil {
 			os.RemoveAll(dir)
-			return nil, fmt.Errorf("state %s: copying for dry run: %w", path, err)
+			return nil, fmt.Errorf("state %s: copying for dry run: %w", path, explain(ctx, err))
 		}
 	}
 	s, err := openDB(ctx, tmp, false, false, steps)
@@ -902,13 +902,15 @@ func b2i(b bool) int {
 }
 
 // hint adds to an error opening the state at path what an operator can act on.
-func hint(path string, err error) error {
-	for _, p := range []string{path, filepath.Dir(path)} {
-		if aerr := syscall.Access(p, 2 /* W_OK */); aerr != nil && !errors.Is(aerr, syscall.ENOENT) {
-			return fmt.Errorf("%w (the state's file or folder is not writable: %v)", err, aerr)
+func hint(ctx context.Context, path string, err error) error {
+	if ctx.Err() == nil {
+		for _, p := range []string{path, filepath.Dir(path)} {
+			if aerr := syscall.Access(p, 2 /* W_OK */); aerr != nil && !errors.Is(aerr, syscall.ENOENT) {
+				return fmt.Errorf("%w (the state's file or folder is not writable: %v)", err, aerr)
+			}
 		}
 	}
-	return fmt.Errorf("%w%s", err, why(err))
+	return explain(ctx, err)
 }
 
 // why says what an operator can act on for SQLite errors that do not ("disk I/O
@@ -928,17 +930,26 @@ func why(err error) string {
 	return ""
 }
 
-// wrap names the operation that failed, and what an operator can act on. If ctx
-// ended, the error is ctx's (context.Canceled or DeadlineExceeded, which callers
-// test for: an interrupted run exits 130), with SQLite's inside it: the driver
-// reports a statement interrupted, or a wait for the write lock given up, as
-// SQLite errors (INTERRUPT, BUSY) that say nothing of why.
+// wrap names the operation that failed, and what an operator can act on (explain).
 func wrap(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-		return fmt.Errorf("state: %s: %w (%w)", op, cerr, err)
+	return fmt.Errorf("state: %s: %w", op, explain(ctx, err))
+}
+
+// explain adds to err what an operator can act on (why). If ctx ended, the error is
+// ctx's (context.Canceled or DeadlineExceeded, which callers test for: an interrupted
+// run exits 130), with err inside it: the driver reports a statement interrupted, or
+// a wait for the write lock given up, as SQLite errors (INTERRUPT, BUSY) that say
+// nothing of why.
+func explain(ctx context.Context, err error) error {
+	switch cerr := ctx.Err(); {
+	case cerr == nil:
+		return fmt.Errorf("%w%s", err, why(err))
+	case errors.Is(err, cerr):
+		return err
+	default:
+		return fmt.Errorf("%w (%w)", cerr, err)
 	}
-	return fmt.Errorf("state: %s: %w%s", op, err, why(err))
 }

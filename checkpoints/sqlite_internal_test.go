@@ -81,6 +81,7 @@ func TestSQLiteTxOneConnection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer tx.Rollback() // on a failure; sql.ErrTxDone once ended below
 		if err := tx.exec("INSERT INTO meta(k, v) VALUES(?, ?)", []any{"t1", "raw"}); err != nil {
 			t.Fatal(err)
 		}
@@ -163,6 +164,7 @@ func TestSQLiteTxCancelled(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer tx.Rollback() // on a failure; sql.ErrTxDone once ended below
 		if err := saveTx(tx, recs); err != nil {
 			t.Fatal(err)
 		}
@@ -189,6 +191,77 @@ func TestSQLiteTxCancelled(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The last connection closed cleanly checkpoints and removes the WAL.
+	if _, err := os.Stat(path + "-wal"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after Close the WAL is still there (%v): a connection was left open", err)
+	}
+}
+
+// TestSQLiteWaitForLockCancelled: a Save waiting for the write lock (up to the busy
+// timeout, 15 s) stops waiting when its context ends, with the context's error.
+func TestSQLiteWaitForLockCancelled(t *testing.T) {
+	ctx := context.Background()
+	s := openInternal(t)
+	holder, err := s.db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if _, err := holder.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.ExecContext(ctx, "ROLLBACK")
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = s.Save(cctx, []Record{{Key: "k", User: "u", State: Planned}})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a Save whose deadline passed while it waited for the lock: %v, want context.DeadlineExceeded", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the Save waited %v: the busy timeout, not its context", took)
+	}
+}
+
+// TestSQLiteTxPanic: a panic while a statement runs through the driver's API reaches
+// the caller, and the transaction and its connection end cleanly (database/sql
+// discarding a connection inside a transaction of its own would wait forever).
+func TestSQLiteTxPanic(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := OpenSQLite(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Save(ctx, []Record{{Key: "k", User: "u", State: Planned}}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		_ = s.read(ctx, func(tx *sqliteTx) error {
+			return tx.query("SELECT key FROM records", nil, func(*sqlite3.Stmt) error { panic("boom") })
+		})
+	}()
+	select {
+	case p := <-done:
+		if p != "boom" {
+			t.Errorf("recovered %v, want the panic", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the panic did not reach the caller: the transaction's end is stuck")
+	}
+	if _, ok, err := s.Get(ctx, "k"); !ok || err != nil {
+		t.Errorf("after the panic: Get found %v, %v", ok, err)
+	}
+	if err := s.Save(ctx, []Record{{Key: "k", User: "u", State: Copied}}); err != nil {
+		t.Errorf("after the panic: Save: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The connection database/sql discarded after the panic was closed for real (with
+	// a statement left prepared SQLite would have kept it open, and its WAL with it).
 	if _, err := os.Stat(path + "-wal"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("after Close the WAL is still there (%v): a connection was left open", err)
 	}

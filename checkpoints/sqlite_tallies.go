@@ -2,7 +2,6 @@ package checkpoints
 
 import (
 	"context"
-	"database/sql"
 	"time"
 )
 
@@ -213,7 +212,7 @@ const (
 
 // statsFromTallies fills st's counts from the tallies and events (version 2).
 func (s *SQLite) statsFromTallies(ctx context.Context, st *Stats, now time.Time) error {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := s.begin(ctx, true)
 	if err != nil {
 		return err
 	}

@@ -12,70 +12,95 @@ import (
 	sqlite3drv "github.com/ncruces/go-sqlite3/driver" // also registers the "sqlite3" driver
 )
 
-// sqliteTx is a transaction on one of the store's connections. Most of its
-// statements go through database/sql (the embedded *sql.Tx); the hot path's (Save's,
-// and the pages of records and of the staged listing) go through the driver's own API
-// on the same connection (exec, query): each distinct statement prepared once in the
-// transaction, its arguments bound and its columns read in place, with no
-// database/sql call, lock or driver.Value per row or per column. The driver
-// (github.com/ncruces/go-sqlite3) runs SQLite built single-threaded, one instance per
-// connection, so SQLite takes no mutex per call either (issue 15 item 5).
+// sqliteTx is a transaction on one of the store's connections, begun and ended by
+// the store itself (BEGIN, COMMIT, ROLLBACK on the connection), not by database/sql.
+// Statements through database/sql run on that connection (the embedded *sql.Conn:
+// ExecContext, QueryContext, QueryRowContext, each with its own context), inside the
+// transaction; the hot path's (Save's, and the pages of records and of the staged
+// listing) go through the driver's own API on the same connection (exec, query):
+// each distinct statement prepared once in the transaction, its arguments bound and
+// its columns read in place, with no database/sql call, lock or driver.Value per row
+// or per column. The driver (github.com/ncruces/go-sqlite3) runs SQLite built
+// single-threaded, one instance per connection, so SQLite takes no mutex per call
+// either (issue 15 item 5).
+//
+// database/sql does not know of the transaction, so it never ends one on its own: a
+// database/sql transaction rolls back and discards its connection the moment its
+// context ends, while our statements would still be prepared on it, and SQLite does
+// not close a connection with prepared statements (the connection, its file
+// descriptors and its WAL would be left open). The caller ends every transaction
+// (Commit, or a deferred Rollback); end finalizes the statements first.
 type sqliteTx struct {
-	*sql.Tx
+	*sql.Conn
 	ctx   context.Context
-	conn  *sql.Conn
 	stmts map[string]*sqlite3.Stmt
+	ended bool
 }
 
-// begin starts a transaction (read-only if ro) on a connection of its own. The
-// caller ends it (Commit, or a deferred Rollback) whatever happens.
-//
-// database/sql does not see ctx: if it did, it would roll the transaction back and
-// discard the connection the moment ctx ends, while the transaction's statements
-// are still prepared on it, and SQLite does not close a connection with prepared
-// statements (sqlite3_close returns BUSY): the connection, its file descriptors and
-// its WAL would be left open. ctx interrupts the transaction's statements instead
-// (run, and database/sql's calls with their own contexts), and end finalizes them
-// before the rollback.
+// begin starts a transaction on a connection of its own: a read transaction if ro,
+// else one that holds the write lock from the start (BEGIN IMMEDIATE). Waiting for
+// that lock (up to the busy timeout) ends when ctx does.
 func (s *SQLite) begin(ctx context.Context, ro bool) (*sqliteTx, error) {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	tx, err := conn.BeginTx(context.WithoutCancel(ctx), &sql.TxOptions{ReadOnly: ro})
-	if err != nil {
+	q := "BEGIN IMMEDIATE"
+	if ro {
+		q = "BEGIN"
+	}
+	if _, err := conn.ExecContext(ctx, q); err != nil {
 		conn.Close()
 		return nil, err
 	}
-	return &sqliteTx{Tx: tx, ctx: ctx, conn: conn, stmts: map[string]*sqlite3.Stmt{}}, nil
+	return &sqliteTx{Conn: conn, ctx: ctx, stmts: map[string]*sqlite3.Stmt{}}, nil
 }
 
 // Commit commits the transaction and returns its connection to the pool.
-func (t *sqliteTx) Commit() error { return t.end(t.Tx.Commit) }
+func (t *sqliteTx) Commit() error { return t.end("COMMIT") }
 
-// Rollback rolls the transaction back (nothing, after a Commit) and returns its
+// Rollback rolls the transaction back (sql.ErrTxDone once it ended) and returns its
 // connection to the pool.
-func (t *sqliteTx) Rollback() error { return t.end(t.Tx.Rollback) }
+func (t *sqliteTx) Rollback() error { return t.end("ROLLBACK") }
 
-func (t *sqliteTx) end(f func() error) error {
-	if len(t.stmts) > 0 {
-		_ = t.conn.Raw(func(any) error {
-			for q, st := range t.stmts {
-				st.Close()
-				delete(t.stmts, q)
-			}
-			return nil
-		})
+// end finalizes the transaction's statements and runs q (COMMIT or ROLLBACK), which
+// no context interrupts. A connection left inside a transaction (a COMMIT that
+// failed and did not roll back) is discarded, not handed to the next transaction. A
+// ROLLBACK of a transaction SQLite already rolled back itself (after an interrupted
+// write, say) has nothing left to do: not an error.
+func (t *sqliteTx) end(q string) error {
+	if t.ended {
+		return sql.ErrTxDone
 	}
-	err := f()
-	if err != nil && !errors.Is(err, sql.ErrTxDone) {
-		// A COMMIT or ROLLBACK that failed may leave the connection inside its
-		// transaction (or a read-only one's query_only set): discard it rather than
-		// hand it to the next transaction.
-		_ = t.conn.Raw(func(any) error { return driver.ErrBadConn })
+	t.ended = true
+	defer t.Conn.Close()
+	var err error
+	rerr := t.Conn.Raw(func(dc any) error {
+		c := dc.(sqlite3drv.Conn).Raw()
+		t.closeStmts()
+		defer c.SetInterrupt(c.SetInterrupt(context.Background()))
+		err = c.Exec(q)
+		switch {
+		case err == nil:
+		case !c.GetAutocommit():
+			return driver.ErrBadConn
+		case q == "ROLLBACK":
+			err = nil
+		}
+		return nil
+	})
+	if err == nil && !errors.Is(rerr, driver.ErrBadConn) {
+		err = rerr
 	}
-	t.conn.Close()
 	return err
+}
+
+// closeStmts finalizes the transaction's statements (on its connection).
+func (t *sqliteTx) closeStmts() {
+	for q, st := range t.stmts {
+		st.Close()
+		delete(t.stmts, q)
+	}
 }
 
 // exec runs the statement q with args.
@@ -104,9 +129,17 @@ func (t *sqliteTx) query(q string, args []any, row func(st *sqlite3.Stmt) error)
 // run binds args to the statement q (prepared on first use) and calls f with it on
 // the transaction's connection, interrupted if the transaction's context ends.
 func (t *sqliteTx) run(q string, args []any, f func(st *sqlite3.Stmt) error) error {
-	return t.conn.Raw(func(dc any) error {
+	return t.Conn.Raw(func(dc any) error {
 		c := dc.(sqlite3drv.Conn).Raw()
 		defer c.SetInterrupt(c.SetInterrupt(t.ctx))
+		defer func() {
+			// database/sql closes the connection after a panic here: finalize the
+			// statements first, or SQLite would not close it.
+			if p := recover(); p != nil {
+				t.closeStmts()
+				panic(p)
+			}
+		}()
 		st := t.stmts[q]
 		if st == nil {
 			var tail string
