@@ -16,13 +16,34 @@ import (
 // openInternal opens a new SQLite state in a temporary folder, closed when the test
 // ends.
 func openInternal(t *testing.T) *SQLite {
+	s, _ := openInternalAt(t)
+	return s
+}
+
+// openInternalAt is openInternal, with the state file's path.
+func openInternalAt(t *testing.T) (*SQLite, string) {
 	t.Helper()
-	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "state.db"), Options{})
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := OpenSQLite(context.Background(), path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s
+	return s, path
+}
+
+// closedCleanly closes s and checks that every SQLite connection to the state at path
+// was closed for real: the last one to close checkpoints and removes the WAL, which a
+// connection left open behind the pool's back (with a statement still prepared,
+// SQLite does not close it) would keep.
+func closedCleanly(t *testing.T, s *SQLite, path string) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path + "-wal"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after Close the WAL is still there (%v): a connection was left open", err)
+	}
 }
 
 // TestSQLiteEveryConnectionDurable: the pool's connections all run in WAL with
@@ -151,12 +172,7 @@ func TestSQLiteTxRefuses(t *testing.T) {
 // behind the pool's back (its WAL would outlive Close).
 func TestSQLiteTxCancelled(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "state.db")
-	s, err := OpenSQLite(ctx, path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, path := openInternalAt(t)
 	recs := []Record{{Key: "k", User: "u", State: Planned}}
 	for range 3 {
 		cctx, cancel := context.WithCancel(ctx)
@@ -187,13 +203,7 @@ func TestSQLiteTxCancelled(t *testing.T) {
 	if st := s.db.Stats(); st.OpenConnections != 1 {
 		t.Errorf("%d connections open, want the one idle connection", st.OpenConnections)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	// The last connection closed cleanly checkpoints and removes the WAL.
-	if _, err := os.Stat(path + "-wal"); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("after Close the WAL is still there (%v): a connection was left open", err)
-	}
+	closedCleanly(t, s, path)
 }
 
 // TestSQLiteWaitForLockCancelled: a Save waiting for the write lock (up to the busy
@@ -227,12 +237,7 @@ func TestSQLiteWaitForLockCancelled(t *testing.T) {
 // discarding a connection inside a transaction of its own would wait forever).
 func TestSQLiteTxPanic(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "state.db")
-	s, err := OpenSQLite(ctx, path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, path := openInternalAt(t)
 	if err := s.Save(ctx, []Record{{Key: "k", User: "u", State: Planned}}); err != nil {
 		t.Fatal(err)
 	}
@@ -257,14 +262,8 @@ func TestSQLiteTxPanic(t *testing.T) {
 	if err := s.Save(ctx, []Record{{Key: "k", User: "u", State: Copied}}); err != nil {
 		t.Errorf("after the panic: Save: %v", err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	// The connection database/sql discarded after the panic was closed for real (with
-	// a statement left prepared SQLite would have kept it open, and its WAL with it).
-	if _, err := os.Stat(path + "-wal"); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("after Close the WAL is still there (%v): a connection was left open", err)
-	}
+	// The connection database/sql discarded after the panic was closed for real.
+	closedCleanly(t, s, path)
 }
 
 // TestSQLiteSaveEachKindOfChange: Save writes a changed row with the statement for
