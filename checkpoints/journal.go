@@ -125,7 +125,7 @@ func (s *SQLite) AppendJournal(ctx context.Context, entries []JournalEntry) erro
 	if len(entries) == 0 {
 		return nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return wrap(ctx, "journal", err)
 	}

@@ -214,7 +214,8 @@ func openDB(ctx context.Context, path string, ro, older bool, steps []sqliteStep
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "foreign_keys(OFF)")
-	q.Set("_txlock", "immediate")
+	// No _txlock: every transaction is begun by the store (begin, sqlite_tx.go),
+	// never through database/sql.
 	if ro {
 		q.Set("mode", "ro")
 	}
@@ -395,7 +396,7 @@ func newToken() string {
 }
 
 func (s *SQLite) Lock(ctx context.Context, holder LockInfo, lease time.Duration) (Lock, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return nil, wrap(ctx, "lock", err)
 	}
@@ -542,7 +543,6 @@ const (
 func readRecords(tx *sqliteTx, query string, args []any, want int) ([]Record, error) {
 	page := make([]Record, 0, want)
 	var arena replicaArena
-	var bad error
 	err := tx.query(query, args, func(st *sqlite3.Stmt) error {
 		page = append(page, Record{
 			Key: st.ColumnText(0), User: st.ColumnText(1), State: recordState(st.ColumnRawText(2)),
@@ -551,14 +551,10 @@ func readRecords(tx *sqliteTx, query string, args []any, want int) ([]Record, er
 		r := &page[len(page)-1]
 		// The data is read in place: decodeRecord copies what it keeps.
 		if err := decodeRecordIn(r, st.ColumnRawBlob(4), &arena); err != nil {
-			bad = fmt.Errorf("state: record %q: %w", r.Key, err)
-			return bad
+			return fmt.Errorf("record %q: %w", r.Key, err)
 		}
 		return nil
 	})
-	if bad != nil {
-		return nil, bad
-	}
 	return page, wrap(tx.ctx, "records", err)
 }
 

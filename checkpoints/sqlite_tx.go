@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -79,17 +78,16 @@ func (t *sqliteTx) end(q string) error {
 		c := dc.(sqlite3drv.Conn).Raw()
 		t.closeStmts()
 		defer c.SetInterrupt(c.SetInterrupt(context.Background()))
-		err = c.Exec(q)
-		switch {
+		switch err = c.Exec(q); {
 		case err == nil:
 		case !c.GetAutocommit():
-			return driver.ErrBadConn
+			return driver.ErrBadConn // database/sql discards the connection
 		case q == "ROLLBACK":
 			err = nil
 		}
 		return nil
 	})
-	if err == nil && !errors.Is(rerr, driver.ErrBadConn) {
+	if err == nil {
 		err = rerr
 	}
 	return err
@@ -105,30 +103,14 @@ func (t *sqliteTx) closeStmts() {
 
 // exec runs the statement q with args.
 func (t *sqliteTx) exec(q string, args []any) error {
-	return t.run(q, args, func(st *sqlite3.Stmt) error {
-		for st.Step() {
-		}
-		return st.Err()
-	})
+	return t.query(q, args, func(*sqlite3.Stmt) error { return nil })
 }
 
-// query runs the statement q with args and calls row for each row it returns. A
-// column read in place (ColumnRawText, ColumnRawBlob) is valid only until row
-// returns.
+// query runs the statement q with args, prepared on first use, and calls row for
+// each row it returns, on the transaction's connection, interrupted if the
+// transaction's context ends. A column read in place (ColumnRawText,
+// ColumnRawBlob) is valid only until row returns.
 func (t *sqliteTx) query(q string, args []any, row func(st *sqlite3.Stmt) error) error {
-	return t.run(q, args, func(st *sqlite3.Stmt) error {
-		for st.Step() {
-			if err := row(st); err != nil {
-				return err
-			}
-		}
-		return st.Err()
-	})
-}
-
-// run binds args to the statement q (prepared on first use) and calls f with it on
-// the transaction's connection, interrupted if the transaction's context ends.
-func (t *sqliteTx) run(q string, args []any, f func(st *sqlite3.Stmt) error) error {
 	return t.Conn.Raw(func(dc any) error {
 		c := dc.(sqlite3drv.Conn).Raw()
 		defer c.SetInterrupt(c.SetInterrupt(t.ctx))
@@ -157,7 +139,12 @@ func (t *sqliteTx) run(q string, args []any, f func(st *sqlite3.Stmt) error) err
 		if err := bind(st, args); err != nil {
 			return err
 		}
-		return f(st)
+		for st.Step() {
+			if err := row(st); err != nil {
+				return err
+			}
+		}
+		return st.Err()
 	})
 }
 

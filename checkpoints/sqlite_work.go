@@ -31,7 +31,7 @@ func (x *workerScan) worker() Worker {
 }
 
 // activeWorkers reads the workers that have not left.
-func activeWorkers(ctx context.Context, tx *sql.Tx) ([]Worker, error) {
+func activeWorkers(ctx context.Context, tx *sqliteTx) ([]Worker, error) {
 	rows, err := tx.QueryContext(ctx, "SELECT "+workerCols+" FROM workers WHERE left_at = 0")
 	if err != nil {
 		return nil, err
@@ -41,7 +41,7 @@ func activeWorkers(ctx context.Context, tx *sql.Tx) ([]Worker, error) {
 }
 
 func (s *SQLite) Join(ctx context.Context, w Worker, lease time.Duration) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return wrap(ctx, "join", err)
 	}
@@ -67,7 +67,7 @@ func (s *SQLite) Join(ctx context.Context, w Worker, lease time.Duration) error 
 }
 
 func (s *SQLite) Heartbeat(ctx context.Context, id string, lease time.Duration, records, bytes int64) ([]Claim, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return nil, wrap(ctx, "heartbeat", err)
 	}
@@ -89,7 +89,7 @@ func (s *SQLite) Heartbeat(ctx context.Context, id string, lease time.Duration, 
 }
 
 func (s *SQLite) Leave(ctx context.Context, id string) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return wrap(ctx, "leave", err)
 	}
@@ -143,7 +143,7 @@ func (s *SQLite) Round(ctx context.Context, scope string, round int64) (RoundSta
 }
 
 func (s *SQLite) Partition(ctx context.Context, scope string, resetListing bool, ranges func() ([]Range, error)) (RoundStatus, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return RoundStatus{}, wrap(ctx, "partition", err)
 	}
@@ -194,7 +194,7 @@ func scanClaim(row interface{ Scan(...any) error }, extra ...any) (Claim, error)
 	return c, err
 }
 
-func sqliteClaims(ctx context.Context, tx *sql.Tx, where string, args ...any) ([]Claim, error) {
+func sqliteClaims(ctx context.Context, tx *sqliteTx, where string, args ...any) ([]Claim, error) {
 	rows, err := tx.QueryContext(ctx, "SELECT "+claimCols+" FROM claims "+where+" ORDER BY scope, round, seq", args...)
 	if err != nil {
 		return nil, err
@@ -204,7 +204,7 @@ func sqliteClaims(ctx context.Context, tx *sql.Tx, where string, args ...any) ([
 }
 
 func (s *SQLite) Claim(ctx context.Context, scope string, round int64, worker string, lease time.Duration) (Claim, bool, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx, false)
 	if err != nil {
 		return Claim{}, false, wrap(ctx, "claim", err)
 	}
